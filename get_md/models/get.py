@@ -1,0 +1,244 @@
+"""GET as a complete model: embeddings, graph construction, encoder and heads.
+
+``GET`` reads the ``MolecularGraph`` tensors (positions in Å) and returns a
+``Dict[str, Tensor]``:
+
+* task ``"energy"`` (potential mode): ``energy`` [G] eV, ``energies`` [N] eV,
+  ``forces`` [N, 3] eV/Å (= -dE/dx by autograd) and, for periodic structures,
+  ``stress`` [G, 3, 3] eV/Å^3;
+* task ``"score"``: ``score`` [G] (pK for affinity models) and ``block_scores`` [B],
+  the per-block contributions that sum to the score;
+* task ``"vectors"``: ``vectors`` [N, 3], the equivariant displacement of each atom
+  predicted by the encoder's coordinate stream.
+
+Graph modes (DESIGN.md): ``mode="score"`` builds k-nearest-neighbour block graphs
+as in the paper; ``mode="potential"`` builds a radius graph whose pair weights
+vanish smoothly at ``cutoff`` so energy is smooth and extensive.
+
+Example:
+    >>> import torch
+    >>> from get_md.graph import MolecularGraph
+    >>> model = GET(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=4.0)
+    >>> g = MolecularGraph.from_atoms(torch.randn(5, 3), torch.tensor([6, 1, 1, 1, 1]))
+    >>> out = model(*g.inputs())
+    >>> sorted(out)
+    ['energies', 'energy', 'forces']
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from get_md import vocab
+from get_md.models.get_layers import GETEncoder, unit_edges_from_block_edges
+from get_md.nn.neighbors import knn_block_edges, radius_graph
+from get_md.nn.radial import PolynomialEnvelope
+from get_md.nn.scatter import scatter_sum
+
+MODES = ("potential", "score")
+TASKS = ("energy", "score", "vectors")
+
+
+class GET(nn.Module):
+    """Generalist Equivariant Transformer with embeddings, graph builder and a task head.
+
+    Args:
+        d_hidden: feature size.
+        d_radial: attention key/value size (GET's "radial" size).
+        n_rbf: radial basis size (divisible by ``n_head``).
+        n_head: attention heads.
+        n_layers: GET layers.
+        d_edge: edge-type embedding size (intra / inter segment).
+        cutoff: Å; radius-graph cutoff in potential mode, radial-basis range in both.
+        mode: ``"potential"`` or ``"score"``.
+        task: ``"energy"``, ``"score"`` or ``"vectors"``.
+        k_neighbors: block neighbours per relation in score mode.
+        sparse_k: atoms of the other block each atom attends to in score mode.
+        knn_radius: Å, candidate search radius for the score-mode block graph.
+        dropout: dropout in the feed-forward networks.
+        compute_forces: return forces (and stress for periodic cells) in energy task.
+        elements: supported atomic numbers (metadata only; None = any).
+    """
+
+    __jit_ignored_attributes__ = ["config"]
+
+    def __init__(
+        self,
+        d_hidden: int = 64,
+        d_radial: int = 32,
+        n_rbf: int = 16,
+        n_head: int = 4,
+        n_layers: int = 3,
+        d_edge: int = 16,
+        cutoff: float = 5.0,
+        mode: str = "potential",
+        task: str = "energy",
+        k_neighbors: int = 9,
+        sparse_k: int = 3,
+        knn_radius: float = 12.0,
+        dropout: float = 0.0,
+        compute_forces: bool = True,
+        elements: Optional[List[int]] = None,
+    ):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.config = dict(
+            d_hidden=d_hidden, d_radial=d_radial, n_rbf=n_rbf, n_head=n_head, n_layers=n_layers,
+            d_edge=d_edge, cutoff=cutoff, mode=mode, task=task, k_neighbors=k_neighbors,
+            sparse_k=sparse_k, knn_radius=knn_radius, dropout=dropout,
+            compute_forces=compute_forces, elements=elements,
+        )
+        self.family = "get"
+        self.mode = mode
+        self.task = task
+        self.cutoff = float(cutoff)
+        self.k_neighbors = k_neighbors
+        self.sparse_k = sparse_k
+        self.knn_radius = float(knn_radius)
+        self.compute_forces = compute_forces
+        self.smooth = mode == "potential"
+
+        self.atom_embedding = nn.Embedding(vocab.MAX_ATOMIC_NUMBER + 1, d_hidden)
+        self.block_embedding = nn.Embedding(vocab.NUM_BLOCK_TYPES, d_hidden)
+        self.position_embedding = nn.Embedding(vocab.NUM_ATOM_POSITIONS, d_hidden)
+        self.edge_embedding = nn.Embedding(2, max(d_edge, 1))
+        self.use_edge_attr = d_edge > 0
+        self.encoder = GETEncoder(
+            d_hidden, d_radial, 1, n_rbf, cutoff=cutoff, d_edge=d_edge, n_layers=n_layers,
+            n_head=n_head, dropout=dropout, sparse_k=sparse_k if mode == "score" else 0,
+        )
+        self.envelope = PolynomialEnvelope(5)
+        self.head = nn.Sequential(nn.SiLU(), nn.Linear(d_hidden, d_hidden), nn.SiLU(), nn.Linear(d_hidden, 1))
+        # per-element reference energies (eV), fitted to the training set before training
+        self.atom_ref = nn.Embedding(vocab.MAX_ATOMIC_NUMBER + 1, 1)
+        nn.init.zeros_(self.atom_ref.weight)
+        # output scale (eV per unit of the head) and shift, set from training data
+        self.register_buffer("energy_scale", torch.ones(()))
+
+    # ---------------------------------------------------------------- graphs
+    def _score_pairs(
+        self, positions: torch.Tensor, block_ids: torch.Tensor, batch_ids: torch.Tensor, segment_ids: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            edges, etype = knn_block_edges(positions, block_ids, batch_ids, segment_ids, self.k_neighbors, self.knn_radius)
+            ps, pd, pg, ga, ge, er = unit_edges_from_block_edges(
+                block_ids, edges, positions.unsqueeze(1), self.sparse_k
+            )
+        return ps, pd, pg, ga, ge, er, etype
+
+    def _potential_pairs(
+        self,
+        positions: torch.Tensor,
+        block_ids: torch.Tensor,
+        segment_ids: torch.Tensor,
+        atom_batch: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        n_atoms = positions.shape[0]
+        n_blocks = segment_ids.shape[0]
+        with torch.no_grad():
+            center, neighbor, shifts = radius_graph(positions, atom_batch, self.cutoff, cell, pbc)
+            bi, bj = block_ids[center], block_ids[neighbor]
+            edge_keys, pair_edge = torch.unique(bi * n_blocks + bj, return_inverse=True)
+            edge_row = edge_keys // n_blocks
+            edge_col = edge_keys % n_blocks
+            group_keys, pair_group = torch.unique(pair_edge * n_atoms + center, return_inverse=True)
+            group_edge = group_keys // n_atoms
+            group_atom = group_keys % n_atoms
+            etype = (segment_ids[edge_row] != segment_ids[edge_col]).long()
+        return center, neighbor, pair_group, group_atom, group_edge, edge_row, etype, shifts
+
+    # --------------------------------------------------------------- forward
+    def forward(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        n_graphs = cell.shape[0]
+        atom_batch = batch_ids[block_ids]
+        want_forces = self.task == "energy" and self.compute_forces
+        want_stress = want_forces and bool(pbc.any())
+
+        pos_leaf = positions
+        if want_forces and not pos_leaf.requires_grad:
+            pos_leaf = pos_leaf.detach().requires_grad_(True)
+        pos = pos_leaf
+        strain = torch.zeros(n_graphs, 3, 3, dtype=positions.dtype, device=positions.device)
+        if want_stress:
+            strain.requires_grad_(True)
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            pos = pos + torch.bmm(pos.unsqueeze(1), sym[atom_batch]).squeeze(1)
+            cell = cell + torch.bmm(cell, sym)
+
+        H = (
+            self.atom_embedding(atomic_numbers)
+            + self.block_embedding(block_types[block_ids])
+            + self.position_embedding(atom_positions)
+        )
+        Z = pos.unsqueeze(1)
+        pair_weight: Optional[torch.Tensor] = None
+        pair_shift: Optional[torch.Tensor] = None
+        if self.smooth:
+            ps, pd, pg, ga, ge, er, etype, shifts = self._potential_pairs(
+                pos, block_ids, segment_ids, atom_batch, cell, pbc
+            )
+            shift_vec = torch.bmm(shifts.unsqueeze(1).to(pos.dtype), cell[atom_batch[ps]]).squeeze(1)
+            r = pos[pd] - pos[ps] + shift_vec
+            dist = torch.sqrt((r * r).sum(dim=-1) + 1e-12)
+            pair_weight = self.envelope(dist / self.cutoff)
+            pair_shift = shift_vec
+        else:
+            ps, pd, pg, ga, ge, er, etype = self._score_pairs(pos, block_ids, batch_ids, segment_ids)
+        edge_attr: Optional[torch.Tensor] = None
+        if self.use_edge_attr:
+            edge_attr = self.edge_embedding(etype)
+
+        H, Z_out = self.encoder.run(
+            H, Z, block_ids, batch_ids, edge_attr, ps, pd, pg, pair_weight, pair_shift,
+            ga, ge, er, not self.smooth,
+        )
+
+        out: Dict[str, torch.Tensor] = {}
+        if self.task == "energy":
+            energies = self.head(H).squeeze(-1) * self.energy_scale + self.atom_ref(atomic_numbers).squeeze(-1)
+            energy = scatter_sum(energies, atom_batch, n_graphs)
+            out["energy"] = energy
+            out["energies"] = energies
+            if want_forces:
+                inputs = [pos_leaf, strain] if want_stress else [pos_leaf]
+                grads = torch.autograd.grad(
+                    [energy.sum()], inputs, create_graph=self.training, allow_unused=True
+                )
+                g0 = grads[0]
+                if g0 is None:
+                    g0 = torch.zeros_like(positions)
+                out["forces"] = -g0
+                if want_stress:
+                    g1 = grads[1]
+                    if g1 is None:
+                        g1 = torch.zeros_like(strain)
+                    volume = torch.abs(torch.linalg.det(cell)).clamp(min=1e-12)
+                    out["stress"] = g1 / volume.view(-1, 1, 1)
+        elif self.task == "score":
+            block_h = scatter_sum(H, block_ids, batch_ids.shape[0])
+            block_h = torch.nn.functional.normalize(block_h, dim=-1)
+            block_scores = self.head(block_h).squeeze(-1)
+            out["block_scores"] = block_scores
+            out["score"] = scatter_sum(block_scores, batch_ids, n_graphs)
+        else:
+            out["vectors"] = (Z_out - Z)[:, 0, :]
+        return out
