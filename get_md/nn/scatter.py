@@ -70,14 +70,18 @@ def scatter_softmax(src: torch.Tensor, index: torch.Tensor, dim_size: Optional[i
 
 
 def scatter_std(src: torch.Tensor, index: torch.Tensor, dim_size: Optional[int] = None) -> torch.Tensor:
-    """Unbiased standard deviation per group (N - 1 in the denominator, 0 for singletons)."""
+    """Unbiased standard deviation per group: sqrt(sum (x - mean)^2 / (max(n - 1, 1) + 1e-6)).
+
+    The 1e-6 keeps the result (and its gradient) finite for constant groups; it is
+    the convention of GET's reference implementation, kept for numerical parity.
+    """
     size = _dim_size(index, dim_size)
     mean = scatter_mean(src, index, size)
     dev = src - mean[index]
     ss = scatter_sum(dev * dev, index, size)
     count = scatter_count(index, size, src.dtype)
     shape = [size] + [1] * (src.dim() - 1)
-    var = ss / (count - 1.0).clamp(min=1.0).view(shape)
+    var = ss / ((count - 1.0).clamp(min=1.0) + 1e-6).view(shape)
     return torch.sqrt(var)
 
 
