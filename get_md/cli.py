@@ -1,0 +1,353 @@
+"""The ``get-md`` command.
+
+Subcommands are added by *registrars*: functions that take the argparse
+sub-parsers object, add one sub-parser, and set its ``func`` default to a
+handler ``func(args) -> int``. Built-in ones live in ``SUBCOMMANDS``; workflow
+modules are listed in ``EXTERNAL_SUBCOMMANDS`` as ``"module:registrar"`` and are
+imported when the parser is built (keep those modules light at import time:
+import RDKit, mdtraj, OpenMM inside the handler). A module that fails to import
+still gets a sub-command that reports the import error when used.
+
+Errors from bad input (``ValueError``, ``OSError``, ``KeyError``) print one line
+``get-md: error: ...`` and exit with code 2; ``--traceback`` shows the traceback.
+
+Example:
+    >>> from get_md.cli import main
+    >>> main(["info", "model.pt", "--json"])  # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+Registrar = Callable[[Any], None]
+
+#: Exit code for bad input.
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+# ----------------------------------------------------------------------------- info
+def _format_value(value: Any, nested: bool = False) -> str:
+    if isinstance(value, dict):
+        text = ", ".join(f"{k}={_format_value(v, True)}" for k, v in value.items())
+        return f"{{{text}}}" if nested else (text or "-")
+    if isinstance(value, list):
+        text = ", ".join(_format_value(v, True) for v in value)
+        return f"[{text}]" if nested else (text or "-")
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "-" if value is None else str(value)
+
+
+def format_metadata(meta: dict, source: str = "") -> str:
+    """Readable multi-line text of a model file's metadata.
+
+    Example:
+        >>> print(format_metadata({"family": "get", "task": "energy"}))
+        family            get
+        task              energy
+    """
+    lines = [f"model file        {source}"] if source else []
+    order = ["description", "family", "task", "units", "cutoff", "elements", "block_vocabulary",
+             "inputs", "outputs", "config", "format_version", "get_md_version", "torch_version",
+             "created", "weights_sha256"]
+    keys = [k for k in order if k in meta] + [k for k in meta if k not in order and k != "training"]
+    for k in keys:
+        v = meta[k]
+        if k == "cutoff" and isinstance(v, (int, float)):
+            text = f"{v:g} Å"
+        elif k == "elements" and v is None:
+            text = "not restricted"
+        else:
+            text = _format_value(v)
+        lines.append(f"{k:<17} {text}")
+    training = meta.get("training") or {}
+    if training:
+        lines.append("training")
+        for k, v in training.items():
+            if k == "config" and isinstance(v, dict):
+                v = {kk: vv for kk, vv in v.items() if vv not in (None, {}, [])}
+            lines.append(f"  {k:<15} {_format_value(v)}")
+    return "\n".join(lines)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from get_md import export, zoo
+
+    if args.model is None:
+        models = zoo.available()
+        if args.json:
+            print(json.dumps(models, indent=2))
+        elif not models:
+            print("no shipped models; give a model file: get-md info MODEL.pt")
+        else:
+            for name, info in models.items():
+                mark = " (default potential)" if name == zoo.DEFAULT_POTENTIAL else (
+                    " (default score)" if name == zoo.DEFAULT_SCORE else "")
+                print(f"{name:<24} {info.get('family', '?'):<11} {info.get('task', '?'):<8} "
+                      f"{info.get('description', '')}{mark}")
+        return 0
+    path = export.resolve_model_path(args.model)
+    meta = export.load(path)[1] if args.verify else export.read_metadata(path)
+    if args.json:
+        print(json.dumps(meta, indent=2))
+    else:
+        print(format_metadata(meta, str(path)))
+        if args.verify:
+            print("integrity         OK (archive checksums and weights SHA-256 verified)")
+    return 0
+
+
+def _register_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="show a model file's metadata (or list shipped models)",
+                       description="Show the metadata of a model file or shipped model; "
+                                   "without MODEL, list the shipped models.")
+    p.add_argument("model", nargs="?", metavar="MODEL", help="model file or shipped model name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="load the model and check archive checksums and the weights digest")
+    p.set_defaults(func=_cmd_info)
+
+
+# ----------------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    from get_md.train import load_config, train
+
+    config = load_config(args.config)
+    overrides = {"output_dir": args.output_dir, "device": args.device,
+                 "max_epochs": args.max_epochs, "dtype": args.dtype, "seed": args.seed}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    if args.no_resume:
+        config.resume = False
+    if args.quiet:
+        config.verbose = False
+    config.validate()
+    result = train(config, command=args.command_line)
+    print(f"best epoch {result.best_epoch}, valid loss {result.best_valid_loss:.6g}; "
+          f"model: {result.model_path}")
+    return 0
+
+
+def _register_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model from a config file (resumes if interrupted)",
+                       description="Train a model as the JSON/YAML config file says. Rerunning "
+                                   "with the same output directory resumes from its checkpoint.")
+    p.add_argument("config", metavar="CONFIG", help="training config (.json, or .yaml with PyYAML)")
+    p.add_argument("--output-dir", "-o", help="override the config's output_dir")
+    p.add_argument("--device", help="override the device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--dtype", choices=["float32", "float64"], help="override the dtype")
+    p.add_argument("--max-epochs", type=int, help="override max_epochs")
+    p.add_argument("--seed", type=int, help="override the seed")
+    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-epoch lines")
+    p.set_defaults(func=_cmd_train)
+
+
+# ----------------------------------------------------------------------------- export
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from get_md import export
+    from get_md.train import load_config
+    from get_md.train.loop import build_model_for
+
+    src = Path(args.checkpoint)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: checkpoint not found")
+    try:
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{src}: cannot read checkpoint ({e})") from e
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{src}: not a checkpoint or state dict")
+    if "model" in ckpt and isinstance(ckpt["model"], dict):
+        state, family, model_config = ckpt["model"], ckpt.get("family"), ckpt.get("model_config")
+    elif all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        state, family, model_config = ckpt, None, None
+    else:
+        raise ValueError(f"{src}: not a get_md checkpoint (checkpoint.pt / best.pt) or a state dict")
+    meta: dict[str, Any] = {}
+    if args.config:
+        cfg_path = Path(args.config)
+        data = json.loads(cfg_path.read_text()) if cfg_path.suffix == ".json" else None
+        if data is not None and "model" not in data and "family" not in data:
+            model_config = data  # a plain map of hyper-parameters
+        else:
+            cfg = load_config(cfg_path)
+            family, model_config = cfg.family, cfg.model
+            meta.update(cfg.export_metadata)
+            meta["training"] = {"config": cfg.to_dict()}
+    if args.family:
+        family = args.family
+    if not family or model_config is None:
+        raise ValueError(f"{src}: holds no model family/config; pass --config (training config "
+                         "or JSON of hyper-parameters) and --family")
+    model = build_model_for(family, model_config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{src}: weights do not fit a {family} model with this config "
+                         f"({str(e).splitlines()[0]})") from e
+    if args.elements:
+        meta["elements"] = [e.strip() for e in args.elements.split(",") if e.strip()]
+    if args.description:
+        meta["description"] = args.description
+    meta["command"] = args.command_line
+    if "epoch" in ckpt:
+        meta["metrics"] = {"epoch": int(ckpt["epoch"]),
+                           **({"valid_loss": float(ckpt["valid_loss"])} if "valid_loss" in ckpt else {}),
+                           **(ckpt.get("valid_metrics") or {})}
+    written = export.save(model, args.out, meta)
+    print(f"wrote {args.out} ({written['family']}, task {written['task']}, "
+          f"sha256 {written['weights_sha256'][:12]}...)")
+    return 0
+
+
+def _register_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a checkpoint as a self-describing TorchScript file",
+                       description="Export checkpoint.pt / best.pt (or a state dict with --config) "
+                                   "as a model file that runs with torch.jit.load alone.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt, best.pt or a state dict")
+    p.add_argument("out", metavar="OUT", help="model file to write (.pt)")
+    p.add_argument("--config", help="training config, or JSON of model hyper-parameters")
+    p.add_argument("--family", help="model family (get, geomformer) if the checkpoint lacks it")
+    p.add_argument("--elements", help="comma-separated supported elements, e.g. H,C,N,O")
+    p.add_argument("--description", help="one-line description stored in the metadata")
+    p.set_defaults(func=_cmd_export)
+
+
+# ----------------------------------------------------------------------------- registry
+#: Built-in subcommands: name -> registrar.
+SUBCOMMANDS: dict[str, Registrar] = {
+    "info": _register_info,
+    "train": _register_train,
+    "export": _register_export,
+}
+
+#: Subcommands provided by other modules: name -> "module:registrar" (imported lazily).
+EXTERNAL_SUBCOMMANDS: dict[str, str] = {
+    "rescore-poses": "get_md.workflows.poses:register_cli",
+    "rescore-traj": "get_md.workflows.trajectory:register_cli",
+    "nbody": "get_md.workflows.nbody:register_cli",
+    "md": "get_md.workflows.md:register_cli",
+}
+
+
+def register_subcommand(name: str, registrar: Registrar) -> None:
+    """Add (or replace) a subcommand; ``registrar(subparsers)`` adds a parser with ``func``.
+
+    Example:
+        >>> def reg(sub):
+        ...     p = sub.add_parser("hello", help="say hello")
+        ...     p.set_defaults(func=lambda args: print("hello") or 0)
+        >>> register_subcommand("hello", reg)
+        >>> main(["hello"])
+        hello
+        0
+    """
+    SUBCOMMANDS[name] = registrar
+
+
+def _unavailable(name: str, target: str, error: BaseException) -> Registrar:
+    def registrar(sub: Any) -> None:
+        p = sub.add_parser(name, help=f"(unavailable: {error.__class__.__name__})",
+                           add_help=False, prefix_chars="\0")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def fail(args: argparse.Namespace) -> int:
+            raise RuntimeError(f"'{name}' is unavailable: importing {target} failed ({error})")
+
+        p.set_defaults(func=fail)
+
+    return registrar
+
+
+def _external_registrars() -> dict[str, Registrar]:
+    out: dict[str, Registrar] = {}
+    for name, target in EXTERNAL_SUBCOMMANDS.items():
+        if name in SUBCOMMANDS:
+            continue
+        mod_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
+                continue  # not written / not installed: no such subcommand
+            out[name] = _unavailable(name, target, e)
+            continue
+        except Exception as e:  # a broken module must not break the other commands
+            out[name] = _unavailable(name, target, e)
+            continue
+        fn = getattr(module, attr, None)
+        if fn is None:
+            out[name] = _unavailable(name, target, AttributeError(f"{mod_name} has no {attr}"))
+        else:
+            out[name] = fn
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``get-md`` argument parser with every registered subcommand."""
+    import get_md
+
+    parser = argparse.ArgumentParser(
+        prog="get-md",
+        description="GET / GeoMFormer equivariant transformers for molecular simulation.",
+    )
+    parser.add_argument("--version", action="version", version=f"get-md {get_md.__version__}")
+    parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for registrar in {**SUBCOMMANDS, **_external_registrars()}.values():
+        registrar(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``get-md`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Example:
+        >>> main(["--version"])  # doctest: +SKIP
+        get-md 0.1.0
+        0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors (code 2)
+        return int(e.code or 0) if not isinstance(e.code, str) else EXIT_BAD_INPUT
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    args.command_line = shlex.join(["get-md", *argv])
+    debug = args.traceback or os.environ.get("GET_MD_TRACEBACK", "") not in ("", "0")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("get-md: interrupted (rerun the same command to resume where supported)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError, KeyError, RuntimeError) as e:
+        if debug:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        text = str(msg).strip().splitlines()[0] if str(msg).strip() else e.__class__.__name__
+        if isinstance(e, RuntimeError):
+            text += " (rerun with --traceback for details)"
+        print(f"get-md: error: {text}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""Exported model files: self-describing TorchScript archives with integrity checks.
+
+A model file is a TorchScript archive (``torch.jit.save``) holding the scripted
+model plus an extra file ``metadata.json``:
+
+=================  ============================================================
+key                meaning
+=================  ============================================================
+format_version     int, this file format's version (see ``FORMAT_VERSION``)
+family             "get" or "geomformer"
+task               "energy", "score" or "vectors"
+units              physical units of inputs and outputs (Å, eV, eV/Å, pK, ...)
+cutoff             float, Å
+elements           element symbols the model supports (null: not restricted)
+block_vocabulary   name and size of the block-type vocabulary (``get_md.vocab``)
+config             hyper-parameters: ``build_model(family, **config)`` rebuilds it
+inputs / outputs   forward argument names and output keys
+training           provenance: dataset, command, metrics (whatever was given)
+get_md_version     package version that wrote the file
+torch_version      torch version that wrote the file
+created            UTC time, ISO 8601
+weights_sha256     SHA-256 of the weights (see :func:`weights_sha256`)
+=================  ============================================================
+
+The file runs with plain ``torch.jit.load`` and nothing of get_md::
+
+    m = torch.jit.load("model.pt")
+    out = m(positions, atomic_numbers, block_ids, atom_positions, block_types,
+            segment_ids, batch_ids, cell, pbc)      # Dict[str, Tensor]
+
+Example:
+    >>> from get_md import export
+    >>> meta = export.save(model, "model.pt", {"dataset": "spice-2k"})  # doctest: +SKIP
+    >>> module, meta = export.load("model.pt")                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import torch
+
+#: Version written by :func:`save`.
+FORMAT_VERSION = 1
+#: Newest version :func:`load` understands.
+SUPPORTED_FORMAT_VERSION = 1
+METADATA_NAME = "metadata.json"
+
+#: Forward arguments, in order (see ``MolecularGraph.inputs``).
+INPUT_NAMES = [
+    "positions", "atomic_numbers", "block_ids", "atom_positions", "block_types",
+    "segment_ids", "batch_ids", "cell", "pbc",
+]
+#: Output keys by task (``forces`` with compute_forces, ``stress`` for periodic cells only).
+TASK_OUTPUTS = {
+    "energy": ["energy", "energies", "forces", "stress"],
+    "score": ["score", "block_scores"],
+    "vectors": ["vectors"],
+}
+TASK_UNITS = {
+    "energy": {"length": "angstrom", "energy": "eV", "force": "eV/angstrom",
+               "stress": "eV/angstrom^3"},
+    "score": {"length": "angstrom", "score": "pK"},
+    "vectors": {"length": "angstrom", "vectors": "angstrom"},
+}
+# keys computed by save(); a caller's metadata cannot override them
+_COMPUTED = {"format_version", "weights_sha256", "get_md_version", "torch_version", "created",
+             "inputs"}
+_TRAINING_KEYS = ("dataset", "command", "metrics")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, damaged or incompatible; the message names the path."""
+
+
+# ----------------------------------------------------------------------------- digest
+def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict: for each key in sorted order, name, dtype, shape and raw bytes.
+
+    The digest depends on values only, not on device or memory layout.
+
+    Example:
+        >>> import torch
+        >>> len(weights_sha256(torch.nn.Linear(2, 2).state_dict()))
+        64
+    """
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        h.update(name.encode("utf-8") + b"\0")
+        if not isinstance(t, torch.Tensor):  # extra state: hash its repr
+            h.update(b"object\0" + repr(t).encode("utf-8") + b"\0")
+            continue
+        t = t.detach().to("cpu").contiguous()
+        h.update(str(t.dtype).encode() + b"\0")
+        h.update(struct.pack(f"<{t.dim() + 1}q", t.dim(), *t.shape))
+        flat = t.reshape(-1)
+        if flat.numel():
+            if flat.is_complex():
+                flat = torch.view_as_real(flat).reshape(-1)
+            h.update(flat.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- save
+def _element_symbols(elements: Any) -> Optional[list[str]]:
+    if elements is None:
+        return None
+    from get_md import vocab
+
+    out = []
+    for e in list(elements):
+        if isinstance(e, str):
+            out.append(vocab.ELEMENTS[vocab.atomic_number(e)])
+        else:
+            z = int(e)
+            if not 0 < z <= vocab.MAX_ATOMIC_NUMBER:
+                raise ValueError(f"element {e!r} is not an atomic number")
+            out.append(vocab.ELEMENTS[z])
+    return out
+
+
+def _block_vocabulary() -> dict:
+    from get_md import vocab
+
+    return {
+        "name": "get_md.vocab",
+        "size": vocab.NUM_BLOCK_TYPES,
+        "ligand_offset": vocab.LIGAND_OFFSET,
+        "atom_positions": vocab.NUM_ATOM_POSITIONS,
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    """JSON-safe copy (tensors and numpy scalars to lists / numbers, paths to strings)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if isinstance(obj, torch.dtype):
+        return str(obj).replace("torch.", "")
+    return str(obj)
+
+
+def build_metadata(model: torch.nn.Module, metadata: Optional[Mapping[str, Any]] = None) -> dict:
+    """The metadata :func:`save` writes, without ``weights_sha256`` and ``created``.
+
+    Values come from the model's attributes (``family``, ``task``, ``cutoff``,
+    ``config``, ``elements``) and from ``metadata`` (``elements``, ``dataset``,
+    ``command``, ``metrics``, ``training`` and any extra keys such as ``description``).
+    """
+    import get_md
+
+    user = dict(metadata or {})
+    bad = sorted(_COMPUTED & set(user))
+    if bad:
+        raise ValueError(f"metadata keys {bad} are computed by save() and cannot be given")
+
+    family = getattr(model, "family", None) or user.get("family")
+    task = getattr(model, "task", None) or user.get("task")
+    cutoff = getattr(model, "cutoff", None)
+    if cutoff is None:
+        cutoff = user.get("cutoff")
+    for key in ("family", "task", "cutoff"):
+        user.pop(key, None)
+    if not family or not task:
+        raise ValueError("model has no 'family' / 'task' attribute and metadata gives none")
+    if task not in TASK_OUTPUTS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASK_OUTPUTS)}")
+    config = getattr(model, "config", None)  # absent on scripted modules (jit-ignored)
+    given_config = user.pop("config", None) or user.pop("model_config", None)
+    if config is None:
+        config = given_config or {}
+    # first non-empty of: caller's metadata, model attribute, model config ([] = any element)
+    elements = None
+    for candidate in (user.pop("elements", None), getattr(model, "elements", None),
+                      dict(config).get("elements")):
+        if candidate is not None and len(candidate) > 0:
+            elements = candidate
+            break
+    training = dict(user.pop("training", None) or {})
+    for key in _TRAINING_KEYS:
+        if key in user:
+            training[key] = user.pop(key)
+    units = dict(TASK_UNITS[task])
+    units.update(user.pop("units", None) or {})
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "family": str(family),
+        "task": str(task),
+        "units": units,
+        "cutoff": None if cutoff is None else float(cutoff),
+        "elements": _element_symbols(elements),
+        "block_vocabulary": user.pop("block_vocabulary", None) or _block_vocabulary(),
+        "config": _jsonable(dict(config)),
+        "inputs": list(INPUT_NAMES),
+        "outputs": user.pop("outputs", None) or list(TASK_OUTPUTS[task]),
+        "training": _jsonable(training),
+        "get_md_version": get_md.__version__,
+        "torch_version": torch.__version__,
+    }
+    meta.update(_jsonable(user))
+    return meta
+
+
+def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str, Any]] = None) -> dict:
+    """Script ``model`` and write it with its metadata to ``path`` (atomically).
+
+    Args:
+        model: a get_md model (or an already scripted one) with ``family``, ``task``,
+            ``config`` and ``cutoff`` attributes.
+        path: output file, conventionally ``*.pt``.
+        metadata: extra metadata: ``elements`` (symbols or atomic numbers),
+            ``dataset``, ``command``, ``metrics`` (stored under ``training``),
+            ``description`` and any other JSON-serialisable keys.
+
+    Returns:
+        The metadata written.
+
+    Example:
+        >>> meta = save(model, "potential.pt", {"elements": ["H", "C", "O"],
+        ...                                     "dataset": "md17-aspirin"})  # doctest: +SKIP
+        >>> meta["weights_sha256"][:8]                                      # doctest: +SKIP
+        '3f1a9c2e'
+    """
+    path = Path(path)
+    meta = build_metadata(model, metadata)
+    if isinstance(model, torch.jit.ScriptModule):
+        scripted = model
+    else:
+        was_training = model.training
+        model.eval()
+        try:
+            scripted = torch.jit.script(model)
+        finally:
+            model.train(was_training)
+    scripted.eval()
+    meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    meta["weights_sha256"] = weights_sha256(scripted.state_dict())
+    text = json.dumps(meta, indent=2, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.jit.save(scripted, tmp, _extra_files={METADATA_NAME: text})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return meta
+
+
+# ----------------------------------------------------------------------------- load
+def _check_archive(path: Path) -> zipfile.ZipFile:
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, not a model file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not zipfile.is_zipfile(path):
+        if head == b"PK\x03\x04":
+            raise ModelFileError(f"{path}: model file is truncated or damaged (incomplete zip archive)")
+        raise ModelFileError(f"{path}: not a get_md model file (not a TorchScript zip archive)")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelFileError(f"{path}: model file is damaged ({e})") from e
+
+
+def _metadata_member(zf: zipfile.ZipFile) -> Optional[str]:
+    for name in zf.namelist():
+        parts = name.split("/")
+        if len(parts) == 3 and parts[1] == "extra" and parts[2] == METADATA_NAME:
+            return name
+    return None
+
+
+def _read_metadata_zip(path: Path, zf: zipfile.ZipFile) -> dict:
+    member = _metadata_member(zf)
+    if member is None:
+        raise ModelFileError(
+            f"{path}: no {METADATA_NAME} in the archive; not a get_md model file "
+            "(write model files with get_md.export.save)"
+        )
+    try:
+        meta = json.loads(zf.read(member).decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ModelFileError(f"{path}: {METADATA_NAME} is damaged ({e})") from e
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: {METADATA_NAME} is not a JSON object")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{path}: {METADATA_NAME} has no integer format_version")
+    if version > SUPPORTED_FORMAT_VERSION:
+        import get_md
+
+        raise ModelFileError(
+            f"{path}: model file format version {version} is newer than this get_md "
+            f"({get_md.__version__}) supports (<= {SUPPORTED_FORMAT_VERSION}); upgrade get_md"
+        )
+    if version < 1:
+        raise ModelFileError(f"{path}: invalid model file format version {version}")
+    return meta
+
+
+def read_metadata(path: PathLike) -> dict:
+    """Read a model file's metadata without loading its weights.
+
+    Raises:
+        ModelFileError: missing file, not a model archive, no metadata, unsupported version.
+
+    Example:
+        >>> read_metadata("potential.pt")["task"]  # doctest: +SKIP
+        'energy'
+    """
+    path = Path(path)
+    with _check_archive(path) as zf:
+        return _read_metadata_zip(path, zf)
+
+
+def load(path: PathLike, device: Union[str, torch.device] = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
+    """Load a model file, checking archive integrity, format version and weights digest.
+
+    Args:
+        path: a file written by :func:`save`.
+        device: where to put the module.
+
+    Returns:
+        ``(module, metadata)``; the module is a ``torch.jit.ScriptModule`` in eval mode.
+
+    Raises:
+        ModelFileError: the file is missing, not a TorchScript archive, truncated or
+            corrupted, has no metadata, a newer format version, or weights whose
+            SHA-256 differs from the metadata.
+
+    Example:
+        >>> module, meta = load("potential.pt")            # doctest: +SKIP
+        >>> out = module(*graph.inputs())                  # doctest: +SKIP
+    """
+    path = Path(path)
+    with _check_archive(path) as zf:
+        meta = _read_metadata_zip(path, zf)
+        try:
+            bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise ModelFileError(f"{path}: model file is damaged ({e})") from e
+        if bad is not None:
+            raise ModelFileError(f"{path}: model file is corrupted (checksum error in {bad})")
+    try:
+        module = torch.jit.load(str(path), map_location=device)
+    except Exception as e:  # torch raises RuntimeError and friends for damaged archives
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: cannot load TorchScript model ({first})") from e
+    expected = meta.get("weights_sha256")
+    if not expected:
+        raise ModelFileError(f"{path}: {METADATA_NAME} has no weights_sha256")
+    actual = weights_sha256(module.state_dict())
+    if actual != expected:
+        raise ModelFileError(
+            f"{path}: weights do not match the metadata (SHA-256 {actual[:12]}... != "
+            f"{str(expected)[:12]}...); the file is corrupted or was modified"
+        )
+    module.eval()
+    return module, meta
+
+
+def _parse_dtype(dtype: Union[None, str, torch.dtype]) -> Optional[torch.dtype]:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).replace("torch.", "")
+    aliases = {"float": "float32", "double": "float64", "half": "float16", "fp32": "float32",
+               "fp64": "float64"}
+    name = aliases.get(name, name)
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"unknown floating dtype {dtype!r}")
+    return value
+
+
+def resolve_model_path(name_or_path: Optional[PathLike] = None, task: str = "energy") -> Path:
+    """A model file path from a shipped model name, a path, or None (the default for ``task``).
+
+    Example:
+        >>> resolve_model_path("some/dir/model.pt")
+        PosixPath('some/dir/model.pt')
+    """
+    from get_md import zoo
+
+    if name_or_path is None:
+        name = zoo.DEFAULT_SCORE if task == "score" else zoo.DEFAULT_POTENTIAL
+        return zoo.path(name)
+    p = Path(name_or_path)
+    text = os.fspath(name_or_path)
+    looks_like_path = p.exists() or os.sep in text or "/" in text or p.suffix in {".pt", ".pth", ".ts"}
+    if looks_like_path:
+        return p
+    return zoo.path(text)
+
+
+def load_model(
+    name_or_path: Optional[PathLike] = None,
+    device: Union[str, torch.device] = "cpu",
+    dtype: Union[None, str, torch.dtype] = None,
+    task: str = "energy",
+) -> tuple[torch.jit.ScriptModule, dict]:
+    """Load a shipped model by name (see ``get_md.zoo``) or a model file by path.
+
+    Args:
+        name_or_path: zoo name, file path, or None for the default model of ``task``.
+        device: target device.
+        dtype: floating dtype for weights (e.g. ``torch.float64`` or ``"float64"``);
+            None keeps the file's.
+        task: which default to use when ``name_or_path`` is None ("energy" or "score").
+
+    Returns:
+        ``(module, metadata)`` as :func:`load`.
+
+    Example:
+        >>> module, meta = load_model("model.pt", dtype="float64")  # doctest: +SKIP
+    """
+    path = resolve_model_path(name_or_path, task)
+    module, meta = load(path, device=device)
+    dt = _parse_dtype(dtype)
+    if dt is not None:
+        module = module.to(dtype=dt)
+    return module, meta

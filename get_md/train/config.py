@@ -1,0 +1,217 @@
+"""Training configuration: the :class:`TrainConfig` dataclass and JSON / YAML config files.
+
+A config file holds the fields of :class:`TrainConfig` (JSON; YAML when PyYAML is
+installed). Relative paths in a file (``train_data``, ``valid_data``,
+``output_dir``) are taken relative to the file's folder.
+
+Example config (``train.json``)::
+
+    {
+      "family": "get",
+      "model": {"hidden_size": 64, "n_layers": 3, "task": "energy"},
+      "train_data": "data/train.pt",
+      "valid_fraction": 0.1,
+      "max_blocks": 300,
+      "lr": 1e-3, "lr_gamma": 0.98, "max_epochs": 200, "patience": 20,
+      "loss_weights": {"energy": 1.0, "forces": 10.0},
+      "output_dir": "runs/get-energy"
+    }
+
+Example:
+    >>> cfg = TrainConfig(family="get", model={"hidden_size": 32}, train_data="train.pt")
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class ConfigError(ValueError):
+    """An invalid training configuration; the message names the file and the field."""
+
+
+# fields that may change between a run and its resumption
+RESUMABLE_CHANGES = frozenset({
+    "max_epochs", "patience", "device", "output_dir", "resume", "verbose", "plot",
+    "export_metadata", "train_data", "valid_data", "dataset", "valid_dataset", "model_factory",
+})
+_OBJECT_FIELDS = ("dataset", "valid_dataset", "model_factory")
+_PATH_FIELDS = ("train_data", "valid_data", "output_dir")
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`get_md.train.train` needs.
+
+    Attributes:
+        family: "get", "geomformer", or "package.module:factory" for a custom model.
+        model: hyper-parameters for ``build_model(family, **model)``.
+        train_data: dataset file (``MolecularDataset.save``); or give ``dataset``.
+        valid_data: validation dataset file; if absent, ``valid_fraction`` of the
+            training data is held out (seeded split).
+        dataset: a ``MolecularDataset`` object instead of ``train_data`` (not saved to files).
+        valid_dataset: a ``MolecularDataset`` object instead of ``valid_data``.
+        valid_fraction: held-out fraction when no validation data is given.
+        max_blocks: block budget per batch (dynamic batching).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        lr_gamma: learning rate factor applied after every epoch (ExponentialLR).
+        max_epochs: last epoch (1-based, counted over resumptions).
+        patience: stop after this many epochs without validation improvement.
+        min_delta: improvement smaller than this does not count.
+        grad_clip: max gradient norm (None: no clipping).
+        loss_weights: target -> weight; None weighs every target of the data by 1.
+        loss: "mse" or "mae" (or a map target -> kind).
+        energy_per_atom: energy errors divided by atom counts.
+        fit_energy_reference: before the first epoch, fit the model's per-element
+            reference energies and output scale to the training data
+            (see ``get_md.train.loop.fit_energy_statistics``).
+        seed: seeds model init, split and batch order.
+        device: "cpu", "cuda", "cuda:1", ...
+        dtype: "float32" or "float64".
+        output_dir: where log.csv, curves.png, checkpoint.pt, best.pt, model.pt go.
+        resume: continue from ``output_dir/checkpoint.pt`` if it exists.
+        plot: write curves.png every epoch.
+        verbose: print one line per epoch.
+        export_metadata: extra metadata for the exported model (elements, description, ...).
+        model_factory: a callable returning the model (overrides ``family``; not saved).
+    """
+
+    family: str = "get"
+    model: dict = field(default_factory=dict)
+    train_data: Optional[str] = None
+    valid_data: Optional[str] = None
+    dataset: Any = field(default=None, repr=False, compare=False)
+    valid_dataset: Any = field(default=None, repr=False, compare=False)
+    valid_fraction: float = 0.1
+    max_blocks: int = 300
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_gamma: float = 0.99
+    max_epochs: int = 100
+    patience: int = 20
+    min_delta: float = 0.0
+    grad_clip: Optional[float] = 10.0
+    loss_weights: Optional[dict] = None
+    loss: Union[str, dict] = "mse"
+    energy_per_atom: bool = True
+    fit_energy_reference: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    output_dir: str = "runs/train"
+    resume: bool = True
+    plot: bool = True
+    verbose: bool = True
+    export_metadata: dict = field(default_factory=dict)
+    model_factory: Optional[Callable[..., Any]] = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> TrainConfig:
+        """Check values; raise :class:`ConfigError` naming the field."""
+        def need(cond: bool, name: str, what: str) -> None:
+            if not cond:
+                raise ConfigError(f"{name} must be {what}, got {getattr(self, name)!r}")
+
+        need(isinstance(self.model, dict), "model", "a map of hyper-parameters")
+        need(0.0 < self.valid_fraction < 1.0, "valid_fraction", "in (0, 1)")
+        need(int(self.max_blocks) > 0, "max_blocks", "positive")
+        need(self.lr > 0, "lr", "positive")
+        need(0.0 < self.lr_gamma <= 1.0, "lr_gamma", "in (0, 1]")
+        need(int(self.max_epochs) >= 1, "max_epochs", ">= 1")
+        need(int(self.patience) >= 1, "patience", ">= 1")
+        need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "positive or null")
+        need(self.dtype in ("float32", "float64"), "dtype", '"float32" or "float64"')
+        need(self.loss_weights is None or isinstance(self.loss_weights, dict), "loss_weights",
+             "a map target -> weight")
+        return self
+
+    # ----------------------------------------------------------------- dicts
+    def to_dict(self) -> dict:
+        """JSON-serialisable fields (dataset objects and factories left out)."""
+        d = {}
+        for f in fields(self):
+            if f.name in _OBJECT_FIELDS:
+                continue
+            v = getattr(self, f.name)
+            d[f.name] = json.loads(json.dumps(v, default=str)) if isinstance(v, (dict, list)) else v
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a mapping; unknown keys are an error naming them and the valid ones."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: a training config must be a map of fields")
+        names = {f.name for f in fields(cls)} - set(_OBJECT_FIELDS)
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown config fields {unknown}; valid fields: {sorted(names)}")
+        try:
+            return cls(**dict(data))
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from e
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from e
+
+    def differences(self, other: Mapping[str, Any]) -> list[str]:
+        """Fields (outside ``RESUMABLE_CHANGES``) whose value differs from the dict ``other``."""
+        mine = self.to_dict()
+        return sorted(k for k, v in mine.items()
+                      if k not in RESUMABLE_CHANGES and k in other and other[k] != v)
+
+
+def load_config(path: PathLike) -> TrainConfig:
+    """Read a :class:`TrainConfig` from a ``.json`` (or ``.yaml``/``.yml``) file.
+
+    Relative paths in the file are resolved against the file's folder.
+
+    Raises:
+        ConfigError: missing or unparsable file, unknown fields, invalid values.
+
+    Example:
+        >>> cfg = load_config("configs/train.json")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as e:
+            raise ConfigError(f"{path}: YAML configs need PyYAML (pip install pyyaml); or use JSON") from e
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML ({e})") from e
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"{path}: invalid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a training config must be a map of fields")
+    data = dict(data)
+    for key in _PATH_FIELDS:
+        value = data.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            data[key] = str(path.parent / value)
+    return TrainConfig.from_dict(data, source=str(path))
+
+
+def save_config(config: TrainConfig, path: PathLike) -> None:
+    """Write ``config.to_dict()`` as JSON."""
+    Path(path).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+__all__ = ["ConfigError", "TrainConfig", "load_config", "save_config"]

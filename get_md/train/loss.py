@@ -1,0 +1,146 @@
+"""Weighted per-target losses (MSE or MAE) and epoch metrics.
+
+Energy errors can be taken per atom (``energy_per_atom``), so that structures of
+different size weigh alike. Forces and vectors errors are per Cartesian component.
+
+Example:
+    >>> import torch
+    >>> loss_fn = WeightedLoss({"energy": 1.0, "forces": 10.0})
+    >>> out = {"energy": torch.tensor([1.0]), "forces": torch.zeros(2, 3)}
+    >>> ref = {"energy": torch.tensor([0.0]), "forces": torch.zeros(2, 3)}
+    >>> loss, terms = loss_fn(out, ref, num_atoms=torch.tensor([2]))
+    >>> float(loss)
+    0.25
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Union
+
+import torch
+
+from get_md.train.data import TARGETS
+
+KINDS = ("mse", "mae")
+
+
+class LossError(ValueError):
+    """Model outputs and targets that do not fit together."""
+
+
+class WeightedLoss:
+    """Σ_t w_t · L_t with L_t the MSE or MAE of target t.
+
+    Args:
+        weights: target name -> weight (targets with weight 0 are only monitored).
+        kind: "mse" or "mae", for all targets or per target.
+        energy_per_atom: divide energy errors by the structure's atom count.
+    """
+
+    def __init__(self, weights: Mapping[str, float], kind: Union[str, Mapping[str, str]] = "mse",
+                 energy_per_atom: bool = True) -> None:
+        unknown = sorted(set(weights) - set(TARGETS))
+        if unknown:
+            raise LossError(f"unknown loss targets {unknown}; expected some of {sorted(TARGETS)}")
+        self.weights = {k: float(v) for k, v in weights.items()}
+        kinds = {k: kind for k in self.weights} if isinstance(kind, str) else dict(kind)
+        for k in self.weights:
+            kinds.setdefault(k, "mse")
+        bad = {k: v for k, v in kinds.items() if v not in KINDS}
+        if bad:
+            raise LossError(f"loss kind must be one of {KINDS}, got {bad}")
+        self.kinds = kinds
+        self.energy_per_atom = bool(energy_per_atom)
+
+    @property
+    def targets(self) -> list[str]:
+        return sorted(self.weights)
+
+    def errors(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+               num_atoms: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """Prediction minus reference for each weighted target (energy per atom if set)."""
+        errs = {}
+        for name in self.targets:
+            if name not in targets:
+                raise LossError(f"loss needs target {name!r} but the data has {sorted(targets)}")
+            if name not in outputs:
+                hint = " (does the model compute forces?)" if name == "forces" else ""
+                raise LossError(
+                    f"loss needs model output {name!r} but the model gives {sorted(outputs)}{hint}"
+                )
+            pred, ref = outputs[name], targets[name].to(outputs[name].dtype)
+            if pred.shape != ref.shape:
+                raise LossError(f"output {name!r} has shape {tuple(pred.shape)}, target {tuple(ref.shape)}")
+            err = pred - ref
+            if name == "energy" and self.energy_per_atom:
+                if num_atoms is None:
+                    raise LossError("energy_per_atom needs the atom count of each structure")
+                err = err / num_atoms.to(err)
+            errs[name] = err
+        return errs
+
+    def reduce(self, errs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted total and per-target losses from :meth:`errors`."""
+        terms = {}
+        total: Optional[torch.Tensor] = None
+        for name, err in errs.items():
+            term = err.pow(2).mean() if self.kinds[name] == "mse" else err.abs().mean()
+            terms[name] = term
+            total = self.weights[name] * term if total is None else total + self.weights[name] * term
+        if total is None:
+            raise LossError("no loss targets")
+        return total, terms
+
+    def __call__(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+                 num_atoms: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of one batch: ``(total, {target: term})``.
+
+        Args:
+            outputs: model outputs.
+            targets: batched targets (see ``collate``).
+            num_atoms: [G] atom count per structure (for ``energy_per_atom``).
+        """
+        return self.reduce(self.errors(outputs, targets, num_atoms))
+
+    def epoch_loss(self, metrics: MetricAccumulator) -> float:
+        """The loss over a whole epoch from accumulated errors (independent of batching)."""
+        total = 0.0
+        for name in self.targets:
+            total += self.weights[name] * metrics.mean(name, self.kinds[name])
+        return total
+
+
+class MetricAccumulator:
+    """Sums of absolute and squared errors over an epoch; MAE and RMSE per target.
+
+    Example:
+        >>> import torch
+        >>> acc = MetricAccumulator()
+        >>> acc.update({"energy": torch.tensor([1.0, -3.0])})
+        >>> acc.compute()["energy_mae"]
+        2.0
+    """
+
+    def __init__(self) -> None:
+        self.abs: dict[str, float] = {}
+        self.sq: dict[str, float] = {}
+        self.count: dict[str, int] = {}
+
+    def update(self, errs: Mapping[str, torch.Tensor]) -> None:
+        for name, err in errs.items():
+            e = err.detach().double()
+            self.abs[name] = self.abs.get(name, 0.0) + float(e.abs().sum())
+            self.sq[name] = self.sq.get(name, 0.0) + float(e.pow(2).sum())
+            self.count[name] = self.count.get(name, 0) + e.numel()
+
+    def mean(self, name: str, kind: str = "mse") -> float:
+        n = max(self.count.get(name, 0), 1)
+        return (self.sq.get(name, 0.0) if kind == "mse" else self.abs.get(name, 0.0)) / n
+
+    def compute(self) -> dict[str, float]:
+        """``{"<target>_mae": ..., "<target>_rmse": ...}`` for each target seen."""
+        out = {}
+        for name in sorted(self.count):
+            out[f"{name}_mae"] = self.mean(name, "mae")
+            out[f"{name}_rmse"] = self.mean(name, "mse") ** 0.5
+        return out

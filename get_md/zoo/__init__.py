@@ -1,0 +1,169 @@
+"""Shipped model files and their registry (``get_md/zoo/registry.json``).
+
+The registry maps a model name to a file in this folder::
+
+    {
+      "format_version": 1,
+      "default_potential": "get-potential",
+      "default_score": "get-score",
+      "models": {
+        "get-potential": {"file": "get-potential.pt", "description": "...",
+                          "family": "get", "task": "energy"}
+      }
+    }
+
+Example:
+    >>> from get_md import zoo
+    >>> isinstance(zoo.available(), dict)
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+ZOO_DIR = Path(__file__).resolve().parent
+REGISTRY_PATH = ZOO_DIR / "registry.json"
+
+#: Names used when a registry does not name its defaults.
+_FALLBACK_POTENTIAL = "get-potential"
+_FALLBACK_SCORE = "get-score"
+
+
+class ZooError(ValueError):
+    """Unknown or missing shipped model; the message lists the available names."""
+
+
+def _read_registry(path: Path = REGISTRY_PATH) -> dict:
+    if not path.exists():
+        return {"format_version": 1, "models": {}}
+    try:
+        reg = json.loads(path.read_text())
+    except ValueError as e:
+        raise ZooError(f"{path}: model registry is not valid JSON ({e})") from e
+    if not isinstance(reg, dict) or not isinstance(reg.get("models", {}), dict):
+        raise ZooError(f"{path}: model registry must be an object with a 'models' map")
+    reg.setdefault("models", {})
+    return reg
+
+
+def registry() -> dict:
+    """The registry as stored in ``registry.json`` (re-read on every call)."""
+    return _read_registry()
+
+
+_REG = _read_registry()
+#: Name of the default interatomic potential (used when no model is given).
+DEFAULT_POTENTIAL: str = _REG.get("default_potential") or _FALLBACK_POTENTIAL
+#: Name of the default pose / affinity scoring model.
+DEFAULT_SCORE: str = _REG.get("default_score") or _FALLBACK_SCORE
+del _REG
+
+
+def _names_text(models: dict) -> str:
+    return ", ".join(sorted(models)) if models else "none (no model files are shipped yet)"
+
+
+def available() -> dict[str, dict[str, Any]]:
+    """Shipped models: name -> summary (file, path, present, and metadata where readable).
+
+    Example:
+        >>> for name, info in available().items():  # doctest: +SKIP
+        ...     print(name, info["task"], info["description"])
+    """
+    from get_md import export
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in _read_registry()["models"].items():
+        info = dict(entry)
+        p = ZOO_DIR / str(entry.get("file", f"{name}.pt"))
+        info["path"] = str(p)
+        info["present"] = p.exists()
+        if p.exists():
+            try:
+                meta = export.read_metadata(p)
+            except export.ModelFileError as e:
+                info["error"] = str(e)
+            else:
+                for key in ("family", "task", "cutoff", "elements", "units", "description"):
+                    if key in meta and key not in info:
+                        info[key] = meta[key]
+                info.setdefault("metrics", (meta.get("training") or {}).get("metrics"))
+        out[name] = info
+    return out
+
+
+def path(name: str) -> Path:
+    """File of the shipped model ``name``.
+
+    Raises:
+        ZooError: unknown name (the message lists the available ones) or missing file.
+
+    Example:
+        >>> path(DEFAULT_POTENTIAL)  # doctest: +SKIP
+        PosixPath('.../get_md/zoo/get-potential.pt')
+    """
+    models = _read_registry()["models"]
+    if name not in models:
+        raise ZooError(f"unknown model {name!r}; shipped models: {_names_text(models)}")
+    p = ZOO_DIR / str(models[name].get("file", f"{name}.pt"))
+    if not p.exists():
+        raise ZooError(f"shipped model {name!r} is registered but its file {p} is missing")
+    return p
+
+
+def register(
+    name: str,
+    model_file: Union[str, os.PathLike[str]],
+    description: str = "",
+    default: Optional[str] = None,
+    registry_path: Union[str, os.PathLike[str], None] = None,
+) -> dict:
+    """Copy a model file into the zoo folder and add it to the registry (for maintainers).
+
+    Args:
+        name: registry name, e.g. ``"get-potential"``.
+        model_file: a file written by ``get_md.export.save`` (checked with ``load``).
+        description: one line shown by ``get-md info``.
+        default: ``"potential"`` or ``"score"`` to make it the default of that kind.
+        registry_path: registry to update (default: the package's ``registry.json``).
+
+    Returns:
+        The registry entry written.
+
+    Example:
+        >>> register("get-potential", "runs/spice/model.pt", "GET potential, SPICE subset",
+        ...          default="potential")  # doctest: +SKIP
+    """
+    from get_md import export
+
+    src = Path(model_file)
+    _, meta = export.load(src)
+    reg_path = Path(registry_path) if registry_path is not None else REGISTRY_PATH
+    reg = _read_registry(reg_path)
+    dest = reg_path.parent / f"{name}.pt"
+    if src.resolve() != dest.resolve():
+        shutil.copyfile(src, dest)
+    entry = {
+        "file": dest.name,
+        "description": description or meta.get("description", ""),
+        "family": meta["family"],
+        "task": meta["task"],
+        "weights_sha256": meta["weights_sha256"],
+    }
+    reg["models"][name] = entry
+    if default is not None:
+        if default not in ("potential", "score"):
+            raise ValueError(f"default must be 'potential' or 'score', got {default!r}")
+        reg[f"default_{default}"] = name
+    fd, tmp = tempfile.mkstemp(dir=reg_path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(reg, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, reg_path)
+    return entry

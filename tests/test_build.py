@@ -1,0 +1,517 @@
+"""Structure builders (get_md.build) on real files, and their errors on malformed ones."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+
+from get_md import vocab
+from get_md.build import (
+    GraphError,
+    autodock_element,
+    from_ase,
+    from_mdtraj,
+    from_mmcif,
+    from_mol2,
+    from_openmm,
+    from_pdb,
+    from_pdbqt,
+    from_rdkit,
+    from_sdf,
+    iter_poses,
+    make_complex,
+    pocket_complex,
+    read_pose_records,
+    read_poses,
+    residue_kind,
+    select_pocket,
+    topology_template,
+)
+from get_md.graph import TENSOR_FIELDS, MolecularGraph, batch_graphs
+
+DATA = Path(__file__).parent / "data"
+REC = DATA / "prolif" / "rec.pdb"
+LIG_PDB = DATA / "prolif" / "lig.pdb"
+TOP = DATA / "prolif" / "top.pdb"
+POSES_SDF = DATA / "prolif" / "vina_output.sdf"
+POSES_MOL2 = DATA / "prolif" / "vina_output.mol2"
+POSE_PDBQT = DATA / "prolif" / "vina_output_ligand_1.pdbqt"
+P1IA1 = DATA / "posebusters" / "1ia1" / "1ia1_protein_one_lig_removed.pdb"
+L1IA1 = DATA / "posebusters" / "1ia1" / "1ia1_ligand.sdf"
+
+
+def _prolif_traj_xtc() -> Path:
+    import prolif
+
+    return Path(os.path.dirname(prolif.__file__)) / "data" / "traj.xtc"
+
+
+def _atom_lines(path: Path) -> list[str]:
+    return [ln for ln in path.read_text().splitlines() if ln.startswith(("ATOM", "HETATM"))]
+
+
+def _write(tmp_path: Path, name: str, lines) -> Path:
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n" if isinstance(lines, list) else lines)
+    return p
+
+
+def _same_graph(a: MolecularGraph, b: MolecularGraph) -> bool:
+    return all(torch.equal(getattr(a, f), getattr(b, f)) for f in TENSOR_FIELDS) and (
+        a.names == b.names and a.block_labels == b.block_labels
+    )
+
+
+@pytest.fixture(scope="module")
+def rec() -> MolecularGraph:
+    return from_pdb(REC)
+
+
+@pytest.fixture(scope="module")
+def poses() -> list[MolecularGraph]:
+    return from_sdf(POSES_SDF)
+
+
+# ------------------------------------------------------------------- PDB family
+def test_pdb_receptor_matches_mdtraj(rec):
+    top = md.load_topology(str(REC))
+    assert rec.num_graphs == 1
+    assert rec.num_atoms == top.n_atoms == 4988
+    assert rec.num_blocks == top.n_residues == 302
+    assert rec.block_labels[0] == "A:38:TYR" and rec.block_labels[-1] == "B:387:LYS"
+    assert vocab.block_type_name(int(rec.block_types[0])) == "TYR"
+    assert rec.segment_ids.tolist() == [0] * 302
+    assert int((rec.atomic_numbers == 1).sum()) == sum(a.element.symbol == "H" for a in top.atoms)
+    # atom position codes: CA -> "A", CB -> "B", backbone N -> ""
+    names = [a.name for a in top.atoms]
+    ca = names.index("CA")
+    assert vocab.ATOM_POSITIONS[int(rec.atom_positions[ca])] == "A"
+    assert vocab.ATOM_POSITIONS[int(rec.atom_positions[names.index("N")])] == ""
+    ref = md.load(str(REC)).xyz[0] * 10.0
+    assert np.allclose(rec.positions.numpy(), ref, atol=1e-4)
+    assert not bool(rec.pbc.any()) and float(rec.cell.abs().sum()) == 0.0
+
+
+def test_pdb_selection_options(rec):
+    heavy = from_pdb(REC, hydrogens=False)
+    assert heavy.num_atoms == int((rec.atomic_numbers != 1).sum())
+    assert heavy.num_blocks == rec.num_blocks
+    chain_b = from_pdb(REC, chains=["B"], segment_id=3)
+    assert all(lab.startswith("B:") for lab in chain_b.block_labels)
+    assert set(chain_b.segment_ids.tolist()) == {3}
+    some = from_pdb(REC, residues=["A:38", ("B", 387), 39])
+    assert some.block_labels == ["A:38:TYR", "A:39:ILE", "B:387:LYS"]
+    periodic = from_pdb(TOP, periodic=True)
+    assert periodic.pbc.all()
+    assert torch.allclose(periodic.cell[0].diagonal(), torch.tensor([89.691, 87.957, 102.020]))
+
+
+def test_pdb_ligand_atoms_are_blocks():
+    g = from_pdb(TOP)
+    top = md.load_topology(str(TOP))
+    lig_atoms = top.select("resname LIG")
+    assert g.num_atoms == top.n_atoms
+    assert g.num_blocks == (top.n_residues - 1) + lig_atoms.size  # 302 residues + 79 atoms
+    lig = g.block_ids[torch.as_tensor(lig_atoms)]
+    z = g.atomic_numbers[torch.as_tensor(lig_atoms)]
+    assert torch.equal(g.block_types[lig], z + vocab.LIGAND_OFFSET)
+    assert (g.atom_positions[torch.as_tensor(lig_atoms)] == vocab.SMALL_MOLECULE_POSITION).all()
+    assert g.block_labels[-1] == "G:1:LIG:H7"
+
+
+def test_waters_and_ions(tmp_path):
+    lines = _atom_lines(REC)[:27]  # first residue, TYR A 38
+    lines += [
+        "HETATM 9001  O   HOH W   1      10.000  10.000  10.000  1.00  0.00           O",
+        "HETATM 9002  H1  HOH W   1      10.957  10.000  10.000  1.00  0.00           H",
+        "HETATM 9003  H2  HOH W   1       9.760  10.927  10.000  1.00  0.00           H",
+        "HETATM 9004 NA    NA I   2      20.000  20.000  20.000  1.00  0.00          NA",
+        "HETATM 9005 ZN    ZN I   3      25.000  20.000  20.000  1.00  0.00          ZN",
+    ]
+    p = _write(tmp_path, "with_water.pdb", lines)
+    dry = from_pdb(p)
+    assert [vocab.block_type_name(int(t)) for t in dry.block_types] == ["TYR", "ION", "ION"]
+    wet = from_pdb(p, waters=True)
+    assert [vocab.block_type_name(int(t)) for t in wet.block_types] == ["TYR", "HOH", "ION", "ION"]
+    assert wet.num_atoms == 27 + 3 + 2
+
+
+def test_residue_kinds():
+    assert residue_kind("HSD", [7, 6, 6, 6]) == "protein"
+    assert residue_kind("MSE", [7, 6, 6, 34]) == "protein"  # modified residue, from the wwPDB dictionary
+    assert residue_kind("DA5", [15, 8, 8]) == "nucleic"
+    assert residue_kind("WAT", [8, 1, 1]) == "water"
+    assert residue_kind("CL", [17]) == "ion"
+    assert residue_kind("LIG", [6, 6, 8]) == "ligand"
+
+
+def test_mmcif_matches_pdb(tmp_path):
+    import biotite.structure.io.pdb as pdb
+    import biotite.structure.io.pdbx as pdbx
+
+    array = pdb.PDBFile.read(str(P1IA1)).get_structure(model=1)
+    cif = pdbx.CIFFile()
+    pdbx.set_structure(cif, array)
+    path = tmp_path / "1ia1.cif"
+    cif.write(str(path))
+    a, b = from_pdb(P1IA1), from_mmcif(path)
+    for f in ("positions", "atomic_numbers", "block_ids", "atom_positions", "block_types"):
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+    assert a.block_labels == b.block_labels
+
+
+def test_multimodel_pdb(tmp_path):
+    atoms = _atom_lines(LIG_PDB)
+    shifted = [ln[:30] + f"{float(ln[30:38]) + 5.0:8.3f}" + ln[38:] for ln in atoms]
+    p = _write(tmp_path, "two_models.pdb", ["MODEL        1", *atoms, "ENDMDL", "MODEL        2", *shifted, "ENDMDL"])
+    m1, m2 = from_pdb(p), from_pdb(p, model=2)
+    assert torch.allclose(m2.positions[:, 0] - m1.positions[:, 0], torch.full((79,), 5.0), atol=1e-3)
+    assert "model 2" in m2.names[0]
+    with pytest.raises(GraphError, match=r"two_models\.pdb.*model 3"):
+        from_pdb(p, model=3)
+
+
+def _pdbqt_line(pdb_line: str) -> str:
+    el = pdb_line[76:78].strip()
+    ad = {"C": "C", "N": "NA", "O": "OA", "S": "SA", "H": "HD"}[el]
+    return pdb_line[:66] + "    +0.000 " + ad
+
+
+def test_pdbqt_receptor(tmp_path):
+    lines = _atom_lines(REC)[:60]
+    p = _write(tmp_path, "receptor.pdbqt", ["REMARK  receptor", *(_pdbqt_line(ln) for ln in lines)])
+    q = from_pdbqt(p)
+    ref = from_pdb(_write(tmp_path, "receptor.pdb", lines))
+    assert torch.equal(q.atomic_numbers, ref.atomic_numbers)
+    assert torch.equal(q.block_types, ref.block_types) and q.block_labels == ref.block_labels
+    assert torch.equal(q.positions, ref.positions)
+    assert [autodock_element(t) for t in ("A", "OA", "NA", "HD", "SA", "Cl", "Na", "CG0")] == [
+        "C", "O", "N", "H", "S", "Cl", "Na", "C"
+    ]
+
+
+# ------------------------------------------------------------- small molecules
+def test_sdf_matches_rdkit(poses):
+    mols = [m for m in Chem.SDMolSupplier(str(POSES_SDF), removeHs=False)]
+    assert len(poses) == len(mols) == 9
+    for g, m in zip(poses, mols, strict=True):
+        assert g.num_atoms == g.num_blocks == m.GetNumAtoms() == 79
+        z = torch.tensor([a.GetAtomicNum() for a in m.GetAtoms()])
+        assert torch.equal(g.atomic_numbers, z)
+        assert torch.equal(g.block_types, z + vocab.LIGAND_OFFSET)
+        assert torch.allclose(g.positions, torch.as_tensor(m.GetConformer().GetPositions()).float())
+    assert poses[3].names[0].endswith("vina_output.sdf#4")
+
+
+def test_sdf_tags_become_properties(tmp_path):
+    first = POSES_SDF.read_text().split("$$$$\n")[0]
+    p = _write(tmp_path, "tagged.sdf", first + "> <minimizedAffinity>\n-7.5\n\n$$$$\n")
+    (record,) = read_pose_records(p)
+    assert record.properties["minimizedAffinity"] == -7.5
+    assert record.mol.GetNumAtoms() == record.graph.num_atoms == 79
+    index, graph = record
+    assert index == 1 and graph is record.graph
+
+
+def test_sdf_gz_mol2_and_dispatch(tmp_path, poses):
+    gz = tmp_path / "poses.sdf.gz"
+    gz.write_bytes(gzip.compress(POSES_SDF.read_bytes()))
+    zipped = read_poses(gz)
+    mol2 = from_mol2(POSES_MOL2)
+    assert len(zipped) == len(mol2) == 9
+    for a, b, c in zip(poses, zipped, mol2, strict=True):
+        assert torch.equal(a.positions, b.positions)
+        assert torch.equal(a.atomic_numbers, c.atomic_numbers)
+        assert torch.allclose(a.positions, c.positions, atol=1e-3)
+    ligand = read_poses(LIG_PDB)
+    assert len(ligand) == 1 and ligand[0].num_blocks == 79
+    assert len(read_poses(L1IA1)) == 1  # single record without a $$$$ terminator
+    with pytest.raises(GraphError, match=r"poses\.xyz.*unknown pose format"):
+        read_poses(_write(tmp_path, "poses.xyz", "3\n\n"))
+
+
+def test_vina_pdbqt_models_and_scores(tmp_path):
+    text = POSE_PDBQT.read_text()
+    second = text.replace("REMARK VINA RESULT:     -11.8", "REMARK VINA RESULT:     -10.2")
+    p = _write(tmp_path, "vina_out.pdbqt", f"MODEL 1\n{text}ENDMDL\nMODEL 2\n{second}ENDMDL\n")
+    records = read_pose_records(p)
+    assert [r.index for r in records] == [1, 2]
+    assert [r.properties["vina_score"] for r in records] == [-11.8, -10.2]
+    g = records[0].graph
+    elements = [
+        autodock_element(ln.split()[-1]) for ln in text.splitlines() if ln.startswith("HETATM")
+    ]
+    assert g.num_atoms == g.num_blocks == len(elements) == 47
+    assert g.atomic_numbers.tolist() == [vocab.atomic_number(e) for e in elements]
+    single = read_pose_records(POSE_PDBQT)
+    assert len(single) == 1 and single[0].properties["vina_score"] == -11.8
+
+
+def test_from_rdkit_errors():
+    from rdkit.Chem import AllChem
+
+    m = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    with pytest.raises(GraphError, match="ethanol: molecule has no coordinates"):
+        from_rdkit(m, name="ethanol")
+    AllChem.EmbedMolecule(m, randomSeed=7)
+    g = from_rdkit(m, name="ethanol", segment_id=1)
+    assert g.num_blocks == 9 and g.segment_ids.tolist() == [1] * 9
+    flat = Chem.MolFromSmiles("CCO")
+    AllChem.Compute2DCoords(flat)
+    with pytest.raises(GraphError, match="2D"):
+        from_rdkit(flat, name="flat")
+    with pytest.raises(GraphError, match="no atoms"):
+        from_rdkit(Chem.Mol(), name="empty")
+
+
+# ------------------------------------------------------------ malformed inputs
+def _sdf_records() -> list[str]:
+    text = POSES_SDF.read_text()
+    return [r for r in text.split("$$$$\n") if r.strip()]
+
+
+def test_truncated_sdf_record_reported_others_parse(tmp_path):
+    records = _sdf_records()
+    lines = records[3].splitlines()
+    records[3] = "\n".join(lines[:40]) + "\n"  # record 4 cut inside its atom block
+    p = _write(tmp_path, "broken.sdf", "".join(r + "$$$$\n" for r in records))
+    results = list(iter_poses(p))
+    assert [i for i, _ in results] == list(range(1, 10))
+    bad = [(i, g) for i, g in results if isinstance(g, Exception)]
+    assert len(bad) == 1 and bad[0][0] == 4
+    msg = str(bad[0][1])
+    assert isinstance(bad[0][1], GraphError) and "broken.sdf" in msg and "record 4" in msg
+    assert "truncated" in msg
+    assert all(g.num_atoms == 79 for i, g in results if i != 4)
+    with pytest.raises(GraphError, match=r"broken\.sdf: record 4"):
+        from_sdf(p)
+
+
+def test_truncated_mol2_record(tmp_path):
+    text = POSES_MOL2.read_text()
+    parts = text.split("@<TRIPOS>MOLECULE")
+    parts[2] = "\n".join(parts[2].splitlines()[:20]) + "\n"  # record 2 loses most atoms and all bonds
+    p = _write(tmp_path, "broken.mol2", "@<TRIPOS>MOLECULE".join(parts))
+    results = {i: g for i, g in iter_poses(p)}
+    assert len(results) == 9
+    assert isinstance(results[2], GraphError)
+    assert "broken.mol2" in str(results[2]) and "record 2" in str(results[2])
+    assert all(isinstance(results[i], MolecularGraph) for i in results if i != 2)
+
+
+def test_sdf_nan_and_empty_records(tmp_path):
+    records = _sdf_records()
+    lines = records[1].splitlines()
+    lines[4] = "       nan" + lines[4][10:]  # first atom of record 2
+    records[1] = "\n".join(lines) + "\n"
+    p = _write(tmp_path, "nan.sdf", "".join(r + "$$$$\n" for r in records[:3]))
+    bad = [g for i, g in iter_poses(p) if i == 2][0]
+    assert isinstance(bad, GraphError) and "nan.sdf" in str(bad) and "record 2" in str(bad)
+    assert "atom 1" in str(bad)
+    empty = _write(tmp_path, "empty.sdf", "")
+    with pytest.raises(GraphError, match=r"empty\.sdf.*no SDF records"):
+        from_sdf(empty)
+    no_atoms = _write(tmp_path, "no_atoms.sdf", "\n  RDKit          3D\n\n  0  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n")
+    with pytest.raises(GraphError, match=r"no_atoms\.sdf: record 1.*no atoms"):
+        read_poses(no_atoms)
+    with pytest.raises(GraphError, match=r"empty\.pdb.*no ATOM/HETATM"):
+        from_pdb(_write(tmp_path, "empty.pdb", ""))
+    with pytest.raises(GraphError, match=r"missing\.sdf: file not found"):
+        from_sdf(tmp_path / "missing.sdf")
+
+
+def test_pdb_unknown_element(tmp_path):
+    lines = _atom_lines(LIG_PDB)
+    lines[4] = lines[4][:76] + "Xx"
+    p = _write(tmp_path, "bad_element.pdb", lines)
+    with pytest.raises(GraphError) as err:
+        from_pdb(p)
+    msg = str(err.value)
+    assert "bad_element.pdb" in msg and "atom 5 (G:1:LIG:" in msg and "'Xx'" in msg
+
+
+def test_pdb_nan_coordinate(tmp_path):
+    lines = _atom_lines(REC)[:60]
+    lines[30] = lines[30][:30] + "     nan" + lines[30][38:]
+    name = lines[30][12:16].strip()
+    with pytest.raises(GraphError) as err:
+        from_pdb(_write(tmp_path, "nan.pdb", lines))
+    msg = str(err.value)
+    assert "nan.pdb" in msg and f"atom 31 (A:39:ILE:{name})" in msg and "non-finite" in msg
+
+
+def test_pdb_truncated_line(tmp_path):
+    lines = _atom_lines(REC)[:60]
+    lines[10] = lines[10][:40]
+    with pytest.raises(GraphError, match=r"truncated\.pdb.*line 11"):
+        from_pdb(_write(tmp_path, "truncated.pdb", lines))
+
+
+def test_pdb_duplicate_atoms(tmp_path):
+    lines = _atom_lines(REC)[:60]
+    dup = [*lines[:9], lines[8], *lines[9:]]  # CA of TYR 38 twice
+    with pytest.raises(GraphError) as err:
+        from_pdb(_write(tmp_path, "dup.pdb", dup))
+    msg = str(err.value)
+    assert "dup.pdb" in msg and "duplicate atoms" in msg and "A:38:TYR:CA" in msg
+    renamed = list(lines)
+    renamed[9] = renamed[9][:12] + " CA " + renamed[9][16:]  # HA renamed CA: same name, new place
+    with pytest.raises(GraphError, match=r"renamed\.pdb: duplicate atoms.*A:38:TYR:CA.*same name"):
+        from_pdb(_write(tmp_path, "renamed.pdb", renamed))
+    stacked = list(lines)
+    stacked[20] = stacked[20][:30] + stacked[40][30:54] + stacked[20][54:]
+    with pytest.raises(GraphError, match=r"stacked\.pdb: duplicate atoms.*identical coordinates"):
+        from_pdb(_write(tmp_path, "stacked.pdb", stacked))
+
+
+def test_empty_selection(tmp_path):
+    with pytest.raises(GraphError, match=r"rec\.pdb: selection is empty"):
+        from_pdb(REC, chains=["Z"])
+    with pytest.raises(GraphError, match=r"rec\.pdb: selection is empty"):
+        from_pdb(REC, residues=["A:9999"])
+
+
+def test_pdbqt_unknown_type(tmp_path):
+    text = POSE_PDBQT.read_text().replace(" 0.220 C ", " 0.220 Qq", 1)
+    p = _write(tmp_path, "bad_type.pdbqt", text)
+    with pytest.raises(GraphError, match=r"bad_type\.pdbqt.*line \d+.*'Qq'"):
+        from_pdbqt(p)
+    records = list(iter_poses(p))
+    assert isinstance(records[0].error, GraphError) and "record 1" in str(records[0].error)
+
+
+# --------------------------------------------------------------- trajectories
+def test_mdtraj_adk_nm_to_angstrom():
+    import MDAnalysis as mda
+    from MDAnalysisTests.datafiles import DCD, PSF
+
+    traj = md.load(DCD, top=PSF)
+    g = from_mdtraj(traj, frame=5)
+    assert g.num_atoms == traj.n_atoms == 3341
+    assert g.num_blocks == traj.n_residues == 214
+    assert torch.equal(g.positions, torch.as_tensor(traj.xyz[5]) * 10.0)
+    universe = mda.Universe(PSF, DCD)  # MDAnalysis reads the DCD in Å
+    universe.trajectory[5]
+    assert np.allclose(g.positions.numpy(), universe.atoms.positions, atol=1e-3)
+    assert not bool(g.pbc.any())
+    ca = traj.topology.select("name CA")
+    assert (g.atom_positions[torch.as_tensor(ca)] == vocab.ATOM_POSITIONS.index("A")).all()
+
+
+def test_mdtraj_template_frames_cell_and_segments():
+    traj = md.load(str(_prolif_traj_xtc()), top=str(TOP), stride=50)
+    tpl = topology_template(traj.topology, segments=["protein", "resname LIG"])
+    ref = from_pdb(TOP)
+    assert torch.equal(tpl.graph.block_types, ref.block_types)
+    assert torch.equal(tpl.graph.atom_positions, ref.atom_positions)
+    assert tpl.graph.segment_ids.bincount().tolist() == [302, 79]
+    for i in range(traj.n_frames):
+        g = tpl.frame(traj, i)
+        assert torch.allclose(g.positions, torch.as_tensor(traj.xyz[i] * 10.0))
+        assert torch.allclose(g.cell[0], torch.as_tensor(traj.unitcell_vectors[i] * 10.0), atol=1e-4)
+        assert g.pbc.all()
+        same = tpl.graph.with_positions(torch.as_tensor(traj.xyz[i] * 10.0))
+        assert torch.equal(same.positions, g.positions) and torch.equal(same.block_ids, g.block_ids)
+    sub = from_mdtraj(traj, frame=1, atom_indices=traj.topology.select("resname LIG"), segments=1)
+    assert sub.num_blocks == 79 and set(sub.segment_ids.tolist()) == {1}
+    with pytest.raises(GraphError, match="selection is empty"):
+        from_mdtraj(traj, atom_indices=[])
+
+
+# ------------------------------------------------------------ ASE and OpenMM
+def test_from_ase():
+    from ase import Atoms
+    from ase.build import bulk, molecule
+
+    eth = molecule("CH3CH2OH")
+    g = from_ase(eth)
+    assert g.num_blocks == g.num_atoms == len(eth)
+    assert torch.allclose(g.positions.double(), torch.as_tensor(eth.positions))
+    cu = from_ase(bulk("Cu", cubic=True))
+    assert cu.pbc.all() and torch.allclose(cu.cell[0].diagonal(), torch.full((3,), 3.61))
+    water = molecule("H2O")
+    two = water + water.copy()
+    two.positions[3:] += 3.0
+    g2 = from_ase(two, blocks=[0, 0, 0, 1, 1, 1], block_names=["HOH", "HOH"])
+    assert [vocab.block_type_name(int(t)) for t in g2.block_types] == ["HOH", "HOH"]
+    with pytest.raises(GraphError, match="periodic direction with a zero-length cell vector"):
+        from_ase(Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]], pbc=True))
+    with pytest.raises(GraphError, match="identical coordinates"):
+        from_ase(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0]]))
+
+
+def test_from_openmm_matches_pdb():
+    from openmm import unit
+    from openmm.app import PDBFile
+
+    pdb = PDBFile(str(TOP))
+    g = from_openmm(pdb.topology, pdb.positions, name="top.pdb via openmm")
+    ref = from_pdb(TOP, periodic=True)
+    assert torch.equal(g.block_types, ref.block_types)
+    assert torch.equal(g.atom_positions, ref.atom_positions)
+    assert torch.allclose(g.positions, ref.positions, atol=1e-4)
+    assert torch.allclose(g.cell, ref.cell, atol=1e-3) and g.pbc.all()
+    nm = np.asarray(pdb.positions.value_in_unit(unit.nanometer))
+    g2 = from_openmm(pdb.topology, nm, atom_indices=np.arange(100))
+    assert g2.num_atoms == 100
+    assert torch.allclose(g2.positions, ref.positions[:100], atol=1e-4)
+
+
+# ---------------------------------------------------------- complexes, pocket
+def test_pocket_complex_1ia1():
+    receptor = from_pdb(P1IA1)
+    ligand = from_sdf(L1IA1)[0]
+    radius = 8.0
+    pocket = select_pocket(receptor, ligand, radius)
+    assert 0 < pocket.num_blocks < receptor.num_blocks
+    # every kept block has an atom within the radius; every dropped block has none
+    d = torch.cdist(receptor.positions, ligand.positions).min(dim=1).values
+    block_min = torch.full((receptor.num_blocks,), float("inf")).scatter_reduce(
+        0, receptor.block_ids, d, reduce="amin"
+    )
+    kept = set(pocket.block_labels)
+    for label, dmin in zip(receptor.block_labels, block_min.tolist(), strict=True):
+        assert (label in kept) == (dmin <= radius)
+    cplx = pocket_complex(receptor, ligand, radius)
+    assert cplx.num_atoms == pocket.num_atoms + ligand.num_atoms
+    assert cplx.segment_ids.tolist() == [0] * pocket.num_blocks + [1] * ligand.num_blocks
+    assert "1ia1_protein_one_lig_removed.pdb" in cplx.names[0] and "1ia1_ligand.sdf" in cplx.names[0]
+
+
+def test_pocket_batch_roundtrip(rec, poses):
+    complexes = [pocket_complex(rec, p, 10.0) for p in poses[:4]]
+    batch = batch_graphs(complexes)
+    assert batch.num_graphs == 4
+    assert batch.num_atoms == sum(c.num_atoms for c in complexes)
+    for a, b in zip(complexes, batch.split(), strict=True):
+        assert _same_graph(a, b)
+
+
+def test_pocket_errors(rec, poses):
+    far = poses[0].positions + 1000.0
+    with pytest.raises(GraphError, match=r"rec\.pdb.*pocket is empty.*closest"):
+        select_pocket(rec, far, 10.0)
+    named = poses[0].with_positions(far)
+    with pytest.raises(GraphError, match=r"rec\.pdb around .*vina_output\.sdf#1"):
+        select_pocket(rec, named, 10.0)
+    with pytest.raises(GraphError, match="ligand has no atoms"):
+        select_pocket(rec, torch.zeros(0, 3), 10.0)
+
+
+def test_make_complex_rejects_ligand_inside_receptor():
+    receptor = from_pdb(TOP)  # contains LIG already
+    ligand = read_poses(LIG_PDB)[0]
+    with pytest.raises(GraphError, match=r"top\.pdb.*also in the receptor file"):
+        make_complex(receptor, ligand)
+    protein = from_pdb(TOP, chains=["A", "B"])
+    cplx = make_complex(protein, ligand)
+    assert cplx.segment_ids.bincount().tolist() == [302, 79]
+    assert re.search(r"lig\.pdb", cplx.names[0])

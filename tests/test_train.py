@@ -1,0 +1,337 @@
+"""Training: datasets, dynamic batching, losses, the loop (resume), and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Dict
+
+import pytest
+import torch
+from torch import nn
+
+from get_md import export
+from get_md.cli import main
+from get_md.graph import MolecularGraph
+from get_md.train import (
+    BlockBatchSampler,
+    DatasetError,
+    MetricAccumulator,
+    MolecularDataset,
+    Sample,
+    TrainConfig,
+    TrainError,
+    WeightedLoss,
+    collate,
+    train,
+)
+
+TIMING = ("epoch_time_s", "elapsed_s")
+TINY_GET = dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=4.0)
+
+
+# ----------------------------------------------------------------------------- fixtures
+def make_dataset(n: int = 16, seed: int = 0, blocks_per_sample: bool = False) -> MolecularDataset:
+    """Small molecules (H, C, O) with Morse-like pair energies and exact forces."""
+    gen = torch.Generator().manual_seed(seed)
+    eps = {1: 0.3, 6: 0.6, 8: 0.5}
+    samples = []
+    for i in range(n):
+        na = int(torch.randint(3, 7, (1,), generator=gen))
+        z = torch.tensor([1, 6, 8])[torch.randint(0, 3, (na,), generator=gen)]
+        while True:
+            pos = torch.rand(na, 3, generator=gen, dtype=torch.float64) * 3.0
+            if (torch.cdist(pos, pos) + 10 * torch.eye(na)).min() > 0.9:
+                break
+        pos.requires_grad_(True)
+        e = torch.tensor([eps[int(a)] for a in z], dtype=torch.float64)
+        d = (pos[:, None] - pos[None]).pow(2).sum(-1).add(torch.eye(na)).sqrt()
+        pair = (e[:, None] * e[None]).sqrt() * ((1 - torch.exp(-1.5 * (d - 1.3))) ** 2 - 1)
+        energy = pair.triu(1).sum() - 0.5 * z.double().sum()
+        forces = -torch.autograd.grad(energy, pos)[0]
+        g = MolecularGraph.from_atoms(pos.detach().float(), z, name=f"mol{i}")
+        samples.append(Sample(g, {"energy": energy.detach().float().reshape(1),
+                                  "forces": forces.float()}))
+    return MolecularDataset(samples, name="synthetic")
+
+
+class PairPotential(nn.Module):
+    """A tiny invariant, scriptable energy model: element embeddings + smooth pair sums.
+
+    Stands in for GET in the loop-mechanics tests, which need many fast epochs.
+    """
+
+    __jit_ignored_attributes__ = ["config"]
+
+    def __init__(self, hidden: int = 16, n_rbf: int = 8, cutoff: float = 4.0,
+                 compute_forces: bool = True):
+        super().__init__()
+        self.config = dict(hidden=hidden, n_rbf=n_rbf, cutoff=cutoff, compute_forces=compute_forces)
+        self.family = "pair"
+        self.task = "energy"
+        self.cutoff = float(cutoff)
+        self.compute_forces = compute_forces
+        self.embed = nn.Embedding(119, hidden)
+        self.register_buffer("centers", torch.linspace(0.5, cutoff, n_rbf))
+        self.radial = nn.Linear(n_rbf, hidden)
+        self.out = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        self.atom_ref = nn.Embedding(119, 1)
+        nn.init.zeros_(self.atom_ref.weight)
+        self.register_buffer("energy_scale", torch.ones(()))
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
+                block_ids: torch.Tensor, atom_positions: torch.Tensor, block_types: torch.Tensor,
+                segment_ids: torch.Tensor, batch_ids: torch.Tensor, cell: torch.Tensor,
+                pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if self.compute_forces and not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+        atom_batch = batch_ids[block_ids]
+        n = positions.shape[0]
+        eye = torch.eye(n, dtype=torch.bool, device=positions.device)
+        same = (atom_batch[:, None] == atom_batch[None, :]) & ~eye
+        diff = positions[:, None, :] - positions[None, :, :]
+        d = ((diff * diff).sum(-1) + (~same).to(positions.dtype)).sqrt()
+        env = torch.where(same & (d < self.cutoff),
+                          0.5 * (torch.cos(math.pi * d / self.cutoff) + 1.0), torch.zeros_like(d))
+        rbf = torch.exp(-4.0 * (d[:, :, None] - self.centers) ** 2) * env[:, :, None]
+        h = self.embed(atomic_numbers)
+        msg = (self.radial(rbf) * h[None, :, :]).sum(1)
+        energies = self.out(h + msg).squeeze(-1) * self.energy_scale
+        energies = energies + self.atom_ref(atomic_numbers).squeeze(-1)
+        energy = torch.zeros(cell.shape[0], dtype=positions.dtype,
+                             device=positions.device).index_add(0, atom_batch, energies)
+        out = {"energy": energy, "energies": energies}
+        if self.compute_forces:
+            grads = torch.autograd.grad([energy.sum()], [positions], create_graph=self.training)
+            g = grads[0]
+            assert g is not None
+            out["forces"] = -g
+        return out
+
+
+@pytest.fixture(scope="module")
+def dataset() -> MolecularDataset:
+    return make_dataset()
+
+
+def pair_config(dataset: MolecularDataset, out: Path, **kw) -> TrainConfig:
+    base = dict(family="pair", model={"hidden": 16}, dataset=dataset, model_factory=PairPotential,
+                valid_fraction=0.25, max_blocks=12, lr=1e-2, lr_gamma=0.9, max_epochs=4,
+                output_dir=str(out), verbose=False, loss_weights={"energy": 1.0, "forces": 1.0})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------------------------- data
+def test_dataset_save_load_round_trip(dataset, tmp_path):
+    dataset.save(tmp_path / "ds.pt")
+    back = MolecularDataset.load(tmp_path / "ds.pt")
+    assert len(back) == len(dataset) and back.target_names == ["energy", "forces"]
+    for a, b in zip(dataset.samples, back.samples, strict=True):
+        for x, y in zip(a.graph.inputs(), b.graph.inputs(), strict=True):
+            assert torch.equal(x, y)
+        assert all(torch.equal(a.targets[k], b.targets[k]) for k in a.targets)
+        assert a.graph.names == b.graph.names
+
+
+def test_dataset_errors(dataset, tmp_path):
+    g = dataset[0].graph
+    with pytest.raises(DatasetError, match="forces"):
+        Sample(g, {"forces": torch.zeros(g.num_atoms + 1, 3)})
+    with pytest.raises(DatasetError, match="unknown target"):
+        Sample(g, {"charge": torch.zeros(1)})
+    with pytest.raises(DatasetError, match="same"):
+        MolecularDataset([dataset[0], Sample(dataset[1].graph, {"energy": torch.zeros(1)})])
+    with pytest.raises(DatasetError, match="not found"):
+        MolecularDataset.load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(DatasetError, match="junk.pt"):
+        MolecularDataset.load(tmp_path / "junk.pt")
+
+
+# ----------------------------------------------------------------------------- batching
+def test_block_batching_respects_budget_and_covers_each_sample_once():
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.randint(1, 30, (57,), generator=gen).tolist()
+    sampler = BlockBatchSampler(counts, max_blocks=40, seed=5)
+    orders = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        assert all(sum(counts[i] for i in b) <= 40 for b in batches)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(len(counts)))
+        # greedy filling: a batch closes only when the next sample would not fit
+        for b, nxt in zip(batches[:-1], batches[1:], strict=True):
+            assert sum(counts[i] for i in b) + counts[nxt[0]] > 40
+        orders.append(flat)
+    assert orders[0] != orders[1]
+    again = BlockBatchSampler(counts, max_blocks=40, seed=5)
+    again.set_epoch(1)
+    assert [i for b in again for i in b] == orders[1]
+
+
+def test_oversized_sample_gets_its_own_batch():
+    with pytest.warns(UserWarning, match="more than max_blocks"):
+        sampler = BlockBatchSampler([3, 50, 4], max_blocks=10, shuffle=False)
+    assert list(sampler) == [[0], [1], [2]]
+
+
+def test_collate_concatenates_targets(dataset):
+    graph, targets = collate([dataset[0], dataset[1], dataset[2]])
+    assert graph.num_graphs == 3
+    assert targets["energy"].shape == (3,)
+    assert targets["forces"].shape == (graph.num_atoms, 3)
+
+
+def test_weighted_loss_and_metrics():
+    loss_fn = WeightedLoss({"energy": 2.0, "forces": 1.0}, kind={"energy": "mae"},
+                           energy_per_atom=True)
+    out = {"energy": torch.tensor([3.0, 0.0]), "forces": torch.ones(3, 3)}
+    ref = {"energy": torch.tensor([0.0, 0.0]), "forces": torch.zeros(3, 3)}
+    loss, terms = loss_fn(out, ref, num_atoms=torch.tensor([2, 1]))
+    assert terms["energy"].item() == pytest.approx(0.75)  # mean(|3/2|, 0)
+    assert terms["forces"].item() == pytest.approx(1.0)
+    assert loss.item() == pytest.approx(2.5)
+    acc = MetricAccumulator()
+    acc.update(loss_fn.errors(out, ref, torch.tensor([2, 1])))
+    assert loss_fn.epoch_loss(acc) == pytest.approx(2.5)
+    assert acc.compute()["energy_rmse"] == pytest.approx(math.sqrt(1.5**2 / 2))
+    with pytest.raises(ValueError, match="forces"):
+        loss_fn({"energy": out["energy"]}, ref, torch.tensor([2, 1]))
+
+
+# ----------------------------------------------------------------------------- loop
+def test_training_decreases_loss_and_writes_outputs(dataset, tmp_path):
+    result = train(pair_config(dataset, tmp_path / "run", max_epochs=6))
+    rows = read_rows(tmp_path / "run" / "log.csv")
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
+    train_loss = [float(r["train_loss"]) for r in rows]
+    valid_loss = [float(r["valid_loss"]) for r in rows]
+    assert train_loss[-1] < 0.5 * train_loss[0]
+    assert min(valid_loss) < valid_loss[0]
+    assert {"lr", "train_forces_mae", "valid_energy_rmse", "epoch_time_s"} <= set(rows[0])
+    assert float(rows[1]["lr"]) == pytest.approx(0.9 * float(rows[0]["lr"]))
+    for name in ("curves.png", "checkpoint.pt", "best.pt", "model.pt"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    module, meta = export.load(result.model_path)
+    assert meta["family"] == "pair" and meta["elements"] == ["H", "C", "O"]
+    assert meta["training"]["metrics"]["best_epoch"] == result.best_epoch
+    assert meta["training"]["dataset"]["n_train"] == 12
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert export.weights_sha256(best["model"]) == meta["weights_sha256"]
+
+
+def test_kill_and_resume_matches_uninterrupted_run(dataset, tmp_path):
+    full = tmp_path / "full"
+    train(pair_config(dataset, full, max_epochs=4, plot=False))
+    part = tmp_path / "part"
+    train(pair_config(dataset, part, max_epochs=2, plot=False))
+    # a kill after a log row was written but before the checkpoint was replaced
+    with open(part / "log.csv", "a") as f:
+        f.write("3,0.0081,1.0,2.0\n")
+    result = train(pair_config(dataset, part, max_epochs=4, plot=False))
+    assert result.last_epoch == 4
+    rows_full, rows_part = read_rows(full / "log.csv"), read_rows(part / "log.csv")
+    assert len(rows_part) == 4
+    strip = [{k: v for k, v in r.items() if k not in TIMING} for r in rows_full]
+    assert strip == [{k: v for k, v in r.items() if k not in TIMING} for r in rows_part]
+    a = torch.load(full / "checkpoint.pt", weights_only=True)
+    b = torch.load(part / "checkpoint.pt", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert export.read_metadata(full / "model.pt")["weights_sha256"] == \
+        export.read_metadata(part / "model.pt")["weights_sha256"]
+
+
+def test_resume_refuses_changed_settings(dataset, tmp_path):
+    train(pair_config(dataset, tmp_path / "r", max_epochs=1, plot=False))
+    with pytest.raises(TrainError, match="lr"):
+        train(pair_config(dataset, tmp_path / "r", max_epochs=2, lr=0.5, plot=False))
+    # resume=False starts over
+    result = train(pair_config(dataset, tmp_path / "r", max_epochs=1, lr=0.5, resume=False,
+                               plot=False))
+    assert len(read_rows(tmp_path / "r" / "log.csv")) == 1 and result.last_epoch == 1
+
+
+# ----------------------------------------------------------------------------- CLI (real GET)
+def test_cli_train_info_export_with_get(tmp_path, capsys):
+    make_dataset(n=6, seed=1).save(tmp_path / "data.pt")
+    cfg = {"family": "get", "model": TINY_GET, "train_data": "data.pt", "valid_fraction": 0.34,
+           "max_blocks": 100, "lr": 5e-3, "max_epochs": 2, "output_dir": "run",
+           "loss_weights": {"energy": 1.0, "forces": 1.0}}
+    (tmp_path / "train.json").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "train.json"), "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert len(read_rows(run / "log.csv")) == 2
+    out = capsys.readouterr().out
+    assert "model:" in out
+
+    assert main(["info", str(run / "model.pt")]) == 0
+    text = capsys.readouterr().out
+    assert "family            get" in text and "task              energy" in text
+    assert "weights_sha256" in text and "cutoff            4 Å" in text
+    assert main(["info", str(run / "model.pt"), "--json", "--verify"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["family"] == "get" and meta["training"]["command"].startswith("get-md train")
+    assert meta["elements"] == ["H", "C", "O"]
+
+    assert main(["export", str(run / "best.pt"), str(tmp_path / "again.pt"),
+                 "--elements", "H,C,O"]) == 0
+    capsys.readouterr()
+    again = export.read_metadata(tmp_path / "again.pt")
+    assert again["weights_sha256"] == meta["weights_sha256"]
+    assert again["config"] == meta["config"]
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("get-md: error:") and "missing.pt" in err and len(err.splitlines()) == 1
+    (tmp_path / "bad.json").write_text(json.dumps({"family": "get", "epochs": 3}))
+    assert main(["train", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config fields ['epochs']" in err and len(err.splitlines()) == 1
+    (tmp_path / "garbage.pt").write_bytes(b"garbage")
+    assert main(["export", str(tmp_path / "garbage.pt"), str(tmp_path / "o.pt")]) == 2
+    assert "garbage.pt" in capsys.readouterr().err
+    assert main(["no-such-command"]) == 2
+
+
+def test_yaml_config_paths_are_relative_to_the_file(tmp_path):
+    pytest.importorskip("yaml")
+    from get_md.train import load_config
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "cfg.yaml").write_text(
+        "family: get\nmodel: {d_hidden: 16}\ntrain_data: data.pt\nlr: 0.002\n")
+    cfg = load_config(tmp_path / "sub" / "cfg.yaml")
+    assert cfg.train_data == str(tmp_path / "sub" / "data.pt")
+    assert cfg.lr == 0.002 and cfg.model == {"d_hidden": 16}
+
+
+def test_cli_extension_points(monkeypatch, capsys):
+    from get_md import cli
+
+    def register(sub):
+        p = sub.add_parser("hello", help="say hello")
+        p.add_argument("--name", default="world")
+        p.set_defaults(func=lambda args: print(f"hello {args.name}") or 0)
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "hello", register)
+    monkeypatch.setitem(cli.EXTERNAL_SUBCOMMANDS, "broken", "json:no_such_registrar")
+    monkeypatch.setitem(cli.EXTERNAL_SUBCOMMANDS, "absent", "get_md.no_such_module:register_cli")
+    assert main(["hello", "--name", "GET"]) == 0
+    assert capsys.readouterr().out == "hello GET\n"
+    assert main(["broken", "x"]) == 2
+    assert "unavailable" in capsys.readouterr().err
+    assert main(["absent"]) == 2  # not registered at all: argparse usage error
