@@ -34,6 +34,7 @@ from torch import nn
 
 from get_md import vocab
 from get_md.models.get_layers import GETEncoder, unit_edges_from_block_edges
+from get_md.models.heads import energy_outputs, strained_inputs
 from get_md.nn.neighbors import knn_block_edges, radius_graph
 from get_md.nn.radial import PolynomialEnvelope
 from get_md.nn.scatter import scatter_sum
@@ -61,6 +62,9 @@ class GET(nn.Module):
         dropout: dropout in the feed-forward networks.
         compute_forces: return forces (and stress for periodic cells) in energy task.
         elements: supported atomic numbers (metadata only; None = any).
+        input_vectors: accept per-atom input vectors (velocities) and charges through
+            :meth:`forward_with_vectors` (N-body); the vectors enter as a second
+            coordinate channel ``x + v`` and charges through a linear embedding.
     """
 
     __jit_ignored_attributes__ = ["config"]
@@ -82,6 +86,7 @@ class GET(nn.Module):
         dropout: float = 0.0,
         compute_forces: bool = True,
         elements: Optional[List[int]] = None,
+        input_vectors: bool = False,
     ):
         super().__init__()
         if mode not in MODES:
@@ -92,7 +97,7 @@ class GET(nn.Module):
             d_hidden=d_hidden, d_radial=d_radial, n_rbf=n_rbf, n_head=n_head, n_layers=n_layers,
             d_edge=d_edge, cutoff=cutoff, mode=mode, task=task, k_neighbors=k_neighbors,
             sparse_k=sparse_k, knn_radius=knn_radius, dropout=dropout,
-            compute_forces=compute_forces, elements=elements,
+            compute_forces=compute_forces, elements=elements, input_vectors=input_vectors,
         )
         self.family = "get"
         self.mode = mode
@@ -109,8 +114,10 @@ class GET(nn.Module):
         self.position_embedding = nn.Embedding(vocab.NUM_ATOM_POSITIONS, d_hidden)
         self.edge_embedding = nn.Embedding(2, max(d_edge, 1))
         self.use_edge_attr = d_edge > 0
+        self.n_channel = 2 if input_vectors else 1
+        self.charge_embedding = nn.Linear(1, d_hidden, bias=False)
         self.encoder = GETEncoder(
-            d_hidden, d_radial, 1, n_rbf, cutoff=cutoff, d_edge=d_edge, n_layers=n_layers,
+            d_hidden, d_radial, self.n_channel, n_rbf, cutoff=cutoff, d_edge=d_edge, n_layers=n_layers,
             n_head=n_head, dropout=dropout, sparse_k=sparse_k if mode == "score" else 0,
         )
         self.envelope = PolynomialEnvelope(5)
@@ -168,28 +175,68 @@ class GET(nn.Module):
         cell: torch.Tensor,
         pbc: torch.Tensor,
     ) -> Dict[str, torch.Tensor]:
+        """Outputs of the model's task for a (batched) graph; see the module docstring."""
+        return self._run(
+            positions, None, None, atomic_numbers, block_ids, atom_positions, block_types,
+            segment_ids, batch_ids, cell, pbc,
+        )
+
+    @torch.jit.export
+    def forward_with_vectors(
+        self,
+        positions: torch.Tensor,
+        velocities: torch.Tensor,
+        charges: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        """Forward with per-atom input vectors [N, 3] (e.g. velocities) and charges [N]."""
+        return self._run(
+            positions, velocities, charges, atomic_numbers, block_ids, atom_positions, block_types,
+            segment_ids, batch_ids, cell, pbc,
+        )
+
+    def _run(
+        self,
+        positions: torch.Tensor,
+        velocities: Optional[torch.Tensor],
+        charges: Optional[torch.Tensor],
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
         n_graphs = cell.shape[0]
         atom_batch = batch_ids[block_ids]
         want_forces = self.task == "energy" and self.compute_forces
         want_stress = want_forces and bool(pbc.any())
 
-        pos_leaf = positions
-        if want_forces and not pos_leaf.requires_grad:
-            pos_leaf = pos_leaf.detach().requires_grad_(True)
-        pos = pos_leaf
-        strain = torch.zeros(n_graphs, 3, 3, dtype=positions.dtype, device=positions.device)
-        if want_stress:
-            strain.requires_grad_(True)
-            sym = 0.5 * (strain + strain.transpose(1, 2))
-            pos = pos + torch.bmm(pos.unsqueeze(1), sym[atom_batch]).squeeze(1)
-            cell = cell + torch.bmm(cell, sym)
+        grad_was_enabled = torch.is_grad_enabled()
+        if want_forces:
+            torch.set_grad_enabled(True)
+        pos_leaf, pos, cell, strain = strained_inputs(positions, cell, atom_batch, want_forces, want_stress)
 
         H = (
             self.atom_embedding(atomic_numbers)
             + self.block_embedding(block_types[block_ids])
             + self.position_embedding(atom_positions)
         )
+        if charges is not None:
+            H = H + self.charge_embedding(charges.reshape(-1, 1).to(H.dtype))
         Z = pos.unsqueeze(1)
+        if self.n_channel == 2:
+            vec = velocities if velocities is not None else torch.zeros_like(pos)
+            Z = torch.stack([pos, pos + vec], dim=1)
         pair_weight: Optional[torch.Tensor] = None
         pair_shift: Optional[torch.Tensor] = None
         if self.smooth:
@@ -215,24 +262,11 @@ class GET(nn.Module):
         out: Dict[str, torch.Tensor] = {}
         if self.task == "energy":
             energies = self.head(H).squeeze(-1) * self.energy_scale + self.atom_ref(atomic_numbers).squeeze(-1)
-            energy = scatter_sum(energies, atom_batch, n_graphs)
-            out["energy"] = energy
-            out["energies"] = energies
-            if want_forces:
-                inputs = [pos_leaf, strain] if want_stress else [pos_leaf]
-                grads = torch.autograd.grad(
-                    [energy.sum()], inputs, create_graph=self.training, allow_unused=True
-                )
-                g0 = grads[0]
-                if g0 is None:
-                    g0 = torch.zeros_like(positions)
-                out["forces"] = -g0
-                if want_stress:
-                    g1 = grads[1]
-                    if g1 is None:
-                        g1 = torch.zeros_like(strain)
-                    volume = torch.abs(torch.linalg.det(cell)).clamp(min=1e-12)
-                    out["stress"] = g1 / volume.view(-1, 1, 1)
+            out = energy_outputs(
+                energies, atom_batch, n_graphs, pos_leaf, strain, cell, want_forces, want_stress,
+                self.training, grad_was_enabled,
+            )
+            torch.set_grad_enabled(grad_was_enabled)
         elif self.task == "score":
             block_h = scatter_sum(H, block_ids, batch_ids.shape[0])
             block_h = torch.nn.functional.normalize(block_h, dim=-1)
@@ -240,5 +274,5 @@ class GET(nn.Module):
             out["block_scores"] = block_scores
             out["score"] = scatter_sum(block_scores, batch_ids, n_graphs)
         else:
-            out["vectors"] = (Z_out - Z)[:, 0, :]
+            out["vectors"] = Z_out[:, 0, :] - pos
         return out

@@ -1,0 +1,87 @@
+"""GET against the shared model suite (tests/model_suite.py), plus GET-specific checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from get_md.models import build_model
+
+try:
+    from tests.model_suite import ModelSuite, assert_close, random_rotation
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path
+    from model_suite import ModelSuite, assert_close, random_rotation
+
+CUTOFF = 3.0
+DATA = Path(__file__).parent / "data"
+
+
+def tiny(task: str, mode: str, dtype: torch.dtype = torch.float64, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=2, d_edge=4, cutoff=CUTOFF,
+                  mode=mode, task=task, k_neighbors=3, sparse_k=2, input_vectors=(task == "vectors"))
+    config.update(kw)
+    model = build_model("get", **config).to(dtype)
+    with torch.no_grad():  # move every weight off its initial value so no path is trivially zero
+        gen = torch.Generator().manual_seed(1)
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+class TestGET(ModelSuite):
+    family = "get"
+    modes = ("potential", "score")
+    potential_modes = ("potential",)
+    cutoff = CUTOFF
+    input_vectors = True
+
+    def make_model(self, task: str, mode: str, dtype: torch.dtype) -> torch.nn.Module:
+        return tiny(task, mode, dtype)
+
+
+@pytest.fixture(scope="module")
+def pocket_complex():
+    """A real receptor pocket (residue blocks) with a docked ligand (atom blocks)."""
+    from get_md.build import from_pdb, from_sdf, pocket_complex
+
+    receptor = from_pdb(DATA / "prolif" / "rec.pdb")
+    ligand = from_sdf(DATA / "prolif" / "vina_output.sdf")[0]
+    return pocket_complex(receptor, ligand, 6.0).to(dtype=torch.float64)
+
+
+@pytest.mark.parametrize("mode,task", [("score", "score"), ("potential", "energy")])
+def test_residue_blocks_are_invariant(pocket_complex, mode, task):
+    """Multi-atom blocks (residues) with a ligand: outputs invariant under O(3) and translation."""
+    torch.set_num_threads(1)
+    model = tiny(task, mode, cutoff=4.0).eval()
+    g = pocket_complex
+    out = model(*g.inputs())
+    rot = random_rotation(torch.Generator().manual_seed(3), reflect=True)
+    g2 = g.with_positions(g.positions @ rot.T + torch.tensor([3.0, -2.0, 7.0], dtype=torch.float64))
+    out2 = model(*g2.inputs())
+    key = "score" if task == "score" else "energy"
+    assert_close(out2[key], out[key], torch.float64, f"{mode} {key} invariance")
+    if task == "energy":
+        assert_close(out2["forces"], out["forces"] @ rot.T, torch.float64, "force equivariance")
+    else:
+        assert_close(out2["block_scores"].sum(), out["score"].sum(), torch.float64, "block scores sum")
+
+
+def test_score_mode_uses_k_nearest_blocks_only(pocket_complex):
+    """Moving a block far beyond every k-NN neighbourhood changes nothing for the others' graph."""
+    model = tiny("score", "score", cutoff=4.0).eval()
+    out = model(*pocket_complex.inputs())
+    assert out["block_scores"].shape == (pocket_complex.num_blocks,)
+    assert torch.isfinite(out["score"]).all()
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="mode"):
+        build_model("get", mode="knn")
+    with pytest.raises(ValueError, match="task"):
+        build_model("get", task="charges")
+    with pytest.raises(ValueError, match="divisible"):
+        build_model("get", d_hidden=10, n_head=4)
