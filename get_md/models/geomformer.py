@@ -1,0 +1,634 @@
+"""GeoMFormer (Chen et al., ICML 2024, arXiv 2406.16853), written from the paper.
+
+Every atom carries an invariant feature X_i [d] and an equivariant feature
+Z_i [3, d]. Each layer updates both streams with standard Transformer parts:
+
+* invariant self-attention: softmax(Q K^T / sqrt(c) + B) V on X, with the
+  attention bias B computed from a Gaussian basis kernel of the pair distance;
+* equivariant self-attention: Q, K, V = Z W (linear over channels, no bias);
+  the score sums the dot products of the 3-d queries and keys over x, y, z, so
+  it is invariant, and the values stay equivariant;
+* invariant cross-attention: queries from X; keys and values from the
+  equivariant stream made invariant by inner products <Z W1, Z W2>;
+* equivariant cross-attention: queries Z W; keys and values (X W1) ⊙ (Z W2),
+  invariant features turned equivariant by a Hadamard product with Z;
+* feed-forward networks per stream (the equivariant one gates the channels of
+  Z W1 by an invariant function of X and of the channel norms; no bias on
+  vectors) and pre-layer norms per stream (LayerNorm on X; on Z an RMS norm of
+  the vector channels, per atom, no centring).
+
+Initial features (the paper's Gaussian-kernel centrality encodings):
+X_i^0 = embed(Z_i) + sum_j phi(r_ij) W and Z_i^0 = sum_j (r_ij / |r_ij|) ⊗ phi(r_ij) W.
+
+Two graph modes:
+
+* ``"dense"``: full attention among the atoms of each structure (padded per
+  structure; for small systems such as N-body particles or molecules below
+  ~100 atoms); ``cutoff`` only sets the range of the radial basis.
+* ``"radius"`` (potential mode): attention over radius-graph edges plus a
+  self edge; every edge's attention weight is multiplied by the polynomial
+  cutoff envelope through ``sink_softmax``, and the initial encodings carry the
+  envelope too, so energies and forces stay continuous as atoms cross the
+  cutoff. Cost is linear in atoms; all norms are per atom.
+
+Example:
+    >>> import torch
+    >>> from get_md.graph import MolecularGraph
+    >>> model = GeoMFormer(d_model=16, n_layers=1, n_heads=2, n_rbf=8)
+    >>> g = MolecularGraph.from_atoms(torch.randn(3, 3), torch.tensor([8, 1, 1]))
+    >>> out = model(*g.inputs())
+    >>> out["energy"].shape, out["forces"].shape
+    (torch.Size([1]), torch.Size([3, 3]))
+"""
+
+import math
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from get_md import vocab
+from get_md.nn.neighbors import edge_vectors, radius_graph
+from get_md.nn.radial import PolynomialEnvelope, stable_norm
+from get_md.nn.scatter import scatter_mean, scatter_sum, sink_softmax
+
+MODES = ("dense", "radius")
+TASKS = ("energy", "score", "vectors")
+
+
+class AttnGraph(NamedTuple):
+    """Who attends to whom, for either graph mode.
+
+    dense: ``graph_index``/``slot`` place atom i at [graph, slot] of a padded
+    [G, L] layout and ``mask`` [G, L] marks real atoms. radius: edges
+    ``center`` <- ``neighbor`` (self edges included) with envelope ``weight`` [E].
+    """
+
+    dense: bool
+    n_atoms: int
+    n_graphs: int
+    max_len: int
+    flat_index: torch.Tensor
+    mask: torch.Tensor
+    center: torch.Tensor
+    neighbor: torch.Tensor
+    weight: torch.Tensor
+
+
+def _pad(t: torch.Tensor, g: AttnGraph) -> torch.Tensor:
+    """[N, ...] -> [G, L, ...] (zeros in padding)."""
+    shape = [g.n_graphs * g.max_len] + list(t.shape[1:])
+    out = torch.zeros(shape, dtype=t.dtype, device=t.device).index_copy(0, g.flat_index, t)
+    return out.view([g.n_graphs, g.max_len] + list(t.shape[1:]))
+
+
+def _unpad(t: torch.Tensor, g: AttnGraph) -> torch.Tensor:
+    """[G, L, ...] -> [N, ...]."""
+    return t.reshape([g.n_graphs * g.max_len] + list(t.shape[2:]))[g.flat_index]
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor,
+    g: AttnGraph,
+    scale: float,
+    dropout: float,
+    training: bool,
+) -> torch.Tensor:
+    """Multi-head attention in either mode.
+
+    Args:
+        q, k: [N, H, c] queries and keys (the score is their dot product).
+        v: [N, H, m] values.
+        bias: [G, L, L, H] (dense) or [E, H] (radius) additive logits.
+        g: the attention graph.
+
+    Returns:
+        [N, H, m].
+    """
+    if g.dense:
+        qp = _pad(q, g).permute(0, 2, 1, 3)  # [G, H, L, c]
+        kp = _pad(k, g).permute(0, 2, 3, 1)  # [G, H, c, L]
+        vp = _pad(v, g).permute(0, 2, 1, 3)  # [G, H, L, m]
+        s = torch.matmul(qp, kp) * scale + bias.permute(0, 3, 1, 2)
+        s = s.masked_fill(~g.mask.view(g.n_graphs, 1, 1, g.max_len), float("-inf"))
+        a = F.dropout(torch.softmax(s, dim=-1), dropout, training)
+        return _unpad(torch.matmul(a, vp).permute(0, 2, 1, 3), g)
+    qe = q.index_select(0, g.center)  # index_select: its backward is a fast index_add
+    logits = (qe * k.index_select(0, g.neighbor)).sum(-1) * scale + bias  # [E, H]
+    a = sink_softmax(logits, g.weight.unsqueeze(-1), g.center, g.n_atoms)
+    a = F.dropout(a, dropout, training)
+    return scatter_sum(a.unsqueeze(-1) * v.index_select(0, g.neighbor), g.center, g.n_atoms)
+
+
+def _heads_equ(z: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """[N, 3, d] -> [N, H, 3 * d / H] (each head keeps its channels' x, y, z)."""
+    n = z.shape[0]
+    return z.view(n, 3, n_heads, -1).permute(0, 2, 1, 3).reshape(n, n_heads, -1)
+
+
+def _unheads_equ(t: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """[N, H, 3 * c] -> [N, 3, H * c]."""
+    n = t.shape[0]
+    return t.view(n, n_heads, 3, -1).permute(0, 2, 1, 3).reshape(n, 3, -1)
+
+
+class GaussianKernel(nn.Module):
+    """Gaussian basis kernel of distances with learnable centres and widths: [...] -> [..., K]."""
+
+    def __init__(self, num: int, cutoff: float):
+        super().__init__()
+        self.means = nn.Parameter(torch.linspace(0.0, cutoff, num))
+        width = cutoff / max(num - 1, 1)
+        self.log_widths = nn.Parameter(torch.full((num,), math.log(width)))
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        x = (d.unsqueeze(-1) - self.means) / torch.exp(self.log_widths)
+        return torch.exp(-0.5 * x * x)
+
+
+class EquivariantLayerNorm(nn.Module):
+    """Z / sqrt(mean_c |Z_c|^2 + eps) * gamma_c for Z [N, 3, d]: per atom, no centring.
+
+    ``eps`` is 1 (in feature units), not a tiny number: an atom whose last neighbour
+    leaves the cutoff has Z -> 0, and a plain RMS norm would blow the vanishing vectors
+    back up to unit length within a hair of the cutoff (continuous but with huge
+    forces). With eps = 1 small features pass almost unchanged and large ones are
+    normalised, so the map stays well conditioned everywhere.
+    """
+
+    def __init__(self, d: int, eps: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        ms = (z * z).sum(dim=1).mean(dim=-1, keepdim=True)  # [N, 1]
+        return z * torch.rsqrt(ms + self.eps).unsqueeze(-1) * self.weight
+
+
+class InvariantSelfAttention(nn.Module):
+    """softmax(Q K^T / sqrt(c) + B) V with Q, K, V linear in X."""
+
+    def __init__(self, d: int, n_heads: int, d_pair: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.scale = 1.0 / math.sqrt(d // n_heads)
+        self.dropout = dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.bias = nn.Linear(d_pair, n_heads)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, pair: torch.Tensor, g: AttnGraph) -> torch.Tensor:
+        n = x.shape[0]
+        q, k, v = self.qkv(x).view(n, 3, self.n_heads, -1).unbind(1)
+        o = attend(q, k, v, self.bias(pair), g, self.scale, self.dropout, self.training)
+        return self.out(o.reshape(n, -1))
+
+
+class EquivariantSelfAttention(nn.Module):
+    """Q, K, V = Z W (no bias); score sum_xyz <Q_i, K_j>; output sum_j a_ij V_j."""
+
+    def __init__(self, d: int, n_heads: int, d_pair: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.scale = 1.0 / math.sqrt(3 * (d // n_heads))
+        self.dropout = dropout
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.bias = nn.Linear(d_pair, n_heads)
+        self.out = nn.Linear(d, d, bias=False)
+
+    def forward(self, z: torch.Tensor, pair: torch.Tensor, g: AttnGraph) -> torch.Tensor:
+        q, k, v = self.qkv(z).chunk(3, dim=-1)
+        h = self.n_heads
+        o = attend(_heads_equ(q, h), _heads_equ(k, h), _heads_equ(v, h), self.bias(pair), g,
+                   self.scale, self.dropout, self.training)
+        return self.out(_unheads_equ(o, h))
+
+
+class InvariantCrossAttention(nn.Module):
+    """Queries X W_Q; keys <Z W_K1, Z W_K2> and values <Z W_V1, Z W_V2> (inner products over xyz)."""
+
+    def __init__(self, d: int, n_heads: int, d_pair: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.scale = 1.0 / math.sqrt(d // n_heads)
+        self.dropout = dropout
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 4 * d, bias=False)
+        self.bias = nn.Linear(d_pair, n_heads)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, pair: torch.Tensor, g: AttnGraph) -> torch.Tensor:
+        n = x.shape[0]
+        k1, k2, v1, v2 = self.kv(z).chunk(4, dim=-1)
+        k = (k1 * k2).sum(dim=1).view(n, self.n_heads, -1)
+        v = (v1 * v2).sum(dim=1).view(n, self.n_heads, -1)
+        q = self.q(x).view(n, self.n_heads, -1)
+        o = attend(q, k, v, self.bias(pair), g, self.scale, self.dropout, self.training)
+        return self.out(o.reshape(n, -1))
+
+
+class EquivariantCrossAttention(nn.Module):
+    """Queries Z W_Q; keys (X W_K1) ⊙ (Z W_K2); values (X W_V1) ⊙ (Z W_V2); no bias on vectors."""
+
+    def __init__(self, d: int, n_heads: int, d_pair: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.scale = 1.0 / math.sqrt(3 * (d // n_heads))
+        self.dropout = dropout
+        self.zproj = nn.Linear(d, 3 * d, bias=False)
+        self.xproj = nn.Linear(d, 2 * d)
+        self.bias = nn.Linear(d_pair, n_heads)
+        self.out = nn.Linear(d, d, bias=False)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, pair: torch.Tensor, g: AttnGraph) -> torch.Tensor:
+        q, k2, v2 = self.zproj(z).chunk(3, dim=-1)
+        k1, v1 = self.xproj(x).unsqueeze(1).chunk(2, dim=-1)
+        h = self.n_heads
+        o = attend(_heads_equ(q, h), _heads_equ(k1 * k2, h), _heads_equ(v1 * v2, h), self.bias(pair),
+                   g, self.scale, self.dropout, self.training)
+        return self.out(_unheads_equ(o, h))
+
+
+class EquivariantFFN(nn.Module):
+    """(Z W1 ⊙ gate(X, |Z W1|)) W2, the gate an invariant MLP; linear maps on vectors have no bias."""
+
+    def __init__(self, d: int, d_ffn: int, dropout: float):
+        super().__init__()
+        self.w1 = nn.Linear(d, d_ffn, bias=False)
+        self.gate = nn.Linear(d + d_ffn, d_ffn)
+        self.w2 = nn.Linear(d_ffn, d, bias=False)
+        self.dropout = dropout
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = self.w1(z)  # [N, 3, f]
+        norms = torch.sqrt((h * h).sum(dim=1) + 1e-8)  # smooth |h_c|
+        gate = F.gelu(self.gate(torch.cat([x, norms], dim=-1)))
+        gate = F.dropout(gate, self.dropout, self.training)
+        return self.w2(h * gate.unsqueeze(1))
+
+
+class GeoMFormerLayer(nn.Module):
+    """One GeoMFormer block: self-attention, cross-attention and FFN in both streams (pre-norm).
+
+    Example:
+        >>> layer = GeoMFormerLayer(d=16, n_heads=2, d_pair=8, d_ffn=32)
+    """
+
+    def __init__(self, d: int, n_heads: int, d_pair: int, d_ffn: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = dropout
+        self.ln_x_self = nn.LayerNorm(d)
+        self.ln_z_self = EquivariantLayerNorm(d)
+        self.ln_x_cross = nn.LayerNorm(d)
+        self.ln_z_cross = EquivariantLayerNorm(d)
+        self.ln_x_ffn = nn.LayerNorm(d)
+        self.ln_z_ffn = EquivariantLayerNorm(d)
+        self.inv_self_attn = InvariantSelfAttention(d, n_heads, d_pair, dropout)
+        self.equ_self_attn = EquivariantSelfAttention(d, n_heads, d_pair, dropout)
+        self.inv_cross_attn = InvariantCrossAttention(d, n_heads, d_pair, dropout)
+        self.equ_cross_attn = EquivariantCrossAttention(d, n_heads, d_pair, dropout)
+        self.inv_ffn = nn.Sequential(nn.Linear(d, d_ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ffn, d))
+        self.equ_ffn = EquivariantFFN(d, d_ffn, dropout)
+
+    def _drop(self, t: torch.Tensor) -> torch.Tensor:
+        return F.dropout(t, self.dropout, self.training)
+
+    def forward(
+        self, x: torch.Tensor, z: torch.Tensor, pair: torch.Tensor, g: AttnGraph
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        x1 = x + self._drop(self.inv_self_attn(self.ln_x_self(x), pair, g))
+        z1 = z + self._drop(self.equ_self_attn(self.ln_z_self(z), pair, g))
+        xn, zn = self.ln_x_cross(x1), self.ln_z_cross(z1)
+        x2 = x1 + self._drop(self.inv_cross_attn(xn, zn, pair, g))
+        z2 = z1 + self._drop(self.equ_cross_attn(zn, xn, pair, g))
+        xn, zn = self.ln_x_ffn(x2), self.ln_z_ffn(z2)
+        x3 = x2 + self._drop(self.inv_ffn(xn))
+        z3 = z2 + self._drop(self.equ_ffn(zn, xn))
+        return x3, z3
+
+
+class EnergyHead(nn.Module):
+    """Per-atom MLP on the invariant stream -> [N] (before reference energies)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 1))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x).squeeze(-1)
+
+
+class VectorHead(nn.Module):
+    """Per-atom equivariant vector: sum_c (Z W1)_c gate_c(X) w_c -> [N, 3]."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.w1 = nn.Linear(d, d, bias=False)
+        self.gate = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.w2 = nn.Linear(d, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.w2(self.w1(z) * self.gate(x).unsqueeze(1)).squeeze(-1)
+
+
+class GeoMFormer(nn.Module):
+    """GeoMFormer: invariant and equivariant Transformer streams bridged by cross-attention.
+
+    Args:
+        d_model: channels of both streams (X [N, d], Z [N, 3, d]); divisible by ``n_heads``.
+        n_layers: GeoMFormer blocks.
+        n_heads: attention heads.
+        n_rbf: Gaussian basis kernels for distances.
+        cutoff: Å; radius-graph cutoff in ``"radius"`` mode, radial-basis range in both.
+        mode: ``"dense"`` (full attention per structure) or ``"radius"`` (potential mode).
+        task: ``"energy"``, ``"score"`` or ``"vectors"``.
+        compute_forces: energy task: also return forces (and stress for periodic cells).
+        dropout: dropout on attention weights, FFN hidden units and residual branches.
+        elements: supported atomic numbers (metadata only; None = any).
+        ffn_mult: FFN hidden size = ``ffn_mult * d_model``.
+        envelope_exponent: exponent of the polynomial cutoff envelope (radius mode).
+        use_block_types: add block-type and atom-position embeddings to the atom embedding
+            (residue context for scoring; off by default so that energies depend on
+            elements and coordinates only).
+
+    Outputs of ``forward`` (a ``Dict[str, Tensor]``): energy task: ``energy`` [G] eV,
+    ``energies`` [N] and, with ``compute_forces``, ``forces`` [N, 3] eV/Å (and
+    ``stress`` [G, 3, 3] eV/Å^3 for periodic structures); score task: ``score`` [G]
+    and ``block_scores`` [B]; vectors task: ``vectors`` [N, 3].
+
+    Example:
+        >>> import torch
+        >>> from get_md.graph import MolecularGraph
+        >>> model = GeoMFormer(d_model=16, n_layers=1, n_heads=2, n_rbf=8, mode="dense",
+        ...                    task="vectors")
+        >>> g = MolecularGraph.from_atoms(torch.randn(5, 3), torch.ones(5, dtype=torch.long))
+        >>> vel = torch.randn(5, 3)
+        >>> model.forward_with_vectors(g.positions, vel, torch.ones(5), *g.inputs()[1:])["vectors"].shape
+        torch.Size([5, 3])
+    """
+
+    __jit_ignored_attributes__ = ["config", "elements"]
+
+    def __init__(
+        self,
+        d_model: int = 128,
+        n_layers: int = 4,
+        n_heads: int = 8,
+        n_rbf: int = 32,
+        cutoff: float = 5.0,
+        mode: str = "radius",
+        task: str = "energy",
+        compute_forces: bool = True,
+        dropout: float = 0.0,
+        elements: Optional[List[int]] = None,
+        ffn_mult: int = 2,
+        envelope_exponent: int = 5,
+        use_block_types: bool = False,
+    ):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if cutoff <= 0:
+            raise ValueError(f"cutoff must be positive, got {cutoff}")
+        self.config = dict(
+            d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_rbf=n_rbf, cutoff=float(cutoff),
+            mode=mode, task=task, compute_forces=compute_forces, dropout=dropout,
+            elements=None if elements is None else [int(e) for e in elements], ffn_mult=ffn_mult,
+            envelope_exponent=envelope_exponent, use_block_types=use_block_types,
+        )
+        self.family = "geomformer"
+        self.mode = mode
+        self.task = task
+        self.cutoff = float(cutoff)
+        self.compute_forces = compute_forces
+        self.elements: Optional[List[int]] = None if elements is None else [int(e) for e in elements]
+        self.use_block_types = use_block_types
+        self.d_model = d_model
+
+        self.atom_embedding = nn.Embedding(vocab.MAX_ATOMIC_NUMBER + 1, d_model)
+        self.block_embedding = nn.Embedding(vocab.NUM_BLOCK_TYPES, d_model)
+        self.position_embedding = nn.Embedding(vocab.NUM_ATOM_POSITIONS, d_model)
+        self.charge_embedding = nn.Linear(2, d_model, bias=False)  # [q, |v|^2]
+        self.velocity_embedding = nn.Linear(1, d_model, bias=False)
+        self.kernel = GaussianKernel(n_rbf, cutoff)
+        self.envelope = PolynomialEnvelope(envelope_exponent)
+        self.pair_mlp = nn.Sequential(nn.Linear(n_rbf, n_rbf), nn.GELU())
+        self.init_x = nn.Linear(n_rbf, d_model, bias=False)
+        self.init_z = nn.Linear(n_rbf, d_model, bias=False)
+        self.init_ln = nn.LayerNorm(d_model)
+        self.layers = nn.ModuleList(
+            [GeoMFormerLayer(d_model, n_heads, n_rbf, ffn_mult * d_model, dropout) for _ in range(n_layers)]
+        )
+        self.final_ln = nn.LayerNorm(d_model)
+        if task == "vectors":
+            self.head = VectorHead(d_model)
+        else:
+            self.head = EnergyHead(d_model)
+        # per-element reference energies (eV), fitted to the training set before training
+        self.atom_ref = nn.Embedding(vocab.MAX_ATOMIC_NUMBER + 1, 1)
+        nn.init.zeros_(self.atom_ref.weight)
+        # output scale of the energy / score head, set from training data
+        self.register_buffer("energy_scale", torch.ones(()))
+
+    # ---------------------------------------------------------------- graphs
+    def _dense_graph(
+        self, positions: torch.Tensor, atom_batch: torch.Tensor, n_graphs: int
+    ) -> Tuple[AttnGraph, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Padded layout; pair distances d [G, L, L], vectors j - i [G, L, L, 3], valid pairs."""
+        n = positions.shape[0]
+        device = positions.device
+        counts = torch.bincount(atom_batch, minlength=n_graphs)
+        max_len = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        order = torch.argsort(atom_batch, stable=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(n, device=device)
+        slot = rank - starts[atom_batch]
+        flat = atom_batch * max_len + slot
+        mask = torch.zeros(n_graphs * max_len, dtype=torch.bool, device=device)
+        mask[flat] = True
+        mask = mask.view(n_graphs, max_len)
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        g = AttnGraph(True, n, n_graphs, max_len, flat, mask, empty, empty,
+                      torch.zeros(0, dtype=positions.dtype, device=device))
+        pos = _pad(positions, g)  # [G, L, 3]
+        vec = pos.unsqueeze(1) - pos.unsqueeze(2)  # [G, i, j, 3] = r_j - r_i
+        dist = stable_norm(vec, dim=-1)
+        eye = torch.eye(max_len, dtype=torch.bool, device=device).unsqueeze(0)
+        valid = mask.unsqueeze(1) & mask.unsqueeze(2) & ~eye
+        return g, dist, vec, valid
+
+    def _radius_graph(
+        self, positions: torch.Tensor, atom_batch: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+    ) -> Tuple[AttnGraph, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Edges (self edges appended last); distances, vectors and envelope of the E' real edges."""
+        n = positions.shape[0]
+        device = positions.device
+        with torch.no_grad():
+            center, neighbor, shifts = radius_graph(positions, atom_batch, self.cutoff, cell, pbc)
+        vec = edge_vectors(positions, center, neighbor, shifts, cell, atom_batch)
+        dist = stable_norm(vec, dim=-1)
+        env = self.envelope(dist / self.cutoff)
+        idx = torch.arange(n, device=device)
+        g = AttnGraph(
+            False, n, cell.shape[0], 0, idx, torch.zeros(0, dtype=torch.bool, device=device),
+            torch.cat([center, idx]), torch.cat([neighbor, idx]),
+            torch.cat([env, torch.ones(n, dtype=env.dtype, device=device)]),
+        )
+        return g, center, dist, vec, env, torch.cat([dist, torch.zeros(n, dtype=dist.dtype, device=device)])
+
+    # --------------------------------------------------------------- encoder
+    def encode(
+        self,
+        positions: torch.Tensor,
+        velocities: torch.Tensor,
+        charges: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        atom_batch: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Invariant [N, d] and equivariant [N, 3, d] features after the last block."""
+        n = positions.shape[0]
+        n_graphs = cell.shape[0]
+        x = self.atom_embedding(atomic_numbers)
+        if self.use_block_types:
+            x = x + self.block_embedding(block_types[block_ids]) + self.position_embedding(atom_positions)
+        scalars = torch.stack([charges.to(positions.dtype), (velocities * velocities).sum(-1)], dim=-1)
+        x = x + self.charge_embedding(scalars)
+        z = velocities.unsqueeze(-1) * self.velocity_embedding.weight.view(1, 1, -1)
+
+        if self.mode == "dense":
+            if bool(pbc.any()):
+                raise RuntimeError("GeoMFormer dense mode does not support periodic cells; use mode='radius'")
+            g, dist, vec, valid = self._dense_graph(positions, atom_batch, n_graphs)
+            rbf = self.kernel(dist)  # [G, L, L, K]
+            w = valid.to(rbf.dtype)
+            unit = vec / dist.unsqueeze(-1) * w.unsqueeze(-1)
+            rbf_w = rbf * w.unsqueeze(-1)
+            x_rad = _unpad(rbf_w.sum(dim=2), g)  # [N, K]
+            z_rad = _unpad(torch.matmul(unit.transpose(2, 3), rbf_w), g)  # [N, 3, K]
+            pair = self.pair_mlp(rbf)  # [G, L, L, K]
+        else:
+            g, center, dist, vec, env, dist_all = self._radius_graph(positions, atom_batch, cell, pbc)
+            kernel_all = self.kernel(dist_all)  # [E, K], real edges first, then self edges
+            rbf = kernel_all[: dist.shape[0]] * env.unsqueeze(-1)  # [E', K]
+            unit = vec / dist.unsqueeze(-1)
+            x_rad = scatter_sum(rbf, center, n)
+            z_rad = scatter_sum(unit.unsqueeze(-1) * rbf.unsqueeze(1), center, n)
+            pair = self.pair_mlp(kernel_all)
+
+        x = self.init_ln(x + self.init_x(x_rad))
+        z = z + self.init_z(z_rad)
+        for layer in self.layers:
+            x, z = layer(x, z, pair, g)
+        return self.final_ln(x), z
+
+    # --------------------------------------------------------------- forward
+    def forward(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        """Model outputs for a batch of graphs (see the class docstring)."""
+        zeros = torch.zeros_like(positions)
+        charges = torch.zeros(positions.shape[0], dtype=positions.dtype, device=positions.device)
+        return self.forward_with_vectors(
+            positions, zeros, charges, atomic_numbers, block_ids, atom_positions, block_types,
+            segment_ids, batch_ids, cell, pbc,
+        )
+
+    @torch.jit.export
+    def forward_with_vectors(
+        self,
+        positions: torch.Tensor,
+        velocities: torch.Tensor,
+        charges: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        """As ``forward``, with per-atom input vectors (e.g. velocities [N, 3]) seeding the
+        equivariant stream and per-atom scalars (e.g. charges [N]) the invariant stream.
+
+        Used by the N-body workflow; ``forward`` passes zeros.
+        """
+        n_graphs = cell.shape[0]
+        n_blocks = batch_ids.shape[0]
+        atom_batch = batch_ids[block_ids]
+        want_forces = self.task == "energy" and self.compute_forces
+        want_stress = want_forces and bool(pbc.any())
+        grad_was_enabled = torch.is_grad_enabled()
+        if want_forces:
+            torch.set_grad_enabled(True)
+
+        pos_leaf = positions
+        if want_forces and not pos_leaf.requires_grad:
+            pos_leaf = pos_leaf.detach().requires_grad_(True)
+        pos = pos_leaf
+        strain = torch.zeros(n_graphs, 3, 3, dtype=positions.dtype, device=positions.device)
+        if want_stress:
+            strain.requires_grad_(True)
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            pos = pos + torch.bmm(pos.unsqueeze(1), sym[atom_batch]).squeeze(1)
+            cell = cell + torch.bmm(cell, sym)
+
+        x, z = self.encode(pos, velocities, charges, atomic_numbers, block_ids, atom_positions,
+                           block_types, atom_batch, cell, pbc)
+
+        out: Dict[str, torch.Tensor] = {}
+        if self.task == "energy":
+            energies = self.head(x, z) * self.energy_scale + self.atom_ref(atomic_numbers).squeeze(-1)
+            energy = scatter_sum(energies, atom_batch, n_graphs)
+            if want_forces:
+                inputs = [pos_leaf, strain] if want_stress else [pos_leaf]
+                grads = torch.autograd.grad([energy.sum()], inputs, create_graph=self.training,
+                                            allow_unused=True)
+                g0 = grads[0]
+                if g0 is None:
+                    g0 = torch.zeros_like(positions)
+                out["forces"] = -g0
+                if want_stress:
+                    g1 = grads[1]
+                    if g1 is None:
+                        g1 = torch.zeros_like(strain)
+                    volume = torch.abs(torch.linalg.det(cell)).clamp(min=1e-12)
+                    out["stress"] = g1 / volume.view(-1, 1, 1)
+                torch.set_grad_enabled(grad_was_enabled)
+                if not grad_was_enabled:
+                    energy = energy.detach()
+                    energies = energies.detach()
+            out["energy"] = energy
+            out["energies"] = energies
+        elif self.task == "score":
+            block_x = scatter_mean(x, block_ids, n_blocks)
+            block_scores = self.head(block_x, z) * self.energy_scale
+            out["block_scores"] = block_scores
+            out["score"] = scatter_sum(block_scores, batch_ids, n_graphs)
+        else:
+            out["vectors"] = self.head(x, z)
+        return out
