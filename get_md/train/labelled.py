@@ -1,0 +1,78 @@
+"""Read labelled structure sets (``.npz``: energies and forces) as training datasets.
+
+The format is the one ``get_md.train.xtb_data`` writes: concatenated ``positions``
+[sum N, 3] Å, ``atomic_numbers`` [sum N], ``n_atoms`` [M], ``energy`` [M] eV,
+``forces`` [sum N, 3] eV/Å, optional ``charge`` [M], ``source`` [M] and ``split`` [M]
+("train" / "valid" / "test", assigned by molecule).
+
+Example:
+    >>> from get_md.train.labelled import load_labelled
+    >>> train = load_labelled("xtb_organic_v1.npz", split="train")   # doctest: +SKIP
+    >>> train[0].targets["forces"].shape                             # doctest: +SKIP
+    torch.Size([21, 3])
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from get_md.graph import MolecularGraph
+from get_md.train.data import DatasetError, MolecularDataset, Sample
+
+REQUIRED = ("positions", "atomic_numbers", "n_atoms", "energy", "forces")
+
+
+def load_labelled(
+    path: Union[str, os.PathLike],
+    split: Optional[str] = None,
+    dtype: torch.dtype = torch.float64,
+    limit: Optional[int] = None,
+) -> MolecularDataset:
+    """Structures of ``split`` (all when None) as a dataset of energy/forces samples.
+
+    Each atom is its own block (small molecules and clusters). Energies in eV,
+    forces in eV/Å, positions in Å, kept in ``dtype``.
+
+    Raises:
+        DatasetError: missing file or keys, inconsistent sizes, non-finite values
+            (the message names the file and the structure).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DatasetError(f"{path}: labelled data file not found")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - numpy raises several kinds for bad archives
+        raise DatasetError(f"{path}: not a readable .npz file ({e})") from e
+    missing = [k for k in REQUIRED if k not in data.files]
+    if missing:
+        raise DatasetError(f"{path}: missing arrays {missing}")
+    n_atoms = data["n_atoms"].astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+    if offsets[-1] != len(data["atomic_numbers"]) or len(data["energy"]) != len(n_atoms):
+        raise DatasetError(f"{path}: n_atoms does not match the atom and energy arrays")
+    splits = data["split"].astype(str) if "split" in data.files else np.array(["train"] * len(n_atoms))
+    sources = data["source"].astype(str) if "source" in data.files else np.array([f"{i}" for i in range(len(n_atoms))])
+    if split is not None and split not in set(splits.tolist()):
+        raise DatasetError(f"{path}: no structures in split {split!r} (have {sorted(set(splits.tolist()))})")
+    pos_all = torch.as_tensor(data["positions"], dtype=dtype)
+    z_all = torch.as_tensor(data["atomic_numbers"], dtype=torch.long)
+    f_all = torch.as_tensor(data["forces"], dtype=dtype)
+    e_all = torch.as_tensor(data["energy"], dtype=dtype)
+    samples = []
+    for i in range(len(n_atoms)):
+        if split is not None and splits[i] != split:
+            continue
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        name = f"{os.path.basename(path)}:{sources[i]}"
+        if not (torch.isfinite(f_all[a:b]).all() and torch.isfinite(e_all[i])):
+            raise DatasetError(f"{name}: non-finite energy or forces")
+        graph = MolecularGraph.from_atoms(pos_all[a:b], z_all[a:b], name=name)
+        samples.append(Sample(graph, {"energy": e_all[i:i + 1], "forces": f_all[a:b]}))
+        if limit is not None and len(samples) >= limit:
+            break
+    return MolecularDataset(samples, name=f"{os.path.basename(path)}[{split or 'all'}]")
