@@ -49,7 +49,7 @@ class GaussianSmearing(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = x.reshape(-1, 1) - self.offset.to(x.dtype).reshape(1, -1)
-        return torch.exp(self.coeff * d * d)
+        return torch.exp(torch.square(d) * self.coeff)
 
 
 class RadialBasis(nn.Module):
