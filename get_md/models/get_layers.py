@@ -143,6 +143,14 @@ class GETLayer(nn.Module):
             return R.transpose(1, 2).reshape(e, self.n_head, -1)
         return D.unsqueeze(1).repeat(1, self.n_head, 1)
 
+    @staticmethod
+    def _split_first_layer(weight: torch.Tensor, bias: Optional[torch.Tensor], H_v: torch.Tensor,
+                           D: torch.Tensor, pair_dst: torch.Tensor) -> torch.Tensor:
+        """First layer of ``mlp(cat([H_v[pair_dst], D]))``, applied to each part before gathering."""
+        d_v = H_v.shape[-1]
+        return (torch.nn.functional.linear(H_v, weight[:, :d_v])[pair_dst]
+                + torch.nn.functional.linear(D, weight[:, d_v:], bias))
+
     def forward(
         self,
         H: torch.Tensor,
@@ -165,19 +173,25 @@ class GETLayer(nn.Module):
         pair_edge = group_edge[pair_group]
 
         # ---- attention
+        # The first layer of each edge MLP acts on a concatenation [per-atom | per-pair | per-edge]
+        # features; it is applied to each part before gathering (same result, far fewer FLOPs).
         H_qk = self.linear_qk(Hh)
-        H_q = H_qk[..., 0::2][pair_src]
-        H_k = H_qk[..., 1::2][pair_dst]
+        d_rh = H_qk.shape[-1] // 2
         dZ = Z[pair_src] - Z[pair_dst]  # [Eu, C, 3]
         if pair_shift is not None:
             dZ = dZ - pair_shift.unsqueeze(1)
         D = self._distance_features(dZ)
+        d_d = D.shape[-1]
+        w_att = self.att_mlp[0].weight
+        pre = (
+            torch.nn.functional.linear(H_qk[..., 0::2], w_att[:, :d_rh])[pair_src]
+            + torch.nn.functional.linear(H_qk[..., 1::2], w_att[:, d_rh:2 * d_rh])[pair_dst]
+            + torch.nn.functional.linear(D, w_att[:, 2 * d_rh:2 * d_rh + d_d], self.att_mlp[0].bias)
+        )
         if edge_attr is not None and self.d_edge > 0:
             ea = self.edge_linear(edge_attr).view(edge_attr.shape[0], self.n_head, -1)
-            R_repr = torch.cat([H_q, H_k, D, ea[pair_edge]], dim=-1)
-        else:
-            R_repr = torch.cat([H_q, H_k, D], dim=-1)
-        R_repr = self.att_mlp(R_repr)  # [Eu, h, dr/h]
+            pre = pre + torch.nn.functional.linear(ea, w_att[:, 2 * d_rh + d_d:])[pair_edge]
+        R_repr = self.att_mlp[3](self.att_mlp[2](self.att_mlp[1](pre)))  # [Eu, h, dr/h]
         R = self.unit_att_linear(R_repr).squeeze(-1)  # [Eu, h]
 
         if pair_weight is None:
@@ -201,7 +215,8 @@ class GETLayer(nn.Module):
         H_v = self.linear_v(Hh)  # [N, h, dr/h]
 
         # ---- invariant update
-        msg = self.unit_msg_mlp(torch.cat([H_v[pair_dst], D], dim=-1))
+        m = self.unit_msg_mlp
+        msg = m[3](m[2](m[1](self._split_first_layer(m[0].weight, m[0].bias, H_v, D, pair_dst))))
         H_agg = scatter_sum(alpha * msg, pair_group, n_groups).reshape(n_groups, -1)
         H_agg = self.node_mlp(H_agg).view(n_groups, self.n_head, -1) * group_mass
         H_agg = scatter_sum(beta_g * H_agg, group_atom, n_atoms).reshape(n_atoms, -1)
@@ -209,7 +224,8 @@ class GETLayer(nn.Module):
         H_new = H + H_agg if self.residual else H_agg
 
         # ---- equivariant update
-        cmsg = self.unit_msg_coord_mlp(torch.cat([H_v[pair_dst], D], dim=-1))
+        mc = self.unit_msg_coord_mlp
+        cmsg = mc[3](mc[2](mc[1](self._split_first_layer(mc[0].weight, mc[0].bias, H_v, D, pair_dst))))
         Z_agg = scatter_sum(
             (alpha * self.unit_msg_coord_linear(cmsg)).unsqueeze(-1) * dZ.unsqueeze(1), pair_group, n_groups
         )  # [Eg, h, C, 3]

@@ -49,7 +49,12 @@ class GaussianSmearing(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = x.reshape(-1, 1) - self.offset.to(x.dtype).reshape(1, -1)
-        return torch.exp(torch.square(d) * self.coeff)
+        # exp of very negative arguments gives subnormal floats, which make every later
+        # CPU kernel that touches them (matmuls included) many times slower; basis values
+        # below exp(-60) ~ 1e-26 are set to exactly 0 (with zero gradient)
+        arg = torch.square(d) * self.coeff
+        keep = arg > -60.0
+        return torch.where(keep, torch.exp(torch.clamp(arg, min=-60.0)), torch.zeros_like(arg))
 
 
 class RadialBasis(nn.Module):
