@@ -256,7 +256,7 @@ class GET(nn.Module):
 
         H, Z_out = self.encoder.run(
             H, Z, block_ids, batch_ids, edge_attr, ps, pd, pg, pair_weight, pair_shift,
-            ga, ge, er, not self.smooth,
+            ga, ge, er, not self.smooth, self.task == "vectors",
         )
 
         out: Dict[str, torch.Tensor] = {}

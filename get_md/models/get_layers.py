@@ -164,6 +164,7 @@ class GETLayer(nn.Module):
         group_atom: torch.Tensor,
         group_edge: torch.Tensor,
         edge_row: torch.Tensor,
+        update_coords: bool = True,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         n_atoms = H.shape[0]
         n_groups = group_atom.shape[0]
@@ -223,7 +224,9 @@ class GETLayer(nn.Module):
         H_agg = self.node_out_linear(H_agg)
         H_new = H + H_agg if self.residual else H_agg
 
-        # ---- equivariant update
+        # ---- equivariant update (skipped when nothing downstream reads the coordinates)
+        if not update_coords:
+            return H_new, Z
         mc = self.unit_msg_coord_mlp
         cmsg = mc[3](mc[2](mc[1](self._split_first_layer(mc[0].weight, mc[0].bias, H_v, D, pair_dst))))
         Z_agg = scatter_sum(
@@ -275,6 +278,8 @@ class EquivariantFFN(nn.Module):
         inputs = torch.cat([H, H_c, radial], dim=-1)
         H_up = self.mlp_h(inputs)
         H = H + H_up if self.residual else H_up
+        if n_blocks == Z.shape[0]:
+            return H, Z  # one atom per block: Z_o == 0, the coordinate update is the identity
         Z = Z_c + self.mlp_z(inputs).unsqueeze(-1) * Z_o
         return H, Z
 
@@ -398,8 +403,10 @@ class GETEncoder(nn.Module):
         group_edge: torch.Tensor,
         edge_row: torch.Tensor,
         rescale_coords: bool,
+        need_coords: bool = True,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Forward on precomputed unit pairs (both modes)."""
+        """Forward on precomputed unit pairs (both modes); ``need_coords=False`` lets the
+        encoder skip coordinate work whose result no output uses."""
         n_blocks = batch_id.shape[0]
         n_graphs = int(batch_id.max()) + 1 if n_blocks > 0 else 0
         atom_batch = batch_id[block_id]
@@ -409,11 +416,17 @@ class GETEncoder(nn.Module):
         if pre is not None:
             H, Z, rescale = pre(H, Z, atom_batch, n_graphs, rescale_coords)
             record_scale = record_scale * rescale
+        # In potential mode with one atom per block the last layer's coordinate update
+        # reaches no feature (no coordinate norm, identity FFN on coordinates): skip it
+        # unless the caller reads the coordinates.
+        skip_last = not need_coords and not rescale_coords and n_blocks == Z.shape[0]
+        i = 0
         for layer, norm0, ffn, norm1 in zip(self.layers, self.norms0, self.ffns, self.norms1):
             H, Z = layer(
                 H, Z, edge_attr, pair_src, pair_dst, pair_group, pair_weight, pair_shift,
-                group_atom, group_edge, edge_row,
+                group_atom, group_edge, edge_row, not (skip_last and i == self.n_layers - 1),
             )
+            i += 1
             H, Z, rescale = norm0(H, Z, atom_batch, n_graphs, rescale_coords)
             record_scale = record_scale * rescale
             H, Z = ffn(H, Z, block_id, n_blocks)
