@@ -1,0 +1,153 @@
+"""OpenMM time per step with a get_md force: TorchForce and PythonForce against the bare model.
+
+For each size (default 100, 1,000 and 10,000 atoms of water, periodic; see
+``plugin_common.water_box``) and the GET model of ``plugin_common.MODEL_CONFIG``
+(d_hidden 64, 3 layers, cutoff 5 Å, random weights, float32):
+
+Timings start after 3 untimed calls (TorchScript's profiling executor recompiles during
+the first calls, which take several times longer).
+
+* ``model``: the bare model call (forward plus the autograd backward that gives forces)
+  on the graph tensors, the floor any OpenMM integration can reach;
+* ``pythonforce``: ``openmm.PythonForce`` (OpenMM >= 8.6) in a System with only that force
+  and a VerletIntegrator (0.5 fs) on OpenMM's CPU platform: wall time per step;
+* ``torchforce``: the same with ``openmmtorch.TorchForce`` when openmmtorch imports
+  (recorded as unavailable otherwise).
+
+``overhead_ms`` = time per step - bare model time: the cost of the OpenMM boundary (unit
+conversion, tensors from and to NumPy or C++, the integrator). Results go to
+``benchmarks/results/bench_openmm.json`` with the machine record.
+
+    python benchmarks/bench_openmm.py                    # 100, 1000, 10000 atoms
+    python benchmarks/bench_openmm.py --sizes 100 --steps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plugin_common import MODEL_CONFIG, build_model, machine_info, median_time, water_box  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "bench_openmm.json"
+
+
+def openmm_platform():
+    import openmm
+
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    return openmm.Platform.getPlatformByName("CPU" if "CPU" in names else "Reference")
+
+
+def time_openmm(force_backend: str, model, z, pos, cell, periodic: bool, steps: int, repeats: int) -> dict:
+    import openmm
+    from get_md.plugins.openmm import add_force
+
+    masses = {1: 1.008, 8: 15.999}
+    system = openmm.System()
+    for zi in z:
+        system.addParticle(masses[int(zi)])
+    if periodic:
+        system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row) for row in cell / 10.0])
+    add_force(system, model, z.tolist(), periodic=periodic, backend=force_backend)
+    integrator = openmm.VerletIntegrator(0.0005)
+    platform = openmm_platform()
+    ctx = openmm.Context(system, integrator, platform)
+    ctx.setPositions(pos / 10.0)
+    ctx.setVelocitiesToTemperature(300.0, 1)
+    integrator.step(3)  # TorchScript's profiling executor optimises during the first calls
+    t = median_time(lambda: integrator.step(steps), repeats, warmup=0)
+    per_step = {k: (v / steps if not isinstance(v, list) else [s / steps for s in v]) for k, v in t.items()}
+    per_step["platform"] = platform.getName()
+    return per_step
+
+
+def time_model(model, z, pos, cell, periodic: bool, repeats: int, warmup: int) -> dict:
+    from get_md.graph import MolecularGraph
+
+    g = MolecularGraph.from_atoms(torch.tensor(pos, dtype=torch.float32), torch.tensor(z),
+                                  cell=torch.tensor(cell, dtype=torch.float32) if periodic else None,
+                                  pbc=torch.ones(3, dtype=torch.bool) if periodic else None)
+    inputs = g.inputs()
+
+    def call():
+        with torch.no_grad():
+            out = model(*inputs)
+        return out["forces"]
+
+    res = median_time(call, repeats, warmup=warmup)
+    with torch.no_grad():
+        out = model(*inputs)
+    res["what"] = "forward + autograd backward for forces"
+    res["energy_eV"] = float(out["energy"].sum())
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    p.add_argument("--steps", type=int, default=None, help="MD steps per timed sample (default by size)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed model calls first (TorchScript optimises during the first calls)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-periodic", action="store_true", help="non-periodic clusters instead of boxes")
+    p.add_argument("--backends", nargs="+", default=["torchforce", "pythonforce"])
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = p.parse_args(argv)
+
+    threads = args.threads or min(4, torch.get_num_threads())
+    torch.set_num_threads(threads)
+    from get_md.plugins.openmm import have_openmmtorch
+
+    torchforce_status = "available" if have_openmmtorch() else (
+        f"unavailable: openmmtorch does not import with torch {torch.__version__}")
+    periodic = not args.no_periodic
+    model = torch.jit.script(build_model())
+    records = []
+    for size in args.sizes:
+        z, pos, cell = water_box(size)
+        steps = args.steps or (20 if size <= 200 else 5 if size <= 2000 else 2)
+        rec = {"size": size, "n_atoms": int(len(z)), "periodic": periodic, "box_A": float(cell[0, 0]),
+               "steps_per_sample": steps}
+        rec["model"] = time_model(model, z, pos, cell, periodic, args.repeats, args.warmup)
+        model_ms = rec["model"]["median_s"] * 1e3
+        print(f"{len(z):6d} atoms  model fwd+bwd  {model_ms:9.2f} ms", flush=True)
+        for backend in args.backends:
+            if backend == "torchforce" and torchforce_status != "available":
+                rec[backend] = {"skipped": torchforce_status}
+                print(f"{len(z):6d} atoms  {backend:12s}  skipped ({torchforce_status})", flush=True)
+                continue
+            r = time_openmm(backend, model, z, pos, cell, periodic, steps, args.repeats)
+            r["ms_per_step"] = r["median_s"] * 1e3
+            r["overhead_ms"] = r["ms_per_step"] - model_ms
+            r["steps_per_s"] = 1.0 / r["median_s"]
+            r["ns_per_day_at_0.5fs"] = r["steps_per_s"] * 86400 * 0.5e-6
+            rec[backend] = r
+            print(f"{len(z):6d} atoms  {backend:12s}  {r['ms_per_step']:9.2f} ms/step "
+                  f"(overhead {r['overhead_ms']:+.2f} ms, {r['ns_per_day_at_0.5fs']:.3f} ns/day)", flush=True)
+        records.append(rec)
+    result = {
+        "benchmark": "bench_openmm",
+        "machine": machine_info(threads),
+        "settings": {"model": {"family": "get", **MODEL_CONFIG, "dtype": "float32", "weights": "random"},
+                     "system": "water box, 1.0 g/cm^3" + (" (periodic)" if periodic else " (cluster)"),
+                     "integrator": "VerletIntegrator 0.5 fs", "repeats": args.repeats,
+                     "warmup_calls": args.warmup, "scripted": True,
+                     "torchforce": torchforce_status},
+        "results": records,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Systems, model and machine record shared by bench_openmm.py and bench_ase.py.
+
+* :func:`water_box`: liquid-density water (29.9 Å^3 per molecule, 1.0 g/cm^3) in a cubic
+  periodic box: oxygens on a random subset of a cubic lattice, TIP3P-like geometry
+  (0.9572 Å, 104.52°), random orientations; ``periodic=False`` gives the same atoms as a
+  non-periodic cluster at organic density.
+* :data:`MODEL_CONFIG`: GET, d_hidden 64, 3 layers, cutoff 5 Å (random weights: speed only).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from typing import Tuple
+
+import numpy as np
+import torch
+
+MODEL_CONFIG = dict(d_hidden=64, d_radial=32, n_rbf=16, n_head=4, n_layers=3, cutoff=5.0)
+WATER_VOLUME = 29.9  # Å^3 per molecule at 1.0 g/cm^3
+
+
+def water_box(n_atoms: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(atomic numbers [N], positions [N, 3] Å, cell [3, 3] Å) of about ``n_atoms`` atoms of water."""
+    rng = np.random.default_rng(seed)
+    n_w = max(1, round(n_atoms / 3))
+    side = (n_w * WATER_VOLUME) ** (1.0 / 3.0)
+    m = math.ceil(n_w ** (1.0 / 3.0))
+    grid = np.stack(np.meshgrid(*[np.arange(m)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    sites = grid[np.sort(rng.choice(len(grid), n_w, replace=False))]
+    oxygens = (sites + 0.5) * (side / m)
+    half = np.deg2rad(104.52) / 2
+    local = 0.9572 * np.array([[np.sin(half), np.cos(half), 0.0], [-np.sin(half), np.cos(half), 0.0]])
+    pos, z = [], []
+    for o in oxygens:
+        q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+        rot = q * np.sign(np.diag(r))
+        pos += [o, o + local[0] @ rot.T, o + local[1] @ rot.T]
+        z += [8, 1, 1]
+    return np.asarray(z), np.asarray(pos), np.eye(3) * side
+
+
+def build_model(dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.nn.Module:
+    from get_md.models import build_model as _build
+
+    torch.manual_seed(seed)
+    return _build("get", **MODEL_CONFIG).to(dtype).eval()
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> dict:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; seconds per call."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return {"median_s": float(np.median(samples)), "min_s": float(min(samples)),
+            "max_s": float(max(samples)), "samples_s": [float(s) for s in samples]}
+
+
+def machine_info(threads: int) -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {
+        "cpu_model": cpu,
+        "logical_cpus": os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": threads,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import openmm
+
+        info["openmm_version"] = openmm.__version__
+    except ImportError:
+        pass
+    try:
+        import ase
+
+        info["ase_version"] = ase.__version__
+    except ImportError:
+        pass
+    return info

@@ -1,0 +1,315 @@
+"""ASE calculator for get_md models (GET, GeoMFormer).
+
+:class:`GETCalculator` runs an exported get_md model (or one in memory) as an
+``ase.calculators.calculator.Calculator``: energy, free energy (= energy), forces,
+per-atom energies and, for periodic cells, stress; scoring models put ``score`` in
+``results``. Units are ASE's: Å, eV, eV/Å, eV/Å^3.
+
+The graph (element, block and segment tensors) is built once per set of atomic
+numbers and reused while only positions (or the cell) change, so an optimisation
+or MD run pays the model's cost and little else. :meth:`GETCalculator.calculate_batch`
+evaluates many structures in one forward pass.
+
+Example:
+    >>> from ase.build import molecule
+    >>> from get_md.plugins.ase import GETCalculator
+    >>> atoms = molecule("CH3CH2OH")
+    >>> atoms.calc = GETCalculator("potential.pt")        # doctest: +SKIP
+    >>> atoms.get_potential_energy(), atoms.get_forces()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+from get_md.plugins._common import LoadedModel, ModelSpec, atom_charges, load_potential
+
+from get_md.graph import MolecularGraph, batch_graphs
+
+__all__ = ["GETCalculator", "GeoMFormerCalculator"]
+
+log = logging.getLogger("get_md.plugins.ase")
+
+ENERGY_PROPERTIES = ["energy", "free_energy", "forces", "stress", "energies"]
+#: Graph templates kept per calculator (one per distinct set of atomic numbers).
+_TEMPLATE_CACHE_SIZE = 64
+
+
+class GETCalculator(Calculator):
+    """ASE calculator running a get_md model.
+
+    Args:
+        model: a shipped model name (``get_md.zoo``), a model file written by
+            ``get_md.export.save``, an in-memory ``nn.Module`` / ``ScriptModule``, or
+            None for the shipped default potential. Family (GET or GeoMFormer) and
+            task (energy or score) are read from the file or the module.
+        device: torch device ("cpu", "cuda", ...).
+        dtype: precision of weights and coordinates (float32 default; float64 for
+            energy-conservation work).
+        charge: total charge (e) used when ``atoms.info`` has no ``"charge"``; read only
+            by models whose metadata says ``needs_charge``.
+        graph_builder: optional ``f(atoms) -> MolecularGraph`` to choose blocks and
+            segments (default: every atom its own block, as for small molecules:
+            ``MolecularGraph.from_atoms``). Called once per set of atomic numbers.
+        **kwargs: passed to ``ase.calculators.calculator.Calculator`` (``label``,
+            ``directory``, ...).
+
+    Results (``calc.results``):
+        energy model: ``energy`` and ``free_energy`` (eV), ``forces`` [N, 3] (eV/Å),
+        ``energies`` [N] (eV), ``stress`` Voigt [6] (eV/Å^3, ASE sign: (1/V) dE/dε)
+        for cells periodic in all three directions. Score model: ``score``.
+
+    Raises:
+        ValueError: no model given and no default shipped (the message says what to
+            pass), a model file that does not load, elements the model does not know,
+            a periodic direction without a cell vector.
+        ase.calculators.calculator.PropertyNotImplementedError: ``stress`` for a
+            structure that is not periodic in all three directions; energy properties
+            from a score model.
+
+    Example:
+        >>> from ase.optimize import BFGS
+        >>> atoms.calc = GETCalculator("potential.pt", dtype="float64")  # doctest: +SKIP
+        >>> BFGS(atoms).run(fmax=0.05)                                  # doctest: +SKIP
+    """
+
+    implemented_properties = list(ENERGY_PROPERTIES)
+    default_parameters: dict = {}
+    nolabel = True
+
+    def __init__(
+        self,
+        model: ModelSpec = None,
+        device: Union[str, torch.device] = "cpu",
+        dtype: Union[str, torch.dtype] = torch.float32,
+        *,
+        charge: float = 0.0,
+        graph_builder: Optional[Callable[..., MolecularGraph]] = None,
+        **kwargs,
+    ):
+        self.potential: LoadedModel = load_potential(model, device, dtype, who=type(self).__name__)
+        task = self.potential.task
+        if task == "score":
+            self.implemented_properties = ["score"]
+        elif task != "energy":
+            raise ValueError(
+                f"{type(self).__name__}: model {self.potential.source} has task {task!r}; "
+                "an ASE calculator needs an energy (potential) or score model"
+            )
+        Calculator.__init__(self, **kwargs)
+        self.default_charge = float(charge)
+        self.graph_builder = graph_builder
+        self._templates: OrderedDict[bytes, _Template] = OrderedDict()
+
+    # ----------------------------------------------------------------- info
+    @property
+    def model(self) -> torch.nn.Module:
+        """The underlying torch module."""
+        return self.potential.module
+
+    @property
+    def metadata(self) -> dict:
+        """The model's metadata (file metadata, or module attributes for in-memory models)."""
+        return self.potential.metadata
+
+    @property
+    def family(self) -> str:
+        return self.potential.family
+
+    @property
+    def task(self) -> str:
+        return self.potential.task
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(model={self.potential.source!r}, family={self.family!r}, "
+                f"task={self.task!r}, device={str(self.potential.device)!r}, "
+                f"dtype={str(self.potential.dtype).replace('torch.', '')!r})")
+
+    # ------------------------------------------------------------ templates
+    def _template(self, atoms) -> _Template:
+        numbers = np.asarray(atoms.numbers, dtype=np.int64)
+        key = numbers.tobytes()
+        tpl = self._templates.get(key)
+        if tpl is None:
+            tpl = _Template(self._build_graph(atoms, numbers))
+            self._templates[key] = tpl
+            while len(self._templates) > _TEMPLATE_CACHE_SIZE:
+                self._templates.popitem(last=False)
+        else:
+            self._templates.move_to_end(key)
+        return tpl
+
+    def _build_graph(self, atoms, numbers: np.ndarray) -> MolecularGraph:
+        who = f"{type(self).__name__}: ase.Atoms {atoms.get_chemical_formula()}"
+        if len(numbers) == 0:
+            raise ValueError(f"{who}: no atoms")
+        self.potential.check_elements(numbers.tolist(), who)
+        lm = self.potential
+        if self.graph_builder is not None:
+            g = self.graph_builder(atoms)
+            if not isinstance(g, MolecularGraph) or g.num_graphs != 1 or g.num_atoms != len(numbers):
+                raise ValueError(f"{who}: graph_builder must return a MolecularGraph of one structure "
+                                 f"with {len(numbers)} atoms")
+            if not np.array_equal(g.atomic_numbers.cpu().numpy(), numbers):
+                raise ValueError(f"{who}: graph_builder changed the atom order or elements")
+            g = g.to(device=lm.device, dtype=lm.dtype)
+        else:
+            g = MolecularGraph.from_atoms(
+                torch.zeros(len(numbers), 3, dtype=lm.dtype, device=lm.device),
+                torch.as_tensor(numbers, device=lm.device), name=who,
+            )
+        return g
+
+    def _graph(self, atoms) -> tuple[MolecularGraph, bool]:
+        """Graph of ``atoms`` at its current positions and cell; and whether fully periodic."""
+        lm = self.potential
+        tpl = self._template(atoms)
+        cell, pbc = tpl.cell_tensors(atoms, lm.device, lm.dtype, type(self).__name__)
+        pos = torch.as_tensor(np.asarray(atoms.positions), device=lm.device).to(lm.dtype)
+        if not bool(torch.isfinite(pos).all()):
+            i = int(np.flatnonzero(~np.isfinite(np.asarray(atoms.positions)).all(axis=1))[0])
+            raise ValueError(f"{type(self).__name__}: atom {i + 1} has non-finite coordinates")
+        return replace(tpl.graph, positions=pos, cell=cell, pbc=pbc), bool(np.all(atoms.pbc))
+
+    def _total_charge(self, atoms) -> float:
+        value = atoms.info.get("charge", self.default_charge)
+        try:
+            return float(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{type(self).__name__}: atoms.info['charge'] = {value!r} is not a number") from e
+
+    # ------------------------------------------------------------ evaluation
+    def _evaluate(self, atoms_list: Sequence) -> list[dict]:
+        graphs, periodic = zip(*(self._graph(a) for a in atoms_list), strict=True)
+        g = graphs[0] if len(graphs) == 1 else batch_graphs(list(graphs))
+        counts = [len(a) for a in atoms_list]
+        charges = None
+        if self.potential.needs_charge:
+            charges = atom_charges([self._total_charge(a) for a in atoms_list], counts,
+                                   self.potential.device, self.potential.dtype)
+        out = self.potential.run(g.inputs(), charges)
+        return _split_results(out, counts, periodic, self.task)
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        """Compute every property the model gives for ``atoms`` (ASE's calculator protocol)."""
+        if properties is None:
+            properties = self.implemented_properties
+        Calculator.calculate(self, atoms, properties, system_changes)
+        self.results = self._evaluate([self.atoms])[0]
+
+    def calculate_batch(self, atoms_list: Sequence, batch_size: Optional[int] = None) -> list[dict]:
+        """Results for many structures, batched into one forward pass (or ``batch_size`` at a time).
+
+        Returns one dict per structure, with the keys of :attr:`results` (NumPy arrays and
+        floats). ``self.results`` and the calculator's cached state are not changed.
+
+        Example:
+            >>> res = calc.calculate_batch([molecule("H2O"), molecule("CH4")])  # doctest: +SKIP
+            >>> [r["energy"] for r in res]                                      # doctest: +SKIP
+        """
+        atoms_list = list(atoms_list)
+        if not atoms_list:
+            return []
+        step = len(atoms_list) if not batch_size else int(batch_size)
+        if step < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out: list[dict] = []
+        for start in range(0, len(atoms_list), step):
+            out.extend(self._evaluate(atoms_list[start:start + step]))
+        return out
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        if name == "stress" and self.task == "energy":
+            a = atoms if atoms is not None else self.atoms
+            if a is not None and not np.all(a.pbc):
+                raise PropertyNotImplementedError(
+                    f"{type(self).__name__}: stress needs a cell periodic in all three directions "
+                    f"(pbc={list(map(bool, a.pbc))})"
+                )
+        if self.task == "score" and name in ENERGY_PROPERTIES:
+            raise PropertyNotImplementedError(
+                f"{type(self).__name__}: model {self.potential.source} is a score model; it gives "
+                f"'score' (calc.get_property('score', atoms)), not {name!r}"
+            )
+        return Calculator.get_property(self, name, atoms, allow_calculation)
+
+    def get_score(self, atoms=None) -> float:
+        """Score of ``atoms`` (score models), e.g. a pK affinity."""
+        return self.get_property("score", atoms)
+
+    def check_state(self, atoms, tol=1e-15):
+        changes = Calculator.check_state(self, atoms, tol)
+        if (self.potential.needs_charge and self.atoms is not None
+                and self._total_charge(atoms) != self._total_charge(self.atoms)):
+            changes = list(changes) + ["charge"]
+        return changes
+
+
+#: Same class: the family (GET or GeoMFormer) is read from the model file or module.
+GeoMFormerCalculator = GETCalculator
+
+
+class _Template:
+    """Integer graph tensors for one set of atomic numbers, with the last cell's tensors."""
+
+    def __init__(self, graph: MolecularGraph):
+        self.graph = graph
+        self._cell_key: Optional[bytes] = None
+        self._cell: Optional[torch.Tensor] = None
+        self._pbc: Optional[torch.Tensor] = None
+
+    def cell_tensors(self, atoms, device, dtype, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+        pbc = np.asarray(atoms.pbc, dtype=bool).reshape(3)
+        cell = np.asarray(atoms.cell.array, dtype=np.float64).reshape(3, 3)
+        key = pbc.tobytes() + (cell.tobytes() if pbc.any() else b"")
+        if key != self._cell_key:
+            if pbc.any():
+                if not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-6:
+                    raise ValueError(
+                        f"{who}: ase.Atoms {atoms.get_chemical_formula()} is periodic (pbc={pbc.tolist()}) "
+                        f"but its cell {cell.tolist()} has no volume; set a full cell "
+                        "(e.g. atoms.center(vacuum=10.0)) or pbc=False"
+                    )
+                c = torch.as_tensor(cell, device=device).to(dtype).reshape(1, 3, 3)
+            else:
+                c = torch.zeros(1, 3, 3, dtype=dtype, device=device)
+            self._cell = c
+            self._pbc = torch.as_tensor(pbc, device=device).reshape(1, 3)
+            self._cell_key = key
+        return self._cell, self._pbc  # type: ignore[return-value]
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def _split_results(out: dict, counts: Sequence[int], periodic: Sequence[bool], task: str) -> list[dict]:
+    """Per-structure ASE results from a batched model output."""
+    results: list[dict] = []
+    if task == "score":
+        score = _numpy(out["score"]).reshape(-1)
+        return [{"score": float(s)} for s in score]
+    energy = _numpy(out["energy"]).reshape(-1)
+    forces = _numpy(out["forces"])
+    energies = _numpy(out["energies"]).reshape(-1)
+    stress = _numpy(out["stress"]) if "stress" in out else None
+    start = 0
+    for i, n in enumerate(counts):
+        r = {
+            "energy": float(energy[i]),
+            "free_energy": float(energy[i]),
+            "forces": forces[start:start + n].copy(),
+            "energies": energies[start:start + n].copy(),
+        }
+        if periodic[i] and stress is not None:
+            r["stress"] = full_3x3_to_voigt_6_stress(stress[i])
+        results.append(r)
+        start += n
+    return results

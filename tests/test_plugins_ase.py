@@ -1,0 +1,342 @@
+"""ASE calculator (get_md.plugins.ase): properties, caching, batching, stress, optimisers, MD."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.build import molecule
+from ase.calculators.calculator import PropertyNotImplementedError
+from get_md.plugins.ase import GeoMFormerCalculator, GETCalculator
+
+from get_md import export
+from get_md.models import build_model
+
+try:
+    from tests.plugin_helpers import (
+        TINY_GET,
+        Tether,
+        check_nve,
+        ethanol,
+        min_pair_distance,
+        periodic_ethanol,
+        tiny_geomformer,
+        tiny_get,
+    )
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path
+    from plugin_helpers import (
+        TINY_GET,
+        Tether,
+        check_nve,
+        ethanol,
+        min_pair_distance,
+        periodic_ethanol,
+        tiny_geomformer,
+        tiny_get,
+    )
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny_get.pt"
+    export.save(tiny_get(), path, {"elements": ["H", "C", "N", "O"], "description": "test potential"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def calc64(model_file):
+    return GETCalculator(model_file, dtype=torch.float64)
+
+
+def test_properties_and_units(model_file, calc64):
+    atoms = ethanol()
+    atoms.calc = calc64
+    e = atoms.get_potential_energy()
+    f = atoms.get_forces()
+    assert isinstance(e, float)
+    assert f.shape == (9, 3) and f.dtype == np.float64
+    assert np.abs(f).max() > 0.01, "perturbed test model should give non-trivial forces"
+    assert atoms.get_potential_energy(force_consistent=True) == pytest.approx(e)
+    assert atoms.get_potential_energies().sum() == pytest.approx(e, rel=1e-10)
+    # the raw model agrees (eV, eV/Å)
+    module, _ = export.load_model(model_file, dtype="float64")
+    from get_md.graph import MolecularGraph
+
+    g = MolecularGraph.from_atoms(torch.tensor(atoms.positions), torch.tensor(atoms.numbers))
+    out = module(*g.inputs())
+    assert float(out["energy"].detach()) == pytest.approx(e, rel=1e-12)
+    np.testing.assert_allclose(out["forces"].detach().numpy(), f, atol=1e-12)
+    # forces are -dE/dx (central differences, float64)
+    h = 1e-5
+    for i, k in [(0, 0), (4, 2), (8, 1)]:
+        a = atoms.copy()
+        a.calc = calc64
+        a.positions[i, k] += h
+        ep = a.get_potential_energy()
+        a.positions[i, k] -= 2 * h
+        em = a.get_potential_energy()
+        assert -(ep - em) / (2 * h) == pytest.approx(f[i, k], abs=1e-6)
+
+
+def test_in_memory_module_and_float32(model_file):
+    atoms = ethanol()
+    model = tiny_get()
+    calc = GETCalculator(model)  # float32 default
+    atoms.calc = calc
+    e32 = atoms.get_potential_energy()
+    ref = GETCalculator(model_file, dtype="float64")
+    assert e32 == pytest.approx(ref.get_potential_energy(atoms), abs=1e-4)
+    assert next(model.parameters()).dtype == torch.float32, "the caller's module is not changed"
+    scripted = GETCalculator(torch.jit.script(tiny_get()), dtype=torch.float64)
+    assert scripted.get_potential_energy(atoms) == pytest.approx(ref.get_potential_energy(atoms), rel=1e-12)
+    assert "GETCalculator" in repr(calc)
+
+
+def test_no_model_and_no_default(monkeypatch):
+    from get_md import zoo
+
+    monkeypatch.setattr(zoo, "DEFAULT_POTENTIAL", "no-such-default-potential")
+    with pytest.raises(ValueError, match="no model given.*no-such-default-potential.*model="):
+        GETCalculator()
+    with pytest.raises(ValueError, match="unknown model 'not-a-model'"):
+        GETCalculator("not-a-model")
+    with pytest.raises(ValueError, match="not found"):
+        GETCalculator("missing/dir/model.pt")
+    with pytest.raises(TypeError, match="model must be"):
+        GETCalculator(42)
+
+
+def test_unsupported_element(calc64):
+    atoms = molecule("SiH4")
+    atoms.calc = calc64
+    with pytest.raises(ValueError, match="Si not supported"):
+        atoms.get_potential_energy()
+
+
+def test_stress_requires_periodic_cell(calc64):
+    atoms = ethanol()
+    atoms.calc = calc64
+    with pytest.raises(PropertyNotImplementedError, match="periodic"):
+        atoms.get_stress()
+    assert "stress" not in calc64.results
+    atoms.pbc = [True, True, False]
+    atoms.cell = [8, 8, 8]
+    with pytest.raises(PropertyNotImplementedError, match="periodic"):
+        atoms.get_stress()
+    bad = ethanol()
+    bad.pbc = True  # no cell
+    bad.calc = calc64
+    with pytest.raises(ValueError, match="no volume"):
+        bad.get_potential_energy()
+
+
+def test_stress_finite_differences(calc64):
+    atoms = periodic_ethanol()
+    atoms.calc = calc64
+    stress = atoms.get_stress(voigt=False)
+    assert np.abs(stress).max() > 1e-4
+    np.testing.assert_allclose(stress, stress.T, atol=1e-10)
+    volume = atoms.get_volume()
+    h = 1e-5
+    fd = np.zeros((3, 3))
+    cell0 = atoms.cell.array.copy()
+    for i in range(3):
+        for j in range(i, 3):
+            energies = []
+            for sign in (1, -1):
+                eps = np.zeros((3, 3))
+                eps[i, j] += sign * h / 2
+                eps[j, i] += sign * h / 2
+                a = atoms.copy()
+                a.set_cell(cell0 @ (np.eye(3) + eps), scale_atoms=True)
+                a.calc = calc64
+                energies.append(a.get_potential_energy())
+            fd[i, j] = fd[j, i] = (energies[0] - energies[1]) / (2 * h) / volume
+    np.testing.assert_allclose(stress, fd, atol=1e-8 + 1e-5 * np.abs(fd).max())
+    # Voigt order xx yy zz yz xz xy
+    v = atoms.get_stress()
+    np.testing.assert_allclose(v, [stress[0, 0], stress[1, 1], stress[2, 2], stress[1, 2],
+                                   stress[0, 2], stress[0, 1]])
+
+
+def test_template_reused_while_only_positions_change(model_file, monkeypatch):
+    calc = GETCalculator(model_file, dtype="float64")
+    builds = []
+    original = calc._build_graph
+    monkeypatch.setattr(calc, "_build_graph", lambda *a: builds.append(1) or original(*a))
+    atoms = ethanol()
+    atoms.calc = calc
+    e0 = atoms.get_potential_energy()
+    atoms.positions[0, 0] += 0.05
+    e1 = atoms.get_potential_energy()
+    assert e1 != e0
+    atoms.set_cell([9, 9, 9])
+    atoms.pbc = True
+    atoms.get_potential_energy()
+    assert len(builds) == 1, "same atomic numbers: the graph template is reused"
+    atoms.pbc = False
+    assert atoms.get_potential_energy() == pytest.approx(e1, rel=1e-12)
+    water = molecule("H2O")
+    water.calc = calc
+    water.get_potential_energy()
+    assert len(builds) == 2
+    atoms.get_potential_energy()
+    atoms.positions[1, 1] += 0.01
+    atoms.get_potential_energy()
+    assert len(builds) == 2, "templates are cached per set of atomic numbers"
+
+
+def test_calculate_batch_equals_one_by_one(calc64):
+    structures = [ethanol(), molecule("H2O"), periodic_ethanol(), molecule("CH3CONH2"), molecule("CH4")]
+    structures[1].positions += 0.1
+    batch = calc64.calculate_batch(structures)
+    chunked = calc64.calculate_batch(structures, batch_size=2)
+    assert len(batch) == len(structures) == len(chunked)
+    for atoms, r, rc in zip(structures, batch, chunked, strict=True):
+        calc64.calculate(atoms)
+        one = calc64.results
+        assert set(r) == set(one)
+        assert ("stress" in r) == bool(atoms.pbc.all())
+        for key in one:
+            np.testing.assert_allclose(r[key], one[key], rtol=1e-10, atol=1e-12, err_msg=key)
+            np.testing.assert_allclose(rc[key], one[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    assert calc64.calculate_batch([]) == []
+
+
+def test_geomformer_family_read_from_file(tmp_path):
+    path = tmp_path / "geomformer.pt"
+    export.save(tiny_geomformer(), path)
+    calc = GeoMFormerCalculator(path, dtype="float64")
+    assert GeoMFormerCalculator is GETCalculator
+    assert calc.family == "geomformer"
+    atoms = ethanol()
+    atoms.calc = calc
+    assert np.isfinite(atoms.get_potential_energy())
+    assert atoms.get_forces().shape == (9, 3)
+    gcalc = GETCalculator(tiny_get())
+    assert gcalc.family == "get"
+
+
+def test_score_model(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("get", mode="score", task="score", **TINY_GET)
+    path = tmp_path / "score.pt"
+    export.save(model, path)
+    calc = GETCalculator(path)
+    assert calc.task == "score"
+    atoms = ethanol()
+    atoms.calc = calc
+    score = calc.get_score(atoms)
+    assert isinstance(score, float)
+    assert calc.results["score"] == score
+    with pytest.raises(PropertyNotImplementedError, match="score model"):
+        atoms.get_potential_energy()
+    assert calc.calculate_batch([atoms, atoms])[1]["score"] == pytest.approx(score, rel=1e-5)
+
+
+def test_total_charge_only_for_models_that_need_it(tmp_path):
+    model = tiny_get()
+    path = tmp_path / "charged.pt"
+    export.save(model, path, {"needs_charge": True})
+    calc = GETCalculator(path, dtype="float64")
+    atoms = ethanol()
+    atoms.calc = calc
+    e0 = atoms.get_potential_energy()
+    atoms.info["charge"] = 1
+    e1 = atoms.get_potential_energy()
+    assert e1 != pytest.approx(e0, abs=1e-6), "a change of total charge alone triggers a new calculation"
+    batch = calc.calculate_batch([ethanol(), atoms])
+    assert batch[0]["energy"] == pytest.approx(e0, rel=1e-12)
+    assert batch[1]["energy"] == pytest.approx(e1, rel=1e-12)
+    # a model without needs_charge ignores atoms.info["charge"]
+    plain = GETCalculator(tiny_get(), dtype="float64")
+    assert plain.get_potential_energy(atoms) == pytest.approx(plain.get_potential_energy(ethanol()), rel=1e-12)
+
+
+def test_optimisers_lower_the_energy(calc64):
+    from ase.optimize import BFGS, FIRE
+
+    for opt_cls in (BFGS, FIRE):
+        atoms = ethanol()
+        atoms.calc = calc64
+        e0 = atoms.get_potential_energy()
+        f0 = np.abs(atoms.get_forces()).max()
+        opt_cls(atoms, logfile=None).run(fmax=0.02, steps=60)
+        assert atoms.get_potential_energy() < e0 - 1e-3, opt_cls.__name__
+        assert np.abs(atoms.get_forces()).max() < f0, opt_cls.__name__
+
+
+def test_langevin_and_vibrations(calc64, tmp_path):
+    from ase.md.langevin import Langevin
+    from ase.vibrations import Vibrations
+
+    atoms = ethanol()
+    atoms.calc = calc64
+    Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01, fixcm=False,
+             rng=np.random.default_rng(0)).run(20)
+    assert np.isfinite(atoms.get_potential_energy())
+    water = molecule("H2O")
+    water.calc = calc64
+    vib = Vibrations(water, name=str(tmp_path / "vib"), delta=0.005)
+    vib.run()
+    freqs = vib.get_frequencies()
+    assert len(freqs) == 9 and np.all(np.isfinite(np.abs(freqs)))
+
+
+def run_nve_ase(calc, n_steps: int, temperature_K: float = 300.0, record_every: int = 10):
+    """NVE VelocityVerlet (0.5 fs) on tethered ethanol (see plugin_helpers).
+
+    Returns times (ps), total and potential energies (eV), the model's energies (eV) and the
+    closest approach of two atoms (Å).
+    """
+    from ase.calculators.mixing import SumCalculator
+    from ase.md.velocitydistribution import Stationary, ZeroRotation
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = ethanol()
+    atoms.calc = SumCalculator([calc, Tether(atoms.positions).ase_calculator()])
+    rng = np.random.default_rng(0)
+    masses = atoms.get_masses()
+    sigma = np.sqrt(temperature_K * units.kB / masses)[:, None]
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * sigma * masses[:, None])
+    Stationary(atoms)
+    ZeroRotation(atoms)
+    times, etot, epot, emodel, dmin = [], [], [], [], []
+    dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+
+    def record():
+        ep = atoms.get_potential_energy()
+        times.append(dyn.nsteps * 0.5e-3)
+        etot.append(ep + atoms.get_kinetic_energy())
+        epot.append(ep)
+        emodel.append(calc.results["energy"])
+        dmin.append(min_pair_distance(atoms.positions))
+
+    dyn.attach(record, interval=record_every)
+    dyn.run(n_steps)
+    return np.array(times), np.array(etot), np.array(epot), np.array(emodel), min(dmin)
+
+
+def test_nve_velocity_verlet(model_file):
+    """1 ps NVE (2000 x 0.5 fs) in float64: total energy drift and fluctuation bounded."""
+    calc = GETCalculator(model_file, dtype=torch.float64)
+    t0 = time.perf_counter()
+    result = run_nve_ase(calc, 2000)
+    print(f"ASE NVE 2000 steps: {time.perf_counter() - t0:.1f} s")
+    check_nve(*result, 9, "ASE VelocityVerlet 1 ps")
+
+
+@pytest.mark.slow
+def test_nve_velocity_verlet_10ps(model_file):
+    calc = GETCalculator(model_file, dtype=torch.float64)
+    check_nve(*run_nve_ase(calc, 20000, record_every=20), 9, "ASE VelocityVerlet 10 ps")
