@@ -1,0 +1,286 @@
+"""get-md rescore-poses (get_md.workflows.poses) on real docking poses, with tiny models.
+
+Receptor and poses: prolif's GPCR and its 9 Vina poses (tests/data/prolif), PoseBusters'
+1ia1 for the PoseBusters flags. Models: 1-layer GETs of width 16 (random weights), so
+the numbers mean nothing; the tests check the workflow: one row per record, tags,
+sorting, skipped records, per-residue sums, resume after a kill, Dask = one process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from get_md.workflows._common import (
+    CRASH_ENV,
+    CRASH_EXIT_CODE,
+    EV_TO_KCAL_MOL,
+    ProgressStore,
+    WorkflowError,
+    get_module,
+    resolve_model,
+    run_model,
+)
+from get_md.workflows.poses import rescore_poses
+from rdkit import Chem
+
+DATA = Path(__file__).parent / "data"
+REC = DATA / "prolif" / "rec.pdb"
+LIG_PDB = DATA / "prolif" / "lig.pdb"
+POSES_SDF = DATA / "prolif" / "vina_output.sdf"
+POSES_MOL2 = DATA / "prolif" / "vina_output.mol2"
+POSE_PDBQT = DATA / "prolif" / "vina_output_ligand_1.pdbqt"
+P1IA1 = DATA / "posebusters" / "1ia1" / "1ia1_protein_one_lig_removed.pdb"
+L1IA1 = DATA / "posebusters" / "1ia1" / "1ia1_ligand.sdf"
+
+TINY = dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=5.0)
+#: small pocket (about 400 atoms) so that each run takes about a second
+COMMON = dict(reference=LIG_PDB, pocket_radius=4.0, batch_size=4, progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """2 shared cores: torch's thread pool only slows the tiny models down."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from get_md.export import save
+    from get_md.models import build_model
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    save(build_model("get", **TINY), d / "energy.pt")
+    save(build_model("get", mode="score", task="score", **TINY), d / "score.pt")
+    return {"energy": d / "energy.pt", "score": d / "score.pt"}
+
+
+@pytest.fixture(scope="module")
+def baseline(models, tmp_path_factory):
+    """One uninterrupted single-process run with a potential: table + output files."""
+    d = tmp_path_factory.mktemp("baseline")
+    df = rescore_poses(REC, POSES_SDF, models["energy"], out_csv=d / "out.csv", out_sdf=d / "out.sdf",
+                       per_residue=True, **COMMON)
+    return df, d
+
+
+def _read_sdf(path):
+    return [m for m in Chem.SDMolSupplier(str(path), removeHs=False)]
+
+
+def test_loaded_module_forces_switch_off(models):
+    spec, _ = resolve_model(models["energy"])
+    mod = get_module(spec)
+    assert mod.compute_forces is False
+    from get_md.graph import MolecularGraph
+
+    g = MolecularGraph.from_atoms(torch.tensor([[0.0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]),
+                                  torch.tensor([8, 1, 1]))
+    out = run_model(spec, g)
+    assert "forces" not in out and out["energy"].shape == (1,)
+
+
+def test_potential_outputs_sorted_and_tagged(baseline):
+    df, d = baseline
+    assert len(df) == 9 and sorted(df["pose"]) == list(range(1, 10))
+    assert (df["status"] == "ok").all()
+    assert list(df["rank"]) == list(range(1, 10))          # --sort score: best first
+    e = df["interaction_energy_eV"]
+    assert (e.diff().dropna() >= 0).all()                    # lowest energy first
+    assert e.tolist() == pytest.approx((df["e_complex_eV"] - df["e_pocket_eV"] - df["e_ligand_eV"]).tolist())
+    assert df["interaction_energy_kcal_mol"].tolist() == pytest.approx((e * EV_TO_KCAL_MOL).tolist())
+    assert df["e_pocket_eV"].nunique() == 1                  # E(pocket) once
+
+    csv = pd.read_csv(d / "out.csv")
+    assert csv["pose"].tolist() == df["pose"].tolist()
+    mols = _read_sdf(d / "out.sdf")
+    assert len(mols) == 9 and all(m is not None for m in mols)
+    assert [int(m.GetProp("get_pose")) for m in mols] == df["pose"].tolist()
+    assert [int(m.GetProp("get_rank")) for m in mols] == list(range(1, 10))
+    for m, v in zip(mols, df["interaction_energy_eV"], strict=True):
+        assert float(m.GetProp("get_interaction_energy")) == pytest.approx(v, abs=1e-6)
+        assert m.HasProp("get_interaction_energy_kcal_mol")
+        assert m.GetNumAtoms() == 79
+    assert not (d / "out.csv.partial").exists()
+
+
+def test_potential_per_residue_sums_to_total(baseline):
+    df, d = baseline
+    res = pd.read_csv(d / "out.residues.csv")
+    assert set(res.columns) >= {"pose", "residue", "contribution_eV", "contribution_kcal_mol"}
+    sums = res.groupby("pose")["contribution_eV"].sum()
+    for pose, e in zip(df["pose"], df["interaction_energy_eV"], strict=True):
+        assert sums[pose] == pytest.approx(e, abs=1e-4)
+    assert "ligand" in set(res["residue"]) and "A:109:TYR" in set(res["residue"])
+
+
+def test_score_model_union_pocket_per_residue_and_sort_none(models, tmp_path):
+    df = rescore_poses(REC, POSES_SDF, models["score"], pocket_radius=3.0, batch_size=5,
+                       per_residue=True, sort="none", out_csv=tmp_path / "s.csv",
+                       out_sdf=tmp_path / "s.sdf", progress=False)
+    assert isinstance(df, pd.DataFrame)
+    assert df["pose"].tolist() == list(range(1, 10))        # input order
+    assert sorted(df["rank"]) == list(range(1, 10))
+    best = df.loc[df["score"].idxmax()]
+    assert best["rank"] == 1                                 # highest score ranks first
+    res = df.attrs["per_residue"]
+    sums = res.groupby("pose")["contribution"].sum()
+    for pose, s in zip(df["pose"], df["score"], strict=True):
+        assert sums[pose] == pytest.approx(s, abs=1e-4)
+    assert (tmp_path / "s.residues.csv").exists()
+    # the streamed union pocket is the pocket around all pose atoms at once
+    from get_md.build import from_pdb, read_poses, select_pocket
+
+    allpos = torch.cat([g.positions for g in read_poses(POSES_SDF)])
+    assert df.attrs["pocket_residues"] == select_pocket(from_pdb(REC), allpos, 3.0).block_labels
+    mols = _read_sdf(tmp_path / "s.sdf")
+    assert [int(m.GetProp("get_pose")) for m in mols] == list(range(1, 10))
+    assert all(m.HasProp("get_score") and m.HasProp("get_rank") for m in mols)
+
+
+def _sdf_with_bad_record(tmp_path: Path, bad: int = 5) -> Path:
+    text = POSES_SDF.read_text()
+    records = text.split("$$$$\n")
+    lines = records[bad - 1].splitlines()
+    records[bad - 1] = "\n".join(lines[:20]) + "\n"          # truncated atom block
+    out = tmp_path / "poses_bad.sdf"
+    out.write_text("$$$$\n".join(records))
+    return out
+
+
+def test_malformed_pose_is_reported_and_skipped(models, tmp_path, caplog):
+    poses = _sdf_with_bad_record(tmp_path)
+    with caplog.at_level("WARNING"):
+        df = rescore_poses(REC, poses, models["energy"], out_csv=tmp_path / "o.csv",
+                           out_sdf=tmp_path / "o.sdf", **COMMON)
+    assert len(df) == 9
+    bad = df[df["pose"] == 5].iloc[0]
+    assert bad["status"] == "skipped" and "record 5" in bad["error"]
+    assert pd.isna(bad["rank"]) and math.isnan(bad["interaction_energy_eV"])
+    assert df["pose"].iloc[-1] == 5                          # failed poses sort last
+    assert (df["status"] == "ok").sum() == 8
+    assert any("record 5" in r.getMessage() for r in caplog.records)
+    csv = pd.read_csv(tmp_path / "o.csv")
+    assert "record 5" in csv.loc[csv["pose"] == 5, "error"].iloc[0]
+    mols = _read_sdf(tmp_path / "o.sdf")
+    assert len(mols) == 8 and 5 not in [int(m.GetProp("get_pose")) for m in mols]
+
+
+def test_mol2_and_vina_pdbqt_inputs(models, tmp_path):
+    df = rescore_poses(REC, POSES_MOL2, models["score"], out_sdf=tmp_path / "m.sdf", **COMMON)
+    assert len(df) == 9 and (df["status"] == "ok").all()
+    assert len(_read_sdf(tmp_path / "m.sdf")) == 9
+    df = rescore_poses(REC, POSE_PDBQT, models["score"], out_csv=tmp_path / "q.csv",
+                       out_sdf=tmp_path / "q.sdf", **COMMON)
+    assert len(df) == 1 and df["vina_score"].iloc[0] == pytest.approx(-11.8)
+    (mol,) = _read_sdf(tmp_path / "q.sdf")
+    assert float(mol.GetProp("vina_score")) == pytest.approx(-11.8)   # input tags kept
+    assert mol.HasProp("get_score")
+
+
+def test_resume_after_kill_gives_identical_output(models, baseline, tmp_path):
+    _, base = baseline
+    out_csv, out_sdf = tmp_path / "out.csv", tmp_path / "out.sdf"
+    argv = ["rescore-poses", str(REC), str(POSES_SDF), "--model", str(models["energy"]),
+            "--reference", str(LIG_PDB), "--pocket-radius", "4", "--batch-size", "4",
+            "--per-residue", "--out-csv", str(out_csv), "--out-sdf", str(out_sdf), "--quiet"]
+    env = dict(os.environ, **{CRASH_ENV: "1:torn", "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run([sys.executable, "-m", "get_md.cli", *argv], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == CRASH_EXIT_CODE, proc.stderr[-2000:]
+    partial = Path(str(out_csv) + ".partial")
+    raw = partial.read_bytes()
+    assert not raw.endswith(b"\n")                           # killed in the middle of a batch line
+    assert len(raw.split(b"\n")) == 3                        # header, one batch, torn line
+    assert not out_csv.exists() and not out_sdf.exists()
+
+    from get_md.cli import main
+
+    assert main(argv) == 0                                   # the same command resumes
+    assert not partial.exists()
+    assert out_csv.read_bytes() == (base / "out.csv").read_bytes()
+    assert out_sdf.read_bytes() == (base / "out.sdf").read_bytes()
+    assert (tmp_path / "out.residues.csv").read_bytes() == (base / "out.residues.csv").read_bytes()
+
+
+def test_progress_store_changed_options_start_over(tmp_path):
+    path = tmp_path / "x.partial"
+    s = ProgressStore(path, {"a": 1})
+    s.open({"batch_size": 3})
+    s.commit(0, {"rows": [{"v": 0.1}]})
+    s.close()
+    s = ProgressStore(path, {"a": 1})
+    s.open()
+    assert s.done(0) and s.state == {"batch_size": 3} and s.batches[0]["rows"][0]["v"] == 0.1
+    s.close()
+    s = ProgressStore(path, {"a": 2})                        # other inputs/options
+    s.open()
+    assert not s.done(0)
+    s.close()
+    header = json.loads(path.read_text().splitlines()[0])
+    assert header["fingerprint"] == {"a": 2}
+
+
+def test_dask_two_workers_equal_single_process(models, baseline, tmp_path):
+    pytest.importorskip("distributed")
+    df0, _ = baseline
+    df = rescore_poses(REC, POSES_SDF, models["energy"], per_residue=True, workers=2,
+                       dask_processes=False, out_csv=tmp_path / "d.csv", **COMMON)
+    pd.testing.assert_frame_equal(df, df0)
+    pd.testing.assert_frame_equal(df.attrs["per_residue"], df0.attrs["per_residue"])
+
+
+def test_posebusters_flags(models, tmp_path):
+    pytest.importorskip("posebusters")
+    mol = Chem.MolFromMolFile(str(L1IA1), removeHs=False)
+    moved = Chem.Mol(mol)
+    conf = moved.GetConformer()
+    for i in range(moved.GetNumAtoms()):
+        p = conf.GetAtomPosition(i)
+        conf.SetAtomPosition(i, (p.x + 0.5, p.y, p.z))
+    poses = tmp_path / "two.sdf"
+    with Chem.SDWriter(str(poses)) as w:
+        w.write(mol)
+        w.write(moved)
+    df = rescore_poses(P1IA1, poses, models["score"], pocket_radius=4.0, batch_size=2,
+                       posebusters="dock_fast", out_sdf=tmp_path / "pb.sdf", progress=False)
+    assert "pb_valid" in df.columns and "pb_minimum_distance_to_protein" in df.columns
+    assert df["pb_valid"].map(lambda v: isinstance(v, bool)).all()
+    assert df.loc[df["pose"] == 1, "pb_minimum_distance_to_protein"].iloc[0]
+    assert all(m.HasProp("pb_valid") for m in _read_sdf(tmp_path / "pb.sdf"))
+
+
+def test_posebusters_missing_is_a_clear_error(models, monkeypatch):
+    monkeypatch.setitem(sys.modules, "posebusters", None)
+    with pytest.raises(WorkflowError, match="pip install posebusters"):
+        rescore_poses(REC, POSES_SDF, models["score"], posebusters=True, **COMMON)
+
+
+def test_bad_inputs_are_clear_errors(models, tmp_path, capsys):
+    from get_md.cli import main
+
+    with pytest.raises(WorkflowError, match="sort energy needs a potential"):
+        rescore_poses(REC, POSES_SDF, models["score"], sort="energy", **COMMON)
+    assert main(["rescore-poses", str(REC), str(tmp_path / "missing.sdf"),
+                 "--model", str(models["score"])]) == 2
+    assert "missing.sdf: file not found" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_cuda_auto_batch_size(models, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA not available")
+    df = rescore_poses(REC, POSES_SDF, models["energy"], reference=LIG_PDB, pocket_radius=4.0,
+                       device="cuda", out_csv=tmp_path / "g.csv", progress=False)
+    assert len(df) == 9 and (df["status"] == "ok").all()

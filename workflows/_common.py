@@ -1,0 +1,617 @@
+"""Machinery shared by the rescoring workflows (:mod:`~get_md.workflows.poses`,
+:mod:`~get_md.workflows.trajectory`).
+
+* atomic output files: :func:`atomic_output` (write to a temporary file beside the
+  target, fsync, ``os.replace``), :func:`write_csv_atomic`;
+* a resumable row store, :class:`ProgressStore`: a JSON-lines sidecar file
+  (``OUT.csv.partial``) whose first line records the inputs (size, mtime) and the
+  options, followed by one line per finished batch. A batch line is written with a
+  single ``write`` and flushed to disk; a torn last line (a kill during the write) is
+  dropped when the file is reopened, and that batch is recomputed with the same
+  composition, so that a resumed run gives the same rows as an uninterrupted one;
+* model loading for scoring (:class:`ModelSpec`, :func:`get_module`: energies only,
+  forces switched off, cached per thread so that Dask workers load a file once);
+* batch sizing (:func:`auto_batch_size`: from free GPU memory and a probe batch);
+* fan-out of batches to a Dask cluster (:func:`fan_out`), or in process.
+
+Heavy libraries (torch, pandas, dask) are imported inside the functions so that
+building the ``get-md`` parser stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+logger = logging.getLogger("get_md.workflows")
+
+PathLike = Union[str, os.PathLike]
+
+#: eV -> kcal/mol (CODATA 2018: e * N_A / 4184 J).
+EV_TO_KCAL_MOL = 1.602176634e-19 * 6.02214076e23 / 4184.0
+
+#: Test hook: ``GET_MD_CRASH_AFTER_BATCHES=K`` makes the process ``os._exit(99)`` right
+#: after its K-th committed batch; ``K:torn`` instead writes half of the (K+1)-th batch
+#: line and exits, as a kill during the write would leave it.
+CRASH_ENV = "GET_MD_CRASH_AFTER_BATCHES"
+CRASH_EXIT_CODE = 99
+
+#: Default batch sizes (structures per model call) when none is given.
+DEFAULT_CPU_BATCH = 16
+MAX_AUTO_BATCH = 4096
+
+STORE_FORMAT = 1
+
+
+class WorkflowError(ValueError):
+    """Bad input to a workflow (a clear one-line message; the CLI prints it and exits 2)."""
+
+
+# ----------------------------------------------------------------------------- files
+@contextlib.contextmanager
+def atomic_output(path: PathLike, mode: str = "w", **open_kw) -> Iterator[Any]:
+    """Open a temporary file beside ``path``; on success fsync it and ``os.replace`` it.
+
+    A kill at any point leaves either the old file or the complete new one.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> with atomic_output(os.path.join(d, "a.txt")) as fh:
+        ...     _ = fh.write("done\\n")
+        >>> open(os.path.join(d, "a.txt")).read()
+        'done\\n'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_kw) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that want a file name (matplotlib);
+    moved onto ``path`` when the block ends without error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_csv_atomic(df, path: PathLike) -> None:
+    """Write a pandas DataFrame as CSV (no index), atomically."""
+    with atomic_output(path, newline="") as fh:
+        df.to_csv(fh, index=False)
+
+
+def file_fingerprint(path: Optional[PathLike]) -> Optional[dict]:
+    """Absolute path, size and mtime of an input file (None for None)."""
+    if path is None:
+        return None
+    p = Path(path)
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def options_hash(options: dict) -> str:
+    """SHA-256 of the JSON of ``options`` (sorted keys)."""
+    text = json.dumps(options, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def progress_path(out: Optional[PathLike]) -> Optional[Path]:
+    """The sidecar progress file of an output file (``OUT.partial``), or None."""
+    return None if out is None else Path(str(out) + ".partial")
+
+
+def set_threads(n: Optional[int]) -> None:
+    """``torch.set_num_threads(n)`` when ``n`` is given (>= 1)."""
+    if n is None:
+        return
+    if n < 1:
+        raise WorkflowError(f"--threads must be >= 1, got {n}")
+    import torch
+
+    torch.set_num_threads(int(n))
+
+
+def setup_cli_logging(quiet: bool) -> None:
+    """Info messages of get_md on stderr as ``get-md: ...`` (warnings only when ``quiet``);
+    other libraries' loggers (Dask's) are left alone."""
+    log = logging.getLogger("get_md")
+    if not any(getattr(h, "_get_md_cli", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("get-md: %(message)s"))
+        handler._get_md_cli = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def progress_bar(enabled: Optional[bool], **kw):
+    """A tqdm bar on stderr; ``enabled=None`` shows it only when stderr is a terminal."""
+    from tqdm.auto import tqdm
+
+    if enabled is None:
+        enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return tqdm(disable=not enabled, file=sys.stderr, **kw)
+
+
+# ------------------------------------------------------------------------ row store
+class ProgressStore:
+    """Finished batches of a run, kept in memory and (optionally) in a sidecar file.
+
+    The sidecar is JSON lines: a header ``{"get_md_progress": 1, "fingerprint": ...,
+    "state": ...}`` and one ``{"batch": key, ...payload}`` line per finished batch.
+    ``fingerprint`` identifies the inputs and options: a sidecar with another
+    fingerprint is discarded (logged) and the run starts over. ``state`` holds values
+    resolved during the first run that a resumed run must reuse (e.g. an automatic
+    batch size).
+
+    Args:
+        path: sidecar file, or None to keep everything in memory (no resume).
+        fingerprint: JSON-serialisable description of inputs and options.
+        resume: reuse a matching sidecar (False: always start over).
+
+    Example:
+        >>> store = ProgressStore(None, {"x": 1})
+        >>> store.open()
+        >>> store.commit(0, {"rows": [{"a": 1}]})
+        >>> store.done(0), store.batches[0]["rows"]
+        (True, [{'a': 1}])
+    """
+
+    def __init__(self, path: Optional[PathLike], fingerprint: dict, resume: bool = True):
+        self.path = None if path is None else Path(path)
+        self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
+        self.resume = resume
+        self.state: dict = {}
+        self.batches: dict[Any, dict] = {}
+        self.resumed = 0
+        self._fh = None
+        self._commits = 0
+        crash = os.environ.get(CRASH_ENV, "").strip()
+        self._crash_after: Optional[int] = None
+        self._crash_torn = False
+        if crash:
+            n, _, how = crash.partition(":")
+            self._crash_after = int(n)
+            self._crash_torn = how == "torn"
+
+    # -------------------------------------------------------------- open / load
+    def _read(self) -> Optional[tuple[dict, list[dict], int]]:
+        """(header, batch lines, byte length of the good prefix), or None if unusable."""
+        assert self.path is not None
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return None
+        lines = data.split(b"\n")
+        # the last element is b"" when the file ends in a newline, else a torn line
+        complete = lines[:-1]
+        if not complete:
+            return None
+        try:
+            header = json.loads(complete[0])
+        except ValueError:
+            return None
+        if not isinstance(header, dict) or header.get("get_md_progress") != STORE_FORMAT:
+            return None
+        good = len(complete[0]) + 1
+        entries = []
+        for raw in complete[1:]:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                break  # damaged from here on: drop the rest and recompute it
+            if not isinstance(entry, dict) or "batch" not in entry:
+                break
+            entries.append(entry)
+            good += len(raw) + 1
+        return header, entries, good
+
+    def open(self, state: Optional[dict] = None) -> None:
+        """Load a matching sidecar (resume) or start a new one with ``state``."""
+        self.state = dict(state or {})
+        if self.path is None:
+            return
+        found = self._read() if (self.resume and self.path.exists()) else None
+        if found is not None:
+            header, entries, good = found
+            if header.get("fingerprint") == self.fingerprint:
+                self.state = dict(header.get("state") or {})
+                for e in entries:
+                    key = _key(e["batch"])
+                    if key not in self.batches:
+                        self.batches[key] = e
+                self.resumed = len(self.batches)
+                with open(self.path, "rb+") as fh:  # drop a torn tail
+                    fh.truncate(good)
+                self._fh = open(self.path, "a", encoding="utf-8")
+                logger.info("%s: resuming, %d finished batch(es) reused", self.path, self.resumed)
+                return
+            logger.warning(
+                "%s: inputs or options differ from the unfinished run recorded there; starting over",
+                self.path,
+            )
+        elif self.path.exists() and self.resume:
+            logger.warning("%s: unreadable progress file; starting over", self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        header = {"get_md_progress": STORE_FORMAT, "fingerprint": self.fingerprint, "state": self.state}
+        with atomic_output(self.path, encoding="utf-8") as fh:
+            fh.write(json.dumps(header, sort_keys=True) + "\n")
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def update_state(self, **values) -> None:
+        """Change ``state`` before any batch is committed (rewrites the header)."""
+        self.state.update(values)
+        if self.path is None:
+            return
+        if self.batches:
+            raise RuntimeError("state can only change before the first batch is committed")
+        if self._fh is not None:
+            self._fh.close()
+        header = {"get_md_progress": STORE_FORMAT, "fingerprint": self.fingerprint, "state": self.state}
+        with atomic_output(self.path, encoding="utf-8") as fh:
+            fh.write(json.dumps(header, sort_keys=True) + "\n")
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    # -------------------------------------------------------------------- use
+    def done(self, key) -> bool:
+        return _key(key) in self.batches
+
+    def commit(self, key, payload: dict) -> None:
+        """Record a finished batch (one line, flushed and fsynced)."""
+        key = _key(key)
+        if key in self.batches:
+            return
+        entry = {"batch": key, **payload}
+        line = json.dumps(entry) + "\n"
+        # values as read back from JSON, so that fresh and resumed runs agree bit for bit
+        self.batches[key] = json.loads(line)
+        if self._fh is None:
+            return
+        if self._crash_after is not None and self._crash_torn and self._commits == self._crash_after:
+            self._fh.write(line[: max(1, len(line) // 2)])
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            os._exit(CRASH_EXIT_CODE)
+        self._fh.write(line)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._commits += 1
+        if self._crash_after is not None and not self._crash_torn and self._commits >= self._crash_after:
+            os._exit(CRASH_EXIT_CODE)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def remove(self) -> None:
+        """Delete the sidecar (after the final outputs are written)."""
+        self.close()
+        if self.path is not None and self.path.exists():
+            self.path.unlink()
+
+
+def _key(key):
+    return list(key) if isinstance(key, tuple) else key
+
+
+# ---------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a worker needs to load the scoring model: file, device, dtype, digest."""
+
+    path: str
+    device: str = "cpu"
+    dtype: Optional[str] = None
+    sha256: str = ""
+    task: str = "energy"
+    name: str = ""
+
+    @property
+    def is_potential(self) -> bool:
+        return self.task == "energy"
+
+
+def _zoo_default(preferred: Sequence[str]) -> Path:
+    from get_md import zoo
+
+    available = zoo.available()
+    for task in preferred:
+        name = zoo.DEFAULT_SCORE if task == "score" else zoo.DEFAULT_POTENTIAL
+        info = available.get(name)
+        if info and info.get("present"):
+            return Path(info["path"])
+    raise WorkflowError(
+        "no model given and no shipped default model is installed; pass --model FILE.pt "
+        "(a file written by get_md.export.save or `get-md export`)"
+    )
+
+
+def resolve_model(
+    model: Optional[PathLike],
+    device: str = "cpu",
+    dtype: Optional[str] = None,
+    preferred: Sequence[str] = ("score", "energy"),
+) -> tuple[ModelSpec, dict]:
+    """Model file and metadata for a name, a path, or None (the first shipped default of
+    ``preferred`` tasks). Checks the file (archive, digest) and the device.
+
+    Raises:
+        WorkflowError: no model, a task other than ``energy`` / ``score``, CUDA unavailable.
+    """
+    import torch
+
+    from get_md import export
+
+    device = str(device or "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise WorkflowError(f"--device {device}: CUDA is not available in this torch build / machine")
+    path = _zoo_default(preferred) if model is None else export.resolve_model_path(model)
+    _, meta = export.load(path, device="cpu")
+    task = meta.get("task")
+    if task not in ("energy", "score"):
+        raise WorkflowError(
+            f"{path}: model task is {task!r}; rescoring needs an 'energy' (potential) or 'score' model"
+        )
+    dt = None if dtype is None else str(export._parse_dtype(dtype)).replace("torch.", "")
+    spec = ModelSpec(path=str(Path(path).resolve()), device=device, dtype=dt,
+                     sha256=str(meta.get("weights_sha256", "")), task=str(task),
+                     name=str(model) if model is not None else Path(path).stem)
+    return spec, meta
+
+
+_MODULES: dict = {}
+_MODULES_LOCK = threading.Lock()
+
+
+def get_module(spec: ModelSpec):
+    """The loaded TorchScript module for ``spec``, forces off, cached per thread."""
+    key = (spec, threading.get_ident())
+    mod = _MODULES.get(key)
+    if mod is None:
+        from get_md import export
+
+        mod, _ = export.load_model(spec.path, device=spec.device, dtype=spec.dtype)
+        # energies only: setting the attribute on a loaded ScriptModule switches the
+        # autograd force branch off (checked in the tests)
+        if hasattr(mod, "compute_forces"):
+            mod.compute_forces = False
+        mod.eval()
+        with _MODULES_LOCK:
+            _MODULES[key] = mod
+    return mod
+
+
+def module_dtype(mod):
+    import torch
+
+    for p in mod.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def run_model(spec: ModelSpec, graph) -> dict:
+    """Forward a (batched) MolecularGraph under ``torch.no_grad``; outputs on the CPU.
+
+    (``torch.inference_mode`` is avoided: a TorchScript module first run with autograd
+    can fail under it.)
+    """
+    import torch
+
+    mod = get_module(spec)
+    g = graph.to(device=spec.device, dtype=module_dtype(mod))
+    with torch.no_grad():
+        out = mod(*g.inputs())
+    return {k: v.detach().to("cpu") for k, v in out.items()}
+
+
+def element_check(meta: dict):
+    """A function ``z_tensor -> error text or None`` from the model's supported elements."""
+    elements = meta.get("elements")
+    if not elements:
+        return lambda z: None
+    from get_md import vocab
+
+    allowed = {vocab.atomic_number(e) for e in elements}
+
+    def check(z) -> Optional[str]:
+        bad = sorted({int(x) for x in z.tolist()} - allowed)
+        if bad:
+            names = ", ".join(vocab.ELEMENTS[b] for b in bad)
+            return f"element(s) {names} not supported by the model (supports {', '.join(elements)})"
+        return None
+
+    return check
+
+
+# ----------------------------------------------------------------------- batch size
+def auto_batch_size(
+    spec: ModelSpec,
+    sample: Callable[[int], Any],
+    requested: Optional[int],
+    atoms_per_item: int,
+) -> int:
+    """Structures per model call.
+
+    ``requested`` wins when given. On CPU the default is :data:`DEFAULT_CPU_BATCH`.
+    On CUDA a probe batch (``sample(n)`` returns a batched graph of n items) is run to
+    measure peak memory per atom, and the batch is sized to use about half of the
+    free memory (peak activations grow linearly with atoms in a radius graph).
+    """
+    if requested is not None:
+        if requested < 1:
+            raise WorkflowError(f"--batch-size must be >= 1, got {requested}")
+        return int(requested)
+    if not spec.device.startswith("cuda"):
+        return DEFAULT_CPU_BATCH
+    import torch
+
+    dev = torch.device(spec.device)
+    probe_n = 2
+    graph = sample(probe_n)
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(dev)
+    base = torch.cuda.memory_allocated(dev)
+    run_model(spec, graph)
+    torch.cuda.synchronize(dev)
+    peak = max(1, torch.cuda.max_memory_allocated(dev) - base)
+    per_atom = peak / max(1, graph.num_atoms)
+    free, _total = torch.cuda.mem_get_info(dev)
+    n = int(0.5 * free / (per_atom * max(1, atoms_per_item)))
+    n = max(1, min(MAX_AUTO_BATCH, n))
+    logger.info("auto batch size on %s: %d (%.1f KiB/atom measured, %.1f GiB free)",
+                spec.device, n, per_atom / 1024, free / 2**30)
+    return n
+
+
+# -------------------------------------------------------------------------- fan-out
+def make_client(workers: Optional[int], scheduler: Optional[str], processes: bool = True):
+    """A dask.distributed Client on a new LocalCluster (``workers``) or an existing
+    scheduler (``scheduler`` address), and the cluster to close (or None)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as e:
+        raise WorkflowError(
+            "--workers / --scheduler need Dask: pip install 'dask[distributed]' "
+            "(or pip install 'get-md[dask]')"
+        ) from e
+    if scheduler:
+        return Client(scheduler), None
+    if workers is None or workers < 1:
+        raise WorkflowError(f"--workers must be >= 1, got {workers}")
+    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=processes,
+                           dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _worker_threads(n_workers: int) -> None:
+    """Share the machine's cores between worker processes (once per process)."""
+    import torch
+
+    if getattr(_worker_threads, "done", False):
+        return
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores // max(1, n_workers)))
+    _worker_threads.done = True  # type: ignore[attr-defined]
+
+
+def _call_in_worker(func, n_workers, args):
+    if n_workers > 0:  # own worker processes on this machine: share the cores
+        _worker_threads(n_workers)
+    return func(*args)
+
+
+def fan_out(
+    func: Callable[..., Any],
+    tasks: Iterable[tuple[Any, tuple]],
+    on_result: Callable[[Any, Any], None],
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    processes: bool = True,
+    max_in_flight: Optional[int] = None,
+) -> None:
+    """Run ``func(*args)`` for every ``(key, args)`` of ``tasks`` and pass each result to
+    ``on_result(key, result)`` in the calling process.
+
+    Without ``workers``/``scheduler`` the tasks run here, in order. With them, they run
+    on a Dask cluster, at most ``max_in_flight`` at a time (default 2 per worker) so
+    that ``tasks`` is consumed lazily (trajectory chunks are read as they are needed);
+    results arrive in completion order. A failing task re-raises its error here.
+    """
+    if not workers and not scheduler:
+        for key, args in tasks:
+            on_result(key, func(*args))
+        return
+    client, cluster = make_client(workers, scheduler, processes)
+    try:
+        from distributed import as_completed
+
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or int(workers or 1))
+        limit = max_in_flight or 2 * n_workers
+        it = iter(tasks)
+        keys: dict = {}
+        queue = as_completed()
+
+        def submit_next() -> bool:
+            try:
+                key, args = next(it)
+            except StopIteration:
+                return False
+            fut = client.submit(_call_in_worker, func, n_workers if cluster is not None and processes else 0,
+                                args, pure=False)
+            keys[fut.key] = key
+            queue.add(fut)
+            return True
+
+        for _ in range(limit):
+            if not submit_next():
+                break
+        for fut in queue:
+            result = fut.result()
+            key = keys.pop(fut.key)
+            fut.release()
+            on_result(key, result)
+            submit_next()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ------------------------------------------------------------------------- helpers
+def rank_values(values: Sequence[float], higher_is_better: bool) -> list[Optional[int]]:
+    """1-based ranks (best first, ties by position); None for NaN / None.
+
+    Example:
+        >>> rank_values([-1.0, float("nan"), -3.0], higher_is_better=False)
+        [2, None, 1]
+    """
+    ok = [(i, v) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
+    ok.sort(key=lambda t: ((-t[1] if higher_is_better else t[1]), t[0]))
+    ranks: list[Optional[int]] = [None] * len(values)
+    for r, (i, _) in enumerate(ok, 1):
+        ranks[i] = r
+    return ranks
+
+
+def chunked(it: Iterable, n: int) -> Iterator[list]:
+    """Lists of ``n`` consecutive items (the last may be shorter)."""
+    buf: list = []
+    for x in it:
+        buf.append(x)
+        if len(buf) == n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf

@@ -1,0 +1,827 @@
+"""Rescore docking poses with a GET / GeoMFormer model: ``get-md rescore-poses``.
+
+The receptor (PDB, mmCIF or PDBQT) is read once and cut to a pocket: the receptor
+residues with any atom within ``pocket_radius`` Å of the reference ligand, or,
+without a reference, of any atom of any pose (the poses are streamed once to find
+it). Every pose becomes a pocket + pose complex; complexes are scored in batches.
+
+* With a **potential** (task ``energy``): the interaction energy
+  ``E(complex) - E(pocket) - E(ligand)`` in eV and kcal/mol; ``E(pocket)`` is
+  computed once.
+* With a **score** model (task ``score``): ``score`` (pK for affinity models).
+
+Outputs: a CSV with one row per input record (pose number, source, name, status,
+error, scores, rank and the input's properties such as ``vina_score``); an SDF of the
+scored poses with tags ``get_score`` or ``get_interaction_energy`` (eV) and
+``get_interaction_energy_kcal_mol``, ``get_rank``, plus the input tags; optionally
+a per-residue CSV (``pose``, ``residue``, ``contribution``; the rows of one pose sum
+to its score / interaction energy; ``ligand`` holds the ligand's own share) and
+PoseBusters validity flags (``pb_valid`` and one ``pb_<check>`` column per check).
+
+A pose that cannot be read or built is reported (record number, reason) in the
+``error`` column and the log and skipped; the others are scored. Runs resume after
+an interruption: finished batches are kept in ``OUT.csv.partial`` and the final
+files are written atomically at the end.
+
+Example:
+    >>> from get_md.workflows.poses import rescore_poses
+    >>> df = rescore_poses("rec.pdb", "vina_out.sdf", model="potential.pt",
+    ...                    out_csv="rescored.csv", out_sdf="rescored.sdf")  # doctest: +SKIP
+    >>> df[["pose", "interaction_energy_kcal_mol", "rank"]].head()       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ._common import (
+    EV_TO_KCAL_MOL,
+    ModelSpec,
+    PathLike,
+    ProgressStore,
+    WorkflowError,
+    atomic_output,
+    auto_batch_size,
+    chunked,
+    element_check,
+    fan_out,
+    file_fingerprint,
+    progress_bar,
+    progress_path,
+    rank_values,
+    resolve_model,
+    run_model,
+    set_threads,
+    setup_cli_logging,
+    write_csv_atomic,
+)
+
+logger = logging.getLogger("get_md.workflows.poses")
+
+SORT_CHOICES = ("score", "energy", "none")
+POSEBUSTERS_CONFIGS = ("dock", "dock_fast", "redock", "redock_fast")
+#: Columns written by the workflow; input properties with these names get an ``input_`` prefix.
+_OWN_COLUMNS = frozenset({
+    "pose", "source", "name", "status", "error", "score", "interaction_energy_eV",
+    "interaction_energy_kcal_mol", "e_complex_eV", "e_ligand_eV", "e_pocket_eV",
+    "n_ligand_atoms", "rank",
+})
+_RECEPTOR_FORMATS = {
+    ".pdb": "pdb", ".ent": "pdb", ".cif": "mmcif", ".mmcif": "mmcif", ".bcif": "mmcif",
+    ".pdbqt": "pdbqt",
+}
+
+
+# ----------------------------------------------------------------------------- input
+def load_receptor(path: PathLike):
+    """Receptor graph (segment 0) from PDB / mmCIF / BinaryCIF / PDBQT (optionally gzipped)."""
+    from get_md import build
+    from get_md.build._common import base_suffix
+
+    fmt = _RECEPTOR_FORMATS.get(base_suffix(path))
+    if fmt is None:
+        raise WorkflowError(
+            f"{path}: unknown receptor format; expected .pdb, .cif, .bcif or .pdbqt (optionally .gz)"
+        )
+    reader = {"pdb": build.from_pdb, "mmcif": build.from_mmcif, "pdbqt": build.from_pdbqt}[fmt]
+    return reader(path, segment_id=0)
+
+
+def load_reference(path: PathLike):
+    """The first record of a ligand file (SDF, MOL2, PDBQT, PDB) as a graph (segment 1)."""
+    from get_md.build import iter_poses
+
+    for rec in iter_poses(path, segment_id=1):
+        return rec.unwrap(), rec
+    raise WorkflowError(f"{path}: reference ligand file holds no record")
+
+
+def count_records(path: PathLike) -> Optional[int]:
+    """Number of records of a pose file by a cheap text scan (for progress bars)."""
+    from get_md.build._common import base_suffix, open_text
+
+    ext = base_suffix(path)
+    marker = {".sdf": "$$$$", ".sd": "$$$$", ".mol": "$$$$", ".mol2": "@<TRIPOS>MOLECULE",
+              ".pdbqt": "MODEL", ".pdb": "MODEL"}.get(ext)
+    if marker is None:
+        return None
+    n = 0
+    try:
+        with open_text(path) as fh:
+            for line in fh:
+                if line.startswith(marker):
+                    n += 1
+    except (OSError, ValueError):
+        return None
+    if ext in (".pdbqt", ".pdb"):
+        return max(n, 1)
+    return n or None
+
+
+def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bool] = None):
+    """Receptor blocks with any atom within ``radius`` Å of any atom of any pose.
+
+    Streams the poses once; memory stays bounded (pose coordinates are tested in
+    buffers of about 10^5 atoms against receptor atoms not yet selected that lie in the
+    buffer's bounding box grown by ``radius``). Equals
+    ``select_pocket(receptor, all_pose_coordinates, radius)``.
+
+    Returns:
+        (pocket graph, number of records, number of poses read).
+    """
+    import torch
+
+    from get_md.build import iter_poses
+    from get_md.graph import GraphError
+
+    rpos = receptor.positions.to(torch.float64)
+    selected = torch.zeros(receptor.num_atoms, dtype=torch.bool)
+    buf: list = []
+    n_buf = 0
+    n_records = n_ok = 0
+
+    def flush():
+        nonlocal buf, n_buf
+        if not buf:
+            return
+        lig = torch.cat(buf).to(torch.float64)
+        lo, hi = lig.min(0).values - radius, lig.max(0).values + radius
+        cand = (~selected) & ((rpos >= lo) & (rpos <= hi)).all(dim=1)
+        idx = torch.nonzero(cand).flatten()
+        step = max(1, (1 << 22) // max(1, lig.shape[0]))
+        for s in range(0, idx.numel(), step):
+            part = idx[s:s + step]
+            d = torch.cdist(rpos[part], lig).min(dim=1).values
+            selected[part[d <= radius]] = True
+        buf, n_buf = [], 0
+
+    bar = progress_bar(progress, desc="pocket (reading poses)", unit="pose",
+                       total=count_records(poses))
+    with bar:
+        for rec in iter_poses(poses, segment_id=1):
+            n_records += 1
+            bar.update(1)
+            if rec.graph is None:
+                continue
+            n_ok += 1
+            buf.append(rec.graph.positions)
+            n_buf += rec.graph.num_atoms
+            if n_buf >= 100_000:
+                flush()
+        flush()
+    if n_ok == 0:
+        raise WorkflowError(f"{poses}: none of the {n_records} record(s) could be read; nothing to score")
+    keep = torch.zeros(receptor.num_blocks, dtype=torch.bool)
+    keep[receptor.block_ids[selected]] = True
+    if not bool(keep.any()):
+        raise GraphError(
+            f"pocket of {receptor.label()} around the poses of {poses}: no receptor atom within "
+            f"{radius} Å of any pose; are receptor and poses in the same frame?"
+        )
+    return receptor.select_blocks(keep), n_records, n_ok
+
+
+def _mol_from_graph(graph, name: str):
+    """RDKit molecule from a pose graph without bonds in the file (PDBQT / PDB poses):
+    elements and coordinates, connectivity from distances."""
+    from rdkit import Chem
+    from rdkit.Geometry import Point3D
+
+    rw = Chem.RWMol()
+    for z in graph.atomic_numbers.tolist():
+        rw.AddAtom(Chem.Atom(int(z)))
+    conf = Chem.Conformer(graph.num_atoms)
+    for i, (x, y, z) in enumerate(graph.positions.tolist()):
+        conf.SetAtomPosition(i, Point3D(x, y, z))
+    conf.Set3D(True)
+    mol = rw.GetMol()
+    mol.AddConformer(conf, assignId=True)
+    try:
+        from rdkit.Chem import rdDetermineBonds
+
+        bonded = Chem.Mol(mol)
+        rdDetermineBonds.DetermineConnectivity(bonded)
+        # single bonds only: a four-bonded N / three-bonded O is a cation
+        for atom in bonded.GetAtoms():
+            deg = atom.GetDegree()
+            if (atom.GetAtomicNum(), deg) in ((7, 4), (8, 3)):
+                atom.SetFormalCharge(1)
+        Chem.SanitizeMol(bonded)
+        mol = bonded
+    except Exception:  # noqa: BLE001 - bonds are a courtesy; keep atoms and coordinates
+        logger.debug("%s: no connectivity for the SDF output", name)
+    mol.SetProp("_Name", name)
+    return mol
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly value of an RDKit property."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- scoring
+def _pocket_terms(spec: ModelSpec, pocket) -> dict:
+    """E(pocket) and its per-block energies (potential models only)."""
+    import torch
+
+    from get_md.nn.scatter import scatter_sum
+
+    if not spec.is_potential:
+        return {}
+    out = run_model(spec, pocket)
+    per_block = scatter_sum(out["energies"].to(torch.float64), pocket.block_ids, pocket.num_blocks)
+    return {"e_pocket": float(out["energy"][0]), "block_energies": per_block.tolist()}
+
+
+def _posebusters_flags(mols: list, receptor_pdb: str, config: str, reference_mol=None) -> list[dict]:
+    """PoseBusters checks of ``mols`` against the receptor (PDB text): one dict per mol."""
+    import tempfile
+
+    from posebusters import PoseBusters
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = os.path.join(tmp, "receptor.pdb")
+        with open(rec, "w") as fh:
+            fh.write(receptor_pdb)
+        needs_true = config.startswith("redock")
+        try:
+            df = PoseBusters(config=config).bust(
+                mols, [reference_mol] * len(mols) if needs_true else None, rec
+            )
+        except Exception as e:  # noqa: BLE001 - report, do not lose the scores
+            return [{"pb_error": f"{type(e).__name__}: {e}"} for _ in mols]
+    rows = []
+    for i in range(len(mols)):
+        flags = {f"pb_{c}": (None if _isnan(v) else bool(v)) for c, v in df.iloc[i].items()}
+        flags = {"pb_valid": all(v is True for v in flags.values()), **flags}
+        rows.append(flags)
+    return rows
+
+
+def _isnan(v) -> bool:
+    try:
+        return v is None or (isinstance(v, float) and math.isnan(v))
+    except TypeError:
+        return False
+
+
+def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -> dict:
+    """Score one batch of pose records (runs in the driver or on a Dask worker).
+
+    Args:
+        spec: the model.
+        pocket: pocket graph (segment 0).
+        terms: :func:`_pocket_terms` (potential models).
+        items: ``(index, source, name, graph or None, error or None, properties, mol)``.
+        opts: ``per_residue``, ``elements``, ``posebusters`` (config or None),
+            ``receptor_pdb`` (text), ``reference_mol``.
+
+    Returns:
+        ``{"rows": [...], "residues": [[pose, label, value], ...]}``.
+    """
+    import torch
+
+    from get_md.build import make_complex
+    from get_md.graph import GraphError, batch_graphs
+    from get_md.nn.scatter import scatter_sum
+
+    check = element_check({"elements": opts.get("elements")})
+    rows: list[dict] = []
+    ok: list[tuple[int, dict, Any, Any]] = []  # (row index, row, complex, ligand)
+    mols: dict[int, Any] = {}
+    for index, source, name, graph, error, _props, mol in items:
+        row: dict[str, Any] = {"pose": index, "source": source, "name": name, "status": "ok",
+                               "error": ""}
+        if graph is not None and error is None:
+            error = check(graph.atomic_numbers)
+            if error is not None:
+                error = f"{source}: record {index}: {error}"
+        if graph is not None and error is None:
+            try:
+                cplx = make_complex(pocket, graph, name=f"{source}#{index}")
+            except GraphError as e:
+                error = str(e)
+        if error is not None:
+            row["status"] = "skipped"
+            row["error"] = str(error)
+        row["n_ligand_atoms"] = None if graph is None else graph.num_atoms
+        rows.append(row)
+        if error is None:
+            ok.append((len(rows) - 1, row, cplx, graph))
+            mols[index] = mol
+
+    residues: list[list] = []
+    labels = pocket.block_labels or [f"R{i + 1}" for i in range(pocket.num_blocks)]
+    if ok:
+        n = len(ok)
+        complexes = [c for _, _, c, _ in ok]
+        if spec.is_potential:
+            ligands = [g for _, _, _, g in ok]
+            batch = batch_graphs(complexes + ligands)
+            out = run_model(spec, batch)
+            energy = out["energy"].to(torch.float64)
+            e_pocket = terms["e_pocket"]
+            block_e = None
+            if opts.get("per_residue"):
+                block_e = scatter_sum(out["energies"].to(torch.float64), batch.block_ids, batch.num_blocks)
+            block_start = 0
+            for k, (_, row, cplx, _lig) in enumerate(ok):
+                e_c, e_l = float(energy[k]), float(energy[n + k])
+                e_int = e_c - e_pocket - e_l
+                row.update(interaction_energy_eV=e_int, interaction_energy_kcal_mol=e_int * EV_TO_KCAL_MOL,
+                           e_complex_eV=e_c, e_ligand_eV=e_l, e_pocket_eV=e_pocket)
+                if block_e is not None:
+                    be = block_e[block_start:block_start + cplx.num_blocks]
+                    nb = pocket.num_blocks
+                    for j in range(nb):
+                        residues.append([row["pose"], labels[j], float(be[j]) - terms["block_energies"][j]])
+                    residues.append([row["pose"], "ligand", float(be[nb:].sum()) - e_l])
+                block_start += cplx.num_blocks
+        else:
+            batch = batch_graphs(complexes)
+            out = run_model(spec, batch)
+            score = out["score"].to(torch.float64)
+            bs = out.get("block_scores")
+            block_start = 0
+            for k, (_, row, cplx, _lig) in enumerate(ok):
+                row["score"] = float(score[k])
+                if opts.get("per_residue") and bs is not None:
+                    b = bs[block_start:block_start + cplx.num_blocks].to(torch.float64)
+                    nb = pocket.num_blocks
+                    for j in range(nb):
+                        residues.append([row["pose"], labels[j], float(b[j])])
+                    residues.append([row["pose"], "ligand", float(b[nb:].sum())])
+                block_start += cplx.num_blocks
+
+    if opts.get("posebusters"):
+        pb_mols = [mols[row["pose"]] if mols[row["pose"]] is not None
+                   else _mol_from_graph(lig, row["name"] or str(row["pose"])) for _, row, _c, lig in ok]
+        flags = _posebusters_flags(pb_mols, opts["receptor_pdb"], opts["posebusters"],
+                                   opts.get("reference_mol")) if pb_mols else []
+        for (_, row, _c, _l), f in zip(ok, flags, strict=True):
+            row.update(f)
+
+    # input properties last, renamed where they clash with the workflow's columns
+    for (_index, _source, _name, _graph, _error, props, _mol), row in zip(items, rows, strict=True):
+        for key, value in props.items():
+            if key.startswith("_"):
+                continue
+            col = f"input_{key}" if key in _OWN_COLUMNS or key.startswith("pb_") else key
+            row[col] = _plain(value)
+    return {"rows": rows, "residues": residues}
+
+
+def _items(records: Sequence) -> list:
+    out = []
+    for rec in records:
+        name = str(rec.properties.get("_Name", "") or "")
+        err = None if rec.error is None else str(rec.error)
+        out.append((rec.index, rec.source, name, rec.graph, err, dict(rec.properties), rec.mol))
+    return out
+
+
+# ----------------------------------------------------------------------------- output
+def _sdf_value(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6f}"
+    return str(value)
+
+
+def _sdf_record(mol, tags: dict) -> str:
+    """One SDF record: the molecule's mol block, its own public properties, then ``tags``."""
+    from rdkit import Chem
+
+    try:
+        block = Chem.MolToMolBlock(mol)
+    except Exception:  # noqa: BLE001 - unsanitized aromatic MOL2 input
+        block = Chem.MolToMolBlock(mol, kekulize=False)
+    lines = [block.rstrip("\n")]
+    props = mol.GetPropsAsDict(includePrivate=False, includeComputed=False)
+    merged = {k: _plain(v) for k, v in props.items() if k not in tags}
+    merged.update(tags)
+    for key, value in merged.items():
+        lines.append(f">  <{key}>")
+        lines.append(_sdf_value(value))
+        lines.append("")
+    return "\n".join(lines) + "\n$$$$\n"
+
+
+def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str) -> int:
+    """Write the scored poses of ``table`` (in its row order) to ``out_sdf`` atomically.
+
+    The input file is streamed again; records are written to a scratch file first and
+    then copied in the table's order, so memory does not grow with the number of poses.
+    Returns the number of records written.
+    """
+    import tempfile
+
+    from get_md.build import iter_poses
+
+    wanted = table[table["status"] == "ok"]
+    order = [int(p) for p in wanted["pose"]]
+    if not order:
+        with atomic_output(out_sdf):
+            pass
+        return 0
+    by_pose = {int(r["pose"]): r for r in wanted.to_dict("records")}
+    offsets: dict[int, tuple[int, int]] = {}
+    out_sdf = Path(out_sdf)
+    with tempfile.TemporaryFile(mode="w+b", dir=out_sdf.parent if out_sdf.parent.exists() else None) as scratch:
+        for rec in iter_poses(poses, segment_id=1):
+            row = by_pose.get(rec.index)
+            if row is None or rec.graph is None:
+                continue
+            mol = rec.mol
+            if mol is None:
+                mol = _mol_from_graph(rec.graph, str(rec.properties.get("_Name") or f"{Path(rec.source).name}#{rec.index}"))
+                for k, v in rec.properties.items():
+                    if not k.startswith("_"):
+                        mol.SetProp(k, _sdf_value(_plain(v)))
+            tags: dict[str, Any] = {}
+            if task == "score":
+                tags["get_score"] = row["score"]
+            else:
+                tags["get_interaction_energy"] = row["interaction_energy_eV"]
+                tags["get_interaction_energy_kcal_mol"] = row["interaction_energy_kcal_mol"]
+            tags["get_rank"] = int(row["rank"])
+            tags["get_pose"] = rec.index
+            if "pb_valid" in row and row["pb_valid"] is not None and not _isnan(row["pb_valid"]):
+                tags["pb_valid"] = bool(row["pb_valid"])
+            data = _sdf_record(mol, tags).encode()
+            offsets[rec.index] = (scratch.tell(), len(data))
+            scratch.write(data)
+        with atomic_output(out_sdf, mode="wb") as fh:
+            for pose in order:
+                if pose not in offsets:
+                    continue
+                start, size = offsets[pose]
+                scratch.seek(start)
+                fh.write(scratch.read(size))
+    return len(offsets)
+
+
+def _finalize(store: ProgressStore, spec: ModelSpec, sort: str, posebusters: bool):
+    import pandas as pd
+
+    rows: list[dict] = []
+    residues: list[list] = []
+    for key in sorted(store.batches):
+        rows.extend(store.batches[key]["rows"])
+        residues.extend(store.batches[key].get("residues", []))
+    rows.sort(key=lambda r: r["pose"])
+    value_col = "score" if spec.task == "score" else "interaction_energy_eV"
+    values = [r.get(value_col) if r["status"] == "ok" else None for r in rows]
+    values = [None if v is None else float(v) for v in values]
+    ranks = rank_values(values, higher_is_better=spec.task == "score")
+    for r, rank in zip(rows, ranks, strict=True):
+        r["rank"] = rank
+    if sort != "none":
+        rows.sort(key=lambda r: (r["rank"] is None, r["rank"] if r["rank"] is not None else 0, r["pose"]))
+    base = ["pose", "source", "name", "status", "error"]
+    if spec.task == "score":
+        base += ["score"]
+    else:
+        base += ["interaction_energy_eV", "interaction_energy_kcal_mol", "e_complex_eV",
+                 "e_ligand_eV", "e_pocket_eV"]
+    base += ["rank", "n_ligand_atoms"]
+    extra: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in base and k not in extra:
+                extra.append(k)
+    pb = [c for c in extra if c.startswith("pb_")]
+    inputs = [c for c in extra if not c.startswith("pb_")]
+    table = pd.DataFrame(rows, columns=base + pb + inputs)
+    table["rank"] = table["rank"].astype("Int64")
+    table["n_ligand_atoms"] = table["n_ligand_atoms"].astype("Int64")
+    per_res = None
+    if residues:
+        order = {int(p): i for i, p in enumerate(table["pose"])}
+        res_df = pd.DataFrame(residues, columns=["pose", "residue", "contribution"])
+        res_df["_order"] = res_df["pose"].map(order)
+        res_df = res_df.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+        if spec.is_potential:
+            res_df = res_df.rename(columns={"contribution": "contribution_eV"})
+            res_df["contribution_kcal_mol"] = res_df["contribution_eV"] * EV_TO_KCAL_MOL
+        per_res = res_df
+    return table, per_res
+
+
+# ----------------------------------------------------------------------------- API
+def rescore_poses(
+    receptor: PathLike,
+    poses: PathLike,
+    model: Optional[PathLike] = None,
+    *,
+    reference: Optional[PathLike] = None,
+    pocket_radius: float = 10.0,
+    batch_size: Optional[int] = None,
+    device: str = "cpu",
+    dtype: Optional[str] = None,
+    out_csv: Optional[PathLike] = None,
+    out_sdf: Optional[PathLike] = None,
+    out_residues: Optional[PathLike] = None,
+    sort: str = "score",
+    per_residue: bool = False,
+    posebusters: Any = False,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    dask_processes: bool = True,
+    progress: Optional[bool] = None,
+    resume: bool = True,
+):
+    """Rescore docking poses against a receptor; returns the result table (a DataFrame).
+
+    Args:
+        receptor: receptor file (.pdb, .cif, .bcif, .pdbqt; optionally .gz).
+        poses: poses (.sdf, .sdf.gz, .mol2, Vina .pdbqt, .pdb).
+        model: model file or shipped name; None: the shipped default score model, else
+            the default potential.
+        reference: ligand file whose first record defines the pocket; None: the union
+            of all poses.
+        pocket_radius: Å.
+        batch_size: poses per model call (default 16 on CPU; sized from free memory on CUDA).
+        device: "cpu", "cuda", "cuda:1", ...
+        dtype: model dtype ("float32", "float64"); None keeps the file's.
+        out_csv: result table (default: not written). Its sidecar ``out_csv + ".partial"``
+            makes the run resumable (``out_sdf + ".partial"`` when only the SDF is asked).
+        out_sdf: scored poses with tags (default: not written).
+        out_residues: per-residue table (default ``<out_csv stem>.residues.csv`` when
+            ``per_residue`` and ``out_csv`` are given).
+        sort: "score" (best first by the model's output: highest score, lowest
+            interaction energy), "energy" (by interaction energy; potentials only) or
+            "none" (input order). Failed poses come last.
+        per_residue: per-residue contributions (in ``df.attrs["per_residue"]``).
+        posebusters: False, True ("dock") or a PoseBusters config name
+            (dock, dock_fast, redock, redock_fast; redock needs ``reference``).
+        workers: run batches on a local Dask cluster with this many workers.
+        scheduler: address of an existing Dask scheduler instead.
+        dask_processes: local cluster with worker processes (False: threads).
+        progress: show a progress bar (None: when stderr is a terminal).
+        resume: reuse finished batches of an interrupted run with the same inputs and options.
+
+    Returns:
+        pandas.DataFrame in output order, with ``attrs["per_residue"]`` (DataFrame or
+        None), ``attrs["model"]``, ``attrs["task"]``, ``attrs["pocket_residues"]``.
+
+    Raises:
+        WorkflowError / GraphError (ValueError): unreadable receptor, empty pocket, no
+            readable pose, bad options.
+    """
+    sort = sort or "score"
+    if sort not in SORT_CHOICES:
+        raise WorkflowError(f"sort must be one of {SORT_CHOICES}, got {sort!r}")
+    if pocket_radius is None or not pocket_radius > 0:
+        raise WorkflowError(f"--pocket-radius must be positive, got {pocket_radius}")
+    if workers is not None and scheduler:
+        raise WorkflowError("give --workers or --scheduler, not both")
+    pb_config = None
+    if posebusters:
+        pb_config = "dock" if posebusters is True else str(posebusters)
+        if pb_config not in POSEBUSTERS_CONFIGS:
+            raise WorkflowError(f"PoseBusters config must be one of {POSEBUSTERS_CONFIGS}, got {pb_config!r}")
+        if pb_config.startswith("redock") and reference is None:
+            raise WorkflowError(f"PoseBusters config {pb_config!r} needs --reference (the true pose)")
+        try:
+            import posebusters as _pb  # noqa: F401
+        except ImportError as e:
+            raise WorkflowError(
+                "--posebusters needs the optional package posebusters: pip install posebusters"
+            ) from e
+    for p in (receptor, poses, reference):
+        if p is not None and not Path(p).is_file():
+            raise WorkflowError(f"{p}: file not found")
+
+    spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
+    if sort == "energy" and not spec.is_potential:
+        raise WorkflowError(f"--sort energy needs a potential (task 'energy'); {spec.path} is a {spec.task} model")
+
+    rec = load_receptor(receptor)
+
+    reference_mol = None
+    if reference is not None:
+        from get_md.build import select_pocket
+
+        ref_graph, ref_rec = load_reference(reference)
+        reference_mol = ref_rec.mol if ref_rec.mol is not None else _mol_from_graph(ref_graph, "reference")
+        pocket = select_pocket(rec, ref_graph, pocket_radius)
+        n_records = count_records(poses)
+    else:
+        pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress)
+    logger.info("pocket: %d residues, %d atoms", pocket.num_blocks, pocket.num_atoms)
+    err = element_check(meta)(pocket.atomic_numbers)
+    if err:
+        raise WorkflowError(f"pocket of {receptor}: {err}")
+
+    receptor_pdb = None
+    if pb_config:
+        receptor_pdb = _receptor_pdb_text(receptor)
+
+    fingerprint = {
+        "workflow": "rescore-poses",
+        "inputs": {"receptor": file_fingerprint(receptor), "poses": file_fingerprint(poses),
+                   "reference": file_fingerprint(reference)},
+        "model": {"sha256": spec.sha256, "task": spec.task},
+        "options": {"pocket_radius": float(pocket_radius), "per_residue": bool(per_residue),
+                    "posebusters": pb_config, "device": spec.device, "dtype": spec.dtype,
+                    "batch_size": batch_size if batch_size is not None else "auto"},
+    }
+    sidecar = progress_path(out_csv if out_csv is not None else out_sdf)
+    store = ProgressStore(sidecar, fingerprint, resume=resume)
+    store.open()
+    if "batch_size" not in store.state:
+        store.update_state(batch_size=_pose_batch_size(spec, pocket, poses, batch_size))
+    bs = int(store.state["batch_size"])
+
+    terms: Optional[dict] = None
+    opts = {"per_residue": bool(per_residue), "elements": meta.get("elements"),
+            "posebusters": pb_config, "receptor_pdb": receptor_pdb, "reference_mol": reference_mol}
+
+    from get_md.build import iter_poses
+
+    bar = progress_bar(progress, desc="rescoring poses", unit="pose", total=n_records)
+    done_before = sum(len(b["rows"]) for b in store.batches.values())
+    bar.update(done_before)
+
+    def tasks():
+        nonlocal terms
+        for k, records in enumerate(chunked(iter_poses(poses, segment_id=1), bs)):
+            if store.done(k):
+                continue
+            if terms is None:
+                terms = _pocket_terms(spec, pocket)
+            yield k, (spec, pocket, terms, _items(records), opts)
+
+    def on_result(key, result):
+        store.commit(key, result)
+        bar.update(len(result["rows"]))
+
+    try:
+        with bar:
+            fan_out(score_batch, tasks(), on_result, workers=workers, scheduler=scheduler,
+                    processes=dask_processes)
+    finally:
+        store.close()
+
+    table, per_res = _finalize(store, spec, sort, bool(pb_config))
+    n_ok = int((table["status"] == "ok").sum())
+    for r in table[table["status"] != "ok"].itertuples():
+        logger.warning("skipped pose: %s", r.error)
+    if out_sdf is not None:
+        write_pose_sdf(poses, table, out_sdf, spec.task)
+    if per_residue and per_res is not None:
+        res_path = out_residues
+        if res_path is None and out_csv is not None:
+            p = Path(out_csv)
+            res_path = p.with_name(p.name[: -len(p.suffix)] + ".residues.csv" if p.suffix else p.name + ".residues.csv")
+        if res_path is not None:
+            write_csv_atomic(per_res, res_path)
+    if out_csv is not None:
+        write_csv_atomic(table, out_csv)
+    store.remove()
+    table.attrs["per_residue"] = per_res
+    table.attrs["model"] = spec.path
+    table.attrs["task"] = spec.task
+    table.attrs["pocket_residues"] = list(pocket.block_labels or [])
+    table.attrs["n_scored"] = n_ok
+    return table
+
+
+def _pose_batch_size(spec: ModelSpec, pocket, poses: PathLike, requested: Optional[int]) -> int:
+    """Poses per model call: ``requested``, the CPU default, or sized to the GPU's memory."""
+    if requested is not None or not spec.device.startswith("cuda"):
+        return auto_batch_size(spec, None, requested, 0)
+    from get_md.build import iter_poses, make_complex
+    from get_md.graph import batch_graphs
+
+    lig = next((r.graph for r in iter_poses(poses, segment_id=1) if r.graph is not None), None)
+    if lig is None:
+        return 1
+
+    def sample(n):
+        c = make_complex(pocket, lig)
+        return batch_graphs([c] * n + ([lig] * n if spec.is_potential else []))
+
+    per_item = pocket.num_atoms + lig.num_atoms * (2 if spec.is_potential else 1)
+    return auto_batch_size(spec, sample, None, per_item)
+
+
+def _receptor_pdb_text(receptor: PathLike) -> str:
+    """Receptor as PDB text for PoseBusters (PDBQT types mapped, mmCIF converted)."""
+    from get_md.build._common import base_suffix, read_text
+
+    fmt = _RECEPTOR_FORMATS.get(base_suffix(receptor))
+    if fmt == "pdb":
+        return read_text(receptor)
+    if fmt == "pdbqt":
+        from get_md.build.structure import pdbqt_to_pdb_text
+
+        return pdbqt_to_pdb_text(read_text(receptor), str(receptor))
+    import biotite.structure.io.pdb as pdb
+    import biotite.structure.io.pdbx as pdbx
+
+    if base_suffix(receptor) == ".bcif":
+        f = pdbx.BinaryCIFFile.read(str(receptor))
+    else:
+        f = pdbx.CIFFile.read(io.StringIO(read_text(receptor)))
+    arr = pdbx.get_structure(f, model=1)
+    out = pdb.PDBFile()
+    out.set_structure(arr)
+    buf = io.StringIO()
+    out.write(buf)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- CLI
+def _default_out(poses: str, suffix: str) -> str:
+    name = Path(poses).name
+    for ext in (".gz",):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{stem}_rescored{suffix}"
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    setup_cli_logging(args.quiet)
+    set_threads(args.threads)
+    out_csv = args.out_csv or _default_out(args.poses, ".csv")
+    out_sdf = args.out_sdf or _default_out(args.poses, ".sdf")
+    table = rescore_poses(
+        args.receptor, args.poses, args.model, reference=args.reference,
+        pocket_radius=args.pocket_radius, batch_size=args.batch_size, device=args.device,
+        dtype=args.dtype, out_csv=out_csv, out_sdf=out_sdf, out_residues=args.out_residues,
+        sort=args.sort, per_residue=args.per_residue, posebusters=args.posebusters or False,
+        workers=args.workers, scheduler=args.scheduler,
+        progress=False if args.quiet else None, resume=not args.no_resume,
+    )
+    n = len(table)
+    ok = int((table["status"] == "ok").sum())
+    col = "score" if table.attrs["task"] == "score" else "interaction_energy_kcal_mol"
+    msg = f"scored {ok} of {n} pose(s)"
+    if ok < n:
+        msg += f" ({n - ok} skipped, see the 'error' column)"
+    if ok:
+        best = table[table["rank"] == 1].iloc[0]
+        msg += f"; best: pose {int(best['pose'])} ({col} {float(best[col]):.3f})"
+    print(msg)
+    print(f"wrote {out_csv}, {out_sdf}")
+    if ok == 0:
+        print("get-md: error: no pose could be scored", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    """Add the ``rescore-poses`` subcommand to the ``get-md`` parser."""
+    p = sub.add_parser(
+        "rescore-poses",
+        help="rescore docking poses (interaction energy or score) against a receptor",
+        description=(
+            "Rescore docking poses with a GET / GeoMFormer model. With a potential: "
+            "interaction energy E(complex) - E(pocket) - E(ligand) (eV, kcal/mol); with a "
+            "score model: score (pK). Writes a CSV (one row per input record; unreadable "
+            "poses reported and skipped) and an SDF with get_* tags. Rerunning the same "
+            "command after an interruption resumes."
+        ),
+    )
+    p.add_argument("receptor", metavar="RECEPTOR", help="receptor .pdb/.cif/.bcif/.pdbqt")
+    p.add_argument("poses", metavar="POSES", help="poses .sdf/.sdf.gz/.mol2/.pdbqt (Vina)")
+    p.add_argument("--reference", metavar="LIG", help="ligand defining the pocket (default: all poses)")
+    p.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="model file or shipped name (default: shipped score model, else potential)")
+    p.add_argument("--pocket-radius", type=float, default=10.0, metavar="Å",
+                   help="receptor residues within this distance of the ligand(s) (default 10)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="poses per model call (default 16 on CPU, from free memory on CUDA)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--dtype", choices=["float32", "float64"], help="model dtype (default: the file's)")
+    p.add_argument("--out-csv", metavar="F", help="result table (default POSES_rescored.csv)")
+    p.add_argument("--out-sdf", metavar="F", help="scored poses with tags (default POSES_rescored.sdf)")
+    p.add_argument("--sort", choices=SORT_CHOICES, default="score",
+                   help="order of the outputs: score (best first), energy, none (input order)")
+    p.add_argument("--per-residue", action="store_true",
+                   help="also write per-residue contributions (OUT.residues.csv)")
+    p.add_argument("--out-residues", metavar="F", help="per-residue table (default OUT.residues.csv)")
+    p.add_argument("--posebusters", nargs="?", const="dock", choices=POSEBUSTERS_CONFIGS,
+                   metavar="CONFIG", help="add PoseBusters validity flags (config: dock [default], "
+                   "dock_fast, redock, redock_fast); needs the posebusters package")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, metavar="N", help="fan batches out over N local Dask workers")
+    group.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's; on shared machines 1 per free core)")
+    p.add_argument("--no-resume", action="store_true", help="ignore the progress file of an earlier run")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")
+    p.set_defaults(func=_cmd)

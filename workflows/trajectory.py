@@ -1,0 +1,488 @@
+"""Rescore the frames of an MD trajectory with a GET / GeoMFormer model: ``get-md rescore-traj``.
+
+Any format mdtraj reads (DCD, XTC, TRR, NetCDF, HDF5, multi-model PDB, ...) with a
+topology file mdtraj reads (PDB, PSF, prmtop, GRO, HDF5...). Frames are read with
+``mdtraj.iterload`` in chunks of ``chunk`` frames, only the atoms scored, so the
+trajectory is never held in memory whole.
+
+**Pocket.** The receptor residues (``--receptor`` selection) with any atom within
+``pocket_radius`` Å of a ligand atom (``--ligand`` selection) are chosen **once, in
+the first analysed frame** (frame ``start``), and kept for every frame, so that all
+frames are scored on the same set of atoms. Distances are plain Euclidean: image the
+trajectory first so that the complex is whole and not split across the periodic box
+(e.g. ``gmx trjconv -pbc mol -center``, ``cpptraj autoimage``, ``mdtraj.Trajectory.image_molecules``).
+Graphs are not periodic.
+
+Per frame, with a **potential**: ``E(complex) - E(pocket) - E(ligand)`` in eV and
+kcal/mol (the three energies are columns too); with a **score** model: ``score``.
+The CSV (``frame``, ``time_ps``, values) is written at the end, atomically; rows go to
+the sidecar ``OUT.csv.partial`` as they are computed (one line per batch) and a rerun
+of the same command resumes from it. ``--plot`` draws the values against time.
+
+Frames: ``start``, ``start + stride``, ... below ``stop`` (0-based frame numbers of the
+file). ``time_ps`` is the time stored in the file as mdtraj reports it (formats
+without times count frames).
+
+Example:
+    >>> from get_md.workflows.trajectory import rescore_trajectory
+    >>> df = rescore_trajectory("top.pdb", "traj.xtc", model="potential.pt",
+    ...                         ligand="resname LIG", stride=10, out_csv="traj.csv",
+    ...                         plot="traj.png")                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from ._common import (
+    EV_TO_KCAL_MOL,
+    ModelSpec,
+    PathLike,
+    ProgressStore,
+    WorkflowError,
+    atomic_path,
+    auto_batch_size,
+    element_check,
+    fan_out,
+    file_fingerprint,
+    progress_bar,
+    progress_path,
+    resolve_model,
+    run_model,
+    set_threads,
+    setup_cli_logging,
+    write_csv_atomic,
+)
+
+logger = logging.getLogger("get_md.workflows.trajectory")
+
+NM_TO_ANGSTROM = 10.0
+
+
+# ----------------------------------------------------------------------------- setup
+def _load_topology(topology: PathLike):
+    import mdtraj as md
+
+    try:
+        return md.load_topology(str(topology))
+    except Exception as e:  # noqa: BLE001 - mdtraj raises many types for unreadable files
+        raise WorkflowError(f"{topology}: cannot read topology ({type(e).__name__}: {e})") from e
+
+
+def _select(top, selection: str, what: str, topology: PathLike):
+    import numpy as np
+
+    try:
+        idx = top.select(selection)
+    except Exception as e:  # noqa: BLE001 - mdtraj's selection parser raises several types
+        raise WorkflowError(f"{what} selection {selection!r} is not valid for {topology} ({e})") from e
+    idx = np.asarray(idx, dtype=np.int64)
+    if idx.size == 0:
+        raise WorkflowError(f"{what} selection {selection!r} matches no atom of {topology}")
+    return idx
+
+
+def _frames(trajectory: PathLike, top, atom_indices, start: int, chunk: int) -> Iterator:
+    """(absolute frame number, xyz [n, 3] nm, time ps) for frames >= start, streamed.
+
+    ``mdtraj.iterload`` is used without ``stride`` (its strided XTC reads can loop
+    forever at the end of the file in mdtraj 1.11) and with ``skip`` except for PDB
+    files, where mdtraj ignores it.
+    """
+    import mdtraj as md
+
+    path = str(trajectory)
+    is_pdb = path.lower().endswith((".pdb", ".pdb.gz"))
+    skip = 0 if is_pdb else start
+    frame = skip
+    try:
+        it = md.iterload(path, chunk=chunk, top=top, skip=skip, atom_indices=atom_indices)
+        for piece in it:
+            times = piece.time if piece.time is not None else None
+            for i in range(piece.n_frames):
+                if frame >= start:
+                    t = float(times[i]) if times is not None else float(frame)
+                    yield frame, piece.xyz[i], t
+                frame += 1
+    except (OSError, ValueError, IndexError, TypeError, RuntimeError) as e:
+        raise WorkflowError(f"{trajectory}: cannot read trajectory after frame {frame} "
+                            f"({type(e).__name__}: {e})") from e
+
+
+def _count_frames(trajectory: PathLike, start: int, stop: Optional[int], stride: int) -> Optional[int]:
+    """Frames that will be scored, when the format tells its length cheaply (for the bar)."""
+    import mdtraj as md
+
+    if str(trajectory).lower().endswith((".pdb", ".pdb.gz")):
+        return None
+    try:
+        with md.open(str(trajectory)) as f:
+            n = len(f)
+    except Exception:  # noqa: BLE001 - a progress bar without total is fine
+        return None
+    end = n if stop is None else min(stop, n)
+    return len(range(start, end, stride))
+
+
+def choose_pocket(top, xyz_nm, receptor_idx, ligand_idx, radius: float):
+    """Receptor atoms of the residues with any atom within ``radius`` Å of a ligand atom.
+
+    Args:
+        top: mdtraj Topology.
+        xyz_nm: [n_atoms, 3] coordinates of the frame (nm).
+        receptor_idx, ligand_idx: atom indices.
+        radius: Å.
+
+    Returns:
+        Sorted atom indices (whole residues, restricted to ``receptor_idx``).
+    """
+    import numpy as np
+    import torch
+
+    rec = torch.as_tensor(np.asarray(xyz_nm)[receptor_idx] * NM_TO_ANGSTROM, dtype=torch.float64)
+    lig = torch.as_tensor(np.asarray(xyz_nm)[ligand_idx] * NM_TO_ANGSTROM, dtype=torch.float64)
+    step = max(1, (1 << 22) // max(1, lig.shape[0]))
+    close = torch.zeros(rec.shape[0], dtype=torch.bool)
+    for s in range(0, rec.shape[0], step):
+        close[s:s + step] = torch.cdist(rec[s:s + step], lig).min(dim=1).values <= radius
+    hit = receptor_idx[close.numpy()]
+    residues = {top.atom(int(i)).residue.index for i in hit}
+    in_rec = np.zeros(top.n_atoms, dtype=bool)
+    in_rec[receptor_idx] = True
+    atoms = [a.index for r in residues for a in top.residue(r).atoms if in_rec[a.index]]
+    return np.array(sorted(atoms), dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- scoring
+def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
+    """Score one batch of frames (in the driver or on a Dask worker).
+
+    Args:
+        spec: the model.
+        template: complex graph (pocket segment 0 + ligand segment 1), zero positions.
+        lig_mask: [N] bool tensor, ligand atoms of the template.
+        frames: ``(frame, time_ps, positions [N, 3] Å as float32 numpy)``.
+
+    Returns:
+        ``{"rows": [{"frame", "time_ps", ...values}]}``.
+    """
+    import torch
+
+    from get_md.graph import batch_graphs
+
+    complexes, pockets, ligands = [], [], []
+    rec_blocks = template.segment_ids == 0
+    pocket_t = template.select_blocks(rec_blocks)
+    ligand_t = template.select_blocks(~rec_blocks)
+    for _frame, _time, pos in frames:
+        p = torch.as_tensor(pos).to(template.positions.dtype)
+        complexes.append(template.with_positions(p))
+        if spec.is_potential:
+            pockets.append(pocket_t.with_positions(p[~lig_mask]))
+            ligands.append(ligand_t.with_positions(p[lig_mask]))
+    n = len(frames)
+    out = run_model(spec, batch_graphs(complexes + pockets + ligands))
+    rows = []
+    if spec.is_potential:
+        e = out["energy"].to(torch.float64)
+        for k, (frame, time, _pos) in enumerate(frames):
+            e_c, e_p, e_l = float(e[k]), float(e[n + k]), float(e[2 * n + k])
+            e_int = e_c - e_p - e_l
+            rows.append({"frame": int(frame), "time_ps": float(time), "interaction_energy_eV": e_int,
+                         "interaction_energy_kcal_mol": e_int * EV_TO_KCAL_MOL,
+                         "e_complex_eV": e_c, "e_pocket_eV": e_p, "e_ligand_eV": e_l})
+    else:
+        s = out["score"].to(torch.float64)
+        for k, (frame, time, _pos) in enumerate(frames):
+            rows.append({"frame": int(frame), "time_ps": float(time), "score": float(s[k])})
+    return {"rows": rows}
+
+
+def plot_scores(df, path: PathLike, column: str, title: str = "") -> None:
+    """PNG of ``column`` against ``time_ps`` (against ``frame`` when the file's times do
+    not increase, as in concatenated trajectories), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    x, xlabel = df["time_ps"], "time (ps)"
+    if len(df) > 1 and not bool((x.diff().iloc[1:] > 0).all()):
+        logger.warning("times in the trajectory file do not increase; plotting against frame number")
+        x, xlabel = df["frame"], "frame"
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
+    try:
+        ax.plot(x, df[column], lw=1.2, marker="o" if len(df) <= 50 else None, ms=3)
+        labels = {"score": "score (pK)", "interaction_energy_kcal_mol": "interaction energy (kcal/mol)"}
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(labels.get(column, column))
+        if title:
+            ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- API
+def rescore_trajectory(
+    topology: PathLike,
+    trajectory: PathLike,
+    model: Optional[PathLike] = None,
+    *,
+    receptor: str = "protein",
+    ligand: str = "resname LIG",
+    stride: int = 1,
+    start: int = 0,
+    stop: Optional[int] = None,
+    chunk: int = 100,
+    pocket_radius: float = 10.0,
+    batch_size: Optional[int] = None,
+    device: str = "cpu",
+    dtype: Optional[str] = None,
+    out_csv: Optional[PathLike] = None,
+    plot: Optional[PathLike] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    dask_processes: bool = True,
+    progress: Optional[bool] = None,
+    resume: bool = True,
+):
+    """Interaction energy (potential) or score of each frame of a trajectory; a DataFrame.
+
+    Args:
+        topology: topology file (PDB, PSF, prmtop, GRO, HDF5, ...).
+        trajectory: trajectory file (DCD, XTC, TRR, NetCDF, HDF5, multi-model PDB, ...).
+        model: model file or shipped name; None: the shipped default potential, else
+            the default score model.
+        receptor, ligand: mdtraj selections (must not overlap).
+        stride, start, stop: frames ``start, start + stride, ...`` below ``stop``.
+        chunk: frames read per ``iterload`` step (memory).
+        pocket_radius: Å, applied to the first analysed frame (see the module docs).
+        batch_size: frames per model call (default 16 on CPU; from free memory on CUDA).
+        device, dtype: where and in which precision the model runs.
+        out_csv: result table; ``out_csv + ".partial"`` makes the run resumable.
+        plot: PNG of the values against time.
+        workers / scheduler: fan batches out over a local Dask cluster / an existing one.
+        dask_processes: local cluster with worker processes (False: threads).
+        progress: progress bar (None: when stderr is a terminal).
+        resume: reuse the finished batches of an interrupted run with the same inputs/options.
+
+    Returns:
+        pandas.DataFrame, one row per frame (``frame``, ``time_ps``, values), with
+        ``attrs["pocket_residues"]``, ``attrs["model"]``, ``attrs["task"]``.
+
+    Raises:
+        WorkflowError (ValueError): unreadable files, empty or overlapping selections,
+            no frame in range, bad options.
+    """
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    if stride is None or stride < 1:
+        raise WorkflowError(f"--stride must be >= 1, got {stride}")
+    if start is None or start < 0:
+        raise WorkflowError(f"--start must be >= 0, got {start}")
+    if stop is not None and stop <= start:
+        raise WorkflowError(f"--stop ({stop}) must be greater than --start ({start})")
+    if chunk < 1:
+        raise WorkflowError(f"--chunk must be >= 1, got {chunk}")
+    if not pocket_radius or pocket_radius <= 0:
+        raise WorkflowError(f"--pocket-radius must be positive, got {pocket_radius}")
+    if workers is not None and scheduler:
+        raise WorkflowError("give --workers or --scheduler, not both")
+    for p in (topology, trajectory):
+        if not Path(p).is_file():
+            raise WorkflowError(f"{p}: file not found")
+
+    spec, meta = resolve_model(model, device, dtype, preferred=("energy", "score"))
+    top = _load_topology(topology)
+    rec_idx = _select(top, receptor, "receptor", topology)
+    lig_idx = _select(top, ligand, "ligand", topology)
+    both = np.intersect1d(rec_idx, lig_idx)
+    if both.size:
+        a = top.atom(int(both[0]))
+        raise WorkflowError(
+            f"receptor selection {receptor!r} and ligand selection {ligand!r} overlap in {topology} "
+            f"({both.size} atoms, e.g. {a}); make them disjoint, e.g. --receptor 'protein and not ({ligand})'"
+        )
+
+    with contextlib.closing(_frames(trajectory, top, None, start, 1)) as frames_iter:
+        first = next(frames_iter, None)
+    if first is None:
+        raise WorkflowError(f"{trajectory}: no frame at or after --start {start}")
+    if first[1].shape[0] != top.n_atoms:
+        raise WorkflowError(f"{trajectory}: {first[1].shape[0]} atoms per frame, topology {topology} has {top.n_atoms}")
+    pocket_idx = choose_pocket(top, first[1], rec_idx, lig_idx, pocket_radius)
+    if pocket_idx.size == 0:
+        raise WorkflowError(
+            f"no receptor atom ({receptor!r}) within {pocket_radius} Å of the ligand ({ligand!r}) in frame "
+            f"{start} of {trajectory}; is the trajectory imaged (complex whole)?"
+        )
+    sel = np.union1d(pocket_idx, lig_idx)
+    seg = np.isin(sel, lig_idx).astype(np.int64)
+
+    from get_md.build import topology_template
+
+    tpl = topology_template(top, sel, segments=seg, name=str(topology))
+    template = tpl.graph
+    err = element_check(meta)(template.atomic_numbers)
+    if err:
+        raise WorkflowError(f"{topology}: {err}")
+    lig_mask = torch.as_tensor(seg.astype(bool))
+    # topology_template keeps atom order; segments come from the atom order as given
+    assert int(template.num_atoms) == sel.size
+    pocket_labels = [lab for lab, s in zip(template.block_labels or [], template.segment_ids.tolist(), strict=False)
+                     if s == 0]
+    logger.info("pocket from frame %d: %d residues, %d atoms; ligand %d atoms",
+                start, len(pocket_labels), int(pocket_idx.size), int(lig_idx.size))
+
+    fingerprint = {
+        "workflow": "rescore-traj",
+        "inputs": {"topology": file_fingerprint(topology), "trajectory": file_fingerprint(trajectory)},
+        "model": {"sha256": spec.sha256, "task": spec.task},
+        "options": {"receptor": receptor, "ligand": ligand, "stride": int(stride), "start": int(start),
+                    "stop": stop, "pocket_radius": float(pocket_radius), "device": spec.device,
+                    "dtype": spec.dtype, "batch_size": batch_size if batch_size is not None else "auto"},
+    }
+    store = ProgressStore(progress_path(out_csv), fingerprint, resume=resume)
+    store.open()
+    if "batch_size" not in store.state:
+        from get_md.graph import batch_graphs
+
+        def sample(n):
+            pos = torch.as_tensor(first[1][sel] * NM_TO_ANGSTROM)
+            return score_input(template, lig_mask, pos, n, spec.is_potential, batch_graphs)
+
+        per_item = template.num_atoms * (2 if spec.is_potential else 1)
+        store.update_state(batch_size=auto_batch_size(spec, sample, batch_size, per_item))
+    bs = int(store.state["batch_size"])
+
+    n_total = _count_frames(trajectory, start, stop, stride)
+    bar = progress_bar(progress, desc="rescoring frames", unit="frame", total=n_total)
+    bar.update(sum(len(b["rows"]) for b in store.batches.values()))
+
+    def tasks():
+        buf: list = []
+        k = 0
+        for frame, xyz, t in _frames(trajectory, top, sel, start, chunk):
+            if stop is not None and frame >= stop:
+                break
+            if (frame - start) % stride:
+                continue
+            buf.append((frame, t, (xyz * NM_TO_ANGSTROM).astype(np.float32)))
+            if len(buf) == bs:
+                if not store.done(k):
+                    yield k, (spec, template, lig_mask, buf)
+                buf, k = [], k + 1
+        if buf and not store.done(k):
+            yield k, (spec, template, lig_mask, buf)
+
+    def on_result(key, result):
+        store.commit(key, result)
+        bar.update(len(result["rows"]))
+
+    try:
+        with bar:
+            fan_out(score_frames, tasks(), on_result, workers=workers, scheduler=scheduler,
+                    processes=dask_processes)
+    finally:
+        store.close()
+
+    rows = [r for key in sorted(store.batches) for r in store.batches[key]["rows"]]
+    rows.sort(key=lambda r: r["frame"])
+    if not rows:
+        raise WorkflowError(f"{trajectory}: no frame selected (start {start}, stop {stop}, stride {stride})")
+    df = pd.DataFrame(rows)
+    column = "score" if spec.task == "score" else "interaction_energy_kcal_mol"
+    if plot is not None:
+        plot_scores(df, plot, column, title=f"{Path(trajectory).name} — {Path(spec.path).name}")
+    if out_csv is not None:
+        write_csv_atomic(df, out_csv)
+    store.remove()
+    df.attrs["pocket_residues"] = pocket_labels
+    df.attrs["model"] = spec.path
+    df.attrs["task"] = spec.task
+    return df
+
+
+def score_input(template, lig_mask, pos, n: int, potential: bool, batch_graphs):
+    """A batch of ``n`` copies of one frame as the model sees it (for memory probing)."""
+    g = template.with_positions(pos.to(template.positions.dtype))
+    graphs = [g] * n
+    if potential:
+        rec = template.segment_ids == 0
+        graphs += [template.select_blocks(rec).with_positions(g.positions[~lig_mask])] * n
+        graphs += [template.select_blocks(~rec).with_positions(g.positions[lig_mask])] * n
+    return batch_graphs(graphs)
+
+
+# ----------------------------------------------------------------------------- CLI
+def _cmd(args: argparse.Namespace) -> int:
+    setup_cli_logging(args.quiet)
+    set_threads(args.threads)
+    out_csv = args.out_csv
+    if out_csv is None:
+        name = Path(args.trajectory).name
+        out_csv = (name.rsplit(".", 1)[0] if "." in name else name) + "_rescored.csv"
+    df = rescore_trajectory(
+        args.topology, args.trajectory, args.model, receptor=args.receptor, ligand=args.ligand,
+        stride=args.stride, start=args.start, stop=args.stop, chunk=args.chunk,
+        pocket_radius=args.pocket_radius, batch_size=args.batch_size, device=args.device,
+        dtype=args.dtype, out_csv=out_csv, plot=args.plot, workers=args.workers,
+        scheduler=args.scheduler, progress=False if args.quiet else None, resume=not args.no_resume,
+    )
+    col = "score" if df.attrs["task"] == "score" else "interaction_energy_kcal_mol"
+    print(f"scored {len(df)} frame(s): {col} mean {df[col].mean():.3f}, min {df[col].min():.3f}, "
+          f"max {df[col].max():.3f}")
+    print(f"wrote {out_csv}" + (f", {args.plot}" if args.plot else ""), file=sys.stdout)
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    """Add the ``rescore-traj`` subcommand to the ``get-md`` parser."""
+    p = sub.add_parser(
+        "rescore-traj",
+        help="score every frame of an MD trajectory (interaction energy or score)",
+        description=(
+            "Score trajectory frames with a GET / GeoMFormer model: interaction energy "
+            "E(complex) - E(pocket) - E(ligand) with a potential, or the score of a score "
+            "model. The pocket is chosen once, from the first analysed frame. Writes a CSV "
+            "(frame, time_ps, values) and optionally a PNG; rerunning the same command "
+            "after an interruption resumes."
+        ),
+    )
+    p.add_argument("topology", metavar="TOPOLOGY", help="topology (PDB, PSF, prmtop, GRO, HDF5, ...)")
+    p.add_argument("trajectory", metavar="TRAJ", help="trajectory (DCD, XTC, TRR, NetCDF, HDF5, PDB, ...)")
+    p.add_argument("--receptor", default="protein", help="mdtraj selection of the receptor (default 'protein')")
+    p.add_argument("--ligand", default="resname LIG", help="mdtraj selection of the ligand (default 'resname LIG')")
+    p.add_argument("--stride", type=int, default=1, metavar="K", help="every K-th frame (default 1)")
+    p.add_argument("--start", type=int, default=0, metavar="I", help="first frame, 0-based (default 0)")
+    p.add_argument("--stop", type=int, metavar="J", help="stop before this frame (default: the end)")
+    p.add_argument("--chunk", type=int, default=100, metavar="N", help="frames read at a time (default 100)")
+    p.add_argument("--pocket-radius", type=float, default=10.0, metavar="Å",
+                   help="receptor residues within this distance of the ligand in the first frame (default 10)")
+    p.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="model file or shipped name (default: shipped potential, else score model)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="frames per model call (default 16 on CPU, from free memory on CUDA)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--dtype", choices=["float32", "float64"], help="model dtype (default: the file's)")
+    p.add_argument("--out-csv", metavar="F", help="result table (default TRAJ_rescored.csv)")
+    p.add_argument("--plot", metavar="F.png", help="plot of the values against time")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, metavar="N", help="fan batches out over N local Dask workers")
+    group.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's; on shared machines 1 per free core)")
+    p.add_argument("--no-resume", action="store_true", help="ignore the progress file of an earlier run")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")
+    p.set_defaults(func=_cmd)
