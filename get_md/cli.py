@@ -241,6 +241,7 @@ EXTERNAL_SUBCOMMANDS: dict[str, str] = {
     "rescore-traj": "get_md.workflows.trajectory:register_cli",
     "nbody": "get_md.workflows.nbody:register_cli",
     "md": "get_md.workflows.md:register_cli",
+    "demo": "get_md.workflows.demo:register_cli",
 }
 
 
