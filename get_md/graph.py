@@ -102,7 +102,7 @@ class MolecularGraph:
         cell: Optional[torch.Tensor] = None,
         pbc: Optional[torch.Tensor] = None,
         name: str = "",
-    ) -> "MolecularGraph":
+    ) -> MolecularGraph:
         """One structure where every atom is its own block (small molecules, N-body systems).
 
         Args:
@@ -149,7 +149,7 @@ class MolecularGraph:
         return g
 
     # -------------------------------------------------------------- transforms
-    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "MolecularGraph":
+    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> MolecularGraph:
         """Copy to a device; ``dtype`` applies to the floating fields (positions, cell)."""
         kw = {}
         for name in TENSOR_FIELDS:
@@ -160,7 +160,7 @@ class MolecularGraph:
                 kw[name] = t.to(device=device)
         return replace(self, **kw)
 
-    def with_positions(self, positions: torch.Tensor) -> "MolecularGraph":
+    def with_positions(self, positions: torch.Tensor) -> MolecularGraph:
         """Same graph, new coordinates [N, 3] Å (e.g. another trajectory frame)."""
         if positions.shape != self.positions.shape:
             raise GraphError(
@@ -176,7 +176,7 @@ class MolecularGraph:
     def label(self) -> str:
         return ", ".join(n for n in self.names if n) or "structure"
 
-    def select_blocks(self, keep: torch.Tensor) -> "MolecularGraph":
+    def select_blocks(self, keep: torch.Tensor) -> MolecularGraph:
         """Sub-graph with the blocks where ``keep`` ([B] bool) is true; indices renumbered."""
         keep = keep.to(device=self.device, dtype=torch.bool)
         if keep.shape != (self.num_blocks,):
@@ -191,7 +191,7 @@ class MolecularGraph:
         graph_map[kept_graphs] = torch.arange(kept_graphs.numel(), device=self.device)
         labels = None
         if self.block_labels is not None:
-            labels = [lab for lab, k in zip(self.block_labels, keep.tolist()) if k]
+            labels = [lab for lab, k in zip(self.block_labels, keep.tolist(), strict=True) if k]
         names = [self.names[i] for i in kept_graphs.tolist()] if self.names else []
         return MolecularGraph(
             positions=self.positions[atom_keep],
@@ -207,14 +207,14 @@ class MolecularGraph:
             block_labels=labels,
         )
 
-    def split(self) -> list["MolecularGraph"]:
+    def split(self) -> list[MolecularGraph]:
         """Undo :func:`batch_graphs`: one graph per structure."""
         return [
             self.select_blocks(self.batch_ids == i) for i in range(self.num_graphs)
         ]
 
     # -------------------------------------------------------------- validation
-    def validate(self) -> "MolecularGraph":
+    def validate(self) -> MolecularGraph:
         """Check shapes, index ranges, ordering and finiteness; raise GraphError naming the record."""
         who = self.label()
         n, b, g = self.num_atoms, self.num_blocks, self.num_graphs

@@ -3,11 +3,11 @@
 import pandas as pd
 import pytest
 import torch
+from get_md.workflows.demo import example_file, run_demo
 from rdkit import Chem
 
 from get_md import export
 from get_md.models import build_model
-from get_md.workflows.demo import example_file, run_demo
 
 
 def test_bundled_examples_present():

@@ -39,7 +39,7 @@ def test_radius_graph_matches_brute_force(periodic):
     pbc = torch.tensor([[periodic] * 3, [False] * 3])
     c, n, s = radius_graph(pos, batch, 3.0, cell, pbc)
     v = edge_vectors(pos, c, n, s, cell, batch)
-    mine = {(int(a), int(b), tuple(round(x, 6) for x in vec.tolist())) for a, b, vec in zip(c, n, v)}
+    mine = {(int(a), int(b), tuple(round(x, 6) for x in vec.tolist())) for a, b, vec in zip(c, n, v, strict=True)}
     assert len(mine) == c.numel()  # no duplicate edges
     assert mine == _brute_pairs(pos, batch, 3.0, cell, pbc)
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 
-
 def _examples_dir() -> Path:
     from importlib.resources import files
 
@@ -42,7 +41,6 @@ def run_demo(out: Union[str, os.PathLike] = "get_md_demo", model: Optional[str] 
              stride: int = 1, threads: Optional[int] = None, progress: Optional[bool] = None) -> tuple[Any, Any]:
     """Rescore the bundled poses and trajectory; returns the two DataFrames."""
     import torch
-
     from get_md.workflows.poses import rescore_poses
     from get_md.workflows.trajectory import rescore_trajectory
 

@@ -421,7 +421,7 @@ class GETEncoder(nn.Module):
         # unless the caller reads the coordinates.
         skip_last = not need_coords and not rescale_coords and n_blocks == Z.shape[0]
         i = 0
-        for layer, norm0, ffn, norm1 in zip(self.layers, self.norms0, self.ffns, self.norms1):
+        for layer, norm0, ffn, norm1 in zip(self.layers, self.norms0, self.ffns, self.norms1):  # noqa: B905 (TorchScript has no strict=)
             H, Z = layer(
                 H, Z, edge_attr, pair_src, pair_dst, pair_group, pair_weight, pair_shift,
                 group_atom, group_edge, edge_row, not (skip_last and i == self.n_layers - 1),
