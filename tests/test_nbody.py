@@ -1,0 +1,366 @@
+"""N-body workflow: simulator (EGNN protocol), data files, evaluate, train, rollout, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from get_md.workflows import nbody
+from get_md.workflows.nbody import (
+    NBodyError,
+    batch_inputs,
+    build_nbody_model,
+    energy_terms,
+    evaluate,
+    load_data,
+    make_samples,
+    rollout,
+    save_data,
+    simulate,
+    total_energy,
+    total_momentum,
+)
+
+from get_md import export
+from get_md.cli import main
+
+TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--n-rbf", "8"]
+
+
+def _reference_egnn(x0, v0, q, n_steps, dt=1e-3, max_f=100.0, sample_freq=100):
+    """Plain loop transcribing EGNN's ChargedParticlesSim.sample_trajectory (one system)."""
+    x, v = x0.copy(), v0.copy()
+    n = len(q)
+
+    def force(x):
+        f = np.zeros_like(x)
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    r = x[i] - x[j]
+                    f[i] += q[i] * q[j] * r / np.sqrt((r ** 2).sum()) ** 3
+        return np.clip(f, -max_f, max_f)
+
+    v += dt * force(x)
+    frames = []
+    for i in range(1, n_steps):
+        x += dt * v
+        if i % sample_freq == 0:
+            frames.append((x.copy(), v.copy()))
+        v += dt * force(x)
+    return frames
+
+
+# ----------------------------------------------------------------------------- simulator
+def test_simulate_shapes_dtypes_and_seed():
+    a = simulate(6, seed=3, n_frames=5)
+    b = simulate(6, seed=3, n_frames=5)
+    c = simulate(6, seed=4, n_frames=5)
+    assert a["loc"].shape == a["vel"].shape == (6, 5, 5, 3)
+    assert a["charges"].shape == (6, 5, 1)
+    assert a["loc"].dtype == np.float64 and a["charges"].dtype == np.float64
+    assert set(np.unique(a["charges"])) <= {-1.0, 1.0}
+    for k in ("loc", "vel", "charges"):
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["loc"], c["loc"])
+    # chunking does not change results
+    d = simulate(6, seed=3, n_frames=5, chunk=4)
+    np.testing.assert_allclose(d["loc"], a["loc"], rtol=0, atol=1e-12)
+
+
+def test_frames_match_egnn_generator_and_continuation():
+    data = simulate(2, seed=7, n_frames=3)
+    # recover the initial state by drawing as simulate does
+    rng = np.random.default_rng(7)
+    q = rng.choice(np.array([-1.0, 1.0]), size=(2, 5))
+    x = rng.standard_normal((2, 5, 3))
+    v = rng.standard_normal((2, 5, 3))
+    v *= 0.5 / np.linalg.norm(v, axis=-1, keepdims=True)
+    ref = _reference_egnn(x[0], v[0], q[0], n_steps=400)  # saves after steps 100, 200, 300
+    assert len(ref) == 3
+    for k in range(3):  # frame k = state after step 100 (k + 1)
+        np.testing.assert_allclose(data["loc"][0, k], ref[k][0], atol=1e-10)
+        np.testing.assert_allclose(data["vel"][0, k], ref[k][1], atol=1e-10)
+    # continuing from frame 0 reproduces frames 1 and 2
+    cont = simulate(0, n_frames=2, initial=(data["loc"][:, 0], data["vel"][:, 0], data["charges"]))
+    np.testing.assert_allclose(cont["loc"], data["loc"][:, 1:], atol=1e-10)
+    np.testing.assert_allclose(cont["vel"], data["vel"][:, 1:], atol=1e-10)
+
+
+def _separated():
+    x = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0], [4.0, 4.0, 4.0]])
+    v = np.array([[0.3, -0.2, 0.1], [-0.1, 0.2, 0.0], [0.2, 0.1, -0.3], [0.0, -0.2, 0.2], [-0.1, 0.0, 0.1]])
+    q = np.array([1.0, -1.0, 1.0, 1.0, -1.0])
+    return x[None], v[None], q[None]
+
+
+def test_energy_conserved_without_clipping():
+    x, v, q = _separated()
+    d = simulate(0, n_frames=20, initial=(x, v, q), max_force=None)
+    e = total_energy(d["loc"][0], d["vel"][0], q[0])
+    e0 = total_energy(x[0], v[0], q[0])
+    k, u = energy_terms(d["loc"][0], d["vel"][0], q[0])
+    assert np.all(np.isfinite(e)) and np.ptp(k) > 1e-3  # particles do move and exchange energy
+    assert np.max(np.abs(e - e0)) < 2e-3 * (np.abs(k).mean() + np.abs(u).mean())
+
+
+def test_momentum_exact_without_clipping_and_clipping_not_antisymmetric():
+    x, v, q = _separated()
+    d = simulate(0, n_frames=20, initial=(x, v, q))
+    assert d["protocol"]["n_clipped"] == 0
+    p = total_momentum(d["vel"][0])
+    np.testing.assert_allclose(p, np.broadcast_to(v[0].sum(0), p.shape), atol=1e-12)
+    # a close opposite-charge pair: its forces exceed 100 and are clipped per particle,
+    # while the distant third particle's force is not -> momentum changes
+    x2 = np.array([[[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [3.0, 1.0, 0.0]]])
+    v2 = np.zeros((1, 3, 3))
+    q2 = np.array([[1.0, -1.0, 1.0]])
+    d2 = simulate(0, n_frames=1, initial=(x2, v2, q2))
+    assert d2["protocol"]["n_clipped"] > 0
+    assert np.abs(total_momentum(d2["vel"][0, 0])).max() > 1e-6
+    # with two particles clipping stays symmetric: momentum exact
+    d3 = simulate(0, n_frames=1, initial=(x2[:, :2], v2[:, :2], q2[:, :2]))
+    assert d3["protocol"]["n_clipped"] > 0
+    assert np.abs(total_momentum(d3["vel"][0, 0])).max() < 1e-12
+
+
+def test_baselines_zero_and_constant_velocity():
+    s = make_samples(simulate(200, seed=11, n_frames=41), dtype=torch.float64)
+    zero = float(s.displacement.pow(2).mean())
+    cv = float((s.velocities * 1.0 - s.displacement).pow(2).mean())
+    assert np.isfinite(zero) and np.isfinite(cv)
+    assert 0 < cv < zero  # moving on with the current velocity beats standing still
+
+
+# ----------------------------------------------------------------------------- files + CLI
+def test_generate_cli_writes_file(tmp_path, capsys):
+    out = tmp_path / "d.npz"
+    assert main(["nbody", "generate", "--out", str(out), "--samples", "7", "--seed", "5",
+                 "--frames", "12"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["samples"] == 7
+    with np.load(out) as z:
+        assert z["loc"].shape == z["vel"].shape == (7, 12, 5, 3)
+        assert z["charges"].shape == (7, 5, 1)
+        assert z["loc"].dtype in (np.float64, np.float32)
+        loc = z["loc"].copy()
+    again = tmp_path / "e.npz"
+    assert main(["nbody", "generate", "--out", str(again), "--samples", "7", "--seed", "5",
+                 "--frames", "12"]) == 0
+    with np.load(again) as z:
+        np.testing.assert_array_equal(z["loc"], loc)
+    assert load_data(out)["protocol"]["seed"] == 5
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for 2 epochs on 64 systems, and data files of 50 and 41 frames."""
+    root = tmp_path_factory.mktemp("nbody")
+    save_data(root / "train.npz", simulate(64, seed=1, n_frames=41))
+    save_data(root / "valid50.npz", simulate(24, seed=2, n_frames=50))
+    save_data(root / "valid41.npz", simulate(24, seed=3, n_frames=41))
+    out = root / "run"
+    argv = ["nbody", "train", "--train", str(root / "train.npz"), "--valid", str(root / "valid50.npz"),
+            "--out", str(out), "--epochs", "2", "--batch-size", "16", "--threads", "1", "--quiet",
+            "--seed", "3", "--ema-decay", "0.9", *TINY]
+    rc = main(argv)
+    assert rc == 0
+    return root, out, argv
+
+
+def test_train_writes_outputs_and_resumes(trained, capsys):
+    root, out, argv = trained
+    for name in ("log.csv", "curves.png", "checkpoint.pt", "best.pt", "model.pt", "metrics.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(np.isfinite(float(r["valid_mse"])) for r in rows)
+    meta = export.read_metadata(out / "model.pt")
+    assert meta["task"] == "vectors" and meta["application"] == "nbody"
+    assert meta["nbody"]["frame_in"] == 30 and meta["nbody"]["frame_out"] == 40
+    assert meta["nbody"]["train_seed"] == 1 and meta["nbody"]["training_seed"] == 3
+    assert meta["outputs"] == ["vectors", "velocities"]
+    assert np.isfinite(meta["training"]["metrics"]["valid_mse"])
+    # rerunning the finished run resumes (no new epochs, same log)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert len(list(csv.DictReader(open(out / "log.csv")))) == 2
+    # a different setting is refused
+    assert main([*argv[:-len(TINY)], "--d-model", "32", *TINY[2:]]) == 2
+
+
+def test_evaluate_cli_on_50_and_41_frames(trained, capsys):
+    root, out, _ = trained
+    for name in ("valid50.npz", "valid41.npz"):
+        capsys.readouterr()
+        assert main(["nbody", "evaluate", "--data", str(root / name), "--model", str(out / "model.pt")]) == 0
+        res = json.loads(capsys.readouterr().out.strip())
+        assert res["n_samples"] == 24 and np.isfinite(res["mse"]) and res["mse"] > 0
+        assert res["model_path"] == str(out / "model.pt")
+        direct = evaluate(out / "model.pt", root / name)
+        assert direct["mse"] == pytest.approx(res["mse"], rel=1e-6)
+        assert res["baselines"]["constant_velocity"] < res["baselines"]["zero_displacement"]
+
+
+def test_evaluate_errors(trained, tmp_path, capsys, monkeypatch):
+    root, out, _ = trained
+    model = str(out / "model.pt")
+    good = simulate(3, seed=0, n_frames=41)
+
+    def check(path, *extra, expect):
+        capsys.readouterr()
+        rc = main(["nbody", "evaluate", "--data", str(path), "--model", model, *extra])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert expect in err, err
+        return err
+
+    missing = tmp_path / "missing_vel.npz"
+    np.savez(missing, loc=good["loc"], charges=good["charges"])
+    err = check(missing, expect="missing arrays ['vel']")
+    assert str(missing) in err
+    bad_shape = tmp_path / "bad_shape.npz"
+    np.savez(bad_shape, loc=good["loc"][:, :, :, :2], vel=good["vel"][:, :, :, :2], charges=good["charges"])
+    check(bad_shape, expect="loc must have shape (S, T, N, 3)")
+    bad_q = tmp_path / "bad_q.npz"
+    np.savez(bad_q, loc=good["loc"], vel=good["vel"], charges=good["charges"][:, :3])
+    check(bad_q, expect="charges must have shape (3, 5, 1)")
+    short = tmp_path / "short.npz"
+    np.savez(short, loc=good["loc"][:, :40], vel=good["vel"][:, :40], charges=good["charges"])
+    check(short, expect="frame-out 40 is out of range; the file has T=40 frames")
+    check(root / "valid41.npz", "--frame-out", "41", expect="frame-out 41 is out of range")
+    nan = tmp_path / "nan.npz"
+    loc = good["loc"].copy()
+    loc[1, 5, 2, 0] = np.nan
+    np.savez(nan, loc=loc, vel=good["vel"], charges=good["charges"])
+    err = check(nan, expect="non-finite")
+    assert str(nan) in err and "sample 1" in err
+    text = tmp_path / "text.npz"
+    text.write_text("not an npz")
+    check(text, expect=str(text))
+    check(tmp_path / "absent.npz", expect="not found")
+    # no shipped model registered -> clear error naming it
+    from get_md import zoo
+
+    monkeypatch.setattr(zoo, "_read_registry", lambda path=None: {"format_version": 1, "models": {}})
+    capsys.readouterr()
+    assert main(["nbody", "evaluate", "--data", str(root / "valid41.npz")]) == 2
+    assert "geomformer-nbody" in capsys.readouterr().err
+    with pytest.raises(NBodyError, match="frame-out"):
+        make_samples(good, frame_in=40, frame_out=30)
+
+
+def _rotation(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    return q
+
+
+def test_trained_model_is_equivariant_float64(trained):
+    root, out, _ = trained
+    module, _ = export.load(out / "model.pt")
+    module = module.to(torch.float64)
+    s = make_samples(load_data(root / "valid41.npz"), dtype=torch.float64)
+    base = module.forward_with_vectors(*s.inputs())
+    for seed, reflect in ((0, False), (1, True)):
+        rot = _rotation(seed)
+        if reflect:
+            rot = rot @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+        shift = torch.tensor([0.7, -1.3, 2.1], dtype=torch.float64)
+        o = module.forward_with_vectors(*batch_inputs(s.positions @ rot.T + shift,
+                                                      s.velocities @ rot.T, s.charges))
+        for key in ("vectors", "velocities"):
+            torch.testing.assert_close(o[key], base[key] @ rot.T, atol=1e-10, rtol=1e-9)
+
+
+def test_train_get_family(trained, tmp_path, capsys):
+    root, _, _ = trained
+    argv = ["nbody", "train", "--family", "get", "--train", str(root / "train.npz"),
+            "--valid", str(root / "valid41.npz"), "--out", str(tmp_path / "get"), "--epochs", "1",
+            "--batch-size", "32", "--threads", "1", "--quiet", *TINY]
+    assert main(argv) == 0
+    meta = export.read_metadata(tmp_path / "get" / "model.pt")
+    assert meta["family"] == "get" and meta["outputs"] == ["vectors"]
+    capsys.readouterr()
+    assert main(["nbody", "evaluate", "--data", str(root / "valid41.npz"),
+                 "--model", str(tmp_path / "get" / "model.pt")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert np.isfinite(res["mse"]) and "mse_velocity" not in res
+
+
+def test_geomformer_encoder_matches_base_without_charge_pairs():
+    from get_md.models.geomformer import GeoMFormer
+
+    torch.manual_seed(0)
+    m = build_nbody_model("geomformer", d_model=16, n_layers=1, n_heads=2, n_rbf=8,
+                          charge_pairs=False).double()
+    s = make_samples(simulate(3, seed=2, n_frames=41), dtype=torch.float64)
+    inp = s.inputs()
+    args = (*inp[:7], inp[8][inp[4]], inp[9], inp[10])
+    for a, b in zip(m.encode(*args), GeoMFormer.encode(m, *args), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_substeps_model_is_equivariant():
+    torch.manual_seed(1)
+    m = build_nbody_model("geomformer", d_model=16, n_layers=1, n_heads=2, n_rbf=8, substeps=2).double()
+    s = make_samples(simulate(4, seed=6, n_frames=41), dtype=torch.float64)
+    rot = _rotation(4)
+    a = m.forward_with_vectors(*s.inputs())
+    b = m.forward_with_vectors(*batch_inputs(s.positions @ rot.T - 2.0, s.velocities @ rot.T, s.charges))
+    for key in ("vectors", "velocities"):
+        torch.testing.assert_close(b[key], a[key] @ rot.T, atol=1e-10, rtol=1e-9)
+
+
+def test_get_family_is_equivariant():
+    model = build_nbody_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1).double()
+    s = make_samples(simulate(4, seed=5, n_frames=41), dtype=torch.float64)
+    rot = _rotation(3)
+    a = model.forward_with_vectors(*s.inputs())["vectors"]
+    b = model.forward_with_vectors(*batch_inputs(s.positions @ rot.T + 1.0, s.velocities @ rot.T,
+                                                 s.charges))["vectors"]
+    torch.testing.assert_close(b, a @ rot.T, atol=1e-10, rtol=1e-9)
+
+
+def test_rollout_cli_and_displacement_velocity_fallback(trained, tmp_path, capsys):
+    root, out, _ = trained
+    capsys.readouterr()
+    assert main(["nbody", "rollout", "--data", str(root / "valid50.npz"), "--model", str(out / "model.pt"),
+                 "--sample", "2", "--steps", "2", "--out", str(tmp_path / "r")]) == 0
+    res = json.loads(capsys.readouterr().out.strip())
+    assert res["velocity_source"] == "model" and len(res["mse"]) == 2
+    for name in ("rollout.csv", "trajectories.png", "drift.png", "rollout.json"):
+        assert (tmp_path / "r" / name).is_file()
+    rows = list(csv.DictReader(open(tmp_path / "r" / "rollout.csv")))
+    assert len(rows) == 3 and float(rows[0]["mse"]) == 0.0
+    # the reference at the first interval is the file's frame 40
+    data = load_data(root / "valid50.npz")
+    e40 = total_energy(data["loc"][2, 40], data["vel"][2, 40], data["charges"][2])
+    assert float(rows[1]["energy_ref"]) == pytest.approx(float(e40), rel=1e-9)
+    # a model without velocity output: velocities estimated from the displacement
+    torch.manual_seed(0)
+    m = build_nbody_model("geomformer", d_model=16, n_layers=1, n_heads=2, n_rbf=8, velocity_head=False)
+    res2 = rollout(m.double(), data, sample=0, steps=2)
+    assert res2["velocity_source"] == "displacement / interval time"
+    assert all(np.isfinite(res2["mse"]))
+
+
+def test_cli_lists_nbody_actions(capsys):
+    assert main(["nbody", "--help"]) == 0
+    text = capsys.readouterr().out
+    for action in ("generate", "train", "evaluate", "rollout"):
+        assert action in text
+
+
+def test_module_api_exports():
+    for name in ("simulate", "make_samples", "evaluate", "rollout", "train_nbody"):
+        assert callable(getattr(nbody, name))
+
+
+def test_tmp_files_not_left(tmp_path):
+    save_data(tmp_path / "x.npz", simulate(2, n_frames=2))
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["x.npz"]
