@@ -8,7 +8,7 @@ Example config (``train.json``)::
 
     {
       "family": "get",
-      "model": {"hidden_size": 64, "n_layers": 3, "task": "energy"},
+      "model": {"d_hidden": 64, "n_layers": 3, "task": "energy"},
       "train_data": "data/train.pt",
       "valid_fraction": 0.1,
       "max_blocks": 300,
@@ -18,7 +18,7 @@ Example config (``train.json``)::
     }
 
 Example:
-    >>> cfg = TrainConfig(family="get", model={"hidden_size": 32}, train_data="train.pt")
+    >>> cfg = TrainConfig(family="get", model={"d_hidden": 32}, train_data="train.pt")
     >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
     True
 """

@@ -19,7 +19,7 @@ stays stopped; one that reached ``max_epochs`` continues when rerun with a large
 
 Example:
     >>> from get_md.train import TrainConfig, train
-    >>> result = train(TrainConfig(family="get", model={"hidden_size": 32},
+    >>> result = train(TrainConfig(family="get", model={"d_hidden": 32},
     ...                            train_data="data/train.pt", output_dir="runs/demo"))  # doctest: +SKIP
     >>> result.model_path                                                               # doctest: +SKIP
     PosixPath('runs/demo/model.pt')
@@ -84,7 +84,7 @@ def build_model_for(family: str, model_config: Mapping[str, Any],
     """Build a model: ``factory(**config)``, a ``"module:callable"`` family, or ``build_model``.
 
     Example:
-        >>> m = build_model_for("get", {"hidden_size": 32})  # doctest: +SKIP
+        >>> m = build_model_for("get", {"d_hidden": 32})  # doctest: +SKIP
     """
     cfg = dict(model_config)
     if factory is not None:
@@ -428,7 +428,7 @@ def train(config: TrainConfig, command: Optional[str] = None) -> TrainResult:
         TrainError: no data, a checkpoint from a different configuration, a non-finite loss.
 
     Example:
-        >>> cfg = TrainConfig(family="get", model={"hidden_size": 32},
+        >>> cfg = TrainConfig(family="get", model={"d_hidden": 32},
         ...                   train_data="train.pt", max_epochs=50, output_dir="runs/a")
         >>> result = train(cfg)  # doctest: +SKIP
     """
