@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from get_md import vocab
+from get_md.models.heads import energy_outputs, strained_inputs
 from get_md.nn.neighbors import edge_vectors, radius_graph
 from get_md.nn.radial import PolynomialEnvelope, stable_norm
 from get_md.nn.scatter import scatter_mean, scatter_sum, sink_softmax
@@ -586,16 +587,7 @@ class GeoMFormer(nn.Module):
         if want_forces:
             torch.set_grad_enabled(True)
 
-        pos_leaf = positions
-        if want_forces and not pos_leaf.requires_grad:
-            pos_leaf = pos_leaf.detach().requires_grad_(True)
-        pos = pos_leaf
-        strain = torch.zeros(n_graphs, 3, 3, dtype=positions.dtype, device=positions.device)
-        if want_stress:
-            strain.requires_grad_(True)
-            sym = 0.5 * (strain + strain.transpose(1, 2))
-            pos = pos + torch.bmm(pos.unsqueeze(1), sym[atom_batch]).squeeze(1)
-            cell = cell + torch.bmm(cell, sym)
+        pos_leaf, pos, cell, strain = strained_inputs(positions, cell, atom_batch, want_forces, want_stress)
 
         x, z = self.encode(pos, velocities, charges, atomic_numbers, block_ids, atom_positions,
                            block_types, atom_batch, cell, pbc)
@@ -603,27 +595,11 @@ class GeoMFormer(nn.Module):
         out: Dict[str, torch.Tensor] = {}
         if self.task == "energy":
             energies = self.head(x, z) * self.energy_scale + self.atom_ref(atomic_numbers).squeeze(-1)
-            energy = scatter_sum(energies, atom_batch, n_graphs)
-            if want_forces:
-                inputs = [pos_leaf, strain] if want_stress else [pos_leaf]
-                grads = torch.autograd.grad([energy.sum()], inputs, create_graph=self.training,
-                                            allow_unused=True)
-                g0 = grads[0]
-                if g0 is None:
-                    g0 = torch.zeros_like(positions)
-                out["forces"] = -g0
-                if want_stress:
-                    g1 = grads[1]
-                    if g1 is None:
-                        g1 = torch.zeros_like(strain)
-                    volume = torch.abs(torch.linalg.det(cell)).clamp(min=1e-12)
-                    out["stress"] = g1 / volume.view(-1, 1, 1)
-                torch.set_grad_enabled(grad_was_enabled)
-                if not grad_was_enabled:
-                    energy = energy.detach()
-                    energies = energies.detach()
-            out["energy"] = energy
-            out["energies"] = energies
+            out = energy_outputs(
+                energies, atom_batch, n_graphs, pos_leaf, strain, cell, want_forces, want_stress,
+                self.training, grad_was_enabled,
+            )
+            torch.set_grad_enabled(grad_was_enabled)
         elif self.task == "score":
             block_x = scatter_mean(x, block_ids, n_blocks)
             block_scores = self.head(block_x, z) * self.energy_scale
