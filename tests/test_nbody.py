@@ -293,16 +293,28 @@ def test_train_get_family(trained, tmp_path, capsys):
 
 
 def test_geomformer_encoder_matches_base_without_charge_pairs():
+    """Without charge pairs the N-body model's encoder is plain dense GeoMFormer; with them
+    the charge products change the encoding."""
     from get_md.models.geomformer import GeoMFormer
 
     torch.manual_seed(0)
     m = build_nbody_model("geomformer", d_model=16, n_layers=1, n_heads=2, n_rbf=8,
                           charge_pairs=False).double()
+    base = GeoMFormer(d_model=16, n_layers=1, n_heads=2, n_rbf=8, mode="dense", task="vectors",
+                      cutoff=m.cutoff).double()
+    base.load_state_dict({k: v for k, v in m.state_dict().items() if k in base.state_dict()})
     s = make_samples(simulate(3, seed=2, n_frames=41), dtype=torch.float64)
     inp = s.inputs()
     args = (*inp[:7], inp[8][inp[4]], inp[9], inp[10])
-    for a, b in zip(m.encode(*args), GeoMFormer.encode(m, *args), strict=True):
+    for a, b in zip(m.encode(*args), base.encode(*args), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.manual_seed(0)
+    mq = build_nbody_model("geomformer", d_model=16, n_layers=1, n_heads=2, n_rbf=8,
+                           charge_pairs=True).double()
+    base.load_state_dict({k: v for k, v in mq.state_dict().items() if k in base.state_dict()})
+    x_q, z_q = mq.encode(*args)
+    x_b, z_b = base.encode(*args)
+    assert float((x_q - x_b).abs().max()) > 1e-6 and float((z_q - z_b).abs().max()) > 1e-6
 
 
 def test_substeps_model_is_equivariant():

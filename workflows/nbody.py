@@ -82,7 +82,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from get_md.models.geomformer import GeoMFormer, VectorHead, _pad, _unpad
+from get_md.models.geomformer import GeoMFormer, VectorHead
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -527,64 +527,13 @@ class NBodyGeoMFormer(GeoMFormer):
             raise NBodyError(f"NBodyGeoMFormer supports mode='dense' only, got {kwargs['mode']!r}")
         if int(substeps) < 1:
             raise NBodyError(f"substeps must be >= 1, got {substeps}")
-        super().__init__(task="vectors", **kwargs)
+        super().__init__(task="vectors", charge_pairs=bool(charge_pairs), **kwargs)
         self.config.update(nbody=True, velocity_head=bool(velocity_head), interval=float(interval),
-                           charge_pairs=bool(charge_pairs), substeps=int(substeps))
+                           substeps=int(substeps))
         self.substeps = int(substeps)
         self.has_velocity_head = bool(velocity_head) or self.substeps > 1
-        self.charge_pairs = bool(charge_pairs)
-        k = self.config["n_rbf"]
         self.velocity_head = VectorHead(self.d_model)
         self.velocity_skip = nn.Parameter(torch.tensor([float(interval), 1.0]))
-        self.pair_charge_mlp = nn.Sequential(nn.Linear(k, k), nn.GELU())
-        self.init_x_charge = nn.Linear(k, self.d_model, bias=False)
-        self.init_z_charge = nn.Linear(k, self.d_model, bias=False)
-
-    def encode(
-        self,
-        positions: torch.Tensor,
-        velocities: torch.Tensor,
-        charges: torch.Tensor,
-        atomic_numbers: torch.Tensor,
-        block_ids: torch.Tensor,
-        atom_positions: torch.Tensor,
-        block_types: torch.Tensor,
-        atom_batch: torch.Tensor,
-        cell: torch.Tensor,
-        pbc: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """GeoMFormer's dense encoder plus the charge-pair terms (invariant [N, d], equivariant [N, 3, d])."""
-        n_graphs = cell.shape[0]
-        x = self.atom_embedding(atomic_numbers)
-        if self.use_block_types:
-            x = x + self.block_embedding(block_types[block_ids]) + self.position_embedding(atom_positions)
-        q = charges.to(positions.dtype)
-        scalars = torch.stack([q, (velocities * velocities).sum(-1)], dim=-1)
-        x = x + self.charge_embedding(scalars)
-        z = velocities.unsqueeze(-1) * self.velocity_embedding.weight.view(1, 1, -1)
-        if bool(pbc.any()):
-            raise RuntimeError("NBodyGeoMFormer (dense mode) does not support periodic cells")
-        g, dist, vec, valid = self._dense_graph(positions, atom_batch, n_graphs)
-        rbf = self.kernel(dist)  # [G, L, L, K]
-        w = valid.to(rbf.dtype)
-        unit = vec / dist.unsqueeze(-1) * w.unsqueeze(-1)
-        rbf_w = rbf * w.unsqueeze(-1)
-        x_rad = _unpad(rbf_w.sum(dim=2), g)  # [N, K]
-        z_rad = _unpad(torch.matmul(unit.transpose(2, 3), rbf_w), g)  # [N, 3, K]
-        pair = self.pair_mlp(rbf)  # [G, L, L, K]
-        x = x + self.init_x(x_rad)
-        z = z + self.init_z(z_rad)
-        if self.charge_pairs:
-            qp = _pad(q, g)  # [G, L], zeros in padding
-            rbf_q = rbf * (qp.unsqueeze(2) * qp.unsqueeze(1)).unsqueeze(-1)  # phi(r_ij) q_i q_j
-            rbf_qw = rbf_q * w.unsqueeze(-1)
-            pair = pair + self.pair_charge_mlp(rbf_q)
-            x = x + self.init_x_charge(_unpad(rbf_qw.sum(dim=2), g))
-            z = z + self.init_z_charge(_unpad(torch.matmul(unit.transpose(2, 3), rbf_qw), g))
-        x = self.init_ln(x)
-        for layer in self.layers:
-            x, z = layer(x, z, pair, g)
-        return self.final_ln(x), z
 
     @torch.jit.export
     def forward_with_vectors(

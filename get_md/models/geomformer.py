@@ -356,6 +356,10 @@ class GeoMFormer(nn.Module):
         use_block_types: add block-type and atom-position embeddings to the atom embedding
             (residue context for scoring; off by default so that energies depend on
             elements and coordinates only).
+        charge_pairs: dense mode: per-pair charge products q_i q_j (from
+            ``forward_with_vectors``'s charges) enter the attention bias as
+            GELU(W phi(r_ij) q_i q_j) and the initial encodings as charge-signed
+            centrality terms (as EGNN / SEGNN N-body models use charge products).
 
     Outputs of ``forward`` (a ``Dict[str, Tensor]``): energy task: ``energy`` [G] eV,
     ``energies`` [N] and, with ``compute_forces``, ``forces`` [N, 3] eV/Å (and
@@ -390,6 +394,7 @@ class GeoMFormer(nn.Module):
         ffn_mult: int = 2,
         envelope_exponent: int = 5,
         use_block_types: bool = False,
+        charge_pairs: bool = False,
     ):
         super().__init__()
         if mode not in MODES:
@@ -400,11 +405,14 @@ class GeoMFormer(nn.Module):
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         if cutoff <= 0:
             raise ValueError(f"cutoff must be positive, got {cutoff}")
+        if charge_pairs and mode != "dense":
+            raise ValueError("charge_pairs needs mode='dense'")
         self.config = dict(
             d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_rbf=n_rbf, cutoff=float(cutoff),
             mode=mode, task=task, compute_forces=compute_forces, dropout=dropout,
             elements=None if elements is None else [int(e) for e in elements], ffn_mult=ffn_mult,
             envelope_exponent=envelope_exponent, use_block_types=use_block_types,
+            charge_pairs=charge_pairs,
         )
         self.family = "geomformer"
         self.mode = mode
@@ -425,6 +433,12 @@ class GeoMFormer(nn.Module):
         self.pair_mlp = nn.Sequential(nn.Linear(n_rbf, n_rbf), nn.GELU())
         self.init_x = nn.Linear(n_rbf, d_model, bias=False)
         self.init_z = nn.Linear(n_rbf, d_model, bias=False)
+        # q_i q_j pair features (dense mode; N-body): attention bias GELU(W phi(r_ij) q_i q_j)
+        # and charge-signed initial encodings; placeholders when off
+        self.charge_pairs = charge_pairs
+        self.pair_charge_mlp = nn.Sequential(nn.Linear(n_rbf, n_rbf), nn.GELU()) if charge_pairs else nn.Identity()
+        self.init_x_charge = nn.Linear(n_rbf, d_model, bias=False) if charge_pairs else nn.Identity()
+        self.init_z_charge = nn.Linear(n_rbf, d_model, bias=False) if charge_pairs else nn.Identity()
         self.init_ln = nn.LayerNorm(d_model)
         self.layers = nn.ModuleList(
             [GeoMFormerLayer(d_model, n_heads, n_rbf, ffn_mult * d_model, dropout) for _ in range(n_layers)]
@@ -522,6 +536,15 @@ class GeoMFormer(nn.Module):
             x_rad = _unpad(rbf_w.sum(dim=2), g)  # [N, K]
             z_rad = _unpad(torch.matmul(unit.transpose(2, 3), rbf_w), g)  # [N, 3, K]
             pair = self.pair_mlp(rbf)  # [G, L, L, K]
+            x = x + self.init_x(x_rad)
+            z = z + self.init_z(z_rad)
+            if self.charge_pairs:
+                qp = _pad(charges.to(positions.dtype), g)  # [G, L], zeros in padding
+                rbf_q = rbf * (qp.unsqueeze(2) * qp.unsqueeze(1)).unsqueeze(-1)  # phi(r_ij) q_i q_j
+                rbf_qw = rbf_q * w.unsqueeze(-1)
+                pair = pair + self.pair_charge_mlp(rbf_q)
+                x = x + self.init_x_charge(_unpad(rbf_qw.sum(dim=2), g))
+                z = z + self.init_z_charge(_unpad(torch.matmul(unit.transpose(2, 3), rbf_qw), g))
         else:
             g, center, dist, vec, env, dist_all = self._radius_graph(positions, atom_batch, cell, pbc)
             kernel_all = self.kernel(dist_all)  # [E, K], real edges first, then self edges
@@ -530,9 +553,10 @@ class GeoMFormer(nn.Module):
             x_rad = scatter_sum(rbf, center, n)
             z_rad = scatter_sum(unit.unsqueeze(-1) * rbf.unsqueeze(1), center, n)
             pair = self.pair_mlp(kernel_all)
+            x = x + self.init_x(x_rad)
+            z = z + self.init_z(z_rad)
 
-        x = self.init_ln(x + self.init_x(x_rad))
-        z = z + self.init_z(z_rad)
+        x = self.init_ln(x)
         for layer in self.layers:
             x, z = layer(x, z, pair, g)
         return self.final_ln(x), z
