@@ -41,12 +41,13 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
+
+from get_md.atomic import atomic_path
 
 #: Version written by :func:`save`.
 FORMAT_VERSION = 1
@@ -256,15 +257,8 @@ def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str,
     meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     meta["weights_sha256"] = weights_sha256(scripted.state_dict())
     text = json.dumps(meta, indent=2, sort_keys=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.jit.save(scripted, tmp, _extra_files={METADATA_NAME: text})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_NAME: text})
     return meta
 
 

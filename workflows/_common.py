@@ -20,18 +20,18 @@ building the ``get-md`` parser stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+from get_md.atomic import atomic_output, atomic_path  # noqa: F401 (re-exported for the workflows)
 
 logger = logging.getLogger("get_md.workflows")
 
@@ -58,52 +58,6 @@ class WorkflowError(ValueError):
 
 
 # ----------------------------------------------------------------------------- files
-@contextlib.contextmanager
-def atomic_output(path: PathLike, mode: str = "w", **open_kw) -> Iterator[Any]:
-    """Open a temporary file beside ``path``; on success fsync it and ``os.replace`` it.
-
-    A kill at any point leaves either the old file or the complete new one.
-
-    Example:
-        >>> import tempfile, os
-        >>> d = tempfile.mkdtemp()
-        >>> with atomic_output(os.path.join(d, "a.txt")) as fh:
-        ...     _ = fh.write("done\\n")
-        >>> open(os.path.join(d, "a.txt")).read()
-        'done\\n'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **open_kw) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path`` for writers that want a file name (matplotlib);
-    moved onto ``path`` when the block ends without error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_csv_atomic(df, path: PathLike) -> None:
     """Write a pandas DataFrame as CSV (no index), atomically."""
     with atomic_output(path, newline="") as fh:

@@ -72,7 +72,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -82,6 +81,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from get_md.atomic import atomic_output, atomic_path
 from get_md.models.geomformer import GeoMFormer, VectorHead
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -298,17 +298,10 @@ def save_data(path: PathLike, data: Mapping[str, Any]) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise NBodyError(f"{path}: N-body data files must end in .npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(data[k]) for k in DATA_KEYS}
     arrays["protocol"] = np.array(json.dumps(data.get("protocol", {}), default=str))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -865,24 +858,16 @@ def _lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _write_log(path: Path, rows: Sequence[Mapping[str, float]]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_output(path, newline="") as f:
         w = csv.writer(f)
         w.writerow(_LOG_COLUMNS)
         for r in rows:
             w.writerow([_fmt(r.get(c, float("nan"))) for c in _LOG_COLUMNS])
-    os.replace(tmp, path)
 
 
 def _fmt(v: Any) -> str:

@@ -17,13 +17,13 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 import torch
 
+from get_md.atomic import atomic_path
 from get_md.graph import TENSOR_FIELDS, GraphError, MolecularGraph
 
 #: Target name -> "graph" (one value per structure) or "atom" ([N, 3] per atom).
@@ -176,15 +176,8 @@ class MolecularDataset(torch.utils.data.Dataset):
                 for s in self.samples
             ],
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     @classmethod
     def load(cls, path: PathLike) -> MolecularDataset:

@@ -42,6 +42,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
+from get_md.atomic import atomic_path
 from get_md.train.batching import BlockBatchSampler, collate
 from get_md.train.config import TrainConfig
 from get_md.train.data import MolecularDataset, Sample
@@ -106,14 +107,8 @@ def build_model_for(family: str, model_config: Mapping[str, Any],
 
 # ----------------------------------------------------------------------------- helpers
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _rng_state() -> dict:

@@ -51,7 +51,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -59,6 +58,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from get_md.atomic import atomic_output
 
 log = logging.getLogger("get_md.train.xtb_data")
 
@@ -742,19 +743,8 @@ def _safe_name(key: str) -> str:
 
 
 def _atomic_savez(path: Path, **arrays: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def _skipped(store: Path) -> Dict[str, str]:
