@@ -569,3 +569,19 @@ def chunked(it: Iterable, n: int) -> Iterator[list]:
             buf = []
     if buf:
         yield buf
+
+
+def add_run_options(p: Any, unit: str) -> None:
+    """Options shared by the rescoring subcommands: batching, device, dtype, Dask, threads,
+    resume and quiet. ``unit`` names what a batch holds ("poses", "frames")."""
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help=f"{unit} per model call (default 16 on CPU, from free memory on CUDA)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--dtype", choices=["float32", "float64"], help="model dtype (default: the file's)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, metavar="N", help="fan batches out over N local Dask workers")
+    group.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's; on shared machines 1 per free core)")
+    p.add_argument("--no-resume", action="store_true", help="ignore the progress file of an earlier run")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")

@@ -47,6 +47,7 @@ from ._common import (
     PathLike,
     ProgressStore,
     WorkflowError,
+    add_run_options,
     atomic_output,
     auto_batch_size,
     chunked,
@@ -803,10 +804,6 @@ def register_cli(sub: Any) -> None:
                    help="model file or shipped name (default: shipped score model, else potential)")
     p.add_argument("--pocket-radius", type=float, default=10.0, metavar="Å",
                    help="receptor residues within this distance of the ligand(s) (default 10)")
-    p.add_argument("--batch-size", type=int, metavar="N",
-                   help="poses per model call (default 16 on CPU, from free memory on CUDA)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
-    p.add_argument("--dtype", choices=["float32", "float64"], help="model dtype (default: the file's)")
     p.add_argument("--out-csv", metavar="F", help="result table (default POSES_rescored.csv)")
     p.add_argument("--out-sdf", metavar="F", help="scored poses with tags (default POSES_rescored.sdf)")
     p.add_argument("--sort", choices=SORT_CHOICES, default="score",
@@ -817,11 +814,5 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--posebusters", nargs="?", const="dock", choices=POSEBUSTERS_CONFIGS,
                    metavar="CONFIG", help="add PoseBusters validity flags (config: dock [default], "
                    "dock_fast, redock, redock_fast); needs the posebusters package")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, metavar="N", help="fan batches out over N local Dask workers")
-    group.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's; on shared machines 1 per free core)")
-    p.add_argument("--no-resume", action="store_true", help="ignore the progress file of an earlier run")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")
+    add_run_options(p, "poses")
     p.set_defaults(func=_cmd)

@@ -45,6 +45,7 @@ from ._common import (
     PathLike,
     ProgressStore,
     WorkflowError,
+    add_run_options,
     atomic_path,
     auto_batch_size,
     element_check,
@@ -472,17 +473,7 @@ def register_cli(sub: Any) -> None:
                    help="receptor residues within this distance of the ligand in the first frame (default 10)")
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help="model file or shipped name (default: shipped potential, else score model)")
-    p.add_argument("--batch-size", type=int, metavar="N",
-                   help="frames per model call (default 16 on CPU, from free memory on CUDA)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
-    p.add_argument("--dtype", choices=["float32", "float64"], help="model dtype (default: the file's)")
     p.add_argument("--out-csv", metavar="F", help="result table (default TRAJ_rescored.csv)")
     p.add_argument("--plot", metavar="F.png", help="plot of the values against time")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, metavar="N", help="fan batches out over N local Dask workers")
-    group.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's; on shared machines 1 per free core)")
-    p.add_argument("--no-resume", action="store_true", help="ignore the progress file of an earlier run")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")
+    add_run_options(p, "frames")
     p.set_defaults(func=_cmd)
