@@ -292,6 +292,33 @@ def test_train_get_family(trained, tmp_path, capsys):
     assert np.isfinite(res["mse"]) and "mse_velocity" not in res
 
 
+def test_training_windows_pick_one_pair_per_trajectory(trained, tmp_path):
+    from get_md.workflows.nbody import NBodyTrainConfig, _pick_windows, make_samples
+
+    root, _, _ = trained
+    data = load_data(root / "train.npz")
+    windows = [make_samples(data, t, t + 10) for t in (0, 1, 2)]
+    pick = torch.tensor([2, 0, 1] * 3)[: len(windows[0])]
+    got = _pick_windows(windows, pick)
+    for i in (0, 1, 2):
+        w = windows[int(pick[i])]
+        assert torch.equal(got.positions[i], w.positions[i])
+        assert torch.equal(got.displacement[i], w.displacement[i])
+        assert torch.equal(got.velocities_out[i], w.velocities_out[i])
+    # the window's target is 10 frames after its own input frame
+    np.testing.assert_allclose(windows[1].displacement[0].numpy(),
+                               data["loc"][0, 11] - data["loc"][0, 1], atol=1e-6)
+    with pytest.raises(NBodyError, match="window_start"):
+        NBodyTrainConfig(train_data="a", valid_data="b", window_start=31).validate()
+    out = tmp_path / "win"
+    argv = ["nbody", "train", "--train", str(root / "train.npz"), "--valid", str(root / "valid41.npz"),
+            "--out", str(out), "--epochs", "1", "--batch-size", "32", "--threads", "1", "--quiet",
+            "--window-start", "20", *TINY]
+    assert main(argv) == 0
+    meta = export.read_metadata(out / "model.pt")
+    assert meta["training"]["config"]["window_start"] == 20
+
+
 def test_geomformer_encoder_matches_base_without_charge_pairs():
     """Without charge pairs the N-body model's encoder is plain dense GeoMFormer; with them
     the charge products change the encoding."""

@@ -25,7 +25,7 @@ def _write_npz(path, n_struct=12, seed=0):
     np.savez_compressed(
         path, positions=np.concatenate(pos), atomic_numbers=np.concatenate(z), n_atoms=n_atoms,
         energy=np.array(e), forces=np.concatenate(f), source=np.array([f"toy:{i}" for i in range(n_struct)]),
-        split=split,
+        split=split, charge=np.array([1 if i % 5 == 4 else 0 for i in range(n_struct)], dtype=np.int8),
     )
     return n_atoms, split
 
@@ -39,6 +39,8 @@ def test_load_labelled_splits(tmp_path):
     assert s.targets["forces"].shape == (int(n_atoms[0]), 3)
     assert s.graph.label().endswith("toy:0")
     assert len(load_labelled(path)) == len(split)
+    assert [float(x.targets["charge"][0]) for x in train] == [1.0 if i % 5 == 4 else 0.0
+                                                               for i in range(len(train))]
 
 
 def test_load_labelled_errors_name_the_file(tmp_path):
@@ -71,3 +73,62 @@ def test_recipe_trains_evaluates_and_exports(tmp_path):
     module, meta = export.load(out / "model-final.pt")
     assert meta["training"]["metrics"]["test"]["n_structures"] == 2
     assert meta["elements"] == ["H", "C", "O"]
+
+
+def test_neutral_energy_only_loss_and_reference_fit(tmp_path):
+    from get_md.models import build_model
+    from get_md.train.batching import collate
+    from get_md.train.loop import fit_energy_statistics
+    from get_md.train.loss import WeightedLoss
+
+    path = tmp_path / "toy.npz"
+    _write_npz(path, n_struct=16)
+    data = load_labelled(path, "train")
+    graph, targets = collate([data[i] for i in range(len(data))])
+    n = torch.bincount(graph.atom_batch_ids, minlength=graph.num_graphs)
+    charged = targets["charge"] != 0
+    assert charged.any() and (~charged).any()
+    out = {"energy": targets["energy"] + 10.0 * targets["charge"], "forces": targets["forces"] + 0.1}
+    loss_all = WeightedLoss({"energy": 1.0, "forces": 1.0})
+    loss_neutral = WeightedLoss({"energy": 1.0, "forces": 1.0}, neutral_energy_only=True)
+    errs = loss_neutral.errors(out, targets, n)
+    assert errs["energy"].numel() == int((~charged).sum())  # the ions' offsets are not scored
+    assert float(errs["energy"].abs().max()) < 1e-9
+    assert errs["forces"].numel() == targets["forces"].numel()  # forces of all structures
+    assert loss_all.errors(out, targets, n)["energy"].abs().max() > 1.0
+    # a batch of ions only: finite zero energy term
+    ion = [i for i in range(len(data)) if float(data[i].targets["charge"][0]) != 0][:1]
+    g1, t1 = collate([data[i] for i in ion])
+    total, terms = loss_neutral({"energy": t1["energy"] + 5, "forces": t1["forces"]}, t1,
+                                torch.tensor([g1.num_atoms]))
+    assert float(terms["energy"]) == 0.0 and torch.isfinite(total)
+    # the per-element reference energies are fitted to neutral structures only
+    shifted = [type(s)(s.graph, {**s.targets, "energy": s.targets["energy"] + 100.0 * s.targets["charge"]})
+               for s in data.samples]
+    model = build_model("get", d_hidden=8, d_radial=4, n_rbf=4, n_head=2, n_layers=1, d_edge=0,
+                        cutoff=4.0, mode="potential", task="energy")
+    fit_a = fit_energy_statistics(model, type(data)(shifted))
+    fit_b = fit_energy_statistics(model, data)
+    assert fit_a["atom_ref"] == pytest.approx(fit_b["atom_ref"], abs=1e-9)
+
+
+def test_recipe_fine_tunes_from_a_checkpoint(tmp_path):
+    from get_md.train.potential import main
+
+    torch.set_num_threads(1)
+    path = tmp_path / "toy.npz"
+    _write_npz(path, n_struct=16)
+    tiny = json.dumps(dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, d_edge=4, cutoff=4.0))
+    first = tmp_path / "first"
+    assert main(["--data", str(path), "--out", str(first), "--model", tiny, "--epochs", "1",
+                 "--max-blocks", "40"]) == 0
+    best = torch.load(first / "best.pt", weights_only=True)["model"]
+    second = tmp_path / "second"
+    assert main(["--data", str(path), "--out", str(second), "--model", tiny, "--epochs", "1",
+                 "--max-blocks", "40", "--init", str(first / "best.pt"), "--lr", "1e-12"]) == 0
+    tuned = torch.load(second / "best.pt", weights_only=True)["model"]
+    for k, v in best.items():  # lr ~ 0: the fine-tuned weights stay those it started from
+        torch.testing.assert_close(tuned[k], v, atol=1e-6, rtol=0)
+    report = json.loads((second / "metrics.json").read_text())
+    assert report["test"]["n_neutral"] <= report["test"]["n_structures"]
+    assert "neutral_energy_mae_meV_per_atom" in report["test"]

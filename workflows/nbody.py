@@ -745,6 +745,12 @@ class NBodyTrainConfig:
             0.995); validation, best.pt and the exported model use the averaged weights.
             0 disables it.
         max_train, max_valid: use the first samples of each file only.
+        window_start: None (default) trains on frame_in -> frame_out only, the published
+            protocol. An integer w < frame_in also uses the earlier windows of the same
+            training trajectories: each epoch, every trajectory contributes one pair
+            (t, t + frame_out - frame_in) with t drawn uniformly from w..frame_in. The
+            dynamics are autonomous, so every window samples the same map; validation
+            always uses frame_in -> frame_out.
         frame_in, frame_out: input and target frames.
         seed: model init and batch order.
         device, dtype, threads: where and how to run (threads: torch.set_num_threads).
@@ -769,6 +775,7 @@ class NBodyTrainConfig:
     ema_decay: float = 0.995
     max_train: Optional[int] = 3000
     max_valid: Optional[int] = 2000
+    window_start: Optional[int] = None
     frame_in: int = FRAME_IN
     frame_out: int = FRAME_OUT
     seed: int = 0
@@ -795,6 +802,8 @@ class NBodyTrainConfig:
         need(self.velocity_weight >= 0, "velocity_weight", ">= 0")
         need(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1)")
         need(self.frame_out > self.frame_in >= 0, "frame_out", "> frame_in >= 0")
+        need(self.window_start is None or 0 <= self.window_start <= self.frame_in, "window_start",
+             "None or in [0, frame_in]")
         need(self.dtype in ("float32", "float64"), "dtype", '"float32" or "float64"')
         need(self.eval_every >= 1, "eval_every", ">= 1")
         return self
@@ -897,6 +906,15 @@ def _read_log(path: Path, up_to: int) -> List[Dict[str, float]]:
     return out
 
 
+def _pick_windows(windows: Sequence[NBodySamples], pick: torch.Tensor) -> NBodySamples:
+    """Row i of window ``pick[i]`` for every trajectory i (one training pair each)."""
+    rows = torch.arange(pick.numel(), device=pick.device)
+    kw = {f.name: torch.stack([getattr(w, f.name) for w in windows])[pick, rows]
+          for f in fields(windows[0]) if isinstance(getattr(windows[0], f.name), torch.Tensor)}
+    return NBodySamples(**kw, frame_in=windows[-1].frame_in, frame_out=windows[-1].frame_out,
+                        source=windows[-1].source)
+
+
 def _epoch_pass(model: nn.Module, s: NBodySamples, batch_size: int, vel_weight: float,
                 optimizer: Optional[torch.optim.Optimizer] = None, sched: Any = None,
                 grad_clip: Optional[float] = None, order: Optional[torch.Tensor] = None,
@@ -977,6 +995,11 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
     train_raw = load_data(config.train_data, frame_out=config.frame_out, frame_in=config.frame_in)
     valid_raw = load_data(config.valid_data, frame_out=config.frame_out, frame_in=config.frame_in)
     tr = make_samples(train_raw, config.frame_in, config.frame_out, config.max_train, dtype).to(device)
+    windows = [tr]
+    if config.window_start is not None:
+        gap = config.frame_out - config.frame_in
+        windows = [make_samples(train_raw, t, t + gap, config.max_train, dtype).to(device)
+                   for t in range(config.window_start, config.frame_in + 1)]
     va = make_samples(valid_raw, config.frame_in, config.frame_out, config.max_valid, dtype).to(device)
     tau = interval_time(train_raw.get("protocol"), config.frame_in, config.frame_out)
 
@@ -1042,7 +1065,11 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
         flip = None
         if config.charge_flip:
             flip = torch.randint(0, 2, (len(tr),), generator=gen).mul(2).sub(1).to(tr.positions.device)
-        tr_acc, tr_loss = _epoch_pass(model, tr, config.batch_size, config.velocity_weight, optimizer,
+        epoch_samples = tr
+        if len(windows) > 1:
+            pick = torch.randint(0, len(windows), (len(tr),), generator=gen)
+            epoch_samples = _pick_windows(windows, pick.to(tr.positions.device))
+        tr_acc, tr_loss = _epoch_pass(model, epoch_samples, config.batch_size, config.velocity_weight, optimizer,
                                       sched, config.grad_clip, order, epoch, flip, ema)
         t_train = time.perf_counter() - t0
         row: Dict[str, float] = {"epoch": epoch, "lr": lr, "train_loss": tr_loss}
@@ -1309,7 +1336,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         min_lr_ratio=args.min_lr_ratio, grad_clip=args.grad_clip if args.grad_clip > 0 else None,
         velocity_weight=0.0 if args.no_velocity_head else args.velocity_weight,
         charge_flip=not args.no_charge_flip, ema_decay=args.ema_decay,
-        max_train=args.max_train, max_valid=args.max_valid, frame_in=args.frame_in,
+        max_train=args.max_train, max_valid=args.max_valid, window_start=args.window_start,
+        frame_in=args.frame_in,
         frame_out=args.frame_out, seed=args.seed, device=args.device, dtype=args.dtype,
         threads=args.threads, eval_every=args.eval_every, resume=not args.no_resume,
         verbose=not args.quiet,
@@ -1391,6 +1419,9 @@ def register_cli(sub: Any) -> None:
     t.add_argument("--max-train", type=int, default=3000, help="training systems used (default 3000)")
     t.add_argument("--max-valid", type=int, default=2000, help="validation systems used (default 2000)")
     t.add_argument("--frame-in", type=int, default=FRAME_IN)
+    t.add_argument("--window-start", type=int, default=None,
+                   help="also train on the earlier 10-frame windows of the training trajectories, "
+                        "input frames drawn from WINDOW_START..frame-in (default: frame-in only)")
     t.add_argument("--frame-out", type=int, default=FRAME_OUT)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")

@@ -71,6 +71,10 @@ class TrainConfig:
         loss_weights: target -> weight; None weighs every target of the data by 1.
         loss: "mse" or "mae" (or a map target -> kind).
         energy_per_atom: energy errors divided by atom counts.
+        neutral_energy_only: with a ``charge`` label in the data, fit energies of
+            neutral structures only (forces of all); see ``WeightedLoss``.
+        init_from: start from the weights of this ``best.pt`` / ``checkpoint.pt``
+            (fine-tuning; the reference-energy fit is then skipped).
         fit_energy_reference: before the first epoch, fit the model's per-element
             reference energies and output scale to the training data
             (see ``get_md.train.loop.fit_energy_statistics``).
@@ -103,6 +107,8 @@ class TrainConfig:
     loss_weights: Optional[dict] = None
     loss: Union[str, dict] = "mse"
     energy_per_atom: bool = True
+    neutral_energy_only: bool = False
+    init_from: Optional[str] = None
     fit_energy_reference: bool = True
     seed: int = 0
     device: str = "cpu"

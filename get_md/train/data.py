@@ -27,7 +27,9 @@ from get_md.atomic import atomic_path
 from get_md.graph import TENSOR_FIELDS, GraphError, MolecularGraph
 
 #: Target name -> "graph" (one value per structure) or "atom" ([N, 3] per atom).
-TARGETS = {"energy": "graph", "score": "graph", "forces": "atom", "vectors": "atom"}
+TARGETS = {"energy": "graph", "score": "graph", "forces": "atom", "vectors": "atom", "charge": "graph"}
+#: Per-structure labels that describe the input (total charge, e) rather than a model output.
+LABELS = ("charge",)
 DATASET_FORMAT = "get_md.dataset"
 DATASET_VERSION = 1
 

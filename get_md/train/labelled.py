@@ -63,6 +63,7 @@ def load_labelled(
     z_all = torch.as_tensor(data["atomic_numbers"], dtype=torch.long)
     f_all = torch.as_tensor(data["forces"], dtype=dtype)
     e_all = torch.as_tensor(data["energy"], dtype=dtype)
+    q_all = torch.as_tensor(data["charge"], dtype=dtype) if "charge" in data.files else None
     samples = []
     for i in range(len(n_atoms)):
         if split is not None and splits[i] != split:
@@ -72,7 +73,10 @@ def load_labelled(
         if not (torch.isfinite(f_all[a:b]).all() and torch.isfinite(e_all[i])):
             raise DatasetError(f"{name}: non-finite energy or forces")
         graph = MolecularGraph.from_atoms(pos_all[a:b], z_all[a:b], name=name)
-        samples.append(Sample(graph, {"energy": e_all[i:i + 1], "forces": f_all[a:b]}))
+        targets = {"energy": e_all[i:i + 1], "forces": f_all[a:b]}
+        if q_all is not None:
+            targets["charge"] = q_all[i:i + 1]  # total charge (e); a label, not a loss target
+        samples.append(Sample(graph, targets))
         if limit is not None and len(samples) >= limit:
             break
     return MolecularDataset(samples, name=f"{os.path.basename(path)}[{split or 'all'}]")

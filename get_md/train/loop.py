@@ -45,7 +45,7 @@ import torch
 from get_md.atomic import atomic_path
 from get_md.train.batching import BlockBatchSampler, collate
 from get_md.train.config import TrainConfig
-from get_md.train.data import MolecularDataset, Sample
+from get_md.train.data import LABELS, MolecularDataset, Sample
 from get_md.train.loss import MetricAccumulator, WeightedLoss
 
 __all__ = [
@@ -351,6 +351,17 @@ def _run_epoch(model: torch.nn.Module, data: MolecularDataset, sampler: BlockBat
     return acc
 
 
+def _init_weights(path: str) -> dict:
+    """Model weights of a ``best.pt`` / ``checkpoint.pt`` file (fine-tuning start)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
+        raise TrainError(f"{path}: cannot read initial weights ({e})") from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise TrainError(f"{path}: not a get_md checkpoint (no 'model' weights)")
+    return ckpt["model"]
+
+
 def fit_energy_statistics(model: torch.nn.Module, data: MolecularDataset) -> dict[str, Any]:
     """Set an energy model's per-element reference energies and output scale from data.
 
@@ -368,6 +379,10 @@ def fit_energy_statistics(model: torch.nn.Module, data: MolecularDataset) -> dic
     """
     if getattr(model, "task", "energy") != "energy" or "energy" not in data.target_names:
         return {}
+    if "charge" in data.target_names:  # ions shift the energy by their ionisation terms
+        neutral = [s for s in data.samples if float(s.targets["charge"][0]) == 0.0]
+        if neutral:
+            data = MolecularDataset(neutral, name=data.name)
     done: dict[str, Any] = {}
     zs = _default_elements(data)
     col = {z: i for i, z in enumerate(zs)}
@@ -437,12 +452,12 @@ def train(config: TrainConfig, command: Optional[str] = None) -> TrainResult:
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if config.verbose else (lambda msg: None)
 
     train_ds, valid_ds, data_info = _datasets(config)
-    weights = config.loss_weights or {t: 1.0 for t in train_ds.target_names}
+    weights = config.loss_weights or {t: 1.0 for t in train_ds.target_names if t not in LABELS}
     missing = sorted(set(weights) - set(train_ds.target_names))
     if missing:
         raise TrainError(f"loss_weights name targets {missing} that the data lacks "
                          f"(data has {train_ds.target_names})")
-    loss_fn = WeightedLoss(weights, config.loss, config.energy_per_atom)
+    loss_fn = WeightedLoss(weights, config.loss, config.energy_per_atom, config.neutral_energy_only)
     columns = _columns(loss_fn.targets)
 
     _seed_everything(config.seed)
@@ -483,7 +498,10 @@ def train(config: TrainConfig, command: Optional[str] = None) -> TrainResult:
         for p in (log_path, ckpt_path, best_path):
             if p.exists():
                 p.unlink()
-        if config.fit_energy_reference:
+        if config.init_from:
+            model.load_state_dict(_init_weights(config.init_from))
+            say(f"initial weights from {config.init_from}")
+        elif config.fit_energy_reference:
             fitted = fit_energy_statistics(model, train_ds)
             if fitted:
                 say(f"fitted energy statistics: {fitted}")

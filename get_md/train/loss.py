@@ -19,7 +19,7 @@ from typing import Mapping, Optional, Union
 
 import torch
 
-from get_md.train.data import TARGETS
+from get_md.train.data import LABELS, TARGETS
 
 KINDS = ("mse", "mae")
 
@@ -35,11 +35,14 @@ class WeightedLoss:
         weights: target name -> weight (targets with weight 0 are only monitored).
         kind: "mse" or "mae", for all targets or per target.
         energy_per_atom: divide energy errors by the structure's atom count.
+        neutral_energy_only: when the targets carry a ``charge`` label, score energies
+            of neutral structures only (a charge-blind model cannot know the energy
+            offset of an ion); forces of all structures are still used.
     """
 
     def __init__(self, weights: Mapping[str, float], kind: Union[str, Mapping[str, str]] = "mse",
-                 energy_per_atom: bool = True) -> None:
-        unknown = sorted(set(weights) - set(TARGETS))
+                 energy_per_atom: bool = True, neutral_energy_only: bool = False) -> None:
+        unknown = sorted(set(weights) - (set(TARGETS) - set(LABELS)))
         if unknown:
             raise LossError(f"unknown loss targets {unknown}; expected some of {sorted(TARGETS)}")
         self.weights = {k: float(v) for k, v in weights.items()}
@@ -51,6 +54,7 @@ class WeightedLoss:
             raise LossError(f"loss kind must be one of {KINDS}, got {bad}")
         self.kinds = kinds
         self.energy_per_atom = bool(energy_per_atom)
+        self.neutral_energy_only = bool(neutral_energy_only)
 
     @property
     def targets(self) -> list[str]:
@@ -76,6 +80,8 @@ class WeightedLoss:
                 if num_atoms is None:
                     raise LossError("energy_per_atom needs the atom count of each structure")
                 err = err / num_atoms.to(err)
+            if name == "energy" and self.neutral_energy_only and "charge" in targets:
+                err = err[targets["charge"].reshape(-1) == 0]
             errs[name] = err
         return errs
 
@@ -84,7 +90,10 @@ class WeightedLoss:
         terms = {}
         total: Optional[torch.Tensor] = None
         for name, err in errs.items():
-            term = err.pow(2).mean() if self.kinds[name] == "mse" else err.abs().mean()
+            if err.numel() == 0:  # e.g. a batch of ions under neutral_energy_only
+                term = err.sum()
+            else:
+                term = err.pow(2).mean() if self.kinds[name] == "mse" else err.abs().mean()
             terms[name] = term
             total = self.weights[name] * term if total is None else total + self.weights[name] * term
         if total is None:

@@ -43,10 +43,12 @@ def evaluate_potential(model: torch.nn.Module, data: MolecularDataset, max_block
     """Energy and force errors of ``model`` on ``data``.
 
     Returns MAE and RMSE of the energy per structure (meV) and per atom (meV/atom)
-    and of force components (meV/Å), and the number of structures and atoms.
+    and of force components (meV/Å), the number of structures and atoms, and the
+    energy errors of the neutral structures alone (``neutral_*``; the model takes no
+    charge input, so ions carry an energy offset it cannot know).
     """
     model = model.to(dtype).eval()
-    e_err, e_err_atom, f_err = [], [], []
+    e_err, e_err_atom, f_err, charge = [], [], [], []
     sampler = BlockBatchSampler(data.block_counts(), max_blocks, shuffle=False)
     for idx in sampler:
         graph, targets = collate([data[i] for i in idx])
@@ -56,8 +58,10 @@ def evaluate_potential(model: torch.nn.Module, data: MolecularDataset, max_block
         de = out["energy"].detach() - targets["energy"].to(dtype).reshape(-1)
         e_err.append(de)
         e_err_atom.append(de / n_atoms)
+        charge.append(targets["charge"].reshape(-1) if "charge" in targets else torch.zeros_like(de))
         f_err.append((out["forces"].detach() - targets["forces"].to(dtype)).reshape(-1))
     e, ea, f = torch.cat(e_err), torch.cat(e_err_atom), torch.cat(f_err)
+    neutral = torch.cat(charge) == 0
     return {
         "n_structures": int(e.numel()),
         "n_atoms": int(f.numel() // 3),
@@ -67,6 +71,10 @@ def evaluate_potential(model: torch.nn.Module, data: MolecularDataset, max_block
         "energy_rmse_meV_per_atom": float(ea.pow(2).mean().sqrt()) * 1e3,
         "forces_mae_meV_per_A": float(f.abs().mean()) * 1e3,
         "forces_rmse_meV_per_A": float(f.pow(2).mean().sqrt()) * 1e3,
+        "n_neutral": int(neutral.sum()),
+        "neutral_energy_mae_meV": float(e[neutral].abs().mean()) * 1e3,
+        "neutral_energy_mae_meV_per_atom": float(ea[neutral].abs().mean()) * 1e3,
+        "neutral_energy_rmse_meV_per_atom": float(ea[neutral].pow(2).mean().sqrt()) * 1e3,
     }
 
 
@@ -82,6 +90,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--lr-gamma", type=float, default=0.93)
     p.add_argument("--max-blocks", type=int, default=400, help="atoms per batch (one block per atom)")
     p.add_argument("--forces-weight", type=float, default=10.0)
+    p.add_argument("--energy-weight", type=float, default=1.0, help="weight of the per-atom energy MSE")
+    p.add_argument("--all-energies", action="store_true",
+                   help="fit energies of charged structures too (default: neutral only, forces of all)")
+    p.add_argument("--init", default=None, help="start from the weights of this best.pt / checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--limit", type=int, default=None, help="use at most this many training structures")
@@ -103,8 +115,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = TrainConfig(
         family=args.family, model=model_cfg, dataset=train_set, valid_dataset=valid_set,
         max_blocks=args.max_blocks, lr=args.lr, lr_gamma=args.lr_gamma, max_epochs=args.epochs,
-        patience=args.patience, loss_weights={"energy": 1.0, "forces": args.forces_weight},
-        loss="mse", energy_per_atom=True, seed=args.seed, dtype="float32", output_dir=args.out,
+        patience=args.patience, loss_weights={"energy": args.energy_weight, "forces": args.forces_weight},
+        loss="mse", energy_per_atom=True, neutral_energy_only=not args.all_energies, init_from=args.init, seed=args.seed, dtype="float32", output_dir=args.out,
         grad_clip=10.0,
     )
     from get_md.train.loop import build_model_for, train
@@ -132,7 +144,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "command": command,
         "metrics": {"test": test, "valid": valid, "best_epoch": result.best_epoch},
         "elements": elements,
-        "charge": "neutral and charged molecules were labelled; the model takes no charge input",
+        "charge": "neutral and charged molecules were labelled; the model takes no charge input, "
+                  + ("energies of all structures were fitted" if args.all_energies else
+                     "so energies were fitted on neutral structures only (forces on all)"),
     }
     final = Path(args.out) / "model-final.pt"
     export.save(model.float(), final, meta)
