@@ -32,6 +32,12 @@ TETHER_K = 1.0
 #: ~10x the measured fluctuation.
 NVE_MAX_SLOPE_PER_ATOM = 1e-4  # eV/ps/atom
 NVE_MAX_DEVIATION = 1e-3  # eV
+#: Deviation bound for free ethanol on the shipped potential (no tether). Its C-H stretches
+#: (period ~11 fs) make Velocity Verlet's O(dt^2) fluctuation of the total energy larger
+#: than on the soft tethered toy: measured max |E - E0| 1.2e-3 eV over 1 ps at 0.5 fs (ASE
+#: and OpenMM alike), with a slope of 8.5e-6 eV/ps/atom (no drift). 5e-3 eV is ~4x that and
+#: ~2 % of the potential-energy range (0.25 eV) the run explores.
+NVE_MAX_DEVIATION_REAL = 5e-3  # eV
 
 TINY_GET = dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=4.0)
 
@@ -140,7 +146,7 @@ class Tether:
         return f
 
 
-def check_nve(times, etot, epot, e_model, dmin, n_atoms, label):
+def check_nve(times, etot, epot, e_model, dmin, n_atoms, label, max_deviation=NVE_MAX_DEVIATION):
     """Assert the NVE bounds above and that the run was not trivial; print the figures."""
     slope, maxdev = energy_drift(times, etot)
     print(f"{label}: {len(times)} samples over {times[-1]:.2f} ps: slope {slope:.3e} eV/ps "
@@ -150,4 +156,4 @@ def check_nve(times, etot, epot, e_model, dmin, n_atoms, label):
     assert np.ptp(e_model) > 0.05, "the model's energy must vary along the run (non-trivial forces)"
     assert dmin > 0.3, "atoms must not overlap (tether too weak?)"
     assert abs(slope) / n_atoms < NVE_MAX_SLOPE_PER_ATOM, f"{label}: drift {slope:.3e} eV/ps"
-    assert maxdev < NVE_MAX_DEVIATION, f"{label}: max deviation {maxdev:.3e} eV"
+    assert maxdev < max_deviation, f"{label}: max deviation {maxdev:.3e} eV"

@@ -17,6 +17,7 @@ from get_md.models import build_model
 
 try:
     from tests.plugin_helpers import (
+        NVE_MAX_DEVIATION_REAL,
         TINY_GET,
         Tether,
         check_nve,
@@ -28,6 +29,7 @@ try:
     )
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path
     from plugin_helpers import (
+        NVE_MAX_DEVIATION_REAL,
         TINY_GET,
         Tether,
         check_nve,
@@ -293,8 +295,9 @@ def test_langevin_and_vibrations(calc64, tmp_path):
     assert len(freqs) == 9 and np.all(np.isfinite(np.abs(freqs)))
 
 
-def run_nve_ase(calc, n_steps: int, temperature_K: float = 300.0, record_every: int = 10):
-    """NVE VelocityVerlet (0.5 fs) on tethered ethanol (see plugin_helpers).
+def run_nve_ase(calc, n_steps: int, temperature_K: float = 300.0, record_every: int = 10,
+                tether: bool = True):
+    """NVE VelocityVerlet (0.5 fs) on ethanol, tethered (see plugin_helpers) unless ``tether`` is False.
 
     Returns times (ps), total and potential energies (eV), the model's energies (eV) and the
     closest approach of two atoms (Å).
@@ -304,7 +307,7 @@ def run_nve_ase(calc, n_steps: int, temperature_K: float = 300.0, record_every: 
     from ase.md.verlet import VelocityVerlet
 
     atoms = ethanol()
-    atoms.calc = SumCalculator([calc, Tether(atoms.positions).ase_calculator()])
+    atoms.calc = SumCalculator([calc, Tether(atoms.positions).ase_calculator()]) if tether else calc
     rng = np.random.default_rng(0)
     masses = atoms.get_masses()
     sigma = np.sqrt(temperature_K * units.kB / masses)[:, None]
@@ -334,6 +337,17 @@ def test_nve_velocity_verlet(model_file):
     result = run_nve_ase(calc, 2000)
     print(f"ASE NVE 2000 steps: {time.perf_counter() - t0:.1f} s")
     check_nve(*result, 9, "ASE VelocityVerlet 1 ps")
+
+
+def test_nve_velocity_verlet_shipped_potential():
+    """1 ps NVE of free ethanol (no tether) with the shipped default potential, float64."""
+    calc = GETCalculator(dtype=torch.float64)
+    times, etot, epot, emodel, dmin = run_nve_ase(calc, 2000, tether=False)
+    print(f"shipped potential, ASE NVE: E_pot range {np.ptp(epot):.3f} eV, closest approach {dmin:.2f} A")
+    assert np.ptp(epot) > 0.05  # the molecule really moves on the learnt surface
+    assert dmin > 0.8  # and stays a molecule
+    check_nve(times, etot, epot, emodel, dmin, 9, "ASE VelocityVerlet 1 ps, shipped potential",
+              max_deviation=NVE_MAX_DEVIATION_REAL)
 
 
 @pytest.mark.slow

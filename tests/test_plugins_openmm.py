@@ -30,6 +30,7 @@ from get_md.models import build_model  # noqa: E402
 
 try:
     from tests.plugin_helpers import (
+        NVE_MAX_DEVIATION_REAL,
         TINY_GET,
         Tether,
         check_nve,
@@ -42,6 +43,7 @@ try:
     )
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path
     from plugin_helpers import (
+        NVE_MAX_DEVIATION_REAL,
         TINY_GET,
         Tether,
         check_nve,
@@ -272,9 +274,10 @@ def test_torchforce_matches_pythonforce(model_file):  # pragma: no cover - needs
 
 
 # ---------------------------------------------------------------------------------- NVE
-def run_nve_openmm(model_file, n_steps: int, temperature_K: float = 300.0, record_every: int = 10):
-    """NVE VerletIntegrator (0.5 fs, float64, Reference platform) on tethered ethanol, same start
-    as the ASE run; the model's force is in group 1, the tether in group 0."""
+def run_nve_openmm(model_file, n_steps: int, temperature_K: float = 300.0, record_every: int = 10,
+                   tether: bool = True):
+    """NVE VerletIntegrator (0.5 fs, float64, Reference platform) on ethanol, same start as the
+    ASE run; the model's force is in group 1, the tether (unless ``tether`` is False) in group 0."""
     from ase import units
     from ase.md.velocitydistribution import Stationary, ZeroRotation
 
@@ -288,7 +291,8 @@ def run_nve_openmm(model_file, n_steps: int, temperature_K: float = 300.0, recor
     v_nm_ps = atoms.get_velocities() * units.fs * 100.0  # Å/(ASE time) -> Å/fs -> nm/ps
     system = system_for(masses)
     add_force(system, model_file, atoms.numbers.tolist(), dtype="float64", forceGroup=1)
-    system.addForce(Tether(atoms.positions).openmm_force())
+    if tether:
+        system.addForce(Tether(atoms.positions).openmm_force())
     integrator = openmm.VerletIntegrator(0.0005)
     ctx = openmm.Context(system, integrator, reference_platform())
     ctx.setPositions(atoms.positions / 10)
@@ -316,6 +320,16 @@ def test_nve_openmm_verlet(model_file):
     result = run_nve_openmm(model_file, 2000)
     print(f"OpenMM NVE 2000 steps: {time.perf_counter() - t0:.1f} s")
     check_nve(*result, 9, "OpenMM VerletIntegrator 1 ps")
+
+
+def test_nve_openmm_verlet_shipped_potential():
+    """1 ps NVE of free ethanol with the shipped default potential (PythonForce, float64)."""
+    from get_md import zoo
+
+    times, etot, epot, emodel, dmin = run_nve_openmm(zoo.path(zoo.DEFAULT_POTENTIAL), 2000, tether=False)
+    assert np.ptp(epot) > 0.05 and dmin > 0.8
+    check_nve(times, etot, epot, emodel, dmin, 9, "OpenMM VerletIntegrator 1 ps, shipped potential",
+              max_deviation=NVE_MAX_DEVIATION_REAL)
 
 
 @pytest.mark.slow

@@ -1317,18 +1317,28 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_config(family: str = "geomformer", d_model: int = 64, n_layers: int = 4, n_heads: int = 8,
+                 n_rbf: int = 32, cutoff: float = 10.0, dropout: float = 0.1, ffn_mult: int = 2,
+                 charge_pairs: bool = True, substeps: int = 1, velocity_head: bool = True) -> Dict[str, Any]:
+    """Hyper-parameters of :func:`build_nbody_model` from the ``get-md nbody train`` options
+    (their defaults are these arguments' defaults).
+
+    Example:
+        >>> model_config("get")["cutoff"]
+        20.0
+    """
+    if family == "geomformer":
+        return {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "n_rbf": n_rbf,
+                "cutoff": cutoff, "dropout": dropout, "velocity_head": velocity_head,
+                "ffn_mult": ffn_mult, "charge_pairs": charge_pairs, "substeps": substeps}
+    return {"d_hidden": d_model, "d_radial": max(8, d_model // 2), "n_layers": n_layers,
+            "n_head": n_heads, "n_rbf": n_rbf, "cutoff": max(cutoff, 20.0), "dropout": dropout}
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    model = {"d_model": args.d_model, "n_layers": args.n_layers, "n_heads": args.n_heads,
-             "n_rbf": args.n_rbf, "cutoff": args.cutoff, "dropout": args.dropout,
-             "velocity_head": not args.no_velocity_head}
-    if args.family == "geomformer":
-        model["ffn_mult"] = args.ffn_mult
-        model["charge_pairs"] = not args.no_charge_pairs
-        model["substeps"] = args.substeps
-    else:
-        model = {"d_hidden": args.d_model, "d_radial": max(8, args.d_model // 2), "n_layers": args.n_layers,
-                 "n_head": args.n_heads, "n_rbf": args.n_rbf, "cutoff": max(args.cutoff, 20.0),
-                 "dropout": args.dropout}
+    model = model_config(args.family, args.d_model, args.n_layers, args.n_heads, args.n_rbf, args.cutoff,
+                         args.dropout, args.ffn_mult, not args.no_charge_pairs, args.substeps,
+                         not args.no_velocity_head)
     cfg = NBodyTrainConfig(
         family=args.family, model=model, train_data=args.train, valid_data=args.valid,
         output_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -1463,6 +1473,6 @@ __all__ = [
     "DEFAULT_FRAMES", "FRAME_IN", "FRAME_OUT", "PROTOCOL", "ZOO_NAME", "NBodyError",
     "NBodyGeoMFormer", "NBodySamples", "NBodyTrainConfig", "NBodyTrainResult", "batch_inputs",
     "build_nbody_model", "check_data", "energy_terms", "evaluate", "load_data", "load_nbody_model",
-    "make_samples", "predict", "register_cli", "rollout", "save_data", "simulate", "total_energy",
+    "make_samples", "model_config", "predict", "register_cli", "rollout", "save_data", "simulate", "total_energy",
     "total_momentum", "train_nbody",
 ]
