@@ -149,6 +149,34 @@ class MolecularGraph:
         return g
 
     # -------------------------------------------------------------- transforms
+    def as_atom_blocks(self) -> MolecularGraph:
+        """The same atoms with every atom its own block, as in :meth:`from_atoms`.
+
+        Potentials are trained on such graphs (the labelled data are atom sets), so
+        residue-block graphs from the PDB / mdtraj builders are turned into this form
+        before a potential sees them. Per-atom outputs keep the atom order, so they can
+        still be summed per residue with this graph's ``block_ids``.
+
+        Example:
+            >>> g = MolecularGraph.from_atoms(torch.zeros(2, 3), torch.tensor([8, 1]))
+            >>> g.as_atom_blocks().num_blocks
+            2
+        """
+        n = self.num_atoms
+        dev = self.positions.device
+        return MolecularGraph(
+            positions=self.positions,
+            atomic_numbers=self.atomic_numbers,
+            block_ids=torch.arange(n, device=dev),
+            atom_positions=torch.full((n,), vocab.SMALL_MOLECULE_POSITION, dtype=torch.long, device=dev),
+            block_types=self.atomic_numbers + vocab.LIGAND_OFFSET,
+            segment_ids=self.atom_segment_ids,
+            batch_ids=self.atom_batch_ids,
+            cell=self.cell,
+            pbc=self.pbc,
+            names=list(self.names),
+        )
+
     def to(self, device=None, dtype: Optional[torch.dtype] = None) -> MolecularGraph:
         """Copy to a device; ``dtype`` applies to the floating fields (positions, cell)."""
         kw = {}

@@ -125,6 +125,41 @@ def test_potential_per_residue_sums_to_total(baseline):
     assert "ligand" in set(res["residue"]) and "A:109:TYR" in set(res["residue"])
 
 
+def test_potential_sees_atom_sets_like_the_ase_calculator(models, baseline):
+    """Potentials are trained on atom sets: rescoring must give E(complex), E(pocket) and
+    E(ligand) equal to the ASE calculator on the same atoms (every atom its own block),
+    not the energies of residue-block graphs the model never saw."""
+    from ase import Atoms
+    from get_md.plugins.ase import GETCalculator
+
+    from get_md.build import from_pdb, from_sdf, select_pocket
+
+    df, _ = baseline
+    calc = GETCalculator(models["energy"], dtype=torch.float64)
+    receptor = from_pdb(REC)
+    ref = from_pdb(LIG_PDB)
+    pocket = select_pocket(receptor, ref.positions, COMMON["pocket_radius"])
+    pose = from_sdf(POSES_SDF)[0]
+    row = df.set_index("pose").loc[1]
+
+    def energy(z, pos):
+        atoms = Atoms(numbers=z.tolist(), positions=pos.double().numpy())
+        atoms.calc = calc
+        return atoms.get_potential_energy()
+
+    e_pocket = energy(pocket.atomic_numbers, pocket.positions)
+    e_lig = energy(pose.atomic_numbers, pose.positions)
+    e_cplx = energy(torch.cat([pocket.atomic_numbers, pose.atomic_numbers]),
+                    torch.cat([pocket.positions.double(), pose.positions.double()]))
+    assert row["e_pocket_eV"] == pytest.approx(e_pocket, abs=2e-4)
+    assert row["e_ligand_eV"] == pytest.approx(e_lig, abs=2e-4)
+    assert row["e_complex_eV"] == pytest.approx(e_cplx, abs=2e-4)
+    # the residue-block graph of the same atoms gives a different energy: the conversion matters
+    spec, _ = resolve_model(models["energy"])
+    residue_spec = spec.__class__(**{**spec.__dict__, "blocks": "residues"})
+    assert float(run_model(residue_spec, pocket)["energy"][0]) != pytest.approx(e_pocket, abs=1e-2)
+
+
 def test_score_model_union_pocket_per_residue_and_sort_none(models, tmp_path):
     df = rescore_poses(REC, POSES_SDF, models["score"], pocket_radius=3.0, batch_size=5,
                        per_residue=True, sort="none", out_csv=tmp_path / "s.csv",

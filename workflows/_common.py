@@ -289,6 +289,12 @@ class ModelSpec:
     sha256: str = ""
     task: str = "energy"
     name: str = ""
+    blocks: str = ""  # "atoms", "residues"; "" = atoms for potentials, residues otherwise
+
+    @property
+    def atom_blocks(self) -> bool:
+        """Whether the model sees every atom as its own block (see :func:`run_model`)."""
+        return self.blocks == "atoms" or (not self.blocks and self.is_potential)
 
     @property
     def is_potential(self) -> bool:
@@ -337,9 +343,11 @@ def resolve_model(
             f"{path}: model task is {task!r}; rescoring needs an 'energy' (potential) or 'score' model"
         )
     dt = None if dtype is None else str(export._parse_dtype(dtype)).replace("torch.", "")
+    # potentials are trained on atom sets (every atom a block); score models on residues
+    blocks = str(meta.get("blocks", "atoms" if task == "energy" else "residues"))
     spec = ModelSpec(path=str(Path(path).resolve()), device=device, dtype=dt,
                      sha256=str(meta.get("weights_sha256", "")), task=str(task),
-                     name=str(model) if model is not None else Path(path).stem)
+                     name=str(model) if model is not None else Path(path).stem, blocks=blocks)
     return spec, meta
 
 
@@ -377,12 +385,18 @@ def module_dtype(mod):
 def run_model(spec: ModelSpec, graph) -> dict:
     """Forward a (batched) MolecularGraph under ``torch.no_grad``; outputs on the CPU.
 
+    With ``spec.atom_blocks`` (potentials) the graph is first turned into one
+    block per atom, the form the model was trained on; per-atom outputs keep the
+    atom order of ``graph``.
+
     (``torch.inference_mode`` is avoided: a TorchScript module first run with autograd
     can fail under it.)
     """
     import torch
 
     mod = get_module(spec)
+    if spec.atom_blocks:
+        graph = graph.as_atom_blocks()
     g = graph.to(device=spec.device, dtype=module_dtype(mod))
     with torch.no_grad():
         out = mod(*g.inputs())
