@@ -85,3 +85,28 @@ def test_bad_config():
         build_model("get", task="charges")
     with pytest.raises(ValueError, match="divisible"):
         build_model("get", d_hidden=10, n_head=4)
+
+
+@pytest.mark.parametrize("mode,task", [("score", "score"), ("potential", "energy"), ("potential", "vectors")])
+def test_chunked_inference_equals_unchunked(pocket_complex, mode, task):
+    """Without autograd the pair/group MLPs run in chunks (GETLayer._rows); same outputs."""
+    torch.set_num_threads(1)
+    model = tiny(task, mode, cutoff=4.0, compute_forces=False).eval()
+    g = pocket_complex.as_atom_blocks() if mode == "potential" else pocket_complex
+    args = g.inputs()
+    if task == "vectors":
+        args = (args[0], torch.randn_like(args[0]), torch.randn(g.num_atoms, dtype=args[0].dtype), *args[1:])
+    run = model.forward_with_vectors if task == "vectors" else model
+    with torch.no_grad():
+        for layer in model.encoder.layers:
+            layer.chunk_rows = 0
+        ref = run(*args)
+        for layer in model.encoder.layers:
+            layer.chunk_rows = 37  # many chunks, a ragged last one
+        got = run(*args)
+        scripted = torch.jit.script(model)
+        got_script = (scripted.forward_with_vectors if task == "vectors" else scripted)(*args)
+    assert set(got) == set(ref)
+    for k in ref:
+        assert_close(got[k], ref[k], torch.float64, f"chunked {k}")
+        assert_close(got_script[k], ref[k], torch.float64, f"chunked TorchScript {k}")

@@ -31,6 +31,9 @@ from torch import nn
 from get_md.nn.radial import RadialBasis, stable_norm
 from get_md.nn.scatter import scatter_mean, scatter_softmax, scatter_std, scatter_sum, sink_softmax
 
+#: Default rows per chunk of GETLayer's pair/group MLPs in inference (see ``GETLayer._rows``).
+CHUNK_ROWS = 2048
+
 
 def _variadic_arange(counts: torch.Tensor) -> torch.Tensor:
     starts = torch.cumsum(counts, 0) - counts
@@ -134,6 +137,57 @@ class GETLayer(nn.Module):
             nn.Linear(d_msg_in, d_radial_head), act, nn.Linear(d_radial_head, d_radial_head), act
         )
         self.unit_msg_coord_linear = nn.Linear(d_radial_head, n_channel)
+        #: rows per chunk of the pair- and group-level MLPs without autograd (0: no chunking)
+        self.chunk_rows = CHUNK_ROWS
+
+    def _mlp(self, kind: int, x: torch.Tensor) -> torch.Tensor:
+        """One of the layer's row-wise MLPs: 0 attention tail, 1 message tail, 2 coordinate
+        message tail (each after its first linear, applied before gathering), 3 node MLP,
+        4 coordinate MLP."""
+        if kind == 0:
+            return self.att_mlp[3](self.att_mlp[2](self.att_mlp[1](x)))
+        if kind == 1:
+            return self.unit_msg_mlp[3](self.unit_msg_mlp[2](self.unit_msg_mlp[1](x)))
+        if kind == 2:
+            return self.unit_msg_coord_mlp[3](self.unit_msg_coord_mlp[2](self.unit_msg_coord_mlp[1](x)))
+        if kind == 3:
+            return self.node_mlp(x)
+        return self.coord_mlp(x)
+
+    def _rows(self, kind: int, x: torch.Tensor) -> torch.Tensor:
+        """``_mlp(kind, x)``, in chunks of ``chunk_rows`` rows when no gradient is taken.
+
+        The pair and group tensors (10^5-10^6 rows) far exceed the CPU caches, so each
+        linear / SiLU of an MLP streams them through memory; chunks keep one chunk's
+        whole MLP in cache (measured 2x faster for a 147k-row 32-64-64 MLP on one
+        thread). Row-wise, so the result is the same. Under autograd chunking does not
+        pay (the backward pass re-reads every saved activation anyway).
+        """
+        n = x.shape[0]
+        c = self.chunk_rows
+        if c <= 0 or n <= c or torch.is_grad_enabled():
+            return self._mlp(kind, x)
+        return torch.cat([self._mlp(kind, x[i:i + c]) for i in range(0, n, c)])
+
+    def _node_update(self, x: torch.Tensor, weight: torch.Tensor, index: torch.Tensor,
+                     n_out: int) -> torch.Tensor:
+        """``scatter_sum(node_mlp(x).view(E, h, -1) * weight, index, n_out)`` [n_out, h, d/h].
+
+        Without autograd the MLP, the weighting and the scatter run chunk by chunk, so
+        the [E, d_hidden] group tensor is never formed (see :meth:`_rows`).
+        """
+        n = x.shape[0]
+        c = self.chunk_rows
+        if c <= 0 or n <= c or torch.is_grad_enabled():
+            return scatter_sum(self._mlp(3, x).view(n, self.n_head, -1) * weight, index, n_out)
+        out = torch.zeros(0, dtype=x.dtype, device=x.device)
+        for i in range(0, n, c):
+            y = self._mlp(3, x[i:i + c])
+            y = y.view(y.shape[0], self.n_head, -1) * weight[i:i + c]
+            if i == 0:
+                out = torch.zeros([n_out] + list(y.shape[1:]), dtype=y.dtype, device=y.device)
+            out.index_add_(0, index[i:i + c], y)
+        return out
 
     def _distance_features(self, dZ: torch.Tensor) -> torch.Tensor:
         D = stable_norm(dZ, dim=-1)  # [Eu, C]
@@ -192,7 +246,7 @@ class GETLayer(nn.Module):
         if edge_attr is not None and self.d_edge > 0:
             ea = self.edge_linear(edge_attr).view(edge_attr.shape[0], self.n_head, -1)
             pre = pre + torch.nn.functional.linear(ea, w_att[:, 2 * d_rh + d_d:])[pair_edge]
-        R_repr = self.att_mlp[3](self.att_mlp[2](self.att_mlp[1](pre)))  # [Eu, h, dr/h]
+        R_repr = self._rows(0, pre)  # [Eu, h, dr/h]
         R = self.unit_att_linear(R_repr).squeeze(-1)  # [Eu, h]
 
         if pair_weight is None:
@@ -217,10 +271,9 @@ class GETLayer(nn.Module):
 
         # ---- invariant update
         m = self.unit_msg_mlp
-        msg = m[3](m[2](m[1](self._split_first_layer(m[0].weight, m[0].bias, H_v, D, pair_dst))))
+        msg = self._rows(1, self._split_first_layer(m[0].weight, m[0].bias, H_v, D, pair_dst))
         H_agg = scatter_sum(alpha * msg, pair_group, n_groups).reshape(n_groups, -1)
-        H_agg = self.node_mlp(H_agg).view(n_groups, self.n_head, -1) * group_mass
-        H_agg = scatter_sum(beta_g * H_agg, group_atom, n_atoms).reshape(n_atoms, -1)
+        H_agg = self._node_update(H_agg, beta_g * group_mass, group_atom, n_atoms).reshape(n_atoms, -1)
         H_agg = self.node_out_linear(H_agg)
         H_new = H + H_agg if self.residual else H_agg
 
@@ -228,12 +281,12 @@ class GETLayer(nn.Module):
         if not update_coords:
             return H_new, Z
         mc = self.unit_msg_coord_mlp
-        cmsg = mc[3](mc[2](mc[1](self._split_first_layer(mc[0].weight, mc[0].bias, H_v, D, pair_dst))))
+        cmsg = self._rows(2, self._split_first_layer(mc[0].weight, mc[0].bias, H_v, D, pair_dst))
         Z_agg = scatter_sum(
             (alpha * self.unit_msg_coord_linear(cmsg)).unsqueeze(-1) * dZ.unsqueeze(1), pair_group, n_groups
         )  # [Eg, h, C, 3]
         Z_H = scatter_sum(alpha * cmsg, pair_group, n_groups).reshape(n_groups, -1)
-        Z_H = self.coord_mlp(Z_H).view(n_groups, self.n_head, -1)  # [Eg, h, C]
+        Z_H = self._rows(4, Z_H).view(n_groups, self.n_head, -1)  # [Eg, h, C]
         Z_agg = scatter_sum((beta_g * Z_H).unsqueeze(-1) * Z_agg, group_atom, n_atoms).sum(dim=1)
         return H_new, Z + Z_agg
 
