@@ -16,8 +16,11 @@ the network, so the comparison models have random weights: speed only):
   PYTHONPATH) there, e.g. ``pip install --target /tmp/mace_site --no-deps mace-torch e3nn==0.4.4
   opt-einsum-fx opt_einsum torch-ema matscipy ConfigArgParse GitPython gitdb smmap
   prettytable python_hostlist lmdb h5py torchmetrics lightning-utilities`` (about 20 s).
-* ``torchani``: recorded as not run unless it imports (its ANI models download their
-  weights at first use).
+* ``torchani``: torchani's ASE calculator on one network of the ANI-2x architecture
+  (``torchani.arch.Assembler`` as ``torchani.models.ANI2x`` builds it, cell-list neighbour
+  list, random weights: ``ANI2x()`` itself downloads its weights). Install it beside
+  mace-torch, e.g. ``pip install --target /tmp/ani_site --no-deps torchani==2.9.0
+  huggingface_hub==0.26.2 h5py`` and add ``--extra-path /tmp/ani_site``.
 
 Results go to ``benchmarks/results/bench_ase.json`` with the machine record.
 
@@ -114,16 +117,36 @@ def mace_calculator():
         return None, f"could not be built ({type(e).__name__}: {e})"
     import mace
 
-    return calc, f"mace-torch {getattr(mace, '__version__', '?')}, random weights, MACE-OFF23-small-like"
+    n_par = sum(p.numel() for p in model.parameters())
+    return calc, (f"mace-torch {getattr(mace, '__version__', '?')}, random weights, MACE-OFF23-small-like "
+                  f"({n_par} parameters)")
 
 
-def torchani_status() -> str:
+def torchani_calculator():
+    """torchani's ASE calculator on a random-weight ANI-2x network, or (None, reason)."""
+    os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
     try:
-        import torchani  # noqa: F401
+        import torchani
+        from torchani.arch import Assembler
+        from torchani.models import SYMBOLS_2X
+    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
+        return None, f"not importable ({type(e).__name__}: {e})"
+    try:
+        torch.manual_seed(0)
+        asm = Assembler(periodic_table_index=True)
+        asm.set_symbols(SYMBOLS_2X)
+        asm.set_global_cutoff_fn("cosine")
+        asm.set_aev_computer(radial="ani2x", angular="ani2x", strategy="pyaev")
+        asm.set_atomic_networks(ctor="ani2x")
+        asm.set_neighborlist("cell_list")
+        asm.set_gsaes_as_self_energies("wb97x-631gd")
+        model = asm.assemble(1).float()
+        n_par = sum(p.numel() for p in model.parameters())
+        calc = model.ase()
     except Exception as e:  # noqa: BLE001
-        return (f"not run: torchani not importable ({type(e).__name__}); its pip install would also "
-                "upgrade shared packages and its ANI models download weights at first use (no network)")
-    return "not run: torchani's ANI models download their weights at first use (no network here)"
+        return None, f"could not be built ({type(e).__name__}: {e})"
+    return calc, (f"torchani {getattr(torchani, '__version__', '?')}, one ANI-2x network "
+                  f"({n_par} parameters), random weights, cell list, float32")
 
 
 def main(argv=None) -> int:
@@ -134,6 +157,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--stress", action="store_true", help="also ask for the stress in each call")
     p.add_argument("--no-mace", action="store_true")
+    p.add_argument("--no-torchani", action="store_true")
     p.add_argument("--extra-path", action="append", default=[],
                    help="folder added to sys.path (e.g. where mace-torch was installed)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -149,6 +173,8 @@ def main(argv=None) -> int:
     get_calc = GETCalculator(model)
     mace_calc, mace_status = (None, "not run (--no-mace)") if args.no_mace else mace_calculator()
     print(f"mace: {mace_status}")
+    ani_calc, ani_status = (None, "not run (--no-torchani)") if args.no_torchani else torchani_calculator()
+    print(f"torchani: {ani_status}")
     records = []
     for size in args.sizes:
         atoms = make_atoms(size)
@@ -163,15 +189,19 @@ def main(argv=None) -> int:
         if mace_calc is not None:
             rec["mace"] = time_calculator(mace_calc, atoms, calls, args.warmup, args.stress)
             print(f"{len(atoms):6d} atoms  MACE          {rec['mace']['calls_per_s']:8.3f} calls/s", flush=True)
+        if ani_calc is not None:
+            rec["torchani"] = time_calculator(ani_calc, atoms, calls, args.warmup, args.stress)
+            print(f"{len(atoms):6d} atoms  torchani      {rec['torchani']['calls_per_s']:8.3f} calls/s",
+                  flush=True)
         records.append(rec)
     result = {
         "benchmark": "bench_ase",
         "machine": machine_info(threads),
         "settings": {"model": {"family": "get", **MODEL_CONFIG, "dtype": "float32", "weights": "random",
-                               "scripted": True},
+                               "scripted": True, "parameters": sum(p.numel() for p in model.parameters())},
                      "system": "water box, 1.0 g/cm^3, periodic", "warmup_calls": args.warmup,
                      "stress": args.stress},
-        "comparisons": {"mace": mace_status, "torchani": torchani_status()},
+        "comparisons": {"mace": mace_status, "torchani": ani_status},
         "results": records,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
