@@ -72,7 +72,7 @@ def test_shipped_nbody_model_on_fresh_trajectories(name):
     res = nbody.evaluate(name, data)
     assert res["n_samples"] == 300
     assert res["mse"] < 0.006 < res["baselines"]["constant_velocity"]
-    module, meta = nbody.load_nbody_model(name, dtype=torch.float64)
+    module, _meta, _label = nbody.load_nbody_model(name, dtype=torch.float64)
     s = nbody.make_samples(data, max_samples=8, dtype=torch.float64)
     gen = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))

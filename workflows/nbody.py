@@ -1353,6 +1353,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
     )
     res = train_nbody(cfg, command=getattr(args, "command_line", None))
+    if args.register:
+        from get_md import export, zoo
+
+        zoo.register(args.register, res.model_path, export.read_metadata(res.model_path)["description"])
+        print(f"registered {args.register} in the model zoo", file=sys.stderr)
     print(json.dumps({"model": str(res.model_path), "best_epoch": res.best_epoch,
                       "valid_mse": res.best_valid_mse, "epochs": res.last_epoch}))
     return 0
@@ -1429,6 +1434,8 @@ def register_cli(sub: Any) -> None:
     t.add_argument("--max-train", type=int, default=3000, help="training systems used (default 3000)")
     t.add_argument("--max-valid", type=int, default=2000, help="validation systems used (default 2000)")
     t.add_argument("--frame-in", type=int, default=FRAME_IN)
+    t.add_argument("--register", default=None, metavar="NAME",
+                   help=f"copy the trained model into the model zoo under NAME (the shipped one is {ZOO_NAME})")
     t.add_argument("--window-start", type=int, default=None,
                    help="also train on the earlier 10-frame windows of the training trajectories, "
                         "input frames drawn from WINDOW_START..frame-in (default: frame-in only)")
