@@ -161,7 +161,12 @@ def main(argv=None) -> int:
     p.add_argument("--extra-path", action="append", default=[],
                    help="folder added to sys.path (e.g. where mace-torch was installed)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--no-tune-allocator", action="store_true",
+                   help="leave glibc malloc as is (default: get_md.perf.tune_cpu_allocator())")
     args = p.parse_args(argv)
+    from get_md.perf import tune_cpu_allocator
+
+    tuned = False if args.no_tune_allocator else tune_cpu_allocator()
     for extra in args.extra_path:
         sys.path.insert(0, extra)
 
@@ -196,7 +201,7 @@ def main(argv=None) -> int:
         records.append(rec)
     result = {
         "benchmark": "bench_ase",
-        "machine": machine_info(threads),
+        "machine": {**machine_info(threads), "malloc_tuned": tuned},
         "settings": {"model": {"family": "get", **MODEL_CONFIG, "dtype": "float32", "weights": "random",
                                "scripted": True, "parameters": sum(p.numel() for p in model.parameters())},
                      "system": "water box, 1.0 g/cm^3, periodic", "warmup_calls": args.warmup,

@@ -100,7 +100,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-periodic", action="store_true", help="non-periodic clusters instead of boxes")
     p.add_argument("--backends", nargs="+", default=["torchforce", "pythonforce"])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--no-tune-allocator", action="store_true",
+                   help="leave glibc malloc as is (default: get_md.perf.tune_cpu_allocator())")
     args = p.parse_args(argv)
+    from get_md.perf import tune_cpu_allocator
+
+    tuned = False if args.no_tune_allocator else tune_cpu_allocator()
 
     threads = args.threads or min(4, torch.get_num_threads())
     torch.set_num_threads(threads)
@@ -135,7 +140,7 @@ def main(argv=None) -> int:
         records.append(rec)
     result = {
         "benchmark": "bench_openmm",
-        "machine": machine_info(threads),
+        "machine": {**machine_info(threads), "malloc_tuned": tuned},
         "settings": {"model": {"family": "get", **MODEL_CONFIG, "dtype": "float32", "weights": "random"},
                      "system": "water box, 1.0 g/cm^3" + (" (periodic)" if periodic else " (cluster)"),
                      "integrator": "VerletIntegrator 0.5 fs", "repeats": args.repeats,

@@ -108,6 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--channels", type=int, default=32, help="MACE channels (hidden irreps Cx0e + Cx1o)")
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", default=None, help="JSON results file")
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
         "--E0s", json.dumps(splits["E0s"]).replace('"', ""),
         "--model", "MACE", "--hidden_irreps", f"{c}x0e + {c}x1o", "--r_max", "5.0",
         "--num_interactions", "2", "--correlation", "3", "--max_L", "1",
-        "--batch_size", "10", "--valid_batch_size", "20", "--max_num_epochs", str(args.epochs),
+        "--batch_size", str(args.batch_size), "--valid_batch_size", "32", "--max_num_epochs", str(args.epochs),
         "--loss", "weighted", "--energy_weight", "1.0", "--forces_weight", "10.0",
         "--lr", "0.01", "--eval_interval", "1", "--device", "cpu", "--default_dtype", "float32",
         "--seed", str(args.seed), "--num_workers", "0", "--restart_latest",
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
         "settings": {"epochs": args.epochs, "threads": args.threads, "hidden_irreps": f"{c}x0e + {c}x1o",
                      "r_max": 5.0, "num_interactions": 2, "correlation": 3, "max_L": 1,
                      "loss": "weighted, energy 1 (per atom, charged structures weight 0), forces 10",
-                     "lr": 0.01, "batch_size": 10, "dtype": "float32"},
+                     "lr": 0.01, "batch_size": args.batch_size, "dtype": "float32"},
         "train_wall_s": round(train_s, 1), "test": test,
     }
     text = json.dumps(report, indent=2)

@@ -323,6 +323,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         0
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    from get_md.perf import tune_cpu_allocator
+
+    tune_cpu_allocator()  # large graphs: keep freed buffers in the heap (see get_md.perf)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
