@@ -146,7 +146,7 @@ def test_dataset_errors(dataset, tmp_path):
     with pytest.raises(DatasetError, match="forces"):
         Sample(g, {"forces": torch.zeros(g.num_atoms + 1, 3)})
     with pytest.raises(DatasetError, match="unknown target"):
-        Sample(g, {"charge": torch.zeros(1)})
+        Sample(g, {"dipole": torch.zeros(1)})
     with pytest.raises(DatasetError, match="same"):
         MolecularDataset([dataset[0], Sample(dataset[1].graph, {"energy": torch.zeros(1)})])
     with pytest.raises(DatasetError, match="not found"):
