@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -161,9 +160,9 @@ def register(
         if default not in ("potential", "score"):
             raise ValueError(f"default must be 'potential' or 'score', got {default!r}")
         reg[f"default_{default}"] = name
-    fd, tmp = tempfile.mkstemp(dir=reg_path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    from get_md.atomic import atomic_output
+
+    with atomic_output(reg_path) as f:
         json.dump(reg, f, indent=2)
         f.write("\n")
-    os.replace(tmp, reg_path)
     return entry
