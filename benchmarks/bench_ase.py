@@ -41,7 +41,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plugin_common import MODEL_CONFIG, build_model, machine_info, median_time, water_box  # noqa: E402
+from plugin_common import (  # noqa: E402
+    MODEL_CONFIG,
+    add_allocator_option,
+    apply_allocator_option,
+    build_model,
+    machine_info,
+    median_time,
+    water_box,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "bench_ase.json"
@@ -161,12 +169,9 @@ def main(argv=None) -> int:
     p.add_argument("--extra-path", action="append", default=[],
                    help="folder added to sys.path (e.g. where mace-torch was installed)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--no-tune-allocator", action="store_true",
-                   help="leave glibc malloc as is (default: get_md.perf.tune_cpu_allocator())")
+    add_allocator_option(p)
     args = p.parse_args(argv)
-    from get_md.perf import tune_cpu_allocator
-
-    tuned = False if args.no_tune_allocator else tune_cpu_allocator()
+    tuned = apply_allocator_option(args)
     for extra in args.extra_path:
         sys.path.insert(0, extra)
 

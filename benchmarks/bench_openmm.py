@@ -32,7 +32,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plugin_common import MODEL_CONFIG, build_model, machine_info, median_time, water_box  # noqa: E402
+from plugin_common import (  # noqa: E402
+    MODEL_CONFIG,
+    add_allocator_option,
+    apply_allocator_option,
+    build_model,
+    machine_info,
+    median_time,
+    water_box,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "bench_openmm.json"
@@ -100,12 +108,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-periodic", action="store_true", help="non-periodic clusters instead of boxes")
     p.add_argument("--backends", nargs="+", default=["torchforce", "pythonforce"])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--no-tune-allocator", action="store_true",
-                   help="leave glibc malloc as is (default: get_md.perf.tune_cpu_allocator())")
+    add_allocator_option(p)
     args = p.parse_args(argv)
-    from get_md.perf import tune_cpu_allocator
-
-    tuned = False if args.no_tune_allocator else tune_cpu_allocator()
+    tuned = apply_allocator_option(args)
 
     threads = args.threads or min(4, torch.get_num_threads())
     torch.set_num_threads(threads)

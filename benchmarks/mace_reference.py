@@ -85,19 +85,12 @@ def evaluate(model_path: Path, test_xyz: Path, threads: int) -> dict:
         ea_err.append(de / len(atoms))
         f_err.append((atoms.get_forces() - ref_f).ravel())
         neutral.append(atoms.info.get("total_charge", 0) == 0)
-    e, ea, f, n = np.array(e_err), np.array(ea_err), np.concatenate(f_err), np.array(neutral)
-    return {
-        "n_structures": int(e.size), "n_atoms": int(f.size // 3),
-        "energy_mae_meV": float(np.abs(e).mean() * 1e3),
-        "energy_mae_meV_per_atom": float(np.abs(ea).mean() * 1e3),
-        "energy_rmse_meV_per_atom": float(np.sqrt((ea ** 2).mean()) * 1e3),
-        "forces_mae_meV_per_A": float(np.abs(f).mean() * 1e3),
-        "forces_rmse_meV_per_A": float(np.sqrt((f ** 2).mean()) * 1e3),
-        "n_neutral": int(n.sum()),
-        "neutral_energy_mae_meV_per_atom": float(np.abs(ea[n]).mean() * 1e3),
-        "neutral_energy_rmse_meV_per_atom": float(np.sqrt((ea[n] ** 2).mean()) * 1e3),
-        "eval_s": round(time.perf_counter() - t0, 1),
-    }
+    from get_md.train.potential import error_metrics
+
+    f64 = torch.float64
+    metrics = error_metrics(torch.tensor(e_err, dtype=f64), torch.tensor(ea_err, dtype=f64),
+                            torch.from_numpy(np.concatenate(f_err)), torch.tensor(neutral))
+    return {**metrics, "eval_s": round(time.perf_counter() - t0, 1)}
 
 
 def main(argv=None) -> int:

@@ -95,3 +95,16 @@ def machine_info(threads: int) -> dict:
     except ImportError:
         pass
     return info
+
+
+def add_allocator_option(parser) -> None:
+    """``--no-tune-allocator`` (default: :func:`get_md.perf.tune_cpu_allocator` before timing)."""
+    parser.add_argument("--no-tune-allocator", action="store_true",
+                        help="leave glibc malloc as is (default: get_md.perf.tune_cpu_allocator())")
+
+
+def apply_allocator_option(args) -> bool:
+    """Tune the allocator unless ``--no-tune-allocator``; whether it was tuned (for the JSON)."""
+    from get_md.perf import tune_cpu_allocator
+
+    return False if args.no_tune_allocator else tune_cpu_allocator()

@@ -293,13 +293,13 @@ def test_train_get_family(trained, tmp_path, capsys):
 
 
 def test_training_windows_pick_one_pair_per_trajectory(trained, tmp_path):
-    from get_md.workflows.nbody import NBodyTrainConfig, _pick_windows, make_samples
+    from get_md.workflows.nbody import NBodyTrainConfig, _pick_windows, _stack_windows, make_samples
 
     root, _, _ = trained
     data = load_data(root / "train.npz")
     windows = [make_samples(data, t, t + 10) for t in (0, 1, 2)]
     pick = torch.tensor([2, 0, 1] * 3)[: len(windows[0])]
-    got = _pick_windows(windows, pick)
+    got = _pick_windows(_stack_windows(windows), pick)
     for i in (0, 1, 2):
         w = windows[int(pick[i])]
         assert torch.equal(got.positions[i], w.positions[i])

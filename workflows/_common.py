@@ -293,7 +293,8 @@ class ModelSpec:
 
     @property
     def atom_blocks(self) -> bool:
-        """Whether the model sees every atom as its own block (see :func:`run_model`)."""
+        """Whether the model sees every atom as its own block (see :func:`run_model`):
+        potentials are trained on atom sets, score models on residue blocks."""
         return self.blocks == "atoms" or (not self.blocks and self.is_potential)
 
     @property
@@ -343,8 +344,8 @@ def resolve_model(
             f"{path}: model task is {task!r}; rescoring needs an 'energy' (potential) or 'score' model"
         )
     dt = None if dtype is None else str(export._parse_dtype(dtype)).replace("torch.", "")
-    # potentials are trained on atom sets (every atom a block); score models on residues
-    blocks = str(meta.get("blocks", "atoms" if task == "energy" else "residues"))
+    # "" lets ModelSpec.atom_blocks choose: atom sets for potentials, residues otherwise
+    blocks = str(meta.get("blocks", ""))
     spec = ModelSpec(path=str(Path(path).resolve()), device=device, dtype=dt,
                      sha256=str(meta.get("weights_sha256", "")), task=str(task),
                      name=str(model) if model is not None else Path(path).stem, blocks=blocks)

@@ -906,13 +906,21 @@ def _read_log(path: Path, up_to: int) -> List[Dict[str, float]]:
     return out
 
 
-def _pick_windows(windows: Sequence[NBodySamples], pick: torch.Tensor) -> NBodySamples:
-    """Row i of window ``pick[i]`` for every trajectory i (one training pair each)."""
-    rows = torch.arange(pick.numel(), device=pick.device)
-    kw = {f.name: torch.stack([getattr(w, f.name) for w in windows])[pick, rows]
+def _stack_windows(windows: Sequence[NBodySamples]) -> NBodySamples:
+    """The windows' tensors stacked along a leading window axis ([W, S, ...]), built once."""
+    kw = {f.name: torch.stack([getattr(w, f.name) for w in windows])
           for f in fields(windows[0]) if isinstance(getattr(windows[0], f.name), torch.Tensor)}
     return NBodySamples(**kw, frame_in=windows[-1].frame_in, frame_out=windows[-1].frame_out,
                         source=windows[-1].source)
+
+
+def _pick_windows(stacked: NBodySamples, pick: torch.Tensor) -> NBodySamples:
+    """Row i of window ``pick[i]`` for every trajectory i (one training pair each), from
+    :func:`_stack_windows`."""
+    rows = torch.arange(pick.numel(), device=pick.device)
+    kw = {f.name: getattr(stacked, f.name)[pick, rows]
+          for f in fields(stacked) if isinstance(getattr(stacked, f.name), torch.Tensor)}
+    return NBodySamples(**kw, frame_in=stacked.frame_in, frame_out=stacked.frame_out, source=stacked.source)
 
 
 def _epoch_pass(model: nn.Module, s: NBodySamples, batch_size: int, vel_weight: float,
@@ -995,11 +1003,11 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
     train_raw = load_data(config.train_data, frame_out=config.frame_out, frame_in=config.frame_in)
     valid_raw = load_data(config.valid_data, frame_out=config.frame_out, frame_in=config.frame_in)
     tr = make_samples(train_raw, config.frame_in, config.frame_out, config.max_train, dtype).to(device)
-    windows = [tr]
+    windows: Optional[NBodySamples] = None  # [W, S, ...] training windows (window_start only)
     if config.window_start is not None:
         gap = config.frame_out - config.frame_in
-        windows = [make_samples(train_raw, t, t + gap, config.max_train, dtype).to(device)
-                   for t in range(config.window_start, config.frame_in + 1)]
+        windows = _stack_windows([make_samples(train_raw, t, t + gap, config.max_train, dtype).to(device)
+                                  for t in range(config.window_start, config.frame_in + 1)])
     va = make_samples(valid_raw, config.frame_in, config.frame_out, config.max_valid, dtype).to(device)
     tau = interval_time(train_raw.get("protocol"), config.frame_in, config.frame_out)
 
@@ -1066,8 +1074,8 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
         if config.charge_flip:
             flip = torch.randint(0, 2, (len(tr),), generator=gen).mul(2).sub(1).to(tr.positions.device)
         epoch_samples = tr
-        if len(windows) > 1:
-            pick = torch.randint(0, len(windows), (len(tr),), generator=gen)
+        if windows is not None:
+            pick = torch.randint(0, windows.positions.shape[0], (len(tr),), generator=gen)
             epoch_samples = _pick_windows(windows, pick.to(tr.positions.device))
         tr_acc, tr_loss = _epoch_pass(model, epoch_samples, config.batch_size, config.velocity_weight, optimizer,
                                       sched, config.grad_clip, order, epoch, flip, ema)

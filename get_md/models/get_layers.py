@@ -108,6 +108,7 @@ class GETLayer(nn.Module):
             raise ValueError(f"d_hidden, d_radial and n_rbf must be divisible by n_head ({n_head})")
         self.residual = residual
         self.n_head = n_head
+        self.d_hidden = d_hidden
         self.n_rbf = n_rbf
         self.cutoff = cutoff
         self.d_edge = d_edge
@@ -180,13 +181,10 @@ class GETLayer(nn.Module):
         c = self.chunk_rows
         if c <= 0 or n <= c or torch.is_grad_enabled():
             return scatter_sum(self._mlp(3, x).view(n, self.n_head, -1) * weight, index, n_out)
-        out = torch.zeros(0, dtype=x.dtype, device=x.device)
+        out = torch.zeros(n_out, self.n_head, self.d_hidden // self.n_head, dtype=x.dtype, device=x.device)
         for i in range(0, n, c):
             y = self._mlp(3, x[i:i + c])
-            y = y.view(y.shape[0], self.n_head, -1) * weight[i:i + c]
-            if i == 0:
-                out = torch.zeros([n_out] + list(y.shape[1:]), dtype=y.dtype, device=y.device)
-            out.index_add_(0, index[i:i + c], y)
+            out.index_add_(0, index[i:i + c], y.view(y.shape[0], self.n_head, -1) * weight[i:i + c])
         return out
 
     def _distance_features(self, dZ: torch.Tensor) -> torch.Tensor:

@@ -60,8 +60,15 @@ def evaluate_potential(model: torch.nn.Module, data: MolecularDataset, max_block
         e_err_atom.append(de / n_atoms)
         charge.append(targets["charge"].reshape(-1) if "charge" in targets else torch.zeros_like(de))
         f_err.append((out["forces"].detach() - targets["forces"].to(dtype)).reshape(-1))
-    e, ea, f = torch.cat(e_err), torch.cat(e_err_atom), torch.cat(f_err)
-    neutral = torch.cat(charge) == 0
+    return error_metrics(torch.cat(e_err), torch.cat(e_err_atom), torch.cat(f_err), torch.cat(charge) == 0)
+
+
+def error_metrics(e: torch.Tensor, ea: torch.Tensor, f: torch.Tensor, neutral: torch.Tensor) -> dict[str, float]:
+    """The metrics of :func:`evaluate_potential` from errors (model − reference): energy per
+    structure ``e`` [M] and per atom ``ea`` [M] (eV), force components ``f`` (eV/Å), and
+    which structures are ``neutral`` [M] bool. Any model's errors can be scored this way
+    (``benchmarks/mace_reference.py`` does, for MACE).
+    """
     return {
         "n_structures": int(e.numel()),
         "n_atoms": int(f.numel() // 3),
