@@ -25,6 +25,7 @@ import json
 import os
 import shlex
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -165,6 +166,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     src = Path(args.checkpoint)
     if not src.is_file():
         raise FileNotFoundError(f"{src}: checkpoint not found")
+    if zipfile.is_zipfile(src) and _is_model_file(src):
+        written = export.rescript(src, args.out)
+        print(f"re-scripted {src} -> {args.out} with get_md {written['get_md_version']} "
+              f"(same weights, sha256 {written['weights_sha256'][:12]}...)")
+        return 0
     try:
         ckpt = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -214,11 +220,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_model_file(path: Path) -> bool:
+    from get_md import export
+
+    try:
+        export.read_metadata(path)
+    except Exception:  # noqa: BLE001 - not a model file: treat as a checkpoint
+        return False
+    return True
+
+
 def _register_export(sub: Any) -> None:
     p = sub.add_parser("export", help="export a checkpoint as a self-describing TorchScript file",
                        description="Export checkpoint.pt / best.pt (or a state dict with --config) "
-                                   "as a model file that runs with torch.jit.load alone.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt, best.pt or a state dict")
+                                   "as a model file that runs with torch.jit.load alone. Given a "
+                                   "model file, re-script it with this get_md's code (same weights "
+                                   "and metadata).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="checkpoint.pt, best.pt, a state dict, or a model file to re-script")
     p.add_argument("out", metavar="OUT", help="model file to write (.pt)")
     p.add_argument("--config", help="training config, or JSON of model hyper-parameters")
     p.add_argument("--family", help="model family (get, geomformer) if the checkpoint lacks it")

@@ -377,6 +377,44 @@ def load(path: PathLike, device: Union[str, torch.device] = "cpu") -> tuple[torc
     return module, meta
 
 
+def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
+    """Re-script a model file with the installed get_md's code: same weights, same metadata.
+
+    A TorchScript file carries the code it was scripted from, so a model file keeps
+    running the code of the get_md that wrote it. This rebuilds the model from the
+    file's ``config`` (and ``builder``, if any), loads the file's weights, and writes
+    it again (to ``out``, or in place); ``weights_sha256`` is unchanged and checked.
+    The previous ``get_md_version`` and ``created`` are kept under ``rescripted_from``.
+
+    Example:
+        >>> meta = rescript("potential.pt", "potential-new.pt")  # doctest: +SKIP
+    """
+    import importlib
+
+    path = Path(path)
+    module, meta = load(path)
+    config = dict(meta.get("config") or {})
+    builder = str(meta.get("builder") or "").split(" ")[0]
+    if builder and ":" in builder:
+        mod_name, _, attr = builder.partition(":")
+        model = getattr(importlib.import_module(mod_name), attr)(meta["family"], **config)
+    else:
+        from get_md.models import build_model
+
+        model = build_model(meta["family"], **config)
+    try:
+        model.load_state_dict(module.state_dict())
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit a {meta['family']} model built from the file's "
+                         f"config with this get_md ({str(e).splitlines()[0]})") from e
+    keep = {k: v for k, v in meta.items() if k not in _COMPUTED and k not in ("family", "task", "cutoff")}
+    keep["rescripted_from"] = {"get_md_version": meta.get("get_md_version"), "created": meta.get("created")}
+    written = save(model, out if out is not None else path, keep)
+    if written["weights_sha256"] != meta["weights_sha256"]:
+        raise ValueError(f"{path}: re-scripted weights differ from the file's (digest mismatch)")
+    return written
+
+
 def _parse_dtype(dtype: Union[None, str, torch.dtype]) -> Optional[torch.dtype]:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype

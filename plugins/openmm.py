@@ -10,8 +10,11 @@ System:
 * ``backend="pythonforce"``: an ``openmm.PythonForce`` (OpenMM >= 8.6) whose callback
   runs the model in Python. Works with any torch; the callback is picklable, so the
   System can be serialised and deep-copied.
-* ``backend="auto"`` (default): TorchForce when ``import openmmtorch`` works, otherwise
-  PythonForce.
+* ``backend="auto"`` (default): TorchForce when ``import openmmtorch`` works and a
+  System holding a TorchForce survives a copy (:func:`torchforce_copies`), otherwise
+  PythonForce. (PyPI's openmmtorch 1.5 with OpenMM 8.6.1 segfaults when a TorchForce
+  is cloned or deserialised, which ``copy.deepcopy``, ``XmlSerializer.deserialize``
+  and openmm-ml's ``createMixedSystem`` do.)
 
 Units are converted at the boundary: positions and box nm -> Å (x 10), energy
 eV -> kJ/mol (x 96.48533212331), forces eV/Å -> kJ/mol/nm (x 964.8533212331).
@@ -37,8 +40,11 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import logging
+import subprocess
+import sys
 from dataclasses import replace
 from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
@@ -64,6 +70,7 @@ __all__ = [
     "add_force",
     "create_force",
     "have_openmmtorch",
+    "torchforce_copies",
     "torchforce_module",
 ]
 
@@ -80,6 +87,40 @@ def have_openmmtorch() -> bool:
     except Exception:  # noqa: BLE001 - ImportError, or OSError / RuntimeError from a mismatched build
         return False
     return True
+
+
+_COPY_PROBE = """
+import copy, torch, openmm, openmmtorch
+class M(torch.nn.Module):
+    def forward(self, positions):
+        return (positions ** 2).sum()
+system = openmm.System()
+system.addParticle(1.0)
+system.addForce(openmmtorch.TorchForce(torch.jit.script(M())))
+copy.deepcopy(system)
+openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def torchforce_copies() -> bool:
+    """Whether a System with a TorchForce can be deep-copied and deserialised here.
+
+    Probed once per process in a subprocess (a failing build segfaults, which would
+    kill the caller): PyPI's openmmtorch 1.5 wheel with OpenMM 8.6.1 crashes there.
+    False when openmmtorch does not import.
+    """
+    if not have_openmmtorch():
+        return False
+    try:
+        proc = subprocess.run([sys.executable, "-c", _COPY_PROBE], capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if proc.returncode != 0:
+        log.warning("openmmtorch is installed but a System with a TorchForce cannot be copied or "
+                    "deserialised here (probe exit code %d); backend='auto' uses PythonForce",
+                    proc.returncode)
+    return proc.returncode == 0
 
 
 # ------------------------------------------------------------------------ system atoms
@@ -392,7 +433,7 @@ def create_force(
         periodic = topology is not None and topology.getPeriodicBoxVectors() is not None
     periodic = bool(periodic)
     if backend == "auto":
-        backend = "torchforce" if have_openmmtorch() else "pythonforce"
+        backend = "torchforce" if torchforce_copies() else "pythonforce"
     if backend == "torchforce":
         try:
             import openmmtorch

@@ -99,10 +99,10 @@ def test_chunked_inference_equals_unchunked(pocket_complex, mode, task):
     run = model.forward_with_vectors if task == "vectors" else model
     with torch.no_grad():
         for layer in model.encoder.layers:
-            layer.chunk_rows = 0
+            layer.chunk_rows = layer.stream_rows = 0
         ref = run(*args)
         for layer in model.encoder.layers:
-            layer.chunk_rows = 37  # many chunks, a ragged last one
+            layer.chunk_rows = layer.stream_rows = 37  # many chunks, a ragged last one
         got = run(*args)
         scripted = torch.jit.script(model)
         got_script = (scripted.forward_with_vectors if task == "vectors" else scripted)(*args)
@@ -110,3 +110,40 @@ def test_chunked_inference_equals_unchunked(pocket_complex, mode, task):
     for k in ref:
         assert_close(got[k], ref[k], torch.float64, f"chunked {k}")
         assert_close(got_script[k], ref[k], torch.float64, f"chunked TorchScript {k}")
+
+
+def test_singleton_pairs_shortcut_changes_nothing(pocket_complex):
+    """Atom blocks in potential mode: every block edge is one atom pair and GETLayer
+    reduces over single members elementwise; energies and forces equal the general path."""
+    torch.set_num_threads(1)
+    g = pocket_complex.as_atom_blocks()
+    for task in ("energy", "vectors"):
+        model = tiny(task, "potential", cutoff=4.0).eval()
+        args = g.inputs()
+        if task == "vectors":
+            args = (args[0], torch.randn_like(args[0]), torch.randn(g.num_atoms, dtype=args[0].dtype), *args[1:])
+        run = model.forward_with_vectors if task == "vectors" else model
+        pairs = model._potential_pairs(g.positions, g.block_ids, g.segment_ids, g.batch_ids[g.block_ids],
+                                       g.cell, g.pbc)
+        assert pairs[-1] is True
+        got = run(*args)
+        model.compute_forces = False
+        with torch.no_grad():  # the chunked inference path (GETLayer._singleton_inference)
+            for layer in model.encoder.layers:
+                layer.stream_rows = 53  # many chunks, a ragged last one
+            got_nograd = run(*args)
+            model.singleton_shortcut = False
+            ref_nograd = run(*args)
+        model.compute_forces = True
+        ref = run(*args)
+        assert set(got) == set(ref)
+        for k in ref:
+            assert_close(got[k], ref[k], torch.float64, f"singleton shortcut {task} {k}")
+        for k in ref_nograd:
+            assert_close(got_nograd[k], ref_nograd[k], torch.float64, f"singleton inference {task} {k}")
+            assert_close(got_nograd[k], ref[k], torch.float64, f"singleton inference vs autograd {task} {k}")
+    # residue blocks never take it
+    pairs = model._potential_pairs(pocket_complex.positions, pocket_complex.block_ids, pocket_complex.segment_ids,
+                                   pocket_complex.batch_ids[pocket_complex.block_ids], pocket_complex.cell,
+                                   pocket_complex.pbc)
+    assert pairs[-1] is False

@@ -198,9 +198,13 @@ def test_periodic_box_matches_ase(model_file, ase_calc):
 
 
 def test_serialisation_and_deepcopy(model_file):
+    """PythonForce pickles its potential (XmlSerializer and deepcopy). Not run for
+    TorchForce: with the PyPI openmmtorch 1.5 wheel and OpenMM 8.6.1, deserialising any
+    System holding a TorchForce (even a one-line module) segfaults in openmmtorch's
+    serialization proxy (README, "Status of the optional pieces")."""
     atoms = ethanol()
     system = system_for(atoms.get_masses())
-    add_force(system, model_file, atoms.numbers.tolist(), dtype="float64")
+    add_force(system, model_file, atoms.numbers.tolist(), dtype="float64", backend="pythonforce")
     e0, f0 = energy_forces(system, atoms.positions / 10)
     for other in (copy.deepcopy(system),
                   openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))):
@@ -209,7 +213,7 @@ def test_serialisation_and_deepcopy(model_file):
         np.testing.assert_array_equal(f, f0)
     # an eager (not scripted) module pickles too
     eager = system_for(atoms.get_masses())
-    add_force(eager, tiny_get(), atoms.numbers.tolist(), dtype="float64")
+    add_force(eager, tiny_get(), atoms.numbers.tolist(), dtype="float64", backend="pythonforce")
     e1, _ = energy_forces(copy.deepcopy(eager), atoms.positions / 10)
     assert e1 == pytest.approx(e0, rel=1e-12)
 
@@ -218,7 +222,7 @@ def test_blocks_from_residues(model_file):
     top, positions = tripeptide()
     system = system_for([a.element.mass.value_in_unit(unit.dalton) for a in top.atoms()])
     force = add_force(system, model_file, top, dtype="float64", blocks="residues")
-    assert isinstance(force, openmm.PythonForce)
+    assert force.getName() == "get_md get"
     e_res, _ = energy_forces(system, positions)
     system2 = system_for([a.element.mass.value_in_unit(unit.dalton) for a in top.atoms()])
     add_force(system2, model_file, top, dtype="float64")
@@ -254,6 +258,24 @@ def test_torchforce_backend_unavailable_message(model_file):
     with pytest.raises(ValueError, match="openmm-torch.*pythonforce"):
         create_force(model_file, [6, 1, 1], backend="torchforce")
     assert isinstance(create_force(model_file, [6, 1, 1]), openmm.PythonForce), "auto -> PythonForce"
+
+
+def test_auto_backend_is_torchforce_only_where_it_copies(model_file):
+    """``backend="auto"`` picks TorchForce only where a System holding one can be copied
+    (the probe runs in a subprocess, since failing builds segfault); the System it
+    builds then deep-copies with the same energy."""
+    from get_md.plugins.openmm import torchforce_copies
+
+    copies = torchforce_copies()
+    if not HAVE_OPENMMTORCH:
+        assert copies is False
+    atoms = ethanol()
+    system = system_for(atoms.get_masses())
+    force = add_force(system, model_file, atoms.numbers.tolist(), dtype="float64")
+    assert isinstance(force, openmm.PythonForce) != copies
+    e0, _ = energy_forces(system, atoms.positions / 10)
+    e1, _ = energy_forces(copy.deepcopy(system), atoms.positions / 10)
+    assert e1 == pytest.approx(e0, rel=1e-12)
 
 
 @pytest.mark.skipif(not HAVE_OPENMMTORCH, reason=NO_OPENMMTORCH)

@@ -108,6 +108,9 @@ class GET(nn.Module):
         self.knn_radius = float(knn_radius)
         self.compute_forces = compute_forces
         self.smooth = mode == "potential"
+        #: potential mode: elementwise reductions when every block edge is one atom pair
+        #: (see ``_potential_pairs``); off only to test that it changes nothing
+        self.singleton_shortcut = True
 
         self.atom_embedding = nn.Embedding(vocab.MAX_ATOMIC_NUMBER + 1, d_hidden)
         self.block_embedding = nn.Embedding(vocab.NUM_BLOCK_TYPES, d_hidden)
@@ -147,20 +150,32 @@ class GET(nn.Module):
         atom_batch: torch.Tensor,
         cell: torch.Tensor,
         pbc: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """Radius-graph unit pairs grouped by block edge and source atom.
+
+        The last value says whether every block edge holds exactly one pair (one atom
+        per block, no periodic image counted twice); groups and edges are then numbered
+        as the pairs are (``pair_group == group_edge == arange``), which lets
+        :class:`GETLayer` skip its reductions over single members.
+        """
         n_atoms = positions.shape[0]
         n_blocks = segment_ids.shape[0]
         with torch.no_grad():
             center, neighbor, shifts = radius_graph(positions, atom_batch, self.cutoff, cell, pbc)
             bi, bj = block_ids[center], block_ids[neighbor]
             edge_keys, pair_edge = torch.unique(bi * n_blocks + bj, return_inverse=True)
-            edge_row = edge_keys // n_blocks
-            edge_col = edge_keys % n_blocks
-            group_keys, pair_group = torch.unique(pair_edge * n_atoms + center, return_inverse=True)
-            group_edge = group_keys // n_atoms
-            group_atom = group_keys % n_atoms
+            singleton = self.singleton_shortcut and edge_keys.shape[0] == center.shape[0]
+            if singleton:
+                pair_group = torch.arange(center.shape[0], device=center.device)
+                group_edge, group_atom, edge_row, edge_col = pair_group, center, bi, bj
+            else:
+                edge_row = edge_keys // n_blocks
+                edge_col = edge_keys % n_blocks
+                group_keys, pair_group = torch.unique(pair_edge * n_atoms + center, return_inverse=True)
+                group_edge = group_keys // n_atoms
+                group_atom = group_keys % n_atoms
             etype = (segment_ids[edge_row] != segment_ids[edge_col]).long()
-        return center, neighbor, pair_group, group_atom, group_edge, edge_row, etype, shifts
+        return center, neighbor, pair_group, group_atom, group_edge, edge_row, etype, shifts, singleton
 
     # --------------------------------------------------------------- forward
     def forward(
@@ -239,15 +254,18 @@ class GET(nn.Module):
             Z = torch.stack([pos, pos + vec], dim=1)
         pair_weight: Optional[torch.Tensor] = None
         pair_shift: Optional[torch.Tensor] = None
+        singleton = False
         if self.smooth:
-            ps, pd, pg, ga, ge, er, etype, shifts = self._potential_pairs(
+            ps, pd, pg, ga, ge, er, etype, shifts, singleton = self._potential_pairs(
                 pos, block_ids, segment_ids, atom_batch, cell, pbc
             )
-            shift_vec = torch.bmm(shifts.unsqueeze(1).to(pos.dtype), cell[atom_batch[ps]]).squeeze(1)
-            r = pos[pd] - pos[ps] + shift_vec
+            r = pos[pd] - pos[ps]
+            if bool(pbc.any()):  # periodic images: lattice shift of each pair
+                shift_vec = torch.bmm(shifts.unsqueeze(1).to(pos.dtype), cell[atom_batch[ps]]).squeeze(1)
+                r = r + shift_vec
+                pair_shift = shift_vec
             dist = torch.sqrt((r * r).sum(dim=-1) + 1e-12)
             pair_weight = self.envelope(dist / self.cutoff)
-            pair_shift = shift_vec
         else:
             ps, pd, pg, ga, ge, er, etype = self._score_pairs(pos, block_ids, batch_ids, segment_ids)
         edge_attr: Optional[torch.Tensor] = None
@@ -256,7 +274,7 @@ class GET(nn.Module):
 
         H, Z_out = self.encoder.run(
             H, Z, block_ids, batch_ids, edge_attr, ps, pd, pg, pair_weight, pair_shift,
-            ga, ge, er, not self.smooth, self.task == "vectors",
+            ga, ge, er, not self.smooth, self.task == "vectors", singleton,
         )
 
         out: Dict[str, torch.Tensor] = {}

@@ -101,3 +101,11 @@ def sink_softmax(
     e = weights * torch.exp(logits - m)
     den = scatter_sum(e, index, size)[index] + torch.exp(-m)
     return e / den
+
+
+def sink_softmax_single(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """:func:`sink_softmax` for groups of one member each (``index`` = arange):
+    ``w exp(l) / (1 + w exp(l))``, computed as there (same rounding)."""
+    m = logits.detach().clamp(min=0.0)
+    e = weights * torch.exp(logits - m)
+    return e / (e + torch.exp(-m))
