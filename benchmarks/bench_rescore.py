@@ -48,6 +48,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plugin_common import add_allocator_option, apply_allocator_option  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = REPO_ROOT / "tests" / "data" / "prolif"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "bench_rescore.json"
@@ -350,10 +353,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip", nargs="*", default=[], choices=["poses", "frames", "vina"])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_allocator_option(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    result = {"benchmark": "bench_rescore", "machine": machine_info(args.threads),
+    allocator_tuned = apply_allocator_option(args)  # as `get-md` does
+    result = {"benchmark": "bench_rescore", "machine": {**machine_info(args.threads), "allocator_tuned": allocator_tuned},
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -115,6 +115,34 @@ def test_potential_outputs_sorted_and_tagged(baseline):
     assert not (d / "out.csv.partial").exists()
 
 
+def test_sdf_output_keeps_input_records_and_replaces_own_tags(models, baseline, tmp_path):
+    """SDF in, SDF out: each molecule block is the input's, byte for byte; the input's
+    data items are kept; rescoring the output again replaces get_md's tags, not adds."""
+    from get_md.build.molecule import iter_sdf_texts, split_sdf_record
+
+    _, d = baseline
+    inputs = {i: split_sdf_record(t) for i, t in iter_sdf_texts(POSES_SDF)}
+    by_record = {}
+    for k, text in iter_sdf_texts(d / "out.sdf"):
+        block, items = split_sdf_record(text)
+        tags = dict(items)
+        pose = int(tags["get_pose"])
+        by_record[k] = tags
+        assert block == inputs[pose][0]
+        for key, value in inputs[pose][1]:
+            assert tags[key] == value
+    again = tmp_path / "again.sdf"
+    rescore_poses(REC, d / "out.sdf", models["energy"], out_sdf=again, **COMMON)
+    for _, text in iter_sdf_texts(again):
+        _, items = split_sdf_record(text)
+        keys = [k for k, _ in items]
+        assert len(keys) == len(set(keys)), keys          # no duplicated tags
+        tags = dict(items)
+        # get_pose now numbers the records of out.sdf; same molecule, same energy
+        before = by_record[int(tags["get_pose"])]
+        assert float(tags["get_interaction_energy"]) == pytest.approx(float(before["get_interaction_energy"]), abs=1e-5)
+
+
 def test_potential_per_residue_sums_to_total(baseline):
     df, d = baseline
     res = pd.read_csv(d / "out.residues.csv")
@@ -319,3 +347,37 @@ def test_cuda_auto_batch_size(models, tmp_path):
     df = rescore_poses(REC, POSES_SDF, models["energy"], reference=LIG_PDB, pocket_radius=4.0,
                        device="cuda", out_csv=tmp_path / "g.csv", progress=False)
     assert len(df) == 9 and (df["status"] == "ok").all()
+
+
+def test_prefetch_keeps_order_raises_and_stops():
+    """The read-ahead thread of the workflows: same items in order, the source's error
+    raised in the consumer, and an abandoned generator does not read on."""
+    from get_md.workflows._common import prefetch
+
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+    assert list(prefetch(iter([]))) == []
+
+    def failing():
+        yield 1
+        raise ValueError("record 2: bad")
+
+    got = []
+    with pytest.raises(ValueError, match="record 2"):
+        for x in prefetch(failing()):
+            got.append(x)
+    assert got == [1]
+
+    seen = []
+
+    def counting():
+        for i in range(1000):
+            seen.append(i)
+            yield i
+
+    gen = prefetch(counting(), depth=2)
+    assert next(gen) == 0
+    gen.close()
+    import time
+
+    time.sleep(0.5)
+    assert len(seen) <= 5

@@ -317,6 +317,23 @@ def _zoo_default(preferred: Sequence[str]) -> Path:
     )
 
 
+_CHECKED: dict = {}
+
+
+def _checked_metadata(path: Path) -> dict:
+    """``export.load(path)``'s metadata (archive and weights digest checked), remembered
+    per process for an unchanged file (same size and modification time)."""
+    from get_md import export
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    meta = _CHECKED.get(key)
+    if meta is None:
+        _, meta = export.load(path, device="cpu")
+        _CHECKED[key] = meta
+    return dict(meta)
+
+
 def resolve_model(
     model: Optional[PathLike],
     device: str = "cpu",
@@ -337,7 +354,7 @@ def resolve_model(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WorkflowError(f"--device {device}: CUDA is not available in this torch build / machine")
     path = _zoo_default(preferred) if model is None else export.resolve_model_path(model)
-    _, meta = export.load(path, device="cpu")
+    meta = _checked_metadata(Path(path))
     task = meta.get("task")
     if task not in ("energy", "score"):
         raise WorkflowError(
@@ -584,6 +601,48 @@ def chunked(it: Iterable, n: int) -> Iterator[list]:
             buf = []
     if buf:
         yield buf
+
+
+def prefetch(it: Iterable, depth: int = 1) -> Iterator:
+    """Items of ``it``, produced ``depth`` ahead by a background thread.
+
+    Lets file parsing (RDKit, mdtraj) run while the model, which releases the GIL in
+    TorchScript, works on the previous batch. Exceptions of ``it`` are re-raised here;
+    closing the generator stops the thread after its current item.
+    """
+    import queue
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def work():
+        try:
+            for x in it:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", x), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", end))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(("error", e))
+
+    thread = threading.Thread(target=work, name="get_md-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, x = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise x
+            yield x
+    finally:
+        stop.set()
 
 
 def add_run_options(p: Any, unit: str) -> None:

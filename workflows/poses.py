@@ -39,7 +39,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from ._common import (
     EV_TO_KCAL_MOL,
@@ -54,6 +54,7 @@ from ._common import (
     element_check,
     fan_out,
     file_fingerprint,
+    prefetch,
     progress_bar,
     progress_path,
     rank_values,
@@ -418,6 +419,63 @@ def _sdf_record(mol, tags: dict) -> str:
     return "\n".join(lines) + "\n$$$$\n"
 
 
+def _sdf_record_text(text: str, tags: dict) -> Optional[str]:
+    """An input SDF record verbatim up to ``M  END``, its own data items (those not
+    replaced by ``tags``), then ``tags``; None if the record has no ``M  END``."""
+    from get_md.build.molecule import split_sdf_record
+
+    parts = split_sdf_record(text)
+    if parts is None:
+        return None
+    lines, items = parts
+    for key, value in [(k, v) for k, v in items if k not in tags] + [(k, _sdf_value(v)) for k, v in tags.items()]:
+        lines += [f">  <{key}>", value, ""]
+    return "\n".join(lines) + "\n$$$$\n"
+
+
+def _pose_tags(row: dict, task: str, pose: int) -> dict[str, Any]:
+    tags: dict[str, Any] = {}
+    if task == "score":
+        tags["get_score"] = row["score"]
+    else:
+        tags["get_interaction_energy"] = row["interaction_energy_eV"]
+        tags["get_interaction_energy_kcal_mol"] = row["interaction_energy_kcal_mol"]
+    tags["get_rank"] = int(row["rank"])
+    tags["get_pose"] = pose
+    if "pb_valid" in row and row["pb_valid"] is not None and not _isnan(row["pb_valid"]):
+        tags["pb_valid"] = bool(row["pb_valid"])
+    return tags
+
+
+def _scored_records(poses: PathLike, by_pose: dict, task: str) -> Iterator[tuple[int, str]]:
+    """``(pose, SDF record text with tags)`` for the poses in ``by_pose``, in file order.
+
+    SDF input is copied record by record as text (the molecule block exactly as given);
+    other formats go through RDKit (MOL2) or the parsed graph (PDBQT, PDB)."""
+    from get_md.build import iter_poses
+    from get_md.build._common import base_suffix
+    from get_md.build.molecule import iter_sdf_texts
+
+    if base_suffix(poses) in (".sdf", ".sd", ".mol"):
+        for index, text in iter_sdf_texts(poses):
+            row = by_pose.get(index)
+            record = None if row is None else _sdf_record_text(text, _pose_tags(row, task, index))
+            if record is not None:
+                yield index, record
+        return
+    for rec in iter_poses(poses, segment_id=1):
+        row = by_pose.get(rec.index)
+        if row is None or rec.graph is None:
+            continue
+        mol = rec.mol
+        if mol is None:
+            mol = _mol_from_graph(rec.graph, str(rec.properties.get("_Name") or f"{Path(rec.source).name}#{rec.index}"))
+            for k, v in rec.properties.items():
+                if not k.startswith("_"):
+                    mol.SetProp(k, _sdf_value(_plain(v)))
+        yield rec.index, _sdf_record(mol, _pose_tags(row, task, rec.index))
+
+
 def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str) -> int:
     """Write the scored poses of ``table`` (in its row order) to ``out_sdf`` atomically.
 
@@ -426,8 +484,6 @@ def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str) -> int:
     Returns the number of records written.
     """
     import tempfile
-
-    from get_md.build import iter_poses
 
     wanted = table[table["status"] == "ok"]
     order = [int(p) for p in wanted["pose"]]
@@ -439,28 +495,9 @@ def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str) -> int:
     offsets: dict[int, tuple[int, int]] = {}
     out_sdf = Path(out_sdf)
     with tempfile.TemporaryFile(mode="w+b", dir=out_sdf.parent if out_sdf.parent.exists() else None) as scratch:
-        for rec in iter_poses(poses, segment_id=1):
-            row = by_pose.get(rec.index)
-            if row is None or rec.graph is None:
-                continue
-            mol = rec.mol
-            if mol is None:
-                mol = _mol_from_graph(rec.graph, str(rec.properties.get("_Name") or f"{Path(rec.source).name}#{rec.index}"))
-                for k, v in rec.properties.items():
-                    if not k.startswith("_"):
-                        mol.SetProp(k, _sdf_value(_plain(v)))
-            tags: dict[str, Any] = {}
-            if task == "score":
-                tags["get_score"] = row["score"]
-            else:
-                tags["get_interaction_energy"] = row["interaction_energy_eV"]
-                tags["get_interaction_energy_kcal_mol"] = row["interaction_energy_kcal_mol"]
-            tags["get_rank"] = int(row["rank"])
-            tags["get_pose"] = rec.index
-            if "pb_valid" in row and row["pb_valid"] is not None and not _isnan(row["pb_valid"]):
-                tags["pb_valid"] = bool(row["pb_valid"])
-            data = _sdf_record(mol, tags).encode()
-            offsets[rec.index] = (scratch.tell(), len(data))
+        for index, record in _scored_records(poses, by_pose, task):
+            data = record.encode()
+            offsets[index] = (scratch.tell(), len(data))
             scratch.write(data)
         with atomic_output(out_sdf, mode="wb") as fh:
             for pose in order:
@@ -657,7 +694,8 @@ def rescore_poses(
 
     def tasks():
         nonlocal terms
-        for k, records in enumerate(chunked(iter_poses(poses, segment_id=1), bs)):
+        # the next batch is parsed while the model scores this one
+        for k, records in enumerate(prefetch(chunked(iter_poses(poses, segment_id=1), bs))):
             if store.done(k):
                 continue
             if terms is None:

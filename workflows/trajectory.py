@@ -51,6 +51,7 @@ from ._common import (
     element_check,
     fan_out,
     file_fingerprint,
+    prefetch,
     progress_bar,
     progress_path,
     resolve_model,
@@ -374,7 +375,8 @@ def rescore_trajectory(
     def tasks():
         buf: list = []
         k = 0
-        for frame, xyz, t in _frames(trajectory, top, sel, start, chunk):
+        # frames are read ahead while the model scores the previous batch
+        for frame, xyz, t in prefetch(_frames(trajectory, top, sel, start, chunk), depth=2 * bs):
             if stop is not None and frame >= stop:
                 break
             if (frame - start) % stride:

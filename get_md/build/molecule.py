@@ -243,12 +243,14 @@ def _parse_record(
     return rec
 
 
-def _read_sdf_tags(text: str, mol) -> None:
-    """Copy SDF data items (``> <tag>`` blocks) onto ``mol``; MolFromMolBlock ignores them."""
+def split_sdf_record(text: str) -> Optional[tuple[list[str], list[tuple[str, str]]]]:
+    """An SDF record's lines up to and including ``M  END``, and its data items
+    ``(tag, value)`` in file order; None when the record has no ``M  END`` line."""
     lines = text.splitlines()
     k = next((i for i, ln in enumerate(lines) if ln.startswith("M  END")), None)
     if k is None:
-        return
+        return None
+    items: list[tuple[str, str]] = []
     i = k + 1
     while i < len(lines):
         m = re.match(r"^>.*<([^>]*)>", lines[i])
@@ -260,7 +262,20 @@ def _read_sdf_tags(text: str, mol) -> None:
         while i < len(lines) and lines[i].strip() != "":
             values.append(lines[i])
             i += 1
-        mol.SetProp(tag, "\n".join(values))
+        items.append((tag, "\n".join(values)))
+    return lines[: k + 1], items
+
+
+def _read_sdf_tags(text: str, mol) -> None:
+    """Copy SDF data items (``> <tag>`` blocks) onto ``mol``; MolFromMolBlock ignores them."""
+    parts = split_sdf_record(text)
+    for tag, value in parts[1] if parts is not None else ():
+        mol.SetProp(tag, value)
+
+
+def iter_sdf_texts(path: PathLike) -> Iterator[tuple[int, str]]:
+    """Stream ``(1-based record number, record text without $$$$)`` of an SDF file, unparsed."""
+    return _split_records(check_file(path), "sdf")
 
 
 def _split_records(path: Path, fmt: str) -> Iterator[tuple[int, str]]:
