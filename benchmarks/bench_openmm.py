@@ -53,7 +53,18 @@ def openmm_platform():
     return openmm.Platform.getPlatformByName("CPU" if "CPU" in names else "Reference")
 
 
-def time_openmm(force_backend: str, model, z, pos, cell, periodic: bool, steps: int, repeats: int) -> dict:
+def executor(name: str):
+    """The TorchScript executor mode for timed calls: ``plain`` (what get_md's plugins use,
+    :func:`get_md.perf.plain_executor`) or ``default`` (torch's profiling executor)."""
+    import contextlib
+
+    from get_md.perf import plain_executor
+
+    return plain_executor() if name == "plain" else contextlib.nullcontext()
+
+
+def time_openmm(force_backend: str, model, z, pos, cell, periodic: bool, steps: int, repeats: int,
+                mode: str = "plain") -> dict:
     import openmm
     from get_md.plugins.openmm import add_force
 
@@ -69,14 +80,18 @@ def time_openmm(force_backend: str, model, z, pos, cell, periodic: bool, steps: 
     ctx = openmm.Context(system, integrator, platform)
     ctx.setPositions(pos / 10.0)
     ctx.setVelocitiesToTemperature(300.0, 1)
-    integrator.step(3)  # TorchScript's profiling executor optimises during the first calls
-    t = median_time(lambda: integrator.step(steps), repeats, warmup=0)
+    def run(n):
+        with executor(mode):  # TorchForce's forward runs on this thread
+            integrator.step(n)
+
+    run(3)  # TorchScript's profiling executor optimises during the first calls
+    t = median_time(lambda: run(steps), repeats, warmup=0)
     per_step = {k: (v / steps if not isinstance(v, list) else [s / steps for s in v]) for k, v in t.items()}
     per_step["platform"] = platform.getName()
     return per_step
 
 
-def time_model(model, z, pos, cell, periodic: bool, repeats: int, warmup: int) -> dict:
+def time_model(model, z, pos, cell, periodic: bool, repeats: int, warmup: int, mode: str = "plain") -> dict:
     from get_md.graph import MolecularGraph
 
     g = MolecularGraph.from_atoms(torch.tensor(pos, dtype=torch.float32), torch.tensor(z),
@@ -85,7 +100,7 @@ def time_model(model, z, pos, cell, periodic: bool, repeats: int, warmup: int) -
     inputs = g.inputs()
 
     def call():
-        with torch.no_grad():
+        with torch.no_grad(), executor(mode):
             out = model(*inputs)
         return out["forces"]
 
@@ -108,6 +123,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-periodic", action="store_true", help="non-periodic clusters instead of boxes")
     p.add_argument("--backends", nargs="+", default=["torchforce", "pythonforce"])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--executor", choices=["plain", "default"], default="plain",
+                   help="TorchScript executor for the bare model and TorchForce (default plain, as "
+                        "get_md's plugins run; PythonForce always runs plain)")
     add_allocator_option(p)
     args = p.parse_args(argv)
     tuned = apply_allocator_option(args)
@@ -126,7 +144,7 @@ def main(argv=None) -> int:
         steps = args.steps or (20 if size <= 200 else 5 if size <= 2000 else 2)
         rec = {"size": size, "n_atoms": int(len(z)), "periodic": periodic, "box_A": float(cell[0, 0]),
                "steps_per_sample": steps}
-        rec["model"] = time_model(model, z, pos, cell, periodic, args.repeats, args.warmup)
+        rec["model"] = time_model(model, z, pos, cell, periodic, args.repeats, args.warmup, args.executor)
         model_ms = rec["model"]["median_s"] * 1e3
         print(f"{len(z):6d} atoms  model fwd+bwd  {model_ms:9.2f} ms", flush=True)
         for backend in args.backends:
@@ -134,7 +152,7 @@ def main(argv=None) -> int:
                 rec[backend] = {"skipped": torchforce_status}
                 print(f"{len(z):6d} atoms  {backend:12s}  skipped ({torchforce_status})", flush=True)
                 continue
-            r = time_openmm(backend, model, z, pos, cell, periodic, steps, args.repeats)
+            r = time_openmm(backend, model, z, pos, cell, periodic, steps, args.repeats, args.executor)
             r["ms_per_step"] = r["median_s"] * 1e3
             r["overhead_ms"] = r["ms_per_step"] - model_ms
             r["steps_per_s"] = 1.0 / r["median_s"]
@@ -149,7 +167,7 @@ def main(argv=None) -> int:
         "settings": {"model": {"family": "get", **MODEL_CONFIG, "dtype": "float32", "weights": "random"},
                      "system": "water box, 1.0 g/cm^3" + (" (periodic)" if periodic else " (cluster)"),
                      "integrator": "VerletIntegrator 0.5 fs", "repeats": args.repeats,
-                     "warmup_calls": args.warmup, "scripted": True,
+                     "warmup_calls": args.warmup, "scripted": True, "executor": args.executor,
                      "torchforce": torchforce_status},
         "results": records,
     }

@@ -30,6 +30,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from get_md.perf import plain_executor
+
 #: 1 eV in kJ/mol.
 EV_TO_KJ_PER_MOL = 96.48533212331
 #: 1 eV/Å in kJ/mol/nm.
@@ -82,8 +84,9 @@ class LoadedModel:
             )
 
     def run(self, inputs: Sequence[torch.Tensor], charges: Optional[torch.Tensor] = None) -> dict:
-        """Forward under ``torch.no_grad()`` (the model takes forces by autograd internally)."""
-        with torch.no_grad():
+        """Forward under ``torch.no_grad()`` (the model takes forces by autograd internally),
+        with TorchScript's plain executor (see :func:`get_md.perf.plain_executor`)."""
+        with torch.no_grad(), plain_executor():
             if self.needs_charge:
                 if charges is None:
                     raise ValueError(f"model {self.source} needs the total charge")

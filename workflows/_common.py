@@ -412,11 +412,13 @@ def run_model(spec: ModelSpec, graph) -> dict:
     """
     import torch
 
+    from get_md.perf import plain_executor
+
     mod = get_module(spec)
     if spec.atom_blocks:
         graph = graph.as_atom_blocks()
     g = graph.to(device=spec.device, dtype=module_dtype(mod))
-    with torch.no_grad():
+    with torch.no_grad(), plain_executor():
         out = mod(*g.inputs())
     return {k: v.detach().to("cpu") for k, v in out.items()}
 
