@@ -222,6 +222,14 @@ class GETLayer(nn.Module):
         return (torch.nn.functional.linear(H_v, weight[:, :d_v])[pair_dst]
                 + torch.nn.functional.linear(D, weight[:, d_v:], bias))
 
+    def _chunk_geometry(self, Z: torch.Tensor, ps: torch.Tensor, pd: torch.Tensor,
+                        pair_shift: Optional[torch.Tensor], i: int, j: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Relative coordinates [n, C, 3] and distance features of pairs ``i:j``."""
+        dZ = Z.index_select(0, ps) - Z.index_select(0, pd)
+        if pair_shift is not None:
+            dZ = dZ - pair_shift[i:j].unsqueeze(1)
+        return dZ, self._distance_features(dZ)
+
     def _singleton_inference(
         self,
         H: torch.Tensor,
@@ -269,10 +277,7 @@ class GETLayer(nn.Module):
         for i in range(0, n_pairs, c):
             j = min(i + c, n_pairs)
             ps, pd = pair_src[i:j], pair_dst[i:j]
-            dZ = Z.index_select(0, ps) - Z.index_select(0, pd)
-            if pair_shift is not None:
-                dZ = dZ - pair_shift[i:j].unsqueeze(1)
-            D = self._distance_features(dZ)
+            dZ, D = self._chunk_geometry(Z, ps, pd, pair_shift, i, j)
             d_d = D.shape[-1]
             pre = att_src.index_select(0, ps) + att_dst.index_select(0, pd) + torch.nn.functional.linear(
                 D, w_att[:, 2 * d_rh:2 * d_rh + d_d], self.att_mlp[0].bias)
@@ -291,10 +296,7 @@ class GETLayer(nn.Module):
         for i in range(0, n_pairs, c):
             j = min(i + c, n_pairs)
             ps, pd, ga = pair_src[i:j], pair_dst[i:j], group_atom[i:j]
-            dZ = Z.index_select(0, ps) - Z.index_select(0, pd)
-            if pair_shift is not None:
-                dZ = dZ - pair_shift[i:j].unsqueeze(1)
-            D = self._distance_features(dZ)
+            dZ, D = self._chunk_geometry(Z, ps, pd, pair_shift, i, j)
             a, b = alpha[i:j].unsqueeze(-1), beta[i:j].unsqueeze(-1)
             msg = self._mlp(1, msg_dst.index_select(0, pd) + torch.nn.functional.linear(D, w_msg[:, d_v:], b_msg))
             y = self._mlp(3, (a * msg).reshape(j - i, -1)).view(j - i, h, -1)
