@@ -90,8 +90,10 @@ def time_bare_model(model, atoms, repeats: int, warmup: int) -> dict:
                                   pbc=torch.ones(3, dtype=torch.bool))
     inputs = g.inputs()
 
+    from get_md.perf import plain_executor
+
     def call():
-        with torch.no_grad():
+        with torch.no_grad(), plain_executor():  # as GETCalculator runs it
             model(*inputs)
 
     return median_time(call, repeats, warmup=warmup)
