@@ -381,3 +381,6 @@ def test_prefetch_keeps_order_raises_and_stops():
 
     time.sleep(0.5)
     assert len(seen) <= 5
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name == "get_md-prefetch"], "reader thread left running"

@@ -616,22 +616,25 @@ def prefetch(it: Iterable, depth: int = 1) -> Iterator:
 
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
-    end = object()
+
+    def put(item) -> bool:
+        """Queue ``item`` unless the consumer has gone; whether it was queued."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work():
         try:
             for x in it:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", x), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(("item", x)):
                     return
-            q.put(("end", end))
+            put(("end", None))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            q.put(("error", e))
+            put(("error", e))
 
     thread = threading.Thread(target=work, name="get_md-prefetch", daemon=True)
     thread.start()
