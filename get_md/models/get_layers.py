@@ -273,7 +273,7 @@ class GETLayer(nn.Module):
         use_edge = edge_attr is not None and self.d_edge > 0
 
         alpha = torch.empty(n_pairs, h, dtype=H.dtype, device=H.device)
-        beta = torch.empty(n_pairs, h, dtype=H.dtype, device=H.device)
+        beta_logit = torch.empty(n_pairs, h, dtype=H.dtype, device=H.device)
         for i in range(0, n_pairs, c):
             j = min(i + c, n_pairs)
             ps, pd = pair_src[i:j], pair_dst[i:j]
@@ -288,8 +288,8 @@ class GETLayer(nn.Module):
             w = pair_weight[i:j].unsqueeze(-1)
             alpha[i:j] = sink_softmax_single(self.unit_att_linear(R_repr).squeeze(-1), w)
             pooled = (w.unsqueeze(-1) * R_repr) / (w.unsqueeze(-1) + 1e-9)
-            beta[i:j] = self.block_att_linear(pooled).squeeze(-1)
-        beta = sink_softmax(beta, pair_weight.unsqueeze(-1), edge_row, n_blocks_hint)
+            beta_logit[i:j] = self.block_att_linear(pooled).squeeze(-1)
+        beta = sink_softmax(beta_logit, pair_weight.unsqueeze(-1), edge_row, n_blocks_hint)
 
         node = torch.zeros(n_atoms, h, self.d_hidden // h, dtype=H.dtype, device=H.device)
         Z_agg = torch.zeros(n_atoms, h, Z.shape[1], 3, dtype=Z.dtype, device=Z.device)
