@@ -47,7 +47,7 @@ from plugin_common import (  # noqa: E402
     apply_allocator_option,
     build_model,
     machine_info,
-    median_time,
+    time_bare_model,
     water_box,
 )
 
@@ -80,23 +80,6 @@ def time_calculator(calc, atoms, calls: int, warmup: int, stress: bool) -> dict:
         call()
     per_call = (time.perf_counter() - t0) / calls
     return {"s_per_call": per_call, "calls_per_s": 1.0 / per_call, "calls": calls}
-
-
-def time_bare_model(model, atoms, repeats: int, warmup: int) -> dict:
-    from get_md.graph import MolecularGraph
-
-    g = MolecularGraph.from_atoms(torch.tensor(atoms.positions, dtype=torch.float32),
-                                  torch.tensor(atoms.numbers), cell=torch.tensor(atoms.cell.array, dtype=torch.float32),
-                                  pbc=torch.ones(3, dtype=torch.bool))
-    inputs = g.inputs()
-
-    from get_md.perf import plain_executor
-
-    def call():
-        with torch.no_grad(), plain_executor():  # as GETCalculator runs it
-            model(*inputs)
-
-    return median_time(call, repeats, warmup=warmup)
 
 
 def mace_calculator():
@@ -192,7 +175,8 @@ def main(argv=None) -> int:
         atoms = make_atoms(size)
         calls = args.calls or (10 if size <= 200 else 3 if size <= 2000 else 1)
         rec = {"size": size, "n_atoms": len(atoms), "box_A": float(atoms.cell[0, 0]), "calls": calls}
-        rec["model"] = time_bare_model(model, atoms, max(calls, 1), args.warmup)
+        rec["model"] = time_bare_model(model, atoms.numbers, atoms.positions, atoms.cell.array, True,
+                                       max(calls, 1), args.warmup)  # as GETCalculator runs it
         rec["get"] = time_calculator(get_calc, atoms, calls, args.warmup, args.stress)
         rec["get"]["overhead_ms"] = (rec["get"]["s_per_call"] - rec["model"]["median_s"]) * 1e3
         print(f"{len(atoms):6d} atoms  GET model {rec['model']['median_s'] * 1e3:9.2f} ms  "

@@ -37,8 +37,10 @@ from plugin_common import (  # noqa: E402
     add_allocator_option,
     apply_allocator_option,
     build_model,
+    executor,
     machine_info,
     median_time,
+    time_bare_model,
     water_box,
 )
 
@@ -51,16 +53,6 @@ def openmm_platform():
 
     names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     return openmm.Platform.getPlatformByName("CPU" if "CPU" in names else "Reference")
-
-
-def executor(name: str):
-    """The TorchScript executor mode for timed calls: ``plain`` (what get_md's plugins use,
-    :func:`get_md.perf.plain_executor`) or ``default`` (torch's profiling executor)."""
-    import contextlib
-
-    from get_md.perf import plain_executor
-
-    return plain_executor() if name == "plain" else contextlib.nullcontext()
 
 
 def time_openmm(force_backend: str, model, z, pos, cell, periodic: bool, steps: int, repeats: int,
@@ -89,27 +81,6 @@ def time_openmm(force_backend: str, model, z, pos, cell, periodic: bool, steps: 
     per_step = {k: (v / steps if not isinstance(v, list) else [s / steps for s in v]) for k, v in t.items()}
     per_step["platform"] = platform.getName()
     return per_step
-
-
-def time_model(model, z, pos, cell, periodic: bool, repeats: int, warmup: int, mode: str = "plain") -> dict:
-    from get_md.graph import MolecularGraph
-
-    g = MolecularGraph.from_atoms(torch.tensor(pos, dtype=torch.float32), torch.tensor(z),
-                                  cell=torch.tensor(cell, dtype=torch.float32) if periodic else None,
-                                  pbc=torch.ones(3, dtype=torch.bool) if periodic else None)
-    inputs = g.inputs()
-
-    def call():
-        with torch.no_grad(), executor(mode):
-            out = model(*inputs)
-        return out["forces"]
-
-    res = median_time(call, repeats, warmup=warmup)
-    with torch.no_grad():
-        out = model(*inputs)
-    res["what"] = "forward + autograd backward for forces"
-    res["energy_eV"] = float(out["energy"].sum())
-    return res
 
 
 def main(argv=None) -> int:
@@ -144,7 +115,7 @@ def main(argv=None) -> int:
         steps = args.steps or (20 if size <= 200 else 5 if size <= 2000 else 2)
         rec = {"size": size, "n_atoms": int(len(z)), "periodic": periodic, "box_A": float(cell[0, 0]),
                "steps_per_sample": steps}
-        rec["model"] = time_model(model, z, pos, cell, periodic, args.repeats, args.warmup, args.executor)
+        rec["model"] = time_bare_model(model, z, pos, cell, periodic, args.repeats, args.warmup, args.executor)
         model_ms = rec["model"]["median_s"] * 1e3
         print(f"{len(z):6d} atoms  model fwd+bwd  {model_ms:9.2f} ms", flush=True)
         for backend in args.backends:

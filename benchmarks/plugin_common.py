@@ -62,6 +62,39 @@ def median_time(fn, repeats: int, warmup: int = 1) -> dict:
             "max_s": float(max(samples)), "samples_s": [float(s) for s in samples]}
 
 
+def executor(name: str):
+    """The TorchScript executor mode for timed calls: ``plain`` (what get_md's plugins use,
+    :func:`get_md.perf.plain_executor`) or ``default`` (torch's profiling executor)."""
+    import contextlib
+
+    from get_md.perf import plain_executor
+
+    return plain_executor() if name == "plain" else contextlib.nullcontext()
+
+
+def time_bare_model(model, z, pos, cell, periodic: bool, repeats: int, warmup: int,
+                    mode: str = "plain") -> dict:
+    """The bare model call (forward + the autograd backward that gives forces) on the
+    graph of ``z``, ``pos`` (Å) and ``cell``, timed by :func:`median_time` under the
+    executor ``mode``; adds the energy (eV) of the last call."""
+    from get_md.graph import MolecularGraph
+
+    g = MolecularGraph.from_atoms(torch.tensor(pos, dtype=torch.float32), torch.tensor(z),
+                                  cell=torch.tensor(cell, dtype=torch.float32) if periodic else None,
+                                  pbc=torch.ones(3, dtype=torch.bool) if periodic else None)
+    inputs = g.inputs()
+    last: dict = {}
+
+    def call():
+        with torch.no_grad(), executor(mode):
+            last["out"] = model(*inputs)
+
+    res = median_time(call, repeats, warmup=warmup)
+    res["what"] = "forward + autograd backward for forces"
+    res["energy_eV"] = float(last["out"]["energy"].sum())
+    return res
+
+
 def machine_info(threads: int) -> dict:
     cpu = "unknown"
     try:

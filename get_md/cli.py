@@ -25,7 +25,6 @@ import json
 import os
 import shlex
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -166,7 +165,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     src = Path(args.checkpoint)
     if not src.is_file():
         raise FileNotFoundError(f"{src}: checkpoint not found")
-    if zipfile.is_zipfile(src) and _is_model_file(src):
+    if _is_model_file(src):
         written = export.rescript(src, args.out)
         print(f"re-scripted {src} -> {args.out} with get_md {written['get_md_version']} "
               f"(same weights, sha256 {written['weights_sha256'][:12]}...)")
@@ -221,11 +220,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _is_model_file(path: Path) -> bool:
+    """Whether ``path`` is a get_md model file (else it is read as a checkpoint)."""
     from get_md import export
 
     try:
         export.read_metadata(path)
-    except Exception:  # noqa: BLE001 - not a model file: treat as a checkpoint
+    except export.ModelFileError:
         return False
     return True
 

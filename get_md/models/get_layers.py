@@ -169,6 +169,12 @@ class GETLayer(nn.Module):
             return self.node_mlp(x)
         return self.coord_mlp(x)
 
+    def _chunked(self, x: torch.Tensor) -> bool:
+        """Whether row-wise work on ``x`` runs in chunks of ``chunk_rows``: inference on
+        the CPU with more rows than one chunk (see :meth:`_rows`)."""
+        return (0 < self.chunk_rows < x.shape[0] and not torch.is_grad_enabled()
+                and x.device.type == "cpu")
+
     def _rows(self, kind: int, x: torch.Tensor) -> torch.Tensor:
         """``_mlp(kind, x)``, in chunks of ``chunk_rows`` rows when no gradient is taken.
 
@@ -180,7 +186,7 @@ class GETLayer(nn.Module):
         """
         n = x.shape[0]
         c = self.chunk_rows
-        if c <= 0 or n <= c or torch.is_grad_enabled() or x.device.type != "cpu":
+        if not self._chunked(x):
             return self._mlp(kind, x)
         return torch.cat([self._mlp(kind, x[i:i + c]) for i in range(0, n, c)])
 
@@ -193,7 +199,7 @@ class GETLayer(nn.Module):
         """
         n = x.shape[0]
         c = self.chunk_rows
-        if c <= 0 or n <= c or torch.is_grad_enabled() or x.device.type != "cpu":
+        if not self._chunked(x):
             return scatter_sum(self._mlp(3, x).view(n, self.n_head, -1) * weight, index, n_out)
         out = torch.zeros(n_out, self.n_head, self.d_hidden // self.n_head, dtype=x.dtype, device=x.device)
         for i in range(0, n, c):
