@@ -12,7 +12,8 @@ Measured, in one process and one run:
   parsing, union pocket, pose parsing, complexes, model, CSV + SDF writing), best and
   median of ``--repeats``;
 * ``poses_model``: the batched model calls alone on prebuilt complexes (for a potential:
-  complex + ligand graphs per pose, the pocket once) — the ceiling of the workflow;
+  complex + ligand graphs per pose reusing the pocket's terms as the workflow does, the
+  pocket once), one call at a time (the workflow runs one batch per thread at once);
 * ``frames_e2e`` / ``frames_model``: the same for
   :func:`get_md.workflows.trajectory.rescore_trajectory` (complex + pocket + ligand per
   frame for a potential);
@@ -178,9 +179,9 @@ def _summary(times: list[float], n: int, unit: str, cpu: list[float] | None = No
 
 # ------------------------------------------------------------------------------ get_md
 def bench_poses(model: str, poses: Path, radius: float, args, tmp: Path) -> dict:
+    from get_md.workflows._common import environment_cache, run_model
     from get_md.workflows._common import resolve_model as resolve_spec
-    from get_md.workflows._common import run_model
-    from get_md.workflows.poses import load_receptor, load_reference, rescore_poses
+    from get_md.workflows.poses import load_receptor, load_reference, pocket_index, rescore_poses
 
     from get_md.build import iter_poses, make_complex, select_pocket
     from get_md.graph import batch_graphs
@@ -202,12 +203,15 @@ def bench_poses(model: str, poses: Path, radius: float, args, tmp: Path) -> dict
     cplx = [make_complex(pocket, g) for g in ligs]
     bs = args.batch_size or 16
 
+    cache = environment_cache(spec, pocket)  # the pocket's reusable terms, as the workflow does
+
     def model_only():
         if spec.is_potential:
             run_model(spec, pocket)
         for i in range(0, len(cplx), bs):
             graphs = cplx[i:i + bs] + (ligs[i:i + bs] if spec.is_potential else [])
-            run_model(spec, batch_graphs(graphs))
+            env = None if cache is None else (pocket_index(pocket, ligs[i:i + bs]), cache)
+            run_model(spec, batch_graphs(graphs), env)
 
     model_only()  # warm-up
     model_times = _timed(model_only, args.repeats, args.device)

@@ -147,3 +147,48 @@ def test_singleton_pairs_shortcut_changes_nothing(pocket_complex):
                                    pocket_complex.batch_ids[pocket_complex.block_ids], pocket_complex.cell,
                                    pocket_complex.pbc)
     assert pairs[-1] is False
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_forward_in_environment_equals_forward(dtype):
+    """Poses in one pocket: reusing the pocket's states and pair terms
+    (GET.environment_cache / forward_in_environment) gives forward()'s energies, eager
+    and TorchScript, for complexes and free ligands batched together."""
+    from get_md.build import from_pdb, from_sdf, make_complex, select_pocket
+    from get_md.graph import batch_graphs
+
+    torch.set_num_threads(1)
+    receptor = from_pdb(DATA / "prolif" / "rec.pdb")
+    poses = from_sdf(DATA / "prolif" / "vina_output.sdf")[:3]
+    pocket = select_pocket(receptor, poses[0], 8.0)
+    graphs = [make_complex(pocket, p) for p in poses] + poses[:2]
+    batch = batch_graphs(graphs).as_atom_blocks().to(dtype=dtype)
+    env_index = torch.cat([torch.cat([torch.arange(pocket.num_atoms), torch.full((p.num_atoms,), -1)])
+                           for p in poses] + [torch.full((p.num_atoms,), -1) for p in poses[:2]])
+    model = tiny("energy", "potential", dtype).eval()   # 2 layers, cutoff 3 Å
+    model.compute_forces = False
+    # some pocket atoms are beyond the model's reach of every pose: they keep cached states
+    lig_pos = torch.cat([p.positions for p in poses]).to(pocket.positions.dtype)
+    assert (torch.cdist(pocket.positions, lig_pos).min(dim=1).values > 2 * CUTOFF).any()
+    env_inputs = pocket.as_atom_blocks().to(dtype=dtype).inputs()
+    with torch.no_grad():
+        for layer in model.encoder.layers:
+            layer.stream_rows = 53  # many chunks, a ragged last one
+        for m in (model, torch.jit.script(model)):
+            cache = m.environment_cache(*env_inputs)
+            ref = m(*batch.inputs())
+            got = m.forward_in_environment(*batch.inputs(), env_index, cache)
+            assert_close(got["energy"], ref["energy"], dtype, "energy in environment")
+            assert_close(got["energies"], ref["energies"], dtype, "energies in environment")
+            moved = batch.positions.clone()
+            moved[0, 0] += 0.01                           # a pocket atom not where the cache has it
+            args = list(batch.inputs())
+            args[0] = moved
+            with pytest.raises((RuntimeError, torch.jit.Error), match="not where the cache"):
+                m.forward_in_environment(*args, env_index, cache)
+    # with forces (or autograd) nothing is reused: plain forward
+    model.compute_forces = True
+    got = model.forward_in_environment(*batch.inputs(), env_index, cache)
+    ref = model(*batch.inputs())
+    assert set(got) == set(ref) and "forces" in got
+    assert_close(got["forces"], ref["forces"], dtype, "forces in environment (fallback)")

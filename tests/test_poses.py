@@ -257,7 +257,8 @@ def test_resume_after_kill_gives_identical_output(models, baseline, tmp_path):
     out_csv, out_sdf = tmp_path / "out.csv", tmp_path / "out.sdf"
     argv = ["rescore-poses", str(REC), str(POSES_SDF), "--model", str(models["energy"]),
             "--reference", str(LIG_PDB), "--pocket-radius", "4", "--batch-size", "4",
-            "--per-residue", "--out-csv", str(out_csv), "--out-sdf", str(out_sdf), "--quiet"]
+            "--per-residue", "--out-csv", str(out_csv), "--out-sdf", str(out_sdf), "--quiet",
+            "--parallel", "2"]  # two batches at once: still committed in order
     env = dict(os.environ, **{CRASH_ENV: "1:torn", "OMP_NUM_THREADS": "1"})
     proc = subprocess.run([sys.executable, "-m", "get_md.cli", *argv], env=env,
                           capture_output=True, text=True, timeout=300)
@@ -302,6 +303,75 @@ def test_dask_two_workers_equal_single_process(models, baseline, tmp_path):
                        dask_processes=False, out_csv=tmp_path / "d.csv", **COMMON)
     pd.testing.assert_frame_equal(df, df0)
     pd.testing.assert_frame_equal(df.attrs["per_residue"], df0.attrs["per_residue"])
+
+
+def test_pocket_reuse_changes_no_energy(models, baseline, monkeypatch):
+    """Potentials score poses reusing the pocket's terms (GET.forward_in_environment);
+    the energies equal a plain forward of every complex, to float32 rounding."""
+    import get_md.workflows.poses as poses_module
+    from get_md.workflows._common import environment_cache
+    from get_md.workflows.poses import load_receptor, load_reference
+
+    from get_md.build import select_pocket
+
+    df0, _ = baseline
+    spec, _ = resolve_model(models["energy"])
+    pocket = select_pocket(load_receptor(REC), load_reference(LIG_PDB)[0], COMMON["pocket_radius"])
+    assert environment_cache(spec, pocket) is not None   # the baseline reused the pocket
+    monkeypatch.setattr(poses_module, "environment_cache", lambda spec, graph: None)
+    df = rescore_poses(REC, POSES_SDF, models["energy"], per_residue=True, **COMMON)
+    for col in ("e_complex_eV", "interaction_energy_eV"):
+        assert (df[col] - df0[col]).abs().max() < 2e-4, col
+    assert list(df["pose"]) == list(df0["pose"])
+
+
+def test_parallel_batches_equal_single_process(models, baseline, tmp_path):
+    df0, _ = baseline
+    df = rescore_poses(REC, POSES_SDF, models["energy"], per_residue=True, parallel=3,
+                       out_csv=tmp_path / "p.csv", **COMMON)  # 3 batches (4, 4, 1) at once
+    pd.testing.assert_frame_equal(df, df0)
+    pd.testing.assert_frame_equal(df.attrs["per_residue"], df0.attrs["per_residue"])
+    assert torch.get_num_threads() == 1                    # the caller's setting is back
+
+
+def test_fan_out_in_threads_keeps_task_order_and_raises():
+    import threading
+    import time
+
+    from get_md.workflows._common import auto_batch_size, fan_out, parallel_batches
+
+    def work(i):
+        time.sleep(0.05 * (i % 3 == 0))                   # some tasks finish out of order
+        return i, threading.current_thread().name, torch.get_num_threads()
+
+    got = []
+    torch.set_num_threads(1)
+    fan_out(work, ((i, (i,)) for i in range(10)), lambda k, r: got.append((k, r)), parallel=3)
+    assert [k for k, _ in got] == list(range(10)) and [r[0] for _, r in got] == list(range(10))
+    names = {r[1] for _, r in got}
+    assert all(n.startswith("get_md-batch") for n in names) and len(names) > 1
+    assert all(r[2] == 1 for _, r in got)                  # threads // parallel, at least 1
+
+    def failing(i):
+        if i == 4:
+            raise ValueError("record 4: bad")
+        return i
+
+    seen = []
+    with pytest.raises(ValueError, match="record 4"):
+        fan_out(failing, ((i, (i,)) for i in range(10)), lambda k, r: seen.append(k), parallel=2)
+    assert seen == [0, 1, 2, 3]
+    assert not [t for t in threading.enumerate() if t.name.startswith("get_md-batch")]
+
+    assert parallel_batches("cuda") == 1 and parallel_batches("cpu", 3) == 3
+    with pytest.raises(WorkflowError, match="--parallel"):
+        parallel_batches("cpu", 0)
+    from get_md.workflows._common import ModelSpec
+
+    cpu = ModelSpec(path="x.pt")
+    assert auto_batch_size(cpu, None, None, 0, n_items=9, parallel=2) == 5   # both cores busy
+    assert auto_batch_size(cpu, None, None, 0, n_items=1000, parallel=2) == 16
+    assert auto_batch_size(cpu, None, 7, 0, n_items=9, parallel=2) == 7
 
 
 def test_posebusters_flags(models, tmp_path):

@@ -128,6 +128,12 @@ def test_dask_two_workers_equal_single_process(models, baseline):
     pd.testing.assert_frame_equal(df, df0)
 
 
+def test_parallel_batches_equal_single_process(models, baseline):
+    df0, _ = baseline
+    df = rescore_trajectory(TOP, _xtc(), models["energy"], parallel=2, **COMMON)
+    pd.testing.assert_frame_equal(df, df0)
+
+
 def test_multimodel_pdb_and_dcd(models, tmp_path):
     traj = md.load(str(_xtc()), top=str(TOP), stride=100)            # 3 frames
     keep = traj.topology.select("resname LIG or (protein and resid 60 to 110)")

@@ -12,7 +12,8 @@
 * model loading for scoring (:class:`ModelSpec`, :func:`get_module`: energies only,
   forces switched off, cached per thread so that Dask workers load a file once);
 * batch sizing (:func:`auto_batch_size`: from free GPU memory and a probe batch);
-* fan-out of batches to a Dask cluster (:func:`fan_out`), or in process.
+* fan-out of batches to a Dask cluster (:func:`fan_out`), or in process, several
+  batches at once on the CPU's cores (:func:`parallel_batches`).
 
 Heavy libraries (torch, pandas, dask) are imported inside the functions so that
 building the ``get-md`` parser stays fast.
@@ -374,20 +375,26 @@ _MODULES_LOCK = threading.Lock()
 
 
 def get_module(spec: ModelSpec):
-    """The loaded TorchScript module for ``spec``, forces off, cached per thread."""
-    key = (spec, threading.get_ident())
-    mod = _MODULES.get(key)
-    if mod is None:
-        from get_md import export
+    """The loaded TorchScript module for ``spec``, forces off, loaded once per process.
 
-        mod, _ = export.load_model(spec.path, device=spec.device, dtype=spec.dtype)
-        # energies only: setting the attribute on a loaded ScriptModule switches the
-        # autograd force branch off (checked in the tests)
-        if hasattr(mod, "compute_forces"):
-            mod.compute_forces = False
-        mod.eval()
+    The threads of :func:`fan_out` (and of Dask workers) share it: a TorchScript
+    module may be called from several threads at once, and nothing changes it after
+    loading.
+    """
+    mod = _MODULES.get(spec)
+    if mod is None:
         with _MODULES_LOCK:
-            _MODULES[key] = mod
+            mod = _MODULES.get(spec)
+            if mod is None:
+                from get_md import export
+
+                mod, _ = export.load_model(spec.path, device=spec.device, dtype=spec.dtype)
+                # energies only: setting the attribute on a loaded ScriptModule switches
+                # the autograd force branch off (checked in the tests)
+                if hasattr(mod, "compute_forces"):
+                    mod.compute_forces = False
+                mod.eval()
+                _MODULES[spec] = mod
     return mod
 
 
@@ -400,12 +407,17 @@ def module_dtype(mod):
     return torch.get_default_dtype()
 
 
-def run_model(spec: ModelSpec, graph) -> dict:
+def run_model(spec: ModelSpec, graph, environment: Optional[tuple] = None) -> dict:
     """Forward a (batched) MolecularGraph under ``torch.no_grad``; outputs on the CPU.
 
     With ``spec.atom_blocks`` (potentials) the graph is first turned into one
     block per atom, the form the model was trained on; per-atom outputs keep the
     atom order of ``graph``.
+
+    ``environment``: ``(env_index, cache)`` with ``cache`` from
+    :func:`environment_cache` and ``env_index`` [N] the index of each atom in that
+    environment (-1: not in it); the model then reuses the environment's terms
+    (``GET.forward_in_environment``; same outputs).
 
     (``torch.inference_mode`` is avoided: a TorchScript module first run with autograd
     can fail under it.)
@@ -419,8 +431,50 @@ def run_model(spec: ModelSpec, graph) -> dict:
         graph = graph.as_atom_blocks()
     g = graph.to(device=spec.device, dtype=module_dtype(mod))
     with torch.no_grad(), plain_executor():
-        out = mod(*g.inputs())
+        if environment is not None:
+            out = mod.forward_in_environment(*g.inputs(), environment[0].to(spec.device), environment[1])
+        else:
+            out = mod(*g.inputs())
     return {k: v.detach().to("cpu") for k, v in out.items()}
+
+
+_ENVIRONMENTS: dict = {}
+
+
+def environment_cache(spec: ModelSpec, graph) -> Optional[list]:
+    """The model's reusable terms of a fixed environment (a pocket), or None where the
+    model cannot reuse them (score models, files without ``environment_cache``, GPU).
+
+    Remembered per process for the same model and structure (the threads of
+    :func:`fan_out` and Dask workers compute it once).
+    """
+    import torch
+
+    from get_md.perf import plain_executor
+
+    if not (spec.is_potential and spec.atom_blocks) or spec.device.startswith("cuda"):
+        return None
+    mod = get_module(spec)
+    if not hasattr(mod, "environment_cache"):
+        return None
+    digest = hashlib.sha256()
+    for t in (graph.positions, graph.atomic_numbers):
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    key = (spec, digest.hexdigest())
+    with _MODULES_LOCK:
+        if key in _ENVIRONMENTS:
+            return _ENVIRONMENTS[key]
+        g = graph.as_atom_blocks().to(device=spec.device, dtype=module_dtype(mod))
+        try:
+            with torch.no_grad(), plain_executor():
+                cache = list(mod.environment_cache(*g.inputs()))
+        except (RuntimeError, torch.jit.Error) as e:  # a model or structure the method does not cover
+            logger.debug("no environment reuse: %s", str(e).splitlines()[0])
+            cache = None
+        if len(_ENVIRONMENTS) > 8:
+            _ENVIRONMENTS.clear()
+        _ENVIRONMENTS[key] = cache
+        return cache
 
 
 def element_check(meta: dict):
@@ -448,10 +502,14 @@ def auto_batch_size(
     sample: Callable[[int], Any],
     requested: Optional[int],
     atoms_per_item: int,
+    n_items: Optional[int] = None,
+    parallel: int = 1,
 ) -> int:
     """Structures per model call.
 
-    ``requested`` wins when given. On CPU the default is :data:`DEFAULT_CPU_BATCH`.
+    ``requested`` wins when given. On CPU the default is :data:`DEFAULT_CPU_BATCH`,
+    or fewer when ``n_items`` (if known) would not fill ``parallel`` batches of it, so
+    that every core of :func:`fan_out` gets work (9 poses, 2 cores: batches of 5 and 4).
     On CUDA a probe batch (``sample(n)`` returns a batched graph of n items) is run to
     measure peak memory per atom, and the batch is sized to use about half of the
     free memory (peak activations grow linearly with atoms in a radius graph).
@@ -461,6 +519,8 @@ def auto_batch_size(
             raise WorkflowError(f"--batch-size must be >= 1, got {requested}")
         return int(requested)
     if not spec.device.startswith("cuda"):
+        if n_items is not None and n_items > 0 and parallel > 1:
+            return max(1, min(DEFAULT_CPU_BATCH, -(-int(n_items) // int(parallel))))
         return DEFAULT_CPU_BATCH
     import torch
 
@@ -520,6 +580,57 @@ def _call_in_worker(func, n_workers, args):
     return func(*args)
 
 
+def parallel_batches(device: str = "cpu", requested: Optional[int] = None) -> int:
+    """How many batches :func:`fan_out` scores at once in this process.
+
+    ``requested`` wins when given; otherwise one per torch CPU thread on the CPU
+    (each batch then runs single-threaded), one on a GPU. Several single-threaded
+    model calls use the cores better than one call split over them: most of GET's
+    operations are too small to parallelise well (measured on 2 cores, prolif pose
+    batches: 58 poses/s with 2 batches at once against 46 with one 2-thread call).
+
+    Example:
+        >>> parallel_batches("cuda")
+        1
+    """
+    if requested is not None:
+        if int(requested) < 1:
+            raise WorkflowError(f"--parallel must be >= 1, got {requested}")
+        return int(requested)
+    if str(device).startswith("cuda"):
+        return 1
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+def _run_in_threads(func, tasks, on_result, parallel: int) -> None:
+    """``fan_out`` in this process: ``parallel`` tasks at once on threads, each with
+    ``threads // parallel`` torch threads; results handed on in task order."""
+    import collections
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    total = torch.get_num_threads()
+    # torch's thread count is per thread (OpenMP): set it in each worker
+    pool = ThreadPoolExecutor(parallel, thread_name_prefix="get_md-batch",
+                              initializer=torch.set_num_threads, initargs=(max(1, total // parallel),))
+    pending: collections.deque = collections.deque()
+    try:
+        for key, args in tasks:
+            pending.append((key, pool.submit(func, *args)))
+            while len(pending) > parallel:  # one queued behind the running ones
+                k, fut = pending.popleft()
+                on_result(k, fut.result())
+        while pending:
+            k, fut = pending.popleft()
+            on_result(k, fut.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(total)  # the workers' setting also changed torch's default
+
+
 def fan_out(
     func: Callable[..., Any],
     tasks: Iterable[tuple[Any, tuple]],
@@ -528,16 +639,22 @@ def fan_out(
     scheduler: Optional[str] = None,
     processes: bool = True,
     max_in_flight: Optional[int] = None,
+    parallel: int = 1,
 ) -> None:
     """Run ``func(*args)`` for every ``(key, args)`` of ``tasks`` and pass each result to
     ``on_result(key, result)`` in the calling process.
 
-    Without ``workers``/``scheduler`` the tasks run here, in order. With them, they run
-    on a Dask cluster, at most ``max_in_flight`` at a time (default 2 per worker) so
-    that ``tasks`` is consumed lazily (trajectory chunks are read as they are needed);
-    results arrive in completion order. A failing task re-raises its error here.
+    Without ``workers``/``scheduler`` the tasks run here: in order, or ``parallel`` at a
+    time on threads (TorchScript releases the GIL; see :func:`parallel_batches`), the
+    results still handed on in task order. With them, they run on a Dask cluster, at
+    most ``max_in_flight`` at a time (default 2 per worker) so that ``tasks`` is
+    consumed lazily (trajectory chunks are read as they are needed); results arrive in
+    completion order. A failing task re-raises its error here.
     """
     if not workers and not scheduler:
+        if parallel > 1:
+            _run_in_threads(func, tasks, on_result, parallel)
+            return
         for key, args in tasks:
             on_result(key, func(*args))
         return
@@ -662,5 +779,8 @@ def add_run_options(p: Any, unit: str) -> None:
     group.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads (default: torch's; on shared machines 1 per free core)")
+    p.add_argument("--parallel", type=int, metavar="N",
+                   help="batches scored at once, each on threads/N torch threads (default: one "
+                        "per thread on CPU, 1 on GPU)")
     p.add_argument("--no-resume", action="store_true", help="ignore the progress file of an earlier run")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")

@@ -52,8 +52,10 @@ from ._common import (
     auto_batch_size,
     chunked,
     element_check,
+    environment_cache,
     fan_out,
     file_fingerprint,
+    parallel_batches,
     prefetch,
     progress_bar,
     progress_path,
@@ -278,6 +280,17 @@ def _isnan(v) -> bool:
         return False
 
 
+def pocket_index(pocket, ligands: Sequence) -> Any:
+    """Index of each atom of ``batch_graphs([make_complex(pocket, l) for l in ligands] +
+    ligands)`` in the pocket, -1 for ligand atoms: the ``env_index`` with which
+    ``GET.forward_in_environment`` reuses the pocket's terms."""
+    import torch
+
+    p_idx = torch.arange(pocket.num_atoms)
+    parts = [torch.cat([p_idx, torch.full((g.num_atoms,), -1)]) for g in ligands]
+    return torch.cat(parts + [torch.full((g.num_atoms,), -1) for g in ligands])
+
+
 def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -> dict:
     """Score one batch of pose records (runs in the driver or on a Dask worker).
 
@@ -331,7 +344,9 @@ def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -
         if spec.is_potential:
             ligands = [g for _, _, _, g in ok]
             batch = batch_graphs(complexes + ligands)
-            out = run_model(spec, batch)
+            cache = environment_cache(spec, pocket)
+            env = None if cache is None else (pocket_index(pocket, ligands), cache)
+            out = run_model(spec, batch, env)
             energy = out["energy"].to(torch.float64)
             e_pocket = terms["e_pocket"]
             block_e = None
@@ -576,6 +591,7 @@ def rescore_poses(
     workers: Optional[int] = None,
     scheduler: Optional[str] = None,
     dask_processes: bool = True,
+    parallel: Optional[int] = None,
     progress: Optional[bool] = None,
     resume: bool = True,
 ):
@@ -589,7 +605,8 @@ def rescore_poses(
         reference: ligand file whose first record defines the pocket; None: the union
             of all poses.
         pocket_radius: Å.
-        batch_size: poses per model call (default 16 on CPU; sized from free memory on CUDA).
+        batch_size: poses per model call (default 16 on CPU, fewer when the poses would
+            not fill ``parallel`` batches; sized from free memory on CUDA).
         device: "cpu", "cuda", "cuda:1", ...
         dtype: model dtype ("float32", "float64"); None keeps the file's.
         out_csv: result table (default: not written). Its sidecar ``out_csv + ".partial"``
@@ -606,6 +623,8 @@ def rescore_poses(
         workers: run batches on a local Dask cluster with this many workers.
         scheduler: address of an existing Dask scheduler instead.
         dask_processes: local cluster with worker processes (False: threads).
+        parallel: batches scored at once in this process (without Dask); None: one per
+            torch CPU thread on the CPU, 1 on a GPU (see ``parallel_batches``).
         progress: show a progress bar (None: when stderr is a terminal).
         resume: reuse finished batches of an interrupted run with the same inputs and options.
 
@@ -641,6 +660,7 @@ def rescore_poses(
         if p is not None and not Path(p).is_file():
             raise WorkflowError(f"{p}: file not found")
 
+    n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
     if sort == "energy" and not spec.is_potential:
         raise WorkflowError(f"--sort energy needs a potential (task 'energy'); {spec.path} is a {spec.task} model")
@@ -679,7 +699,7 @@ def rescore_poses(
     store = ProgressStore(sidecar, fingerprint, resume=resume)
     store.open()
     if "batch_size" not in store.state:
-        store.update_state(batch_size=_pose_batch_size(spec, pocket, poses, batch_size))
+        store.update_state(batch_size=_pose_batch_size(spec, pocket, poses, batch_size, n_records, n_parallel))
     bs = int(store.state["batch_size"])
 
     terms: Optional[dict] = None
@@ -709,7 +729,7 @@ def rescore_poses(
     try:
         with bar:
             fan_out(score_batch, tasks(), on_result, workers=workers, scheduler=scheduler,
-                    processes=dask_processes)
+                    processes=dask_processes, parallel=n_parallel)
     finally:
         store.close()
 
@@ -737,10 +757,12 @@ def rescore_poses(
     return table
 
 
-def _pose_batch_size(spec: ModelSpec, pocket, poses: PathLike, requested: Optional[int]) -> int:
-    """Poses per model call: ``requested``, the CPU default, or sized to the GPU's memory."""
+def _pose_batch_size(spec: ModelSpec, pocket, poses: PathLike, requested: Optional[int],
+                     n_records: Optional[int] = None, parallel: int = 1) -> int:
+    """Poses per model call: ``requested``, the CPU default (see ``auto_batch_size``), or
+    sized to the GPU's memory."""
     if requested is not None or not spec.device.startswith("cuda"):
-        return auto_batch_size(spec, None, requested, 0)
+        return auto_batch_size(spec, None, requested, 0, n_records, parallel)
     from get_md.build import iter_poses, make_complex
     from get_md.graph import batch_graphs
 
@@ -802,7 +824,7 @@ def _cmd(args: argparse.Namespace) -> int:
         pocket_radius=args.pocket_radius, batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, out_csv=out_csv, out_sdf=out_sdf, out_residues=args.out_residues,
         sort=args.sort, per_residue=args.per_residue, posebusters=args.posebusters or False,
-        workers=args.workers, scheduler=args.scheduler,
+        workers=args.workers, scheduler=args.scheduler, parallel=args.parallel,
         progress=False if args.quiet else None, resume=not args.no_resume,
     )
     n = len(table)

@@ -51,6 +51,7 @@ from ._common import (
     element_check,
     fan_out,
     file_fingerprint,
+    parallel_batches,
     prefetch,
     progress_bar,
     progress_path,
@@ -254,6 +255,7 @@ def rescore_trajectory(
     workers: Optional[int] = None,
     scheduler: Optional[str] = None,
     dask_processes: bool = True,
+    parallel: Optional[int] = None,
     progress: Optional[bool] = None,
     resume: bool = True,
 ):
@@ -268,12 +270,15 @@ def rescore_trajectory(
         stride, start, stop: frames ``start, start + stride, ...`` below ``stop``.
         chunk: frames read per ``iterload`` step (memory).
         pocket_radius: Å, applied to the first analysed frame (see the module docs).
-        batch_size: frames per model call (default 16 on CPU; from free memory on CUDA).
+        batch_size: frames per model call (default 16 on CPU, fewer when the frames would
+            not fill ``parallel`` batches; from free memory on CUDA).
         device, dtype: where and in which precision the model runs.
         out_csv: result table; ``out_csv + ".partial"`` makes the run resumable.
         plot: PNG of the values against time.
         workers / scheduler: fan batches out over a local Dask cluster / an existing one.
         dask_processes: local cluster with worker processes (False: threads).
+        parallel: batches scored at once in this process (without Dask); None: one per
+            torch CPU thread on the CPU, 1 on a GPU (see ``parallel_batches``).
         progress: progress bar (None: when stderr is a terminal).
         resume: reuse the finished batches of an interrupted run with the same inputs/options.
 
@@ -305,6 +310,7 @@ def rescore_trajectory(
         if not Path(p).is_file():
             raise WorkflowError(f"{p}: file not found")
 
+    n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("energy", "score"))
     top = _load_topology(topology)
     rec_idx = _select(top, receptor, "receptor", topology)
@@ -357,6 +363,7 @@ def rescore_trajectory(
     }
     store = ProgressStore(progress_path(out_csv), fingerprint, resume=resume)
     store.open()
+    n_total = _count_frames(trajectory, start, stop, stride)
     if "batch_size" not in store.state:
         from get_md.graph import batch_graphs
 
@@ -365,10 +372,9 @@ def rescore_trajectory(
             return score_input(template, lig_mask, pos, n, spec.is_potential, batch_graphs)
 
         per_item = template.num_atoms * (2 if spec.is_potential else 1)
-        store.update_state(batch_size=auto_batch_size(spec, sample, batch_size, per_item))
+        store.update_state(batch_size=auto_batch_size(spec, sample, batch_size, per_item, n_total, n_parallel))
     bs = int(store.state["batch_size"])
 
-    n_total = _count_frames(trajectory, start, stop, stride)
     bar = progress_bar(progress, desc="rescoring frames", unit="frame", total=n_total)
     bar.update(sum(len(b["rows"]) for b in store.batches.values()))
 
@@ -396,7 +402,7 @@ def rescore_trajectory(
     try:
         with bar:
             fan_out(score_frames, tasks(), on_result, workers=workers, scheduler=scheduler,
-                    processes=dask_processes)
+                    processes=dask_processes, parallel=n_parallel)
     finally:
         store.close()
 
@@ -441,7 +447,8 @@ def _cmd(args: argparse.Namespace) -> int:
         stride=args.stride, start=args.start, stop=args.stop, chunk=args.chunk,
         pocket_radius=args.pocket_radius, batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, out_csv=out_csv, plot=args.plot, workers=args.workers,
-        scheduler=args.scheduler, progress=False if args.quiet else None, resume=not args.no_resume,
+        scheduler=args.scheduler, parallel=args.parallel, progress=False if args.quiet else None,
+        resume=not args.no_resume,
     )
     col = "score" if df.attrs["task"] == "score" else "interaction_energy_kcal_mol"
     print(f"scored {len(df)} frame(s): {col} mean {df[col].mean():.3f}, min {df[col].min():.3f}, "

@@ -162,9 +162,14 @@ class GET(nn.Module):
         n_blocks = segment_ids.shape[0]
         with torch.no_grad():
             center, neighbor, shifts = radius_graph(positions, atom_batch, self.cutoff, cell, pbc)
-            bi, bj = block_ids[center], block_ids[neighbor]
-            edge_keys, pair_edge = torch.unique(bi * n_blocks + bj, return_inverse=True)
-            singleton = self.singleton_shortcut and edge_keys.shape[0] == center.shape[0]
+            bi, bj = block_ids.index_select(0, center), block_ids.index_select(0, neighbor)
+            edge_keys, pair_edge = bi, bi  # (set below where needed)
+            if self.singleton_shortcut and n_blocks == n_atoms and not bool(pbc.any()):
+                # one atom per block and no periodic images: every pair is its own block edge
+                singleton = True
+            else:
+                edge_keys, pair_edge = torch.unique(bi * n_blocks + bj, return_inverse=True)
+                singleton = self.singleton_shortcut and edge_keys.shape[0] == center.shape[0]
             if singleton:
                 pair_group = torch.arange(center.shape[0], device=center.device)
                 group_edge, group_atom, edge_row, edge_col = pair_group, center, bi, bj
@@ -174,7 +179,7 @@ class GET(nn.Module):
                 group_keys, pair_group = torch.unique(pair_edge * n_atoms + center, return_inverse=True)
                 group_edge = group_keys // n_atoms
                 group_atom = group_keys % n_atoms
-            etype = (segment_ids[edge_row] != segment_ids[edge_col]).long()
+            etype = (segment_ids.index_select(0, edge_row) != segment_ids.index_select(0, edge_col)).long()
         return center, neighbor, pair_group, group_atom, group_edge, edge_row, etype, shifts, singleton
 
     # --------------------------------------------------------------- forward
@@ -216,6 +221,181 @@ class GET(nn.Module):
             positions, velocities, charges, atomic_numbers, block_ids, atom_positions, block_types,
             segment_ids, batch_ids, cell, pbc,
         )
+
+    # ------------------------------------------------- fixed environments
+    def _environment_ok(self, n_atoms: int, n_blocks: int, pbc: torch.Tensor, device: torch.device) -> bool:
+        """Whether :meth:`forward_in_environment` can reuse an environment's terms: a
+        potential without forces, atom blocks, no periodicity, CPU inference."""
+        return (self.smooth and self.task == "energy" and not self.compute_forces
+                and n_blocks == n_atoms and not bool(pbc.any()) and device.type == "cpu"
+                and self.encoder.pre_layernorm is None and not torch.is_grad_enabled())
+
+    def _embed(self, atomic_numbers: torch.Tensor, block_ids: torch.Tensor, atom_positions: torch.Tensor,
+               block_types: torch.Tensor) -> torch.Tensor:
+        return (self.atom_embedding(atomic_numbers) + self.block_embedding(block_types[block_ids])
+                + self.position_embedding(atom_positions))
+
+    def _atom_energies(self, H: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        return self.head(H).squeeze(-1) * self.energy_scale + self.atom_ref(atomic_numbers).squeeze(-1)
+
+    @torch.jit.export
+    def environment_cache(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> List[torch.Tensor]:
+        """What :meth:`forward_in_environment` reuses of a fixed environment (one
+        structure, e.g. a receptor pocket): its per-atom energies and, per layer, the
+        atoms' states and the terms of every atom pair.
+
+        Layout: ``[positions, H_0, atomic energies, pair src, pair dst, pair weight,
+        pair edge type]`` then per layer ``[H, Z, logits, node terms, coordinate terms]``;
+        pairs sorted by ``src * n + dst``. Call under ``torch.no_grad()`` with
+        ``compute_forces`` off (potential models, one atom per block, no periodicity).
+        """
+        n_atoms = positions.shape[0]
+        if not self._environment_ok(n_atoms, segment_ids.shape[0], pbc, positions.device) or cell.shape[0] != 1:
+            raise RuntimeError("environment_cache needs one non-periodic structure with one atom per block, a "
+                               "potential model with compute_forces off, no autograd, on the CPU")
+        atom_batch = batch_ids[block_ids]
+        ps, pd, _, _, _, _, etype, _, singleton = self._potential_pairs(
+            positions, block_ids, segment_ids, atom_batch, cell, pbc)
+        order = torch.argsort(ps * n_atoms + pd)
+        ps, pd, etype = ps[order], pd[order], etype[order]
+        r = positions.index_select(0, pd) - positions.index_select(0, ps)
+        weight = self.envelope(torch.sqrt((r * r).sum(dim=-1) + 1e-12) / self.cutoff)
+        edge_attr: Optional[torch.Tensor] = None
+        if self.use_edge_attr:
+            edge_attr = self.edge_embedding(etype)
+        H0 = self._embed(atomic_numbers, block_ids, atom_positions, block_types)
+        H, Z = H0, positions.unsqueeze(1)
+        per_layer: List[torch.Tensor] = []
+        n_layers = len(self.encoder.layers)
+        i = 0
+        for layer, norm0, ffn, norm1 in zip(self.encoder.layers, self.encoder.norms0, self.encoder.ffns,  # noqa: B905
+                                            self.encoder.norms1):
+            update_coords = i < n_layers - 1
+            logit, node, coord = layer.pair_terms(H, Z, edge_attr, ps, pd, weight, update_coords)
+            per_layer += [H, Z, logit, node, coord]
+            H, Z = layer(H, Z, edge_attr, ps, pd, torch.arange(ps.shape[0]), weight, None, ps,
+                         torch.arange(ps.shape[0]), ps, update_coords, True)
+            H, Z, _ = norm0(H, Z, atom_batch, 1, False)
+            H, Z = ffn(H, Z, block_ids, n_atoms)
+            H, Z, _ = norm1(H, Z, atom_batch, 1, False)
+            i += 1
+        energies = self._atom_energies(H, atomic_numbers)
+        return [positions, H0, energies, ps, pd, weight, etype] + per_layer
+
+    @torch.jit.export
+    def forward_in_environment(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+        env_index: torch.Tensor,
+        cache: List[torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        """:meth:`forward` for structures that contain a fixed environment, reusing its
+        :meth:`environment_cache` (rescoring many ligand poses in one pocket).
+
+        ``env_index`` [N] gives each atom's index in the environment, or -1 for atoms
+        not in it (the ligand, or whole structures such as the free ligand). An atom's
+        state after layer l can differ from its state in the environment alone only
+        if it lies within l + 1 neighbour hops of a non-environment atom; all other
+        atoms keep the cached states and energies, and pairs of two atoms whose states
+        are unchanged keep their cached terms (every environment pair in layer 1).
+        Same outputs as :meth:`forward` (``energy``, ``energies``), to rounding. Falls
+        back to :meth:`forward` where nothing can be reused (forces, periodic cells,
+        blocks of several atoms, autograd, GPU).
+
+        Raises:
+            RuntimeError: environment atoms whose positions or embeddings differ from
+                the cache's.
+        """
+        n_atoms = positions.shape[0]
+        n_blocks = segment_ids.shape[0]
+        if not self._environment_ok(n_atoms, n_blocks, pbc, positions.device):
+            return self._run(positions, None, None, atomic_numbers, block_ids, atom_positions, block_types,
+                             segment_ids, batch_ids, cell, pbc)
+        n_graphs = cell.shape[0]
+        atom_batch = batch_ids[block_ids]
+        env_pos, env_H0, env_energies = cache[0], cache[1], cache[2]
+        env_ps, env_pd, env_weight, env_etype = cache[3], cache[4], cache[5], cache[6]
+        n_env = env_pos.shape[0]
+        in_env = env_index >= 0
+        rows = torch.nonzero(in_env).squeeze(1)
+        env_of = env_index.clamp(min=0)  # (rows outside the environment are never read)
+        H = self._embed(atomic_numbers, block_ids, atom_positions, block_types)
+        if bool((env_pos.index_select(0, env_index.index_select(0, rows)) != positions.index_select(0, rows)).any()):
+            raise RuntimeError("forward_in_environment: environment atoms are not where the cache has them")
+        if bool((env_H0.index_select(0, env_index.index_select(0, rows)) != H.index_select(0, rows)).any()):
+            raise RuntimeError("forward_in_environment: environment atoms differ from the cache's "
+                               "(element, residue type or atom name)")
+        ps, pd, _, _, _, _, etype, _, _ = self._potential_pairs(
+            positions, block_ids, segment_ids, atom_batch, cell, pbc)
+        r = positions.index_select(0, pd) - positions.index_select(0, ps)
+        weight = self.envelope(torch.sqrt((r * r).sum(dim=-1) + 1e-12) / self.cutoff)
+        env_key = env_ps * n_env + env_pd
+        pair_key = env_of.index_select(0, ps) * n_env + env_of.index_select(0, pd)
+        Z = positions.unsqueeze(1)
+        changed = ~in_env  # atoms whose input state differs from the environment's
+        n_layers = len(self.encoder.layers)
+        i = 0
+        for layer, norm0, ffn, norm1 in zip(self.encoder.layers, self.encoder.norms0, self.encoder.ffns,  # noqa: B905
+                                            self.encoder.norms1):
+            c = 7 + 5 * i
+            env_logit, env_node, env_coord = cache[c + 2], cache[c + 3], cache[c + 4]
+            changed_src, changed_dst = changed.index_select(0, ps), changed.index_select(0, pd)
+            # atoms whose output can change: changed ones and their neighbours
+            out = changed.clone()
+            out[ps[changed_dst]] = True
+            use = out.index_select(0, ps)
+            new = torch.nonzero(use & (changed_src | changed_dst)).squeeze(1)
+            known = torch.nonzero(use & ~changed_src & ~changed_dst).squeeze(1)
+            loc = torch.searchsorted(env_key, pair_key.index_select(0, known)).clamp(max=max(env_key.shape[0] - 1, 0))
+            if known.shape[0] > 0 and bool((env_key.index_select(0, loc) != pair_key.index_select(0, known)).any()
+                                           or (env_etype.index_select(0, loc) != etype.index_select(0, known)).any()):
+                raise RuntimeError("forward_in_environment: environment pairs differ from the cache's")
+            update_coords = i < n_layers - 1
+            edge_attr: Optional[torch.Tensor] = None
+            if self.use_edge_attr:
+                edge_attr = self.edge_embedding(etype.index_select(0, new))
+            ps_new = ps.index_select(0, new)
+            H_out, Z_out = layer._singleton_inference(
+                H, Z, edge_attr, ps_new, pd.index_select(0, new), weight.index_select(0, new), None, ps_new,
+                update_coords, ps.index_select(0, known), env_logit.index_select(0, loc),
+                env_weight.index_select(0, loc), env_node.index_select(0, loc),
+                env_coord.index_select(0, loc) if update_coords else env_coord,
+            )
+            H_out, Z_out, _ = norm0(H_out, Z_out, atom_batch, n_graphs, False)
+            H_out, Z_out = ffn(H_out, Z_out, block_ids, n_blocks)
+            H_out, Z_out, _ = norm1(H_out, Z_out, atom_batch, n_graphs, False)
+            if i < n_layers - 1:  # unchanged atoms: the environment's state after this layer
+                keep = out.unsqueeze(-1)
+                H = torch.where(keep, H_out, cache[c + 5].index_select(0, env_of))
+                Z = torch.where(keep.unsqueeze(-1), Z_out, cache[c + 6].index_select(0, env_of))
+            else:
+                H = H_out
+            changed = out
+            i += 1
+        energies = torch.where(changed, self._atom_energies(H, atomic_numbers), env_energies.index_select(0, env_of))
+        out_dict: Dict[str, torch.Tensor] = {}
+        out_dict["energies"] = energies
+        out_dict["energy"] = scatter_sum(energies, atom_batch, n_graphs)
+        return out_dict
 
     def _run(
         self,
@@ -259,7 +439,7 @@ class GET(nn.Module):
             ps, pd, pg, ga, ge, er, etype, shifts, singleton = self._potential_pairs(
                 pos, block_ids, segment_ids, atom_batch, cell, pbc
             )
-            r = pos[pd] - pos[ps]
+            r = pos.index_select(0, pd) - pos.index_select(0, ps)
             if bool(pbc.any()):  # periodic images: lattice shift of each pair
                 shift_vec = torch.bmm(shifts.unsqueeze(1).to(pos.dtype), cell[atom_batch[ps]]).squeeze(1)
                 r = r + shift_vec

@@ -236,6 +236,58 @@ class GETLayer(nn.Module):
             dZ = dZ - pair_shift[i:j].unsqueeze(1)
         return dZ, self._distance_features(dZ)
 
+    def _atom_terms(self, H: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """First layers of the pair MLPs applied per atom, gathered per pair later:
+        attention (receiving and sending atom), message, coordinate message."""
+        n_atoms, h = H.shape[0], self.n_head
+        Hh = H.view(n_atoms, h, -1)
+        H_qk = self.linear_qk(Hh)
+        d_rh = H_qk.shape[-1] // 2
+        w_att = self.att_mlp[0].weight
+        H_v = self.linear_v(Hh)
+        d_v = H_v.shape[-1]
+        return (torch.nn.functional.linear(H_qk[..., 0::2], w_att[:, :d_rh]),
+                torch.nn.functional.linear(H_qk[..., 1::2], w_att[:, d_rh:2 * d_rh]),
+                torch.nn.functional.linear(H_v, self.unit_msg_mlp[0].weight[:, :d_v]),
+                torch.nn.functional.linear(H_v, self.unit_msg_coord_mlp[0].weight[:, :d_v]))
+
+    def _attention_chunk(self, att_src: torch.Tensor, att_dst: torch.Tensor, D: torch.Tensor,
+                         edge_attr: Optional[torch.Tensor], ps: torch.Tensor, pd: torch.Tensor,
+                         w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Atom-level attention ``alpha`` and block-attention logits [n, h] of a chunk of
+        one-pair block edges (``w`` [n, 1] envelope weights)."""
+        n, h = ps.shape[0], self.n_head
+        d_rh, d_d = att_src.shape[-1], D.shape[-1]
+        w_att = self.att_mlp[0].weight
+        pre = att_src.index_select(0, ps) + att_dst.index_select(0, pd) + torch.nn.functional.linear(
+            D, w_att[:, 2 * d_rh:2 * d_rh + d_d], self.att_mlp[0].bias)
+        if edge_attr is not None and self.d_edge > 0:
+            ea = self.edge_linear(edge_attr).view(n, h, -1)
+            pre = pre + torch.nn.functional.linear(ea, w_att[:, 2 * d_rh + d_d:])
+        R_repr = self._mlp(0, pre)
+        alpha = sink_softmax_single(self.unit_att_linear(R_repr).squeeze(-1), w)
+        pooled = (w.unsqueeze(-1) * R_repr) / (w.unsqueeze(-1) + 1e-9)
+        return alpha, self.block_att_linear(pooled).squeeze(-1)
+
+    def _message_chunk(self, msg_dst: torch.Tensor, cmsg_dst: torch.Tensor, dZ: torch.Tensor,
+                       D: torch.Tensor, pd: torch.Tensor, alpha: torch.Tensor,
+                       update_coords: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """What a chunk of one-pair block edges sends, before the block attention:
+        features [n, h, d/h] and coordinate updates [n, h, C, 3] (empty without
+        ``update_coords``)."""
+        n, h = pd.shape[0], self.n_head
+        a = alpha.unsqueeze(-1)
+        d_v = msg_dst.shape[-1]
+        m, mc = self.unit_msg_mlp[0], self.unit_msg_coord_mlp[0]
+        msg = self._mlp(1, msg_dst.index_select(0, pd) + torch.nn.functional.linear(D, m.weight[:, d_v:], m.bias))
+        node = a * self._mlp(3, (a * msg).reshape(n, -1)).view(n, h, -1)
+        if not update_coords:
+            return node, torch.zeros(0, dtype=node.dtype, device=node.device)
+        cmsg = self._mlp(2, cmsg_dst.index_select(0, pd) + torch.nn.functional.linear(D, mc.weight[:, d_v:], mc.bias))
+        z_pair = (a * self.unit_msg_coord_linear(cmsg)).unsqueeze(-1) * dZ.unsqueeze(1)  # [n, h, C, 3]
+        z_h = self._mlp(4, (a * cmsg).reshape(n, -1)).view(n, h, -1)  # [n, h, C]
+        return node, z_h.unsqueeze(-1) * z_pair
+
     def _singleton_inference(
         self,
         H: torch.Tensor,
@@ -245,9 +297,13 @@ class GETLayer(nn.Module):
         pair_dst: torch.Tensor,
         pair_weight: torch.Tensor,
         pair_shift: Optional[torch.Tensor],
-        group_atom: torch.Tensor,
         edge_row: torch.Tensor,
         update_coords: bool,
+        known_src: torch.Tensor,
+        known_logit: torch.Tensor,
+        known_weight: torch.Tensor,
+        known_node: torch.Tensor,
+        known_coord: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` for one pair per block edge (potential mode, atom blocks),
         without autograd on the CPU, streamed over chunks of ``stream_rows`` pairs.
@@ -259,64 +315,80 @@ class GETLayer(nn.Module):
         message, node and coordinate MLPs, adding each chunk into the atoms. Every
         intermediate of a chunk stays in cache (the general path streams [Eu, d]
         tensors through memory once per operation). Same arithmetic as :meth:`forward`.
+
+        ``edge_row``: receiving block of each pair (the block-level softmax runs over
+        it). ``known_*`` are further pairs received by atoms ``known_src`` (atom blocks)
+        whose terms are
+        already known (block-attention logit [K, h], weight [K], :meth:`_message_chunk`'s
+        two outputs), from :meth:`pair_terms` on a fixed environment (see
+        ``GET.forward_in_environment``); they join the block-level softmax. Empty
+        tensors: none.
         """
         n_atoms, n_pairs, h = H.shape[0], pair_src.shape[0], self.n_head
         c = self.stream_rows
-        n_blocks_hint = int(edge_row.max()) + 1 if n_pairs > 0 else 0
-        Hh = H.view(n_atoms, h, -1)
-        H_qk = self.linear_qk(Hh)
-        d_rh = H_qk.shape[-1] // 2
-        w_att = self.att_mlp[0].weight
-        # first layers of the pair MLPs, per atom (gathered per chunk below)
-        att_src = torch.nn.functional.linear(H_qk[..., 0::2], w_att[:, :d_rh])
-        att_dst = torch.nn.functional.linear(H_qk[..., 1::2], w_att[:, d_rh:2 * d_rh])
-        H_v = self.linear_v(Hh)
-        d_v = H_v.shape[-1]
-        w_msg, b_msg = self.unit_msg_mlp[0].weight, self.unit_msg_mlp[0].bias
-        w_cmsg, b_cmsg = self.unit_msg_coord_mlp[0].weight, self.unit_msg_coord_mlp[0].bias
-        msg_dst = torch.nn.functional.linear(H_v, w_msg[:, :d_v])
-        cmsg_dst = torch.nn.functional.linear(H_v, w_cmsg[:, :d_v])
-        use_edge = edge_attr is not None and self.d_edge > 0
-
+        att_src, att_dst, msg_dst, cmsg_dst = self._atom_terms(H)
         alpha = torch.empty(n_pairs, h, dtype=H.dtype, device=H.device)
-        beta_logit = torch.empty(n_pairs, h, dtype=H.dtype, device=H.device)
+        logit = torch.empty(n_pairs, h, dtype=H.dtype, device=H.device)
         for i in range(0, n_pairs, c):
             j = min(i + c, n_pairs)
             ps, pd = pair_src[i:j], pair_dst[i:j]
-            dZ, D = self._chunk_geometry(Z, ps, pd, pair_shift, i, j)
-            d_d = D.shape[-1]
-            pre = att_src.index_select(0, ps) + att_dst.index_select(0, pd) + torch.nn.functional.linear(
-                D, w_att[:, 2 * d_rh:2 * d_rh + d_d], self.att_mlp[0].bias)
-            if use_edge and edge_attr is not None:
-                ea = self.edge_linear(edge_attr[i:j]).view(j - i, h, -1)
-                pre = pre + torch.nn.functional.linear(ea, w_att[:, 2 * d_rh + d_d:])
-            R_repr = self._mlp(0, pre)
-            w = pair_weight[i:j].unsqueeze(-1)
-            alpha[i:j] = sink_softmax_single(self.unit_att_linear(R_repr).squeeze(-1), w)
-            pooled = (w.unsqueeze(-1) * R_repr) / (w.unsqueeze(-1) + 1e-9)
-            beta_logit[i:j] = self.block_att_linear(pooled).squeeze(-1)
-        beta = sink_softmax(beta_logit, pair_weight.unsqueeze(-1), edge_row, n_blocks_hint)
+            _, D = self._chunk_geometry(Z, ps, pd, pair_shift, i, j)
+            ea = edge_attr[i:j] if edge_attr is not None else None
+            alpha[i:j], logit[i:j] = self._attention_chunk(att_src, att_dst, D, ea, ps, pd,
+                                                           pair_weight[i:j].unsqueeze(-1))
+        n_known = known_src.shape[0]
+        n_rows = int(edge_row.max()) + 1 if n_pairs > 0 else 0
+        if n_known > 0:
+            n_rows = max(n_rows, int(known_src.max()) + 1)
+            beta = sink_softmax(torch.cat([logit, known_logit]),
+                                torch.cat([pair_weight, known_weight]).unsqueeze(-1),
+                                torch.cat([edge_row, known_src]), n_rows)
+            beta, beta_known = beta[:n_pairs], beta[n_pairs:]
+        else:
+            beta = sink_softmax(logit, pair_weight.unsqueeze(-1), edge_row, n_rows)
+            beta_known = beta[:0]
 
         node = torch.zeros(n_atoms, h, self.d_hidden // h, dtype=H.dtype, device=H.device)
         Z_agg = torch.zeros(n_atoms, h, Z.shape[1], 3, dtype=Z.dtype, device=Z.device)
         for i in range(0, n_pairs, c):
             j = min(i + c, n_pairs)
-            ps, pd, ga = pair_src[i:j], pair_dst[i:j], group_atom[i:j]
+            ps, pd = pair_src[i:j], pair_dst[i:j]
             dZ, D = self._chunk_geometry(Z, ps, pd, pair_shift, i, j)
-            a, b = alpha[i:j].unsqueeze(-1), beta[i:j].unsqueeze(-1)
-            msg = self._mlp(1, msg_dst.index_select(0, pd) + torch.nn.functional.linear(D, w_msg[:, d_v:], b_msg))
-            y = self._mlp(3, (a * msg).reshape(j - i, -1)).view(j - i, h, -1)
-            node.index_add_(0, ga, y * (b * a))
+            b = beta[i:j].unsqueeze(-1)
+            y, z = self._message_chunk(msg_dst, cmsg_dst, dZ, D, pd, alpha[i:j], update_coords)
+            node.index_add_(0, ps, y * b)
             if update_coords:
-                cmsg = self._mlp(2, cmsg_dst.index_select(0, pd) + torch.nn.functional.linear(D, w_cmsg[:, d_v:], b_cmsg))
-                z_pair = (a * self.unit_msg_coord_linear(cmsg)).unsqueeze(-1) * dZ.unsqueeze(1)  # [n, h, C, 3]
-                z_h = self._mlp(4, (a * cmsg).reshape(j - i, -1)).view(j - i, h, -1)  # [n, h, C]
-                Z_agg.index_add_(0, ga, (b * z_h).unsqueeze(-1) * z_pair)
+                Z_agg.index_add_(0, ps, z * b.unsqueeze(-1))
+        if n_known > 0:
+            b = beta_known.unsqueeze(-1)
+            node.index_add_(0, known_src, known_node * b)
+            if update_coords:
+                Z_agg.index_add_(0, known_src, known_coord * b.unsqueeze(-1))
         H_agg = self.node_out_linear(node.reshape(n_atoms, -1))
         H_new = H + H_agg if self.residual else H_agg
         if not update_coords:
             return H_new, Z
         return H_new, Z + Z_agg.sum(dim=1)
+
+    def pair_terms(
+        self,
+        H: torch.Tensor,
+        Z: torch.Tensor,
+        edge_attr: Optional[torch.Tensor],
+        pair_src: torch.Tensor,
+        pair_dst: torch.Tensor,
+        pair_weight: torch.Tensor,
+        update_coords: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-pair block-attention logits and messages of one-pair block edges (no
+        periodic shifts): the ``known_*`` inputs of :meth:`_singleton_inference` for
+        pairs whose atoms are in the same state elsewhere."""
+        att_src, att_dst, msg_dst, cmsg_dst = self._atom_terms(H)
+        dZ, D = self._chunk_geometry(Z, pair_src, pair_dst, None, 0, pair_src.shape[0])
+        alpha, logit = self._attention_chunk(att_src, att_dst, D, edge_attr, pair_src, pair_dst,
+                                             pair_weight.unsqueeze(-1))
+        node, coord = self._message_chunk(msg_dst, cmsg_dst, dZ, D, pair_dst, alpha, update_coords)
+        return logit, node, coord
 
     def forward(
         self,
@@ -343,9 +415,10 @@ class GETLayer(nn.Module):
         """
         if (singleton and pair_weight is not None and self.stream_rows > 0
                 and not torch.is_grad_enabled() and H.device.type == "cpu"):
+            none = pair_src[:0]
             return self._singleton_inference(
-                H, Z, edge_attr, pair_src, pair_dst, pair_weight, pair_shift, group_atom, edge_row,
-                update_coords,
+                H, Z, edge_attr, pair_src, pair_dst, pair_weight, pair_shift, edge_row, update_coords,
+                none, H[:0, :1], H[:0, 0], H[:0], H[:0],
             )
         n_atoms = H.shape[0]
         n_groups = group_atom.shape[0]

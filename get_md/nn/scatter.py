@@ -64,9 +64,9 @@ def scatter_softmax(src: torch.Tensor, index: torch.Tensor, dim_size: Optional[i
     """Softmax of ``src`` within each group (along dim 0)."""
     size = _dim_size(index, dim_size)
     mx = scatter_max(src.detach(), index, size)
-    e = torch.exp(src - mx[index])
+    e = torch.exp(src - mx.index_select(0, index))
     den = scatter_sum(e, index, size)
-    return e / den[index]
+    return e / den.index_select(0, index)
 
 
 def scatter_std(src: torch.Tensor, index: torch.Tensor, dim_size: Optional[int] = None) -> torch.Tensor:
@@ -77,7 +77,7 @@ def scatter_std(src: torch.Tensor, index: torch.Tensor, dim_size: Optional[int] 
     """
     size = _dim_size(index, dim_size)
     mean = scatter_mean(src, index, size)
-    dev = src - mean[index]
+    dev = src - mean.index_select(0, index)
     ss = scatter_sum(dev * dev, index, size)
     count = scatter_count(index, size, src.dtype)
     shape = [size] + [1] * (src.dim() - 1)
@@ -97,9 +97,9 @@ def sink_softmax(
     """
     size = _dim_size(index, dim_size)
     mx = scatter_max(logits.detach(), index, size).clamp(min=0.0)
-    m = mx[index]
+    m = mx.index_select(0, index)  # (index_select: several times faster than mx[index] on CPU)
     e = weights * torch.exp(logits - m)
-    den = scatter_sum(e, index, size)[index] + torch.exp(-m)
+    den = scatter_sum(e, index, size).index_select(0, index) + torch.exp(-m)
     return e / den
 
 
