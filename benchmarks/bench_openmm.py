@@ -5,7 +5,9 @@ For each size (default 100, 1,000 and 10,000 atoms of water, periodic; see
 (d_hidden 64, 3 layers, cutoff 5 Å, random weights, float32):
 
 Timings start after 3 untimed calls (TorchScript's profiling executor recompiles during
-the first calls, which take several times longer).
+the first calls, which take several times longer). The bare model and the engines are
+then timed in turns (model, TorchForce, PythonForce, model, ...), ``--repeats`` times,
+so that the machine's drift over minutes affects them alike; medians are reported.
 
 * ``model``: the bare model call (forward plus the autograd backward that gives forces)
   on the graph tensors, the floor any OpenMM integration can reach;
@@ -36,11 +38,11 @@ from plugin_common import (  # noqa: E402
     MODEL_CONFIG,
     add_allocator_option,
     apply_allocator_option,
+    bare_model_call,
     build_model,
     executor,
+    interleaved_times,
     machine_info,
-    median_time,
-    time_bare_model,
     water_box,
 )
 
@@ -55,8 +57,9 @@ def openmm_platform():
     return openmm.Platform.getPlatformByName("CPU" if "CPU" in names else "Reference")
 
 
-def time_openmm(force_backend: str, model, z, pos, cell, periodic: bool, steps: int, repeats: int,
-                mode: str = "plain") -> dict:
+def openmm_stepper(force_backend: str, model, z, pos, cell, periodic: bool, mode: str = "plain"):
+    """``(run, platform name)``: ``run(n)`` takes n VerletIntegrator steps (0.5 fs) of a
+    System whose only force is get_md's (``force_backend``), under the executor ``mode``."""
     import openmm
     from get_md.plugins.openmm import add_force
 
@@ -72,15 +75,13 @@ def time_openmm(force_backend: str, model, z, pos, cell, periodic: bool, steps: 
     ctx = openmm.Context(system, integrator, platform)
     ctx.setPositions(pos / 10.0)
     ctx.setVelocitiesToTemperature(300.0, 1)
+
     def run(n):
         with executor(mode):  # TorchForce's forward runs on this thread
             integrator.step(n)
 
-    run(3)  # TorchScript's profiling executor optimises during the first calls
-    t = median_time(lambda: run(steps), repeats, warmup=0)
-    per_step = {k: (v / steps if not isinstance(v, list) else [s / steps for s in v]) for k, v in t.items()}
-    per_step["platform"] = platform.getName()
-    return per_step
+    run._context = ctx  # keep the Context alive with the function
+    return run, platform.getName()
 
 
 def main(argv=None) -> int:
@@ -115,15 +116,29 @@ def main(argv=None) -> int:
         steps = args.steps or (20 if size <= 200 else 5 if size <= 2000 else 2)
         rec = {"size": size, "n_atoms": int(len(z)), "periodic": periodic, "box_A": float(cell[0, 0]),
                "steps_per_sample": steps}
-        rec["model"] = time_bare_model(model, z, pos, cell, periodic, args.repeats, args.warmup, args.executor)
-        model_ms = rec["model"]["median_s"] * 1e3
-        print(f"{len(z):6d} atoms  model fwd+bwd  {model_ms:9.2f} ms", flush=True)
+        bare, last = bare_model_call(model, z, pos, cell, periodic, args.executor)
+        for _ in range(args.warmup):
+            bare()
+        fns = {"model": (bare, 1)}
+        platforms = {}
         for backend in args.backends:
             if backend == "torchforce" and torchforce_status != "available":
                 rec[backend] = {"skipped": torchforce_status}
+                continue
+            run, platforms[backend] = openmm_stepper(backend, model, z, pos, cell, periodic, args.executor)
+            run(3)  # first calls (TorchScript's profiling executor optimises during them)
+            fns[backend] = (lambda run=run, steps=steps: run(steps), steps)
+        # model and engines in turns, so that the machine's drift affects them alike
+        times = interleaved_times(fns, args.repeats)
+        rec["model"] = {**times["model"], "what": "forward + autograd backward for forces",
+                        "energy_eV": float(last["out"]["energy"].sum())}
+        model_ms = rec["model"]["median_s"] * 1e3
+        print(f"{len(z):6d} atoms  model fwd+bwd  {model_ms:9.2f} ms", flush=True)
+        for backend in args.backends:
+            if backend not in times:
                 print(f"{len(z):6d} atoms  {backend:12s}  skipped ({torchforce_status})", flush=True)
                 continue
-            r = time_openmm(backend, model, z, pos, cell, periodic, steps, args.repeats, args.executor)
+            r = {**times[backend], "platform": platforms[backend]}
             r["ms_per_step"] = r["median_s"] * 1e3
             r["overhead_ms"] = r["ms_per_step"] - model_ms
             r["steps_per_s"] = 1.0 / r["median_s"]

@@ -49,6 +49,11 @@ def build_model(dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.nn.M
     return _build("get", **MODEL_CONFIG).to(dtype).eval()
 
 
+def _summary(samples: list) -> dict:
+    return {"median_s": float(np.median(samples)), "min_s": float(min(samples)),
+            "max_s": float(max(samples)), "samples_s": [float(s) for s in samples]}
+
+
 def median_time(fn, repeats: int, warmup: int = 1) -> dict:
     """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; seconds per call."""
     for _ in range(warmup):
@@ -58,8 +63,39 @@ def median_time(fn, repeats: int, warmup: int = 1) -> dict:
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
-    return {"median_s": float(np.median(samples)), "min_s": float(min(samples)),
-            "max_s": float(max(samples)), "samples_s": [float(s) for s in samples]}
+    return _summary(samples)
+
+
+def interleaved_times(fns: dict, repeats: int) -> dict:
+    """Time several ``name -> (fn, calls per run)`` in turns (A B C A B C ...), so that
+    the machine's drift affects all alike; seconds per call, as :func:`median_time`.
+    Warm them up before."""
+    samples: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, (fn, per) in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0) / per)
+    return {name: _summary(v) for name, v in samples.items()}
+
+
+def bare_model_call(model, z, pos, cell, periodic: bool, mode: str = "plain"):
+    """``(call, last)``: a function running the bare model (forward + the autograd
+    backward that gives forces) on the graph of ``z``, ``pos`` (Å) and ``cell`` under
+    the executor ``mode``, and a dict holding its last output under ``"out"``."""
+    from get_md.graph import MolecularGraph
+
+    g = MolecularGraph.from_atoms(torch.tensor(pos, dtype=torch.float32), torch.tensor(z),
+                                  cell=torch.tensor(cell, dtype=torch.float32) if periodic else None,
+                                  pbc=torch.ones(3, dtype=torch.bool) if periodic else None)
+    inputs = g.inputs()
+    last: dict = {}
+
+    def call():
+        with torch.no_grad(), executor(mode):
+            last["out"] = model(*inputs)
+
+    return call, last
 
 
 def executor(name: str):
@@ -74,21 +110,9 @@ def executor(name: str):
 
 def time_bare_model(model, z, pos, cell, periodic: bool, repeats: int, warmup: int,
                     mode: str = "plain") -> dict:
-    """The bare model call (forward + the autograd backward that gives forces) on the
-    graph of ``z``, ``pos`` (Å) and ``cell``, timed by :func:`median_time` under the
-    executor ``mode``; adds the energy (eV) of the last call."""
-    from get_md.graph import MolecularGraph
-
-    g = MolecularGraph.from_atoms(torch.tensor(pos, dtype=torch.float32), torch.tensor(z),
-                                  cell=torch.tensor(cell, dtype=torch.float32) if periodic else None,
-                                  pbc=torch.ones(3, dtype=torch.bool) if periodic else None)
-    inputs = g.inputs()
-    last: dict = {}
-
-    def call():
-        with torch.no_grad(), executor(mode):
-            last["out"] = model(*inputs)
-
+    """:func:`bare_model_call` timed by :func:`median_time`; adds the energy (eV) of
+    the last call."""
+    call, last = bare_model_call(model, z, pos, cell, periodic, mode)
     res = median_time(call, repeats, warmup=warmup)
     res["what"] = "forward + autograd backward for forces"
     res["energy_eV"] = float(last["out"]["energy"].sum())
