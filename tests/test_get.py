@@ -186,6 +186,10 @@ def test_forward_in_environment_equals_forward(dtype):
             args[0] = moved
             with pytest.raises((RuntimeError, torch.jit.Error), match="not where the cache"):
                 m.forward_in_environment(*args, env_index, cache)
+            part = env_index.clone()
+            part[5] = -1                                  # one pocket atom not declared
+            with pytest.raises((RuntimeError, torch.jit.Error), match="part of the environment"):
+                m.forward_in_environment(*batch.inputs(), part, cache)
     # with forces (or autograd) nothing is reused: plain forward
     model.compute_forces = True
     got = model.forward_in_environment(*batch.inputs(), env_index, cache)

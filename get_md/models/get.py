@@ -322,8 +322,8 @@ class GET(nn.Module):
         blocks of several atoms, autograd, GPU).
 
         Raises:
-            RuntimeError: environment atoms whose positions or embeddings differ from
-                the cache's.
+            RuntimeError: a structure with part of the environment, or environment
+                atoms whose positions or embeddings differ from the cache's.
         """
         n_atoms = positions.shape[0]
         n_blocks = segment_ids.shape[0]
@@ -339,6 +339,14 @@ class GET(nn.Module):
         rows = torch.nonzero(in_env).squeeze(1)
         env_of = env_index.clamp(min=0)  # (rows outside the environment are never read)
         H = self._embed(atomic_numbers, block_ids, atom_positions, block_types)
+        # every structure holds all of the environment or none of it, each atom once
+        env_graph = atom_batch.index_select(0, rows)
+        per_graph = torch.zeros(n_graphs, dtype=torch.long, device=rows.device).index_add_(
+            0, env_graph, torch.ones_like(env_graph))
+        if (bool(((per_graph != 0) & (per_graph != n_env)).any())
+                or torch.unique(env_graph * n_env + env_index.index_select(0, rows)).shape[0] != rows.shape[0]):
+            raise RuntimeError("forward_in_environment: a structure holds only part of the environment, "
+                               "or an environment atom twice")
         if bool((env_pos.index_select(0, env_index.index_select(0, rows)) != positions.index_select(0, rows)).any()):
             raise RuntimeError("forward_in_environment: environment atoms are not where the cache has them")
         if bool((env_H0.index_select(0, env_index.index_select(0, rows)) != H.index_select(0, rows)).any()):
