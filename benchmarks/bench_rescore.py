@@ -16,7 +16,8 @@ Measured, in one process and one run:
   pocket once), one call at a time (the workflow runs one batch per thread at once);
 * ``frames_e2e`` / ``frames_model``: the same for
   :func:`get_md.workflows.trajectory.rescore_trajectory` (complex + pocket + ligand per
-  frame for a potential);
+  frame for a potential, the complex reusing its frame's pocket terms; model:
+  ``score_frames`` one batch at a time);
 * ``vina``: AutoDock Vina 1.2 ``score()`` (score_only) of the same poses (Vina PDBQT
   files), receptor PDBQT prepared by meeko's ``mk_prepare_receptor.py``; the grid-map
   computation is timed separately. If vina or meeko is missing the reason is recorded.
@@ -224,11 +225,9 @@ def bench_frames(model: str, radius: float, args, tmp: Path) -> dict:
     import mdtraj as md
     import numpy as np
     from get_md.workflows._common import resolve_model as resolve_spec
-    from get_md.workflows._common import run_model
-    from get_md.workflows.trajectory import choose_pocket, rescore_trajectory
+    from get_md.workflows.trajectory import choose_pocket, rescore_trajectory, score_frames
 
     from get_md.build import topology_template
-    from get_md.graph import batch_graphs
 
     top_path, xtc = DATA / "top.pdb", _prolif_data() / "traj.xtc"
     stride = max(1, 250 // args.frames)
@@ -252,18 +251,12 @@ def bench_frames(model: str, radius: float, args, tmp: Path) -> dict:
     seg = np.isin(sel, lig_idx).astype(np.int64)
     tpl = topology_template(top, sel, segments=seg).graph
     lig_mask = torch.as_tensor(seg.astype(bool))
-    rec_t, lig_t = tpl.select_blocks(tpl.segment_ids == 0), tpl.select_blocks(tpl.segment_ids == 1)
     pos = [torch.as_tensor(traj.xyz[i][sel] * 10.0) for i in range(traj.n_frames)]
     bs = args.batch_size or 16
 
-    def model_only():
+    def model_only():  # the workflow's batch scorer on prebuilt positions, one batch at a time
         for i in range(0, len(pos), bs):
-            chunk = pos[i:i + bs]
-            graphs = [tpl.with_positions(p) for p in chunk]
-            if spec.is_potential:
-                graphs += [rec_t.with_positions(p[~lig_mask]) for p in chunk]
-                graphs += [lig_t.with_positions(p[lig_mask]) for p in chunk]
-            run_model(spec, batch_graphs(graphs))
+            score_frames(spec, tpl, lig_mask, [(k, 0.0, p.numpy()) for k, p in enumerate(pos[i:i + bs])])
 
     model_only()
     model_times = _timed(model_only, args.repeats, args.device)

@@ -188,7 +188,7 @@ def test_forward_in_environment_equals_forward(dtype):
                 m.forward_in_environment(*args, env_index, cache)
             part = env_index.clone()
             part[5] = -1                                  # one pocket atom not declared
-            with pytest.raises((RuntimeError, torch.jit.Error), match="part of the environment"):
+            with pytest.raises((RuntimeError, torch.jit.Error), match="part of an environment"):
                 m.forward_in_environment(*batch.inputs(), part, cache)
     # with forces (or autograd) nothing is reused: plain forward
     model.compute_forces = True
@@ -196,3 +196,35 @@ def test_forward_in_environment_equals_forward(dtype):
     ref = model(*batch.inputs())
     assert set(got) == set(ref) and "forces" in got
     assert_close(got["forces"], ref["forces"], dtype, "forces in environment (fallback)")
+
+
+def test_forward_in_environment_several_environments():
+    """A batch of environments (a pocket in two places, as in trajectory frames): each
+    structure reuses its own; a structure mixing two environments is refused."""
+    from get_md.build import from_pdb, from_sdf, make_complex, select_pocket
+    from get_md.graph import batch_graphs
+
+    torch.set_num_threads(1)
+    receptor = from_pdb(DATA / "prolif" / "rec.pdb")
+    pose = from_sdf(DATA / "prolif" / "vina_output.sdf")[0].to(dtype=torch.float64)
+    pocket = select_pocket(receptor, pose, 6.0).to(dtype=torch.float64)
+    shift = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)  # a second "frame"
+    pocket_b, pose_b = pocket.with_positions(pocket.positions + shift), pose.with_positions(pose.positions + shift)
+    n = pocket.num_atoms
+    envs = batch_graphs([pocket, pocket_b]).as_atom_blocks()
+    batch = batch_graphs([make_complex(pocket_b, pose_b), make_complex(pocket, pose), pose]).as_atom_blocks()
+    lig = torch.full((pose.num_atoms,), -1)
+    env_index = torch.cat([torch.arange(n) + n, lig, torch.arange(n), lig, lig])
+    model = tiny("energy", "potential").eval()
+    model.compute_forces = False
+    with torch.no_grad():
+        cache = model.environment_cache(*envs.inputs())
+        energies = model(*envs.inputs())["energies"]
+        assert_close(cache[2], energies, torch.float64, "environment energies")
+        ref = model(*batch.inputs())
+        got = model.forward_in_environment(*batch.inputs(), env_index, cache)
+        assert_close(got["energy"], ref["energy"], torch.float64, "energy, two environments")
+        mixed = env_index.clone()
+        mixed[:5] = torch.arange(5)                    # first atoms from the other environment
+        with pytest.raises(RuntimeError, match="part of an environment"):
+            model.forward_in_environment(*batch.inputs(), mixed, cache)

@@ -128,6 +128,24 @@ def test_dask_two_workers_equal_single_process(models, baseline):
     pd.testing.assert_frame_equal(df, df0)
 
 
+def test_pocket_reuse_changes_no_energy(models, baseline, monkeypatch):
+    """Each frame's pocket is the environment of its complex (GET.forward_in_environment);
+    the energies equal plain forward passes of complex, pocket and ligand."""
+    import get_md.workflows.trajectory as traj_module
+
+    df0, _ = baseline
+    caches = []
+    real = traj_module.build_environment
+    monkeypatch.setattr(traj_module, "build_environment", lambda spec, g: caches.append(real(spec, g)) or caches[-1])
+    df1 = rescore_trajectory(TOP, _xtc(), models["energy"], **COMMON)
+    assert caches and all(c is not None for c in caches)             # the reuse path ran
+    pd.testing.assert_frame_equal(df1, df0)
+    monkeypatch.setattr(traj_module, "build_environment", lambda spec, g: None)
+    df = rescore_trajectory(TOP, _xtc(), models["energy"], **COMMON)
+    for col in ("e_complex_eV", "e_pocket_eV", "interaction_energy_eV"):
+        assert (df[col] - df0[col]).abs().max() < 2e-4, col
+
+
 def test_parallel_batches_equal_single_process(models, baseline):
     df0, _ = baseline
     df = rescore_trajectory(TOP, _xtc(), models["energy"], parallel=2, **COMMON)

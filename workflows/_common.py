@@ -439,15 +439,14 @@ def run_model(spec: ModelSpec, graph, environment: Optional[tuple] = None) -> di
 
 
 _ENVIRONMENTS: dict = {}
+_ENVIRONMENTS_LOCK = threading.Lock()
 
 
-def environment_cache(spec: ModelSpec, graph) -> Optional[list]:
-    """The model's reusable terms of a fixed environment (a pocket), or None where the
-    model cannot reuse them (score models, files without ``environment_cache``, GPU).
-
-    Remembered per process for the same model and structure (the threads of
-    :func:`fan_out` and Dask workers compute it once).
-    """
+def build_environment(spec: ModelSpec, graph) -> Optional[list]:
+    """The model's reusable terms of fixed environments (``GET.environment_cache`` of
+    ``graph``, one structure or a batch), or None where the model cannot reuse them
+    (score models, files without the method, GPU). ``cache[2]`` holds the
+    environment's per-atom energies (eV)."""
     import torch
 
     from get_md.perf import plain_executor
@@ -457,24 +456,28 @@ def environment_cache(spec: ModelSpec, graph) -> Optional[list]:
     mod = get_module(spec)
     if not hasattr(mod, "environment_cache"):
         return None
+    g = graph.as_atom_blocks().to(device=spec.device, dtype=module_dtype(mod))
+    try:
+        with torch.no_grad(), plain_executor():
+            return list(mod.environment_cache(*g.inputs()))
+    except (RuntimeError, torch.jit.Error) as e:  # a model or structure the method does not cover
+        logger.debug("no environment reuse: %s", str(e).splitlines()[0])
+        return None
+
+
+def environment_cache(spec: ModelSpec, graph) -> Optional[list]:
+    """:func:`build_environment`, remembered per process for the same model and
+    structure (the threads of :func:`fan_out` and Dask workers compute it once)."""
     digest = hashlib.sha256()
     for t in (graph.positions, graph.atomic_numbers):
         digest.update(t.detach().cpu().contiguous().numpy().tobytes())
     key = (spec, digest.hexdigest())
-    with _MODULES_LOCK:
-        if key in _ENVIRONMENTS:
-            return _ENVIRONMENTS[key]
-        g = graph.as_atom_blocks().to(device=spec.device, dtype=module_dtype(mod))
-        try:
-            with torch.no_grad(), plain_executor():
-                cache = list(mod.environment_cache(*g.inputs()))
-        except (RuntimeError, torch.jit.Error) as e:  # a model or structure the method does not cover
-            logger.debug("no environment reuse: %s", str(e).splitlines()[0])
-            cache = None
-        if len(_ENVIRONMENTS) > 8:
-            _ENVIRONMENTS.clear()
-        _ENVIRONMENTS[key] = cache
-        return cache
+    with _ENVIRONMENTS_LOCK:
+        if key not in _ENVIRONMENTS:
+            if len(_ENVIRONMENTS) > 8:
+                _ENVIRONMENTS.clear()
+            _ENVIRONMENTS[key] = build_environment(spec, graph)
+        return _ENVIRONMENTS[key]
 
 
 def element_check(meta: dict):

@@ -48,6 +48,7 @@ from ._common import (
     add_run_options,
     atomic_path,
     auto_batch_size,
+    build_environment,
     element_check,
     fan_out,
     file_fingerprint,
@@ -177,6 +178,7 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
     import torch
 
     from get_md.graph import batch_graphs
+    from get_md.nn.scatter import scatter_sum
 
     complexes, pockets, ligands = [], [], []
     rec_blocks = template.segment_ids == 0
@@ -189,10 +191,25 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
             pockets.append(pocket_t.with_positions(p[~lig_mask]))
             ligands.append(ligand_t.with_positions(p[lig_mask]))
     n = len(frames)
-    out = run_model(spec, batch_graphs(complexes + pockets + ligands))
+    cache = build_environment(spec, batch_graphs(pockets)) if spec.is_potential else None
+    if cache is not None:
+        # the frame's pocket is the environment of its complex: E(pocket) comes with the
+        # cache, and the complex reuses the pocket's terms (GET.forward_in_environment)
+        n_pocket = pockets[0].num_atoms
+        in_pocket = ~lig_mask
+        local = torch.cumsum(in_pocket.long(), 0) - 1
+        env_index = torch.cat([torch.where(in_pocket, local + k * n_pocket, -1) for k in range(n)]
+                              + [torch.full((g.num_atoms,), -1) for g in ligands])
+        out = run_model(spec, batch_graphs(complexes + ligands), (env_index, cache))
+        e_pocket = scatter_sum(cache[2].to("cpu"), cache[7].to("cpu"), n)
+        e = torch.cat([out["energy"][:n], e_pocket.to(out["energy"].dtype), out["energy"][n:]])
+    elif spec.is_potential:
+        e = run_model(spec, batch_graphs(complexes + pockets + ligands))["energy"]
+    else:
+        out = run_model(spec, batch_graphs(complexes))
     rows = []
     if spec.is_potential:
-        e = out["energy"].to(torch.float64)
+        e = e.to(torch.float64)
         for k, (frame, time, _pos) in enumerate(frames):
             e_c, e_p, e_l = float(e[k]), float(e[n + k]), float(e[2 * n + k])
             e_int = e_c - e_p - e_l

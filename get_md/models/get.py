@@ -251,19 +251,22 @@ class GET(nn.Module):
         cell: torch.Tensor,
         pbc: torch.Tensor,
     ) -> List[torch.Tensor]:
-        """What :meth:`forward_in_environment` reuses of a fixed environment (one
-        structure, e.g. a receptor pocket): its per-atom energies and, per layer, the
-        atoms' states and the terms of every atom pair.
+        """What :meth:`forward_in_environment` reuses of fixed environments (e.g. a
+        receptor pocket; a batch of them, e.g. the pocket in several trajectory frames):
+        per-atom energies and, per layer, the atoms' states and the terms of every atom
+        pair. Costs one forward pass (its per-atom ``energies`` are ``cache[2]``).
 
         Layout: ``[positions, H_0, atomic energies, pair src, pair dst, pair weight,
-        pair edge type]`` then per layer ``[H, Z, logits, node terms, coordinate terms]``;
-        pairs sorted by ``src * n + dst``. Call under ``torch.no_grad()`` with
-        ``compute_forces`` off (potential models, one atom per block, no periodicity).
+        pair edge type, structure of each atom]`` then per layer ``[H, Z, logits, node
+        terms, coordinate terms]``; pairs sorted by ``src * n + dst``. Call under
+        ``torch.no_grad()`` with ``compute_forces`` off (potential models, one atom per
+        block, no periodicity).
         """
         n_atoms = positions.shape[0]
-        if not self._environment_ok(n_atoms, segment_ids.shape[0], pbc, positions.device) or cell.shape[0] != 1:
-            raise RuntimeError("environment_cache needs one non-periodic structure with one atom per block, a "
+        if not self._environment_ok(n_atoms, segment_ids.shape[0], pbc, positions.device):
+            raise RuntimeError("environment_cache needs non-periodic structures with one atom per block, a "
                                "potential model with compute_forces off, no autograd, on the CPU")
+        n_graphs = cell.shape[0]
         atom_batch = batch_ids[block_ids]
         ps, pd, _, _, _, _, etype, _, singleton = self._potential_pairs(
             positions, block_ids, segment_ids, atom_batch, cell, pbc)
@@ -284,14 +287,15 @@ class GET(nn.Module):
             update_coords = i < n_layers - 1
             logit, node, coord = layer.pair_terms(H, Z, edge_attr, ps, pd, weight, update_coords)
             per_layer += [H, Z, logit, node, coord]
-            H, Z = layer(H, Z, edge_attr, ps, pd, torch.arange(ps.shape[0]), weight, None, ps,
-                         torch.arange(ps.shape[0]), ps, update_coords, True)
-            H, Z, _ = norm0(H, Z, atom_batch, 1, False)
+            # the layer's output from these terms (every pair "known": no second pass)
+            H, Z = layer._singleton_inference(H, Z, None, ps[:0], pd[:0], weight[:0], None, ps[:0],
+                                              update_coords, ps, logit, weight, node, coord)
+            H, Z, _ = norm0(H, Z, atom_batch, n_graphs, False)
             H, Z = ffn(H, Z, block_ids, n_atoms)
-            H, Z, _ = norm1(H, Z, atom_batch, 1, False)
+            H, Z, _ = norm1(H, Z, atom_batch, n_graphs, False)
             i += 1
         energies = self._atom_energies(H, atomic_numbers)
-        return [positions, H0, energies, ps, pd, weight, etype] + per_layer
+        return [positions, H0, energies, ps, pd, weight, etype, atom_batch] + per_layer
 
     @torch.jit.export
     def forward_in_environment(
@@ -312,7 +316,8 @@ class GET(nn.Module):
         :meth:`environment_cache` (rescoring many ligand poses in one pocket).
 
         ``env_index`` [N] gives each atom's index in the environment, or -1 for atoms
-        not in it (the ligand, or whole structures such as the free ligand). An atom's
+        not in it (the ligand, or whole structures such as the free ligand); a structure
+        holds one whole environment structure or none. An atom's
         state after layer l can differ from its state in the environment alone only
         if it lies within l + 1 neighbour hops of a non-environment atom; all other
         atoms keep the cached states and energies, and pairs of two atoms whose states
@@ -333,20 +338,28 @@ class GET(nn.Module):
         n_graphs = cell.shape[0]
         atom_batch = batch_ids[block_ids]
         env_pos, env_H0, env_energies = cache[0], cache[1], cache[2]
-        env_ps, env_pd, env_weight, env_etype = cache[3], cache[4], cache[5], cache[6]
+        env_ps, env_pd, env_weight, env_etype, env_graph_of = cache[3], cache[4], cache[5], cache[6], cache[7]
         n_env = env_pos.shape[0]
         in_env = env_index >= 0
         rows = torch.nonzero(in_env).squeeze(1)
         env_of = env_index.clamp(min=0)  # (rows outside the environment are never read)
         H = self._embed(atomic_numbers, block_ids, atom_positions, block_types)
-        # every structure holds all of the environment or none of it, each atom once
-        env_graph = atom_batch.index_select(0, rows)
+        # every structure holds one whole environment structure or none, each atom once
+        graph_of = atom_batch.index_select(0, rows)
+        which = env_graph_of.index_select(0, env_index.index_select(0, rows))  # environment structure
+        env_sizes = torch.bincount(env_graph_of)
         per_graph = torch.zeros(n_graphs, dtype=torch.long, device=rows.device).index_add_(
-            0, env_graph, torch.ones_like(env_graph))
-        if (bool(((per_graph != 0) & (per_graph != n_env)).any())
-                or torch.unique(env_graph * n_env + env_index.index_select(0, rows)).shape[0] != rows.shape[0]):
-            raise RuntimeError("forward_in_environment: a structure holds only part of the environment, "
-                               "or an environment atom twice")
+            0, graph_of, torch.ones_like(graph_of))
+        lo = torch.full((n_graphs,), n_env, dtype=torch.long, device=rows.device).scatter_reduce(
+            0, graph_of, which, "amin")
+        hi = torch.full((n_graphs,), -1, dtype=torch.long, device=rows.device).scatter_reduce(
+            0, graph_of, which, "amax")
+        has = per_graph > 0
+        if (bool((has & (lo != hi)).any())
+                or bool((has & (per_graph != env_sizes.index_select(0, lo.clamp(max=env_sizes.shape[0] - 1)))).any())
+                or torch.unique(graph_of * n_env + env_index.index_select(0, rows)).shape[0] != rows.shape[0]):
+            raise RuntimeError("forward_in_environment: a structure holds only part of an environment "
+                               "structure, or an environment atom twice")
         if bool((env_pos.index_select(0, env_index.index_select(0, rows)) != positions.index_select(0, rows)).any()):
             raise RuntimeError("forward_in_environment: environment atoms are not where the cache has them")
         if bool((env_H0.index_select(0, env_index.index_select(0, rows)) != H.index_select(0, rows)).any()):
@@ -364,7 +377,7 @@ class GET(nn.Module):
         i = 0
         for layer, norm0, ffn, norm1 in zip(self.encoder.layers, self.encoder.norms0, self.encoder.ffns,  # noqa: B905
                                             self.encoder.norms1):
-            c = 7 + 5 * i
+            c = 8 + 5 * i
             env_logit, env_node, env_coord = cache[c + 2], cache[c + 3], cache[c + 4]
             changed_src, changed_dst = changed.index_select(0, ps), changed.index_select(0, pd)
             # atoms whose output can change: changed ones and their neighbours
