@@ -382,12 +382,24 @@ class GETLayer(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-pair block-attention logits and messages of one-pair block edges (no
         periodic shifts): the ``known_*`` inputs of :meth:`_singleton_inference` for
-        pairs whose atoms are in the same state elsewhere."""
+        pairs whose atoms are in the same state elsewhere. Computed in chunks of
+        ``stream_rows`` pairs (all at once when 0)."""
         att_src, att_dst, msg_dst, cmsg_dst = self._atom_terms(H)
-        dZ, D = self._chunk_geometry(Z, pair_src, pair_dst, None, 0, pair_src.shape[0])
-        alpha, logit = self._attention_chunk(att_src, att_dst, D, edge_attr, pair_src, pair_dst,
-                                             pair_weight.unsqueeze(-1))
-        node, coord = self._message_chunk(msg_dst, cmsg_dst, dZ, D, pair_dst, alpha, update_coords)
+        n_pairs, h = pair_src.shape[0], self.n_head
+        c = self.stream_rows if self.stream_rows > 0 else max(n_pairs, 1)
+        logit = torch.empty(n_pairs, h, dtype=H.dtype, device=H.device)
+        node = torch.empty(n_pairs, h, self.d_hidden // h, dtype=H.dtype, device=H.device)
+        coord = torch.empty(n_pairs if update_coords else 0, h, Z.shape[1], 3, dtype=Z.dtype, device=Z.device)
+        for i in range(0, n_pairs, c):
+            j = min(i + c, n_pairs)
+            ps, pd = pair_src[i:j], pair_dst[i:j]
+            dZ, D = self._chunk_geometry(Z, ps, pd, None, i, j)
+            ea = edge_attr[i:j] if edge_attr is not None else None
+            alpha, logit[i:j] = self._attention_chunk(att_src, att_dst, D, ea, ps, pd, pair_weight[i:j].unsqueeze(-1))
+            y, z = self._message_chunk(msg_dst, cmsg_dst, dZ, D, pd, alpha, update_coords)
+            node[i:j] = y
+            if update_coords:
+                coord[i:j] = z
         return logit, node, coord
 
     def forward(
