@@ -10,7 +10,8 @@
   dropped when the file is reopened, and that batch is recomputed with the same
   composition, so that a resumed run gives the same rows as an uninterrupted one;
 * model loading for scoring (:class:`ModelSpec`, :func:`get_module`: energies only,
-  forces switched off, cached per thread so that Dask workers load a file once);
+  forces switched off, loaded once per process and shared by its threads);
+  reusable terms of a fixed pocket (:func:`environment_cache`, :func:`build_environment`);
 * batch sizing (:func:`auto_batch_size`: from free GPU memory and a probe batch);
 * fan-out of batches to a Dask cluster (:func:`fan_out`), or in process, several
   batches at once on the CPU's cores (:func:`parallel_batches`).

@@ -318,11 +318,10 @@ class GETLayer(nn.Module):
 
         ``edge_row``: receiving block of each pair (the block-level softmax runs over
         it). ``known_*`` are further pairs received by atoms ``known_src`` (atom blocks)
-        whose terms are
-        already known (block-attention logit [K, h], weight [K], :meth:`_message_chunk`'s
-        two outputs), from :meth:`pair_terms` on a fixed environment (see
-        ``GET.forward_in_environment``); they join the block-level softmax. Empty
-        tensors: none.
+        whose terms are already known (block-attention logit [K, h], weight [K],
+        :meth:`_message_chunk`'s two outputs), from :meth:`pair_terms` on a fixed
+        environment (see ``GET.forward_in_environment``); they join the block-level
+        softmax. Empty tensors: none.
         """
         n_atoms, n_pairs, h = H.shape[0], pair_src.shape[0], self.n_head
         c = self.stream_rows
