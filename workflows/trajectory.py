@@ -191,7 +191,8 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
             pockets.append(pocket_t.with_positions(p[~lig_mask]))
             ligands.append(ligand_t.with_positions(p[lig_mask]))
     n = len(frames)
-    cache = build_environment(spec, batch_graphs(pockets)) if spec.is_potential else None
+    pocket_batch = batch_graphs(pockets) if spec.is_potential else None
+    cache = build_environment(spec, pocket_batch) if pocket_batch is not None else None
     if cache is not None:
         # the frame's pocket is the environment of its complex: E(pocket) comes with the
         # cache, and the complex reuses the pocket's terms (GET.forward_in_environment)
@@ -201,7 +202,7 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
         env_index = torch.cat([torch.where(in_pocket, local + k * n_pocket, -1) for k in range(n)]
                               + [torch.full((g.num_atoms,), -1) for g in ligands])
         out = run_model(spec, batch_graphs(complexes + ligands), (env_index, cache))
-        e_pocket = scatter_sum(cache[2].to("cpu"), cache[7].to("cpu"), n)
+        e_pocket = scatter_sum(cache[2].to("cpu"), pocket_batch.atom_batch_ids, n)  # cache[2]: atom energies
         e = torch.cat([out["energy"][:n], e_pocket.to(out["energy"].dtype), out["energy"][n:]])
     elif spec.is_potential:
         e = run_model(spec, batch_graphs(complexes + pockets + ligands))["energy"]

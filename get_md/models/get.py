@@ -235,6 +235,10 @@ class GET(nn.Module):
         return (self.atom_embedding(atomic_numbers) + self.block_embedding(block_types[block_ids])
                 + self.position_embedding(atom_positions))
 
+    def _pair_weight(self, r: torch.Tensor) -> torch.Tensor:
+        """Envelope weight of each pair from its vector ``r`` [E, 3] (Å): 1 near, 0 at the cutoff."""
+        return self.envelope(torch.sqrt((r * r).sum(dim=-1) + 1e-12) / self.cutoff)
+
     def _atom_energies(self, H: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
         return self.head(H).squeeze(-1) * self.energy_scale + self.atom_ref(atomic_numbers).squeeze(-1)
 
@@ -272,8 +276,7 @@ class GET(nn.Module):
             positions, block_ids, segment_ids, atom_batch, cell, pbc)
         order = torch.argsort(ps * n_atoms + pd)
         ps, pd, etype = ps[order], pd[order], etype[order]
-        r = positions.index_select(0, pd) - positions.index_select(0, ps)
-        weight = self.envelope(torch.sqrt((r * r).sum(dim=-1) + 1e-12) / self.cutoff)
+        weight = self._pair_weight(positions.index_select(0, pd) - positions.index_select(0, ps))
         edge_attr: Optional[torch.Tensor] = None
         if self.use_edge_attr:
             edge_attr = self.edge_embedding(etype)
@@ -367,8 +370,7 @@ class GET(nn.Module):
                                "(element, residue type or atom name)")
         ps, pd, _, _, _, _, etype, _, _ = self._potential_pairs(
             positions, block_ids, segment_ids, atom_batch, cell, pbc)
-        r = positions.index_select(0, pd) - positions.index_select(0, ps)
-        weight = self.envelope(torch.sqrt((r * r).sum(dim=-1) + 1e-12) / self.cutoff)
+        weight = self._pair_weight(positions.index_select(0, pd) - positions.index_select(0, ps))
         env_key = env_ps * n_env + env_pd
         pair_key = env_of.index_select(0, ps) * n_env + env_of.index_select(0, pd)
         Z = positions.unsqueeze(1)
@@ -442,11 +444,7 @@ class GET(nn.Module):
             torch.set_grad_enabled(True)
         pos_leaf, pos, cell, strain = strained_inputs(positions, cell, atom_batch, want_forces, want_stress)
 
-        H = (
-            self.atom_embedding(atomic_numbers)
-            + self.block_embedding(block_types[block_ids])
-            + self.position_embedding(atom_positions)
-        )
+        H = self._embed(atomic_numbers, block_ids, atom_positions, block_types)
         if charges is not None:
             H = H + self.charge_embedding(charges.reshape(-1, 1).to(H.dtype))
         Z = pos.unsqueeze(1)
@@ -465,8 +463,7 @@ class GET(nn.Module):
                 shift_vec = torch.bmm(shifts.unsqueeze(1).to(pos.dtype), cell[atom_batch[ps]]).squeeze(1)
                 r = r + shift_vec
                 pair_shift = shift_vec
-            dist = torch.sqrt((r * r).sum(dim=-1) + 1e-12)
-            pair_weight = self.envelope(dist / self.cutoff)
+            pair_weight = self._pair_weight(r)
         else:
             ps, pd, pg, ga, ge, er, etype = self._score_pairs(pos, block_ids, batch_ids, segment_ids)
         edge_attr: Optional[torch.Tensor] = None
@@ -480,7 +477,7 @@ class GET(nn.Module):
 
         out: Dict[str, torch.Tensor] = {}
         if self.task == "energy":
-            energies = self.head(H).squeeze(-1) * self.energy_scale + self.atom_ref(atomic_numbers).squeeze(-1)
+            energies = self._atom_energies(H, atomic_numbers)
             out = energy_outputs(
                 energies, atom_batch, n_graphs, pos_leaf, strain, cell, want_forces, want_stress,
                 self.training, grad_was_enabled,
