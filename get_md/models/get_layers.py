@@ -23,7 +23,7 @@ Two regimes share the same weights:
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -220,13 +220,30 @@ class GETLayer(nn.Module):
             return R.transpose(1, 2).reshape(e, self.n_head, -1)
         return D.unsqueeze(1).repeat(1, self.n_head, 1)
 
-    @staticmethod
-    def _split_first_layer(weight: torch.Tensor, bias: Optional[torch.Tensor], H_v: torch.Tensor,
-                           D: torch.Tensor, pair_dst: torch.Tensor) -> torch.Tensor:
-        """First layer of ``mlp(cat([H_v[pair_dst], D]))``, applied to each part before gathering."""
-        d_v = H_v.shape[-1]
-        return (torch.nn.functional.linear(H_v, weight[:, :d_v])[pair_dst]
-                + torch.nn.functional.linear(D, weight[:, d_v:], bias))
+    def _first_layer(self, gathers: List[Tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
+                     weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """First linear layer of a per-head pair MLP whose input concatenates gathered
+        rows and per-pair features: ``sum(table[index] for table, index in gathers)
+        + linear(x, weight, bias)`` [n, h, d] for per-atom (or per-edge) tables [*, h, d]
+        (the other parts of the layer, already applied) and x [n, h, k].
+
+        The gathered rows are written once and the per-pair product accumulates into them
+        in one GEMM (the per-head weight laid out block-diagonally over heads), the bias
+        goes into the first table: no pair-sized sum, bias or copy pass (measured 3.5x
+        faster than gather, linear and add on 42k pairs; fwd+bwd 1.1x).
+        """
+        n, h = x.shape[0], self.n_head
+        table, index = gathers[0]
+        if bias is not None:
+            table = table + bias
+        d = table.shape[-1]
+        out = table.reshape(-1, h * d).index_select(0, index)
+        for k in range(1, len(gathers)):
+            table, index = gathers[k]
+            out.add_(table.reshape(-1, h * d).index_select(0, index))
+        block = torch.kron(torch.eye(h, dtype=weight.dtype, device=weight.device), weight)
+        out.addmm_(x.reshape(n, -1), block.t())
+        return out.view(n, h, d)
 
     def _chunk_geometry(self, Z: torch.Tensor, ps: torch.Tensor, pd: torch.Tensor,
                         pair_shift: Optional[torch.Tensor], i: int, j: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -257,13 +274,15 @@ class GETLayer(nn.Module):
         """Atom-level attention ``alpha`` and block-attention logits [n, h] of a chunk of
         one-pair block edges (``w`` [n, 1] envelope weights)."""
         n, h = ps.shape[0], self.n_head
-        d_rh, d_d = att_src.shape[-1], D.shape[-1]
+        d_rh, d_d = self.linear_qk.out_features // 2, D.shape[-1]
         w_att = self.att_mlp[0].weight
-        pre = att_src.index_select(0, ps) + att_dst.index_select(0, pd) + torch.nn.functional.linear(
-            D, w_att[:, 2 * d_rh:2 * d_rh + d_d], self.att_mlp[0].bias)
-        if edge_attr is not None and self.d_edge > 0:
-            ea = self.edge_linear(edge_attr).view(n, h, -1)
-            pre = pre + torch.nn.functional.linear(ea, w_att[:, 2 * d_rh + d_d:])
+        if edge_attr is not None and self.d_edge > 0:  # per pair: joins D in the GEMM
+            pre = self._first_layer([(att_src, ps), (att_dst, pd)],
+                                    torch.cat([D, self.edge_linear(edge_attr).view(n, h, -1)], dim=-1),
+                                    w_att[:, 2 * d_rh:], self.att_mlp[0].bias)
+        else:
+            pre = self._first_layer([(att_src, ps), (att_dst, pd)], D, w_att[:, 2 * d_rh:2 * d_rh + d_d],
+                                    self.att_mlp[0].bias)
         R_repr = self._mlp(0, pre)
         alpha = sink_softmax_single(self.unit_att_linear(R_repr).squeeze(-1), w)
         pooled = (w.unsqueeze(-1) * R_repr) / (w.unsqueeze(-1) + 1e-9)
@@ -277,13 +296,13 @@ class GETLayer(nn.Module):
         ``update_coords``)."""
         n, h = pd.shape[0], self.n_head
         a = alpha.unsqueeze(-1)
-        d_v = msg_dst.shape[-1]
+        d_v = self.linear_v.out_features
         m, mc = self.unit_msg_mlp[0], self.unit_msg_coord_mlp[0]
-        msg = self._mlp(1, msg_dst.index_select(0, pd) + torch.nn.functional.linear(D, m.weight[:, d_v:], m.bias))
+        msg = self._mlp(1, self._first_layer([(msg_dst, pd)], D, m.weight[:, d_v:], m.bias))
         node = a * self._mlp(3, (a * msg).reshape(n, -1)).view(n, h, -1)
         if not update_coords:
             return node, torch.zeros(0, dtype=node.dtype, device=node.device)
-        cmsg = self._mlp(2, cmsg_dst.index_select(0, pd) + torch.nn.functional.linear(D, mc.weight[:, d_v:], mc.bias))
+        cmsg = self._mlp(2, self._first_layer([(cmsg_dst, pd)], D, mc.weight[:, d_v:], mc.bias))
         z_pair = (a * self.unit_msg_coord_linear(cmsg)).unsqueeze(-1) * dZ.unsqueeze(1)  # [n, h, C, 3]
         z_h = self._mlp(4, (a * cmsg).reshape(n, -1)).view(n, h, -1)  # [n, h, C]
         return node, z_h.unsqueeze(-1) * z_pair
@@ -435,28 +454,24 @@ class GETLayer(nn.Module):
         n_groups = group_atom.shape[0]
         n_edges = edge_row.shape[0]
         n_blocks_hint = int(edge_row.max()) + 1 if n_edges > 0 else 0
-        Hh = H.view(n_atoms, self.n_head, -1)
-        pair_edge = pair_group if singleton else group_edge[pair_group]
+        pair_edge = pair_group if singleton else group_edge.index_select(0, pair_group)
 
         # ---- attention
-        # The first layer of each edge MLP acts on a concatenation [per-atom | per-pair | per-edge]
+        # The first layer of each pair MLP acts on a concatenation [per-atom | per-pair | per-edge]
         # features; it is applied to each part before gathering (same result, far fewer FLOPs).
-        H_qk = self.linear_qk(Hh)
-        d_rh = H_qk.shape[-1] // 2
-        dZ = Z[pair_src] - Z[pair_dst]  # [Eu, C, 3]
+        att_src, att_dst, msg_dst, cmsg_dst = self._atom_terms(H)
+        d_rh = self.linear_qk.out_features // 2
+        dZ = Z.index_select(0, pair_src) - Z.index_select(0, pair_dst)  # [Eu, C, 3]
         if pair_shift is not None:
             dZ = dZ - pair_shift.unsqueeze(1)
         D = self._distance_features(dZ)
         d_d = D.shape[-1]
         w_att = self.att_mlp[0].weight
-        pre = (
-            torch.nn.functional.linear(H_qk[..., 0::2], w_att[:, :d_rh])[pair_src]
-            + torch.nn.functional.linear(H_qk[..., 1::2], w_att[:, d_rh:2 * d_rh])[pair_dst]
-            + torch.nn.functional.linear(D, w_att[:, 2 * d_rh:2 * d_rh + d_d], self.att_mlp[0].bias)
-        )
+        gathers = [(att_src, pair_src), (att_dst, pair_dst)]
         if edge_attr is not None and self.d_edge > 0:
             ea = self.edge_linear(edge_attr).view(edge_attr.shape[0], self.n_head, -1)
-            pre = pre + torch.nn.functional.linear(ea, w_att[:, 2 * d_rh + d_d:])[pair_edge]
+            gathers.append((torch.nn.functional.linear(ea, w_att[:, 2 * d_rh + d_d:]), pair_edge))
+        pre = self._first_layer(gathers, D, w_att[:, 2 * d_rh:2 * d_rh + d_d], self.att_mlp[0].bias)
         R_repr = self._rows(0, pre)  # [Eu, h, dr/h]
         R = self.unit_att_linear(R_repr).squeeze(-1)  # [Eu, h]
 
@@ -484,13 +499,12 @@ class GETLayer(nn.Module):
             beta = self.block_att_linear(pooled).squeeze(-1)
             beta = sink_softmax(beta, w_edge, edge_row, n_blocks_hint)
             group_mass = scatter_sum(alpha, pair_group, n_groups)  # [Eg, h, 1]
-        beta_g = (beta if singleton else beta[group_edge]).unsqueeze(-1)  # [Eg, h, 1]
-
-        H_v = self.linear_v(Hh)  # [N, h, dr/h]
+        beta_g = (beta if singleton else beta.index_select(0, group_edge)).unsqueeze(-1)  # [Eg, h, 1]
 
         # ---- invariant update
+        d_v = self.linear_v.out_features
         m = self.unit_msg_mlp
-        msg = self._rows(1, self._split_first_layer(m[0].weight, m[0].bias, H_v, D, pair_dst))
+        msg = self._rows(1, self._first_layer([(msg_dst, pair_dst)], D, m[0].weight[:, d_v:], m[0].bias))
         H_agg = self._group_sum(alpha * msg, pair_group, n_groups, singleton).reshape(n_groups, -1)
         H_agg = self._node_update(H_agg, beta_g * group_mass, group_atom, n_atoms).reshape(n_atoms, -1)
         H_agg = self.node_out_linear(H_agg)
@@ -500,7 +514,7 @@ class GETLayer(nn.Module):
         if not update_coords:
             return H_new, Z
         mc = self.unit_msg_coord_mlp
-        cmsg = self._rows(2, self._split_first_layer(mc[0].weight, mc[0].bias, H_v, D, pair_dst))
+        cmsg = self._rows(2, self._first_layer([(cmsg_dst, pair_dst)], D, mc[0].weight[:, d_v:], mc[0].bias))
         Z_agg = self._group_sum(
             (alpha * self.unit_msg_coord_linear(cmsg)).unsqueeze(-1) * dZ.unsqueeze(1), pair_group, n_groups,
             singleton,
