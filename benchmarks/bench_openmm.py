@@ -40,7 +40,6 @@ from plugin_common import (  # noqa: E402
     apply_allocator_option,
     bare_model_call,
     build_model,
-    executor,
     interleaved_times,
     machine_info,
     water_box,
@@ -69,7 +68,10 @@ def openmm_stepper(force_backend: str, model, z, pos, cell, periodic: bool, mode
         system.addParticle(masses[int(zi)])
     if periodic:
         system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row) for row in cell / 10.0])
-    add_force(system, model, z.tolist(), periodic=periodic, backend=force_backend)
+    # TorchForce: create_force switches this thread, from which step() runs the module,
+    # to the plain executor unless told not to (the "default" mode measures without it)
+    add_force(system, model, z.tolist(), periodic=periodic, backend=force_backend,
+              plain_executor=mode == "plain")
     integrator = openmm.VerletIntegrator(0.0005)
     platform = openmm_platform()
     ctx = openmm.Context(system, integrator, platform)
@@ -77,8 +79,7 @@ def openmm_stepper(force_backend: str, model, z, pos, cell, periodic: bool, mode
     ctx.setVelocitiesToTemperature(300.0, 1)
 
     def run(n):
-        with executor(mode):  # TorchForce's forward runs on this thread
-            integrator.step(n)
+        integrator.step(n)
 
     run._context = ctx  # keep the Context alive with the function
     return run, platform.getName()

@@ -62,12 +62,37 @@ def plain_executor():
     slow first calls; a 10,000-atom box called first at full size needed 9.5 GB
     instead of more than the machine's 23 GB. Outputs are the same to float rounding.
 
-    For ``openmmtorch.TorchForce``, whose forward runs in OpenMM's C++ loop on the
-    calling thread, wrap the simulation calls yourself::
-
-        with plain_executor():
-            simulation.step(1000)
+    ``openmmtorch.TorchForce`` runs the module in OpenMM's C++ loop, on the thread that
+    calls ``simulation.step``; :func:`get_md.plugins.openmm.create_force` therefore
+    switches that thread to the plain executor for good (:func:`use_plain_executor`).
     """
     import torch
 
     return torch.jit.optimized_execution(False)
+
+
+def use_plain_executor() -> bool:
+    """Switch the calling thread to TorchScript's plain executor (as inside
+    :func:`plain_executor`) until :func:`restore_executor`; returns the previous setting.
+
+    For models called where no context manager can reach, such as an
+    ``openmmtorch.TorchForce`` run from OpenMM's C++ loop on this thread. Thread-local,
+    like ``plain_executor``; the results are the same, only the speed changes (nequip
+    likewise sets TorchScript's executor options for the process when it loads a model).
+
+    Example:
+        >>> from get_md.perf import restore_executor, use_plain_executor
+        >>> previous = use_plain_executor()
+        >>> restore_executor(previous)
+    """
+    import torch
+
+    return bool(torch._C._get_graph_executor_optimize(False))
+
+
+def restore_executor(optimize: bool) -> None:
+    """Set the calling thread's TorchScript executor back (``optimize``: the value
+    :func:`use_plain_executor` returned)."""
+    import torch
+
+    torch._C._get_graph_executor_optimize(bool(optimize))

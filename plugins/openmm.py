@@ -374,7 +374,25 @@ def torchforce_module(
         charges = atom_charges([total_charge], [graph.num_atoms], potential.device, potential.dtype)
         cls = _ChargedTorchForceWrapper
     wrapper = cls(potential.module, graph, idx, n_total, periodic, charges)
-    return torch.jit.script(wrapper.eval())
+    module = torch.jit.script(wrapper.eval())
+    _inline_calls(module.graph)
+    return module
+
+
+def _inline_calls(graph) -> None:
+    """Inline every method and function call into ``graph``, in place.
+
+    TorchForce runs a copy of the module whose submodule types lack their methods;
+    TorchScript's plain executor does not inline, and then failed with "Couldn't find
+    method: 'forward' on class GET". One inlining pass inlines a single level where the
+    callees' graphs were cached uninlined (after plain-executor calls), so it repeats
+    until no call is left.
+    """
+    for _ in range(1000):
+        if not (graph.findAllNodes("prim::CallMethod") or graph.findAllNodes("prim::CallFunction")):
+            return
+        torch._C._jit_pass_inline(graph)
+    raise RuntimeError("torchforce_module: TorchScript calls left after inlining 1000 levels")
 
 
 # --------------------------------------------------------------------------- builders
@@ -390,6 +408,7 @@ def create_force(
     *,
     charge: float = 0.0,
     blocks: str = "atoms",
+    plain_executor: bool = True,
 ):
     """An ``openmm.Force`` computing a get_md energy model.
 
@@ -409,6 +428,11 @@ def create_force(
         charge: total charge of the modelled atoms (e), for models that read it.
         blocks: "atoms" (every atom its own block; how potentials are trained) or
             "residues" (the topology's residues as blocks, for residue-level models).
+        plain_executor: TorchForce only: switch the calling thread, from which OpenMM's
+            ``step`` runs the module, to TorchScript's plain executor
+            (:func:`get_md.perf.use_plain_executor`; same results, a force call 1.35x
+            faster on 1,000 atoms). It stays switched for that thread; False leaves
+            torch's setting alone. PythonForce always calls the model with it.
 
     Returns:
         An ``openmmtorch.TorchForce`` or ``openmm.PythonForce`` (``name`` set to
@@ -444,6 +468,12 @@ def create_force(
             ) from e
         module = torchforce_module(lm, graph, indices, z_all.size, periodic, charge)
         force = openmmtorch.TorchForce(module)
+        if plain_executor:
+            from get_md.perf import use_plain_executor
+
+            if use_plain_executor():
+                log.info("create_force: TorchScript's plain executor is on for this thread from now "
+                         "on (get_md.perf.restore_executor(True) undoes it)")
         force.setOutputsForces(True)
         force.setUsesPeriodicBoundaryConditions(periodic)
     else:

@@ -1,4 +1,4 @@
-"""get_md.perf: the CPU allocator setting."""
+"""get_md.perf: the CPU allocator and TorchScript executor settings."""
 
 import sys
 
@@ -67,3 +67,28 @@ def test_plugins_and_workflows_call_models_with_the_plain_executor(monkeypatch):
     monkeypatch.setattr(wf, "get_module", lambda s: Probe())
     wf.run_model(spec, MolecularGraph.from_atoms(torch.zeros(1, 3), torch.tensor([6])))
     assert flags == [False, False]
+
+
+def test_use_plain_executor_switches_this_thread_until_restored():
+    """use_plain_executor (what create_force does for TorchForce) turns the optimising
+    executor off for the calling thread only, returns the previous value, and
+    restore_executor puts it back."""
+    import threading
+
+    import torch
+
+    from get_md.perf import restore_executor, use_plain_executor
+
+    assert torch._C._get_graph_executor_optimize()
+    previous = use_plain_executor()
+    try:
+        assert previous is True and not torch._C._get_graph_executor_optimize()
+        assert use_plain_executor() is False  # already plain
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(torch._C._get_graph_executor_optimize()))
+        t.start()
+        t.join()
+        assert seen == [True]
+    finally:
+        restore_executor(previous)
+    assert torch._C._get_graph_executor_optimize()

@@ -197,6 +197,37 @@ def test_periodic_box_matches_ase(model_file, ase_calc):
     np.testing.assert_allclose(f_t.numpy(), f, rtol=1e-10, atol=1e-10)
 
 
+def test_torchforce_module_is_one_graph_under_the_plain_executor(model_file):
+    """The TorchForce wrapper holds no method or function calls (TorchForce runs a copy
+    whose submodule types lack their methods; the plain executor does not inline), also
+    when the model already ran with the plain executor and a second wrapper is built, and
+    it gives the same energy as the model run both ways."""
+    from get_md.plugins._common import load_potential
+    from get_md.plugins.openmm import _graph_template
+
+    from get_md.perf import plain_executor, restore_executor, use_plain_executor
+
+    atoms = ethanol()
+    lm = load_potential(model_file, dtype="float64")
+    graph = _graph_template(None, atoms.numbers, None, "atoms", lm)
+    pos = torch.tensor(atoms.positions / 10)
+    energies = []
+    previous = use_plain_executor()
+    try:
+        for _ in range(2):
+            lm.run(list(graph.inputs()))  # the model's own graphs cached by the plain executor
+            module = torchforce_module(lm, graph, None, len(atoms), periodic=False)
+            calls = module.graph.findAllNodes("prim::CallMethod") + module.graph.findAllNodes("prim::CallFunction")
+            assert calls == []
+            energies.append(float(module(pos)[0]))
+    finally:
+        restore_executor(previous)
+    with plain_executor():
+        energies.append(float(module(pos)[0]))
+    energies.append(float(module(pos)[0]))  # default executor
+    assert energies == pytest.approx([energies[0]] * 4, rel=1e-12)
+
+
 def test_serialisation_and_deepcopy(model_file):
     """PythonForce pickles its potential (XmlSerializer and deepcopy). Not run for
     TorchForce: with the PyPI openmmtorch 1.5 wheel and OpenMM 8.6.1, deserialising any
@@ -282,6 +313,8 @@ def test_auto_backend_is_torchforce_only_where_it_copies(model_file):
 def test_torchforce_matches_pythonforce(model_file):  # pragma: no cover - needs openmmtorch
     import openmmtorch
 
+    from get_md.perf import restore_executor
+
     for atoms, box in ((ethanol(), None), (periodic_ethanol(), periodic_ethanol().cell.array / 10)):
         top = openmm_topology(atoms, box_nm=box)
         results = []
@@ -290,7 +323,13 @@ def test_torchforce_matches_pythonforce(model_file):  # pragma: no cover - needs
             force = add_force(system, model_file, top, backend=backend, dtype="float64")
             if backend == "torchforce":
                 assert isinstance(force, openmmtorch.TorchForce) and force.getOutputsForces()
-            results.append(energy_forces(system, atoms.positions / 10, box_nm=box))
+                # OpenMM runs the module on this thread: create_force gave it the plain executor
+                plain = not torch._C._get_graph_executor_optimize()
+            try:
+                results.append(energy_forces(system, atoms.positions / 10, box_nm=box))
+            finally:
+                restore_executor(True)
+            assert backend != "torchforce" or plain
         assert results[0][0] == pytest.approx(results[1][0], rel=1e-10)
         np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-8, atol=1e-8)
 
