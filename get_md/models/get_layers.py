@@ -229,8 +229,9 @@ class GETLayer(nn.Module):
 
         The gathered rows are written once and the per-pair product accumulates into them
         in one GEMM (the per-head weight laid out block-diagonally over heads), the bias
-        goes into the first table: no pair-sized sum, bias or copy pass (measured 3.5x
-        faster than gather, linear and add on 42k pairs; fwd+bwd 1.1x).
+        goes into the first table: no pair-sized sum, bias or copy pass (on 42k pairs x 4
+        heads, 1 thread: forward 2.4x faster than index_select, linear and add; with the
+        backward 1.1x).
         """
         n, h = x.shape[0], self.n_head
         table, index = gathers[0]
