@@ -31,7 +31,6 @@ Results go to ``benchmarks/results/bench_ase.json`` with the machine record.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -49,6 +48,7 @@ from plugin_common import (  # noqa: E402
     machine_info,
     time_bare_model,
     water_box,
+    write_result,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -200,9 +200,7 @@ def main(argv=None) -> int:
         "comparisons": {"mace": mace_status, "torchani": ani_status},
         "results": records,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -27,7 +27,6 @@ conversion, tensors from and to NumPy or C++, the integrator). Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from plugin_common import (  # noqa: E402
     interleaved_times,
     machine_info,
     water_box,
+    write_result,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -158,9 +158,7 @@ def main(argv=None) -> int:
                      "torchforce": torchforce_status},
         "results": records,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plugin_common import add_allocator_option, apply_allocator_option  # noqa: E402
+from plugin_common import add_allocator_option, apply_allocator_option, write_result  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = REPO_ROOT / "tests" / "data" / "prolif"
@@ -387,9 +387,7 @@ def main(argv=None) -> int:
                                        if k.endswith("_best")}) if v.get("available") else v["reason"],
                   flush=True)
     result["machine"]["loadavg_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -17,7 +17,6 @@ or not (``workflows.trajectory.build_environment`` returning None), default
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rescore import DATA, machine_info, make_pose_file  # noqa: E402
+from plugin_common import write_result  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_rescore_ablation.json"
 
@@ -99,9 +99,7 @@ def main(argv=None) -> int:
               f"median {statistics.median(r):5.1f} poses/s")
     result = {"benchmark": "bench_rescore_ablation", "machine": machine_info(args.threads),
               "settings": vars(args) | {"out": str(args.out)}, "results": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

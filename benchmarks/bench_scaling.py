@@ -17,7 +17,6 @@ the machine does not inflate. Target of the OpenMM / ASE issue:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from plugin_common import (  # noqa: E402
     interleaved_times,
     machine_info,
     water_box,
+    write_result,
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_scaling.json"
@@ -88,9 +88,7 @@ def main(argv=None) -> int:
                            "warmup": args.warmup, "what": "forward + autograd backward for forces, plain executor"},
               "atoms": atoms, "times": times, "ratio_of_medians": ratio, "ratio_of_minima": ratio_min, "cpu_ratio_of_medians": cpu_ratio,
               "ratio_per_round": per_round}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Tuple
 
 import numpy as np
@@ -152,6 +154,14 @@ def machine_info(threads: int) -> dict:
     except ImportError:
         pass
     return info
+
+
+def write_result(out: Path, result: dict) -> None:
+    """Write a benchmark's result dict to ``out`` as indented JSON (folders made as
+    needed) and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 def add_allocator_option(parser) -> None:
