@@ -296,15 +296,17 @@ def _split_results(out: dict, counts: Sequence[int], periodic: Sequence[bool], t
     if task == "score":
         score = _numpy(out["score"]).reshape(-1)
         return [{"score": float(s)} for s in score]
-    energy = _numpy(out["energy"]).reshape(-1)
     forces = _numpy(out["forces"])
     energies = _numpy(out["energies"]).reshape(-1)
     stress = _numpy(out["stress"]) if "stress" in out else None
     start = 0
     for i, n in enumerate(counts):
+        # the total summed in float64 from the per-atom energies: a float32 model's own
+        # total rounds at the scale of the whole structure
+        energy = float(energies[start:start + n].sum())
         r = {
-            "energy": float(energy[i]),
-            "free_energy": float(energy[i]),
+            "energy": energy,
+            "free_energy": energy,
             "forces": forces[start:start + n].copy(),
             "energies": energies[start:start + n].copy(),
         }

@@ -260,7 +260,8 @@ class GraphPotential:
             b = np.asarray(box_nm, dtype=np.float64).reshape(1, 3, 3) * NM_TO_A
             cell = torch.as_tensor(b, device=lm.device).to(lm.dtype)
         out = lm.run((pos, *self._static, cell, self._pbc), self._charges)
-        energy = float(out["energy"].sum()) * EV_TO_KJ_PER_MOL
+        # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)
+        energy = float(out["energies"].detach().to("cpu", torch.float64).sum()) * EV_TO_KJ_PER_MOL
         forces = out["forces"].detach().to("cpu", torch.float64).numpy() * EV_PER_A_TO_KJ_PER_MOL_NM
         return energy, forces
 
@@ -342,7 +343,8 @@ class _TorchForceWrapper(torch.nn.Module):
         if boxvectors is not None:
             cell = (boxvectors.detach().to(dtype) * self.length_scale).reshape(1, 3, 3)
         out = self._outputs(pos, cell)
-        energy = out["energy"].sum().detach() * self.energy_scale
+        # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)
+        energy = out["energies"].detach().to(torch.float64).sum() * self.energy_scale
         forces = out["forces"].detach() * self.force_scale
         if self.use_subset:
             full = torch.zeros(self.n_total, 3, dtype=forces.dtype, device=forces.device)

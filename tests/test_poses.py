@@ -89,6 +89,10 @@ def test_loaded_module_forces_switch_off(models):
                                   torch.tensor([8, 1, 1]))
     out = run_model(spec, g)
     assert "forces" not in out and out["energy"].shape == (1,)
+    # totals in float64, summed from the per-atom energies (float32 totals round too coarsely
+    # for interaction energies, differences of totals)
+    assert out["energy"].dtype == torch.float64
+    assert float(out["energy"][0]) == pytest.approx(float(out["energies"].double().sum()), abs=1e-12)
 
 
 def test_potential_outputs_sorted_and_tagged(baseline):

@@ -420,6 +420,11 @@ def run_model(spec: ModelSpec, graph, environment: Optional[tuple] = None) -> di
     environment (-1: not in it); the model then reuses the environment's terms
     (``GET.forward_in_environment``; same outputs).
 
+    With per-atom ``energies`` in the output, ``energy`` is their sum per structure in
+    float64: a float32 model's own total rounds at the scale of the whole structure
+    (about 0.01 eV at 10^4-10^5 eV), too coarse for the differences of totals that
+    interaction energies are.
+
     (``torch.inference_mode`` is avoided: a TorchScript module first run with autograd
     can fail under it.)
     """
@@ -436,7 +441,25 @@ def run_model(spec: ModelSpec, graph, environment: Optional[tuple] = None) -> di
             out = mod.forward_in_environment(*g.inputs(), environment[0].to(spec.device), environment[1])
         else:
             out = mod(*g.inputs())
-    return {k: v.detach().to("cpu") for k, v in out.items()}
+    out = {k: v.detach().to("cpu") for k, v in out.items()}
+    if "energies" in out and "energy" in out:
+        out["energy"] = structure_energies(out["energies"], graph.atom_batch_ids, graph.num_graphs)
+    return out
+
+
+def structure_energies(energies, atom_batch, n_structures: int):
+    """Per-structure totals [G] (float64, eV) of per-atom energies [N] (any float dtype).
+
+    Example:
+        >>> import torch
+        >>> structure_energies(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0, 0, 1]), 2)
+        tensor([3., 4.], dtype=torch.float64)
+    """
+    import torch
+
+    from get_md.nn.scatter import scatter_sum
+
+    return scatter_sum(energies.detach().to("cpu", torch.float64), atom_batch.to("cpu"), n_structures)
 
 
 _ENVIRONMENTS: dict = {}

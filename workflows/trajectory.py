@@ -60,6 +60,7 @@ from ._common import (
     run_model,
     set_threads,
     setup_cli_logging,
+    structure_energies,
     write_csv_atomic,
 )
 
@@ -178,7 +179,6 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
     import torch
 
     from get_md.graph import batch_graphs
-    from get_md.nn.scatter import scatter_sum
 
     complexes, pockets, ligands = [], [], []
     rec_blocks = template.segment_ids == 0
@@ -202,8 +202,8 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
         env_index = torch.cat([torch.where(in_pocket, local + k * n_pocket, -1) for k in range(n)]
                               + [torch.full((g.num_atoms,), -1) for g in ligands])
         out = run_model(spec, batch_graphs(complexes + ligands), (env_index, cache))
-        e_pocket = scatter_sum(cache[2].to("cpu"), pocket_batch.atom_batch_ids, n)  # cache[2]: atom energies
-        e = torch.cat([out["energy"][:n], e_pocket.to(out["energy"].dtype), out["energy"][n:]])
+        e_pocket = structure_energies(cache[2], pocket_batch.atom_batch_ids, n)  # cache[2]: atom energies
+        e = torch.cat([out["energy"][:n], e_pocket, out["energy"][n:]])
     elif spec.is_potential:
         e = run_model(spec, batch_graphs(complexes + pockets + ligands))["energy"]
     else:
