@@ -458,3 +458,33 @@ def test_prefetch_keeps_order_raises_and_stops():
     import threading
 
     assert not [t for t in threading.enumerate() if t.name == "get_md-prefetch"], "reader thread left running"
+
+
+def _with_zinc(path: Path, out: Path) -> Path:
+    """``path`` (PDB) plus a Zn2+ ion 3 Å from the first atom of the reference ligand."""
+    lig = next(line for line in LIG_PDB.read_text().splitlines() if line.startswith(("ATOM", "HETATM")))
+    x, y, z = (float(lig[30 + 8 * k:38 + 8 * k]) for k in range(3))
+    zn = f"HETATM{9999:5d} ZN    ZN B 901    {x + 3.0:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00          ZN"
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(("CONECT", "END")))
+    out.write_text("\n".join(lines[:at] + [zn] + lines[at:]) + "\n")
+    return out
+
+
+def test_unsupported_pocket_residue_is_named_or_dropped(tmp_path):
+    """A Zn ion in the pocket of a model without Zn: an error naming the residue and the
+    option, or with drop_unsupported the same energies as the receptor without it."""
+    from get_md.export import save
+    from get_md.models import build_model
+
+    torch.manual_seed(0)
+    model = tmp_path / "organic.pt"
+    save(build_model("get", **TINY), model, {"elements": ["H", "C", "N", "O", "S"]})
+    rec_zn = _with_zinc(REC, tmp_path / "rec_zn.pdb")
+    with pytest.raises(WorkflowError, match=r"rec_zn\.pdb: pocket residue\(s\) B:901:ZN hold element\(s\) Zn .*"
+                                            r"--drop-unsupported"):
+        rescore_poses(rec_zn, POSES_SDF, model, **COMMON)
+    a = rescore_poses(REC, POSES_SDF, model, **COMMON)
+    b = rescore_poses(rec_zn, POSES_SDF, model, drop_unsupported=True, **COMMON)
+    assert b["interaction_energy_eV"].tolist() == pytest.approx(a["interaction_energy_eV"].tolist(), abs=1e-9)
+    assert b.attrs["pocket_residues"] == a.attrs["pocket_residues"]

@@ -167,6 +167,35 @@ def test_multimodel_pdb_and_dcd(models, tmp_path):
     assert c["frame"].tolist() == [1, 2]
 
 
+def test_unsupported_pocket_residue_is_named_or_dropped(tmp_path):
+    """A Zn ion next to the ligand, selected into the receptor, for a model without Zn: an
+    error naming the residue, or with drop_unsupported the same energies as the
+    trajectory without the ion."""
+    from get_md.export import save
+    from get_md.models import build_model
+
+    torch.manual_seed(1)
+    model = tmp_path / "organic.pt"
+    save(build_model("get", **TINY), model, {"elements": ["H", "C", "N", "O", "S"]})
+    traj = md.load(str(_xtc()), top=str(TOP), stride=100)            # 3 frames
+    sub = traj.atom_slice(traj.topology.select("resname LIG or (protein and resid 60 to 110)"))
+    sub.save_pdb(str(tmp_path / "sub.pdb"))
+    top = sub.topology.copy()
+    residue = top.add_residue("ZN", top.add_chain(), resSeq=901)
+    top.add_atom("ZN", md.element.zinc, residue)
+    lig0 = sub.topology.select("resname LIG")[0]
+    ion = sub.xyz[:, lig0:lig0 + 1] + np.array([0.3, 0.0, 0.0], dtype=np.float32)   # 3 Å, in nm
+    md.Trajectory(np.concatenate([sub.xyz, ion], axis=1), top).save_pdb(str(tmp_path / "zn.pdb"))
+    kw = {**COMMON, "stride": 1, "receptor": "protein or resname ZN"}
+    with pytest.raises(WorkflowError, match=r"zn\.pdb: pocket residue\(s\) .*ZN.* hold element\(s\) Zn "
+                                            r".*--drop-unsupported"):
+        rescore_trajectory(tmp_path / "zn.pdb", tmp_path / "zn.pdb", model, **kw)
+    a = rescore_trajectory(tmp_path / "sub.pdb", tmp_path / "sub.pdb", model, **kw)
+    b = rescore_trajectory(tmp_path / "zn.pdb", tmp_path / "zn.pdb", model, drop_unsupported=True, **kw)
+    assert b["interaction_energy_eV"].tolist() == pytest.approx(a["interaction_energy_eV"].tolist(), abs=1e-9)
+    assert b.attrs["pocket_residues"] == a.attrs["pocket_residues"]
+
+
 @pytest.mark.gpu
 def test_cuda_auto_batch_size(models):
     if not torch.cuda.is_available():

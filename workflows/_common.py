@@ -523,6 +523,61 @@ def element_check(meta: dict):
     return check
 
 
+def unsupported_blocks(graph, meta: dict):
+    """[B] bool: blocks of ``graph`` holding an element the model does not list in its
+    ``elements`` metadata (all false when it lists none)."""
+    import torch
+
+    from get_md import vocab
+    from get_md.nn.scatter import scatter_sum
+
+    elements = meta.get("elements")
+    if not elements:
+        return torch.zeros(graph.num_blocks, dtype=torch.bool)
+    allowed = torch.tensor(sorted({vocab.atomic_number(e) for e in elements}))
+    bad_atom = ~torch.isin(graph.atomic_numbers.cpu(), allowed)
+    return scatter_sum(bad_atom.long(), graph.block_ids.cpu(), graph.num_blocks) > 0
+
+
+def screen_pocket(pocket, meta: dict, drop: bool, where: str, blocks=None):
+    """The pocket without residues of elements the model does not support, or an error.
+
+    ``blocks``: [B] bool, the pocket's blocks among ``pocket``'s (default: all). Such
+    residues (metal ions, ...) are an error naming them unless ``drop``; then they are
+    left out of the pocket, with a warning, and the mask of blocks kept is returned
+    with the pocket: ``(pocket, keep)``. ``where`` names the input in messages.
+
+    Example:
+        >>> pocket, keep = screen_pocket(pocket, meta, drop=True, where="rec.pdb")  # doctest: +SKIP
+    """
+    import torch
+
+    bad = unsupported_blocks(pocket, meta)
+    if blocks is not None:
+        bad = bad & blocks.cpu()
+    if not bool(bad.any()):
+        return pocket, torch.ones(pocket.num_blocks, dtype=torch.bool)
+    from get_md import vocab
+
+    labels = pocket.block_labels or [f"block {i + 1}" for i in range(pocket.num_blocks)]
+    names = [labels[i] for i in torch.nonzero(bad).flatten().tolist()]
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    allowed = {vocab.atomic_number(e) for e in meta["elements"]}
+    elems = sorted({int(z) for z in pocket.atomic_numbers[bad.to(pocket.device)[pocket.block_ids]].tolist()}
+                   - allowed)
+    text = (f"{where}: pocket residue(s) {shown} hold element(s) "
+            f"{', '.join(vocab.ELEMENTS[z] for z in elems)} that the model does not support "
+            f"(it supports {', '.join(meta['elements'])})")
+    if not drop:
+        raise WorkflowError(text + "; remove them from the receptor, or pass --drop-unsupported "
+                            "(drop_unsupported=True) to leave them out of the pocket")
+    logger.warning("%s: left out of the pocket (--drop-unsupported)", text)
+    keep = ~bad
+    if not bool(keep.any()) or (blocks is not None and not bool((keep & blocks.cpu()).any())):
+        raise WorkflowError(f"{where}: no pocket residue left after dropping {shown}")
+    return pocket.select_blocks(keep.to(pocket.device)), keep
+
+
 # ----------------------------------------------------------------------- batch size
 def auto_batch_size(
     spec: ModelSpec,
@@ -792,6 +847,13 @@ def prefetch(it: Iterable, depth: int = 1) -> Iterator:
             yield x
     finally:
         stop.set()
+
+
+def add_drop_unsupported_option(p: Any) -> None:
+    """``--drop-unsupported``, shared by the rescoring subcommands (see :func:`screen_pocket`)."""
+    p.add_argument("--drop-unsupported", action="store_true",
+                   help="leave pocket residues with elements the model does not support (metal "
+                        "ions, ...) out of the pocket, with a warning (default: an error naming them)")
 
 
 def add_run_options(p: Any, unit: str) -> None:

@@ -47,6 +47,7 @@ from ._common import (
     PathLike,
     ProgressStore,
     WorkflowError,
+    add_drop_unsupported_option,
     add_run_options,
     atomic_output,
     auto_batch_size,
@@ -62,6 +63,7 @@ from ._common import (
     rank_values,
     resolve_model,
     run_model,
+    screen_pocket,
     set_threads,
     setup_cli_logging,
     write_csv_atomic,
@@ -579,6 +581,7 @@ def rescore_poses(
     *,
     reference: Optional[PathLike] = None,
     pocket_radius: float = 10.0,
+    drop_unsupported: bool = False,
     batch_size: Optional[int] = None,
     device: str = "cpu",
     dtype: Optional[str] = None,
@@ -605,6 +608,9 @@ def rescore_poses(
         reference: ligand file whose first record defines the pocket; None: the union
             of all poses.
         pocket_radius: Å.
+        drop_unsupported: leave pocket residues with elements the model does not support
+            (metal ions, ...) out of the pocket, with a warning; False: such residues are
+            an error that names them.
         batch_size: poses per model call (default 16 on CPU, fewer when the poses would
             not fill ``parallel`` batches; sized from free memory on CUDA).
         device: "cpu", "cuda", "cuda:1", ...
@@ -678,9 +684,7 @@ def rescore_poses(
     else:
         pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress)
     logger.info("pocket: %d residues, %d atoms", pocket.num_blocks, pocket.num_atoms)
-    err = element_check(meta)(pocket.atomic_numbers)
-    if err:
-        raise WorkflowError(f"pocket of {receptor}: {err}")
+    pocket, _ = screen_pocket(pocket, meta, drop_unsupported, str(receptor))
 
     receptor_pdb = None
     if pb_config:
@@ -691,7 +695,8 @@ def rescore_poses(
         "inputs": {"receptor": file_fingerprint(receptor), "poses": file_fingerprint(poses),
                    "reference": file_fingerprint(reference)},
         "model": {"sha256": spec.sha256, "task": spec.task},
-        "options": {"pocket_radius": float(pocket_radius), "per_residue": bool(per_residue),
+        "options": {"pocket_radius": float(pocket_radius), "drop_unsupported": bool(drop_unsupported),
+                    "per_residue": bool(per_residue),
                     "posebusters": pb_config, "device": spec.device, "dtype": spec.dtype,
                     "batch_size": batch_size if batch_size is not None else "auto"},
     }
@@ -821,8 +826,8 @@ def _cmd(args: argparse.Namespace) -> int:
     out_sdf = args.out_sdf or _default_out(args.poses, ".sdf")
     table = rescore_poses(
         args.receptor, args.poses, args.model, reference=args.reference,
-        pocket_radius=args.pocket_radius, batch_size=args.batch_size, device=args.device,
-        dtype=args.dtype, out_csv=out_csv, out_sdf=out_sdf, out_residues=args.out_residues,
+        pocket_radius=args.pocket_radius, drop_unsupported=args.drop_unsupported,
+        batch_size=args.batch_size, device=args.device, dtype=args.dtype, out_csv=out_csv, out_sdf=out_sdf, out_residues=args.out_residues,
         sort=args.sort, per_residue=args.per_residue, posebusters=args.posebusters or False,
         workers=args.workers, scheduler=args.scheduler, parallel=args.parallel,
         progress=False if args.quiet else None, resume=not args.no_resume,
@@ -864,6 +869,7 @@ def register_cli(sub: Any) -> None:
                    help="model file or shipped name (default: shipped score model, else potential)")
     p.add_argument("--pocket-radius", type=float, default=10.0, metavar="Å",
                    help="receptor residues within this distance of the ligand(s) (default 10)")
+    add_drop_unsupported_option(p)
     p.add_argument("--out-csv", metavar="F", help="result table (default POSES_rescored.csv)")
     p.add_argument("--out-sdf", metavar="F", help="scored poses with tags (default POSES_rescored.sdf)")
     p.add_argument("--sort", choices=SORT_CHOICES, default="score",

@@ -45,6 +45,7 @@ from ._common import (
     PathLike,
     ProgressStore,
     WorkflowError,
+    add_drop_unsupported_option,
     add_run_options,
     atomic_path,
     auto_batch_size,
@@ -58,6 +59,7 @@ from ._common import (
     progress_path,
     resolve_model,
     run_model,
+    screen_pocket,
     set_threads,
     setup_cli_logging,
     structure_energies,
@@ -265,6 +267,7 @@ def rescore_trajectory(
     stop: Optional[int] = None,
     chunk: int = 100,
     pocket_radius: float = 10.0,
+    drop_unsupported: bool = False,
     batch_size: Optional[int] = None,
     device: str = "cpu",
     dtype: Optional[str] = None,
@@ -288,6 +291,9 @@ def rescore_trajectory(
         stride, start, stop: frames ``start, start + stride, ...`` below ``stop``.
         chunk: frames read per ``iterload`` step (memory).
         pocket_radius: Å, applied to the first analysed frame (see the module docs).
+        drop_unsupported: leave pocket residues with elements the model does not support
+            (metal ions, ...) out of the pocket, with a warning; False: such residues are
+            an error that names them. Ligand atoms of such elements are always an error.
         batch_size: frames per model call (default 16 on CPU, fewer when the frames would
             not fill ``parallel`` batches; from free memory on CUDA).
         device, dtype: where and in which precision the model runs.
@@ -360,9 +366,16 @@ def rescore_trajectory(
 
     tpl = topology_template(top, sel, segments=seg, name=str(topology))
     template = tpl.graph
+    _, keep = screen_pocket(template, meta, drop_unsupported, str(topology), blocks=template.segment_ids == 0)
+    if not bool(keep.all()):  # rebuild without the dropped pocket residues
+        pocket_idx = np.setdiff1d(pocket_idx, sel[~keep[template.block_ids].numpy()])
+        sel = np.union1d(pocket_idx, lig_idx)
+        seg = np.isin(sel, lig_idx).astype(np.int64)
+        tpl = topology_template(top, sel, segments=seg, name=str(topology))
+        template = tpl.graph
     err = element_check(meta)(template.atomic_numbers)
     if err:
-        raise WorkflowError(f"{topology}: {err}")
+        raise WorkflowError(f"{topology}: ligand ({ligand!r}): {err}")
     lig_mask = torch.as_tensor(seg.astype(bool))
     # topology_template keeps atom order; segments come from the atom order as given
     assert int(template.num_atoms) == sel.size
@@ -376,7 +389,8 @@ def rescore_trajectory(
         "inputs": {"topology": file_fingerprint(topology), "trajectory": file_fingerprint(trajectory)},
         "model": {"sha256": spec.sha256, "task": spec.task},
         "options": {"receptor": receptor, "ligand": ligand, "stride": int(stride), "start": int(start),
-                    "stop": stop, "pocket_radius": float(pocket_radius), "device": spec.device,
+                    "stop": stop, "pocket_radius": float(pocket_radius),
+                    "drop_unsupported": bool(drop_unsupported), "device": spec.device,
                     "dtype": spec.dtype, "batch_size": batch_size if batch_size is not None else "auto"},
     }
     store = ProgressStore(progress_path(out_csv), fingerprint, resume=resume)
@@ -463,7 +477,8 @@ def _cmd(args: argparse.Namespace) -> int:
     df = rescore_trajectory(
         args.topology, args.trajectory, args.model, receptor=args.receptor, ligand=args.ligand,
         stride=args.stride, start=args.start, stop=args.stop, chunk=args.chunk,
-        pocket_radius=args.pocket_radius, batch_size=args.batch_size, device=args.device,
+        pocket_radius=args.pocket_radius, drop_unsupported=args.drop_unsupported,
+        batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, out_csv=out_csv, plot=args.plot, workers=args.workers,
         scheduler=args.scheduler, parallel=args.parallel, progress=False if args.quiet else None,
         resume=not args.no_resume,
@@ -498,6 +513,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--chunk", type=int, default=100, metavar="N", help="frames read at a time (default 100)")
     p.add_argument("--pocket-radius", type=float, default=10.0, metavar="Å",
                    help="receptor residues within this distance of the ligand in the first frame (default 10)")
+    add_drop_unsupported_option(p)
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help="model file or shipped name (default: shipped potential, else score model)")
     p.add_argument("--out-csv", metavar="F", help="result table (default TRAJ_rescored.csv)")
