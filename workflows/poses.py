@@ -109,6 +109,45 @@ def load_reference(path: PathLike):
     raise WorkflowError(f"{path}: reference ligand file holds no record")
 
 
+HYDROGEN_CHOICES = ("auto", "yes", "no")
+
+
+def receptor_with_hydrogens(path: PathLike, rec, mode: str, potential: bool):
+    """``(receptor graph, residues left without hydrogens)`` after ``--add-hydrogens``.
+
+    ``auto``: a potential scoring a receptor with no hydrogen at all gets them from
+    OpenMM's Modeller at pH 7 (:func:`get_md.build.hydrogens.protonate_receptor`);
+    ``yes``: missing hydrogens are added to any receptor; ``no``: the file as it is.
+    """
+    import dataclasses
+    import tempfile
+
+    from get_md import build
+    from get_md.build._common import base_suffix
+    from get_md.build.hydrogens import has_hydrogens, protonate_receptor
+
+    if mode == "no" or (mode == "auto" and (not potential or has_hydrogens(rec))):
+        return rec, []
+    if _RECEPTOR_FORMATS.get(base_suffix(path)) not in ("pdb", "mmcif") or base_suffix(path) == ".bcif":
+        if mode == "yes":
+            raise WorkflowError(f"{path}: --add-hydrogens yes reads PDB or mmCIF receptors only")
+        logger.warning("%s has no hydrogens and is not PDB / mmCIF: scored as it is", path)
+        return rec, []
+    if mode == "auto":
+        logger.warning("%s has no hydrogens, which the potential was trained with: adding them "
+                       "(OpenMM Modeller, pH 7; --add-hydrogens no scores the file as it is)", path)
+    with tempfile.TemporaryDirectory(prefix="get_md_") as d:
+        out = Path(d) / "receptor_with_hydrogens.pdb"
+        try:
+            skipped = protonate_receptor(path, out)
+        except ValueError as e:
+            raise WorkflowError(str(e)) from e
+        graph = build.from_pdb(out, segment_id=0)
+    graph = dataclasses.replace(graph, names=[f"{path} (hydrogens added)"])
+    logger.info("%s: %d -> %d atoms with hydrogens", path, rec.num_atoms, graph.num_atoms)
+    return graph, skipped
+
+
 def count_records(path: PathLike) -> Optional[int]:
     """Number of records of a pose file by a cheap text scan (for progress bars)."""
     from get_md.build._common import base_suffix, open_text
@@ -401,13 +440,36 @@ def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -
     return {"rows": rows, "residues": residues}
 
 
-def _items(records: Sequence) -> list:
+def _items(records: Sequence, ligand_hydrogens: str = "no") -> list:
+    """Work items of pose records; ``ligand_hydrogens``: "yes" adds missing hydrogens to
+    every pose read with bond orders (SDF, MOL2), "missing" to those with none, "no"."""
     out = []
     for rec in records:
         name = str(rec.properties.get("_Name", "") or "")
+        graph, mol = _pose_with_hydrogens(rec) if _adds_hydrogens(rec, ligand_hydrogens) else (rec.graph, rec.mol)
         err = None if rec.error is None else str(rec.error)
-        out.append((rec.index, rec.source, name, rec.graph, err, dict(rec.properties), rec.mol))
+        out.append((rec.index, rec.source, name, graph, err, dict(rec.properties), mol))
     return out
+
+
+def _adds_hydrogens(rec, ligand_hydrogens: str) -> bool:
+    """Whether a pose record gets hydrogens under ``ligand_hydrogens`` (see :func:`_items`)."""
+    if ligand_hydrogens == "no" or rec.graph is None or rec.mol is None:
+        return False
+    return ligand_hydrogens == "yes" or not bool((rec.graph.atomic_numbers == 1).any())
+
+
+def _pose_with_hydrogens(rec):
+    """(graph, mol) of a pose record with its implicit hydrogens made explicit."""
+    from get_md.build import from_rdkit
+    from get_md.build.hydrogens import ligand_with_hydrogens
+
+    mol = ligand_with_hydrogens(rec.mol)
+    if mol is rec.mol:
+        return rec.graph, rec.mol
+    graph = from_rdkit(mol, name=f"{rec.source}: record {rec.index}", segment_id=1)
+    graph.names = [f"{n} (hydrogens added)" for n in rec.graph.names]
+    return graph, mol
 
 
 # ----------------------------------------------------------------------------- output
@@ -464,16 +526,19 @@ def _pose_tags(row: dict, task: str, pose: int) -> dict[str, Any]:
     return tags
 
 
-def _scored_records(poses: PathLike, by_pose: dict, task: str) -> Iterator[tuple[int, str]]:
+def _scored_records(poses: PathLike, by_pose: dict, task: str,
+                    ligand_hydrogens: str = "no") -> Iterator[tuple[int, str]]:
     """``(pose, SDF record text with tags)`` for the poses in ``by_pose``, in file order.
 
-    SDF input is copied record by record as text (the molecule block exactly as given);
-    other formats go through RDKit (MOL2) or the parsed graph (PDBQT, PDB)."""
+    SDF input is copied record by record as text (the molecule block exactly as given)
+    unless hydrogens were added to it (``ligand_hydrogens``, see :func:`_items`): then,
+    like other formats, it goes through RDKit (SDF, MOL2) or the parsed graph (PDBQT,
+    PDB), so that the file holds the structure that was scored."""
     from get_md.build import iter_poses
     from get_md.build._common import base_suffix
     from get_md.build.molecule import iter_sdf_texts
 
-    if base_suffix(poses) in (".sdf", ".sd", ".mol"):
+    if base_suffix(poses) in (".sdf", ".sd", ".mol") and ligand_hydrogens == "no":
         for index, text in iter_sdf_texts(poses):
             row = by_pose.get(index)
             record = None if row is None else _sdf_record_text(text, _pose_tags(row, task, index))
@@ -484,7 +549,7 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str) -> Iterator[tuple
         row = by_pose.get(rec.index)
         if row is None or rec.graph is None:
             continue
-        mol = rec.mol
+        mol = _pose_with_hydrogens(rec)[1] if _adds_hydrogens(rec, ligand_hydrogens) else rec.mol
         if mol is None:
             mol = _mol_from_graph(rec.graph, str(rec.properties.get("_Name") or f"{Path(rec.source).name}#{rec.index}"))
             for k, v in rec.properties.items():
@@ -493,8 +558,9 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str) -> Iterator[tuple
         yield rec.index, _sdf_record(mol, _pose_tags(row, task, rec.index))
 
 
-def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str) -> int:
-    """Write the scored poses of ``table`` (in its row order) to ``out_sdf`` atomically.
+def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str, ligand_hydrogens: str = "no") -> int:
+    """Write the scored poses of ``table`` (in its row order) to ``out_sdf`` atomically
+    (``ligand_hydrogens``: as given to :func:`_items`, so that poses are written as scored).
 
     The input file is streamed again; records are written to a scratch file first and
     then copied in the table's order, so memory does not grow with the number of poses.
@@ -512,7 +578,7 @@ def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str) -> int:
     offsets: dict[int, tuple[int, int]] = {}
     out_sdf = Path(out_sdf)
     with tempfile.TemporaryFile(mode="w+b", dir=out_sdf.parent if out_sdf.parent.exists() else None) as scratch:
-        for index, record in _scored_records(poses, by_pose, task):
+        for index, record in _scored_records(poses, by_pose, task, ligand_hydrogens):
             data = record.encode()
             offsets[index] = (scratch.tell(), len(data))
             scratch.write(data)
@@ -582,6 +648,7 @@ def rescore_poses(
     reference: Optional[PathLike] = None,
     pocket_radius: float = 10.0,
     drop_unsupported: bool = False,
+    add_hydrogens: str = "auto",
     batch_size: Optional[int] = None,
     device: str = "cpu",
     dtype: Optional[str] = None,
@@ -611,6 +678,11 @@ def rescore_poses(
         drop_unsupported: leave pocket residues with elements the model does not support
             (metal ions, ...) out of the pocket, with a warning; False: such residues are
             an error that names them.
+        add_hydrogens: "auto" (default): with a potential, a receptor without any
+            hydrogen gets them (OpenMM Modeller, pH 7) and so does each SDF / MOL2 pose
+            without any (RDKit, valences as in the file); "yes": missing hydrogens are
+            added to the receptor and to every SDF / MOL2 pose, for any model; "no":
+            structures are scored as they are.
         batch_size: poses per model call (default 16 on CPU, fewer when the poses would
             not fill ``parallel`` batches; sized from free memory on CUDA).
         device: "cpu", "cuda", "cuda:1", ...
@@ -671,7 +743,11 @@ def rescore_poses(
     if sort == "energy" and not spec.is_potential:
         raise WorkflowError(f"--sort energy needs a potential (task 'energy'); {spec.path} is a {spec.task} model")
 
-    rec = load_receptor(receptor)
+    if add_hydrogens not in HYDROGEN_CHOICES:
+        raise WorkflowError(f"add_hydrogens must be one of {HYDROGEN_CHOICES}, got {add_hydrogens!r}")
+    rec, unprotonated = receptor_with_hydrogens(receptor, load_receptor(receptor), add_hydrogens,
+                                                spec.is_potential)
+    ligand_hydrogens = {"yes": "yes", "no": "no"}.get(add_hydrogens, "missing" if spec.is_potential else "no")
 
     reference_mol = None
     if reference is not None:
@@ -685,6 +761,10 @@ def rescore_poses(
         pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress)
     logger.info("pocket: %d residues, %d atoms", pocket.num_blocks, pocket.num_atoms)
     pocket, _ = screen_pocket(pocket, meta, drop_unsupported, str(receptor))
+    bare = sorted(set(unprotonated) & {":".join(lab.split(":")[:3]) for lab in pocket.block_labels or []})
+    if bare:
+        logger.warning("%s: pocket residue(s) %s have no hydrogen template in OpenMM and stay without "
+                       "hydrogens; protonate them in the file for a meaningful energy", receptor, ", ".join(bare))
 
     receptor_pdb = None
     if pb_config:
@@ -696,6 +776,7 @@ def rescore_poses(
                    "reference": file_fingerprint(reference)},
         "model": {"sha256": spec.sha256, "task": spec.task},
         "options": {"pocket_radius": float(pocket_radius), "drop_unsupported": bool(drop_unsupported),
+                    "add_hydrogens": add_hydrogens,
                     "per_residue": bool(per_residue),
                     "posebusters": pb_config, "device": spec.device, "dtype": spec.dtype,
                     "batch_size": batch_size if batch_size is not None else "auto"},
@@ -725,7 +806,7 @@ def rescore_poses(
                 continue
             if terms is None:
                 terms = _pocket_terms(spec, pocket)
-            yield k, (spec, pocket, terms, _items(records), opts)
+            yield k, (spec, pocket, terms, _items(records, ligand_hydrogens), opts)
 
     def on_result(key, result):
         store.commit(key, result)
@@ -743,7 +824,7 @@ def rescore_poses(
     for r in table[table["status"] != "ok"].itertuples():
         logger.warning("skipped pose: %s", r.error)
     if out_sdf is not None:
-        write_pose_sdf(poses, table, out_sdf, spec.task)
+        write_pose_sdf(poses, table, out_sdf, spec.task, ligand_hydrogens)
     if per_residue and per_res is not None:
         res_path = out_residues
         if res_path is None and out_csv is not None:
@@ -827,6 +908,7 @@ def _cmd(args: argparse.Namespace) -> int:
     table = rescore_poses(
         args.receptor, args.poses, args.model, reference=args.reference,
         pocket_radius=args.pocket_radius, drop_unsupported=args.drop_unsupported,
+        add_hydrogens=args.add_hydrogens,
         batch_size=args.batch_size, device=args.device, dtype=args.dtype, out_csv=out_csv, out_sdf=out_sdf, out_residues=args.out_residues,
         sort=args.sort, per_residue=args.per_residue, posebusters=args.posebusters or False,
         workers=args.workers, scheduler=args.scheduler, parallel=args.parallel,
@@ -870,6 +952,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--pocket-radius", type=float, default=10.0, metavar="Å",
                    help="receptor residues within this distance of the ligand(s) (default 10)")
     add_drop_unsupported_option(p)
+    p.add_argument("--add-hydrogens", choices=HYDROGEN_CHOICES, default="auto",
+                   help="auto (default): with a potential, add hydrogens to a receptor that has none "
+                        "(OpenMM, pH 7) and to SDF/MOL2 poses that have none (RDKit); yes: complete "
+                        "missing hydrogens everywhere; no: score the files as they are")
     p.add_argument("--out-csv", metavar="F", help="result table (default POSES_rescored.csv)")
     p.add_argument("--out-sdf", metavar="F", help="scored poses with tags (default POSES_rescored.sdf)")
     p.add_argument("--sort", choices=SORT_CHOICES, default="score",
