@@ -11,7 +11,7 @@ import pytest
 import torch
 from get_md.build.hydrogens import ligand_with_hydrogens, protonate_receptor
 from get_md.workflows._common import WorkflowError
-from get_md.workflows.poses import rescore_poses
+from get_md.workflows.poses import receptor_with_hydrogens, rescore_poses
 from rdkit import Chem
 
 from get_md.build import from_pdb
@@ -123,3 +123,37 @@ def test_rescoring_adds_hydrogens_to_bare_structures(potential, protonated, tmp_
     assert float(bare["interaction_energy_eV"][0]) != pytest.approx(e_auto, abs=1e-5)
     with pytest.raises(WorkflowError, match="add_hydrogens must be one of"):
         rescore_poses(P1IA1, L1IA1, potential, add_hydrogens="maybe", **kw)
+
+
+def test_polar_only_pdbqt_receptor_is_completed(potential, protonated, tmp_path):
+    """An AutoDock-style receptor (PDBQT, hydrogens on N and O only) is completed in auto
+    mode to the same atoms as protonating the bare structure."""
+    d, _ = protonated
+    full = from_pdb(d / "a.pdb")
+    lines, prev_heavy = [], ""
+    for line in (d / "a.pdb").read_text().splitlines():
+        if not line.startswith(("ATOM", "HETATM")):
+            continue
+        el = line[76:78].strip()
+        if el != "H":
+            prev_heavy = el
+        elif prev_heavy not in ("N", "O"):   # Modeller puts each hydrogen right after its parent:
+            continue                         # keep those that follow an N or O (polar ones)
+        ad = {"C": "C", "N": "NA", "O": "OA", "S": "SA", "H": "HD", "P": "P"}[el]
+        lines.append(line[:66].ljust(66) + "    +0.000 " + ad)
+    pdbqt = tmp_path / "rec.pdbqt"
+    pdbqt.write_text("\n".join(lines) + "\n")
+    from get_md.build import from_pdbqt
+
+    polar = from_pdbqt(pdbqt)
+    n_h_polar = int((polar.atomic_numbers == 1).sum())
+    assert 0 < n_h_polar < 0.5 * int((polar.atomic_numbers != 1).sum())
+    kw = dict(reference=L1IA1, pocket_radius=5.0, progress=False)
+    df = rescore_poses(pdbqt, L1IA1, potential, **kw)
+    ref = rescore_poses(d / "a.pdb", L1IA1, potential, **kw)
+    assert df["status"].tolist() == ["ok"]
+    # same pocket composition as the fully protonated file (hydrogen positions may differ)
+    assert int(df["n_ligand_atoms"][0]) == int(ref["n_ligand_atoms"][0])
+    assert df.attrs["pocket_residues"] == ref.attrs["pocket_residues"]
+    completed, _ = receptor_with_hydrogens(pdbqt, polar, "auto", True)
+    assert int((completed.atomic_numbers == 1).sum()) == int((full.atomic_numbers == 1).sum())

@@ -115,27 +115,32 @@ HYDROGEN_CHOICES = ("auto", "yes", "no")
 def receptor_with_hydrogens(path: PathLike, rec, mode: str, potential: bool):
     """``(receptor graph, residues left without hydrogens)`` after ``--add-hydrogens``.
 
-    ``auto``: a potential scoring a receptor with no hydrogen at all gets them from
-    OpenMM's Modeller at pH 7 (:func:`get_md.build.hydrogens.protonate_receptor`);
-    ``yes``: missing hydrogens are added to any receptor; ``no``: the file as it is.
+    ``auto``: a potential scoring a receptor with fewer hydrogens than half its heavy
+    atoms (none, or polar ones only as in AutoDock PDBQT files; proteins have about one
+    per heavy atom) gets the missing ones from OpenMM's Modeller at pH 7
+    (:func:`get_md.build.hydrogens.protonate_receptor`); ``yes``: missing hydrogens are
+    added to any receptor; ``no``: the file as it is.
     """
     import dataclasses
     import tempfile
 
     from get_md import build
     from get_md.build._common import base_suffix
-    from get_md.build.hydrogens import has_hydrogens, protonate_receptor
+    from get_md.build.hydrogens import protonate_receptor
 
-    if mode == "no" or (mode == "auto" and (not potential or has_hydrogens(rec))):
+    n_h = int((rec.atomic_numbers == 1).sum())
+    n_heavy = rec.num_atoms - n_h
+    if mode == "no" or (mode == "auto" and (not potential or n_h >= 0.5 * n_heavy)):
         return rec, []
-    if _RECEPTOR_FORMATS.get(base_suffix(path)) not in ("pdb", "mmcif") or base_suffix(path) == ".bcif":
+    if base_suffix(path) == ".bcif":
         if mode == "yes":
-            raise WorkflowError(f"{path}: --add-hydrogens yes reads PDB or mmCIF receptors only")
-        logger.warning("%s has no hydrogens and is not PDB / mmCIF: scored as it is", path)
+            raise WorkflowError(f"{path}: --add-hydrogens yes reads PDB, mmCIF or PDBQT receptors, not BinaryCIF")
+        logger.warning("%s has %d hydrogens for %d heavy atoms; BinaryCIF is scored as it is", path, n_h, n_heavy)
         return rec, []
     if mode == "auto":
-        logger.warning("%s has no hydrogens, which the potential was trained with: adding them "
-                       "(OpenMM Modeller, pH 7; --add-hydrogens no scores the file as it is)", path)
+        have = "no hydrogens" if n_h == 0 else f"{n_h} hydrogens for {n_heavy} heavy atoms (polar ones only?)"
+        logger.warning("%s has %s; the potential was trained with all of them: adding the missing ones "
+                       "(OpenMM Modeller, pH 7; --add-hydrogens no scores the file as it is)", path, have)
     with tempfile.TemporaryDirectory(prefix="get_md_") as d:
         out = Path(d) / "receptor_with_hydrogens.pdb"
         try:
@@ -530,18 +535,28 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str,
                     ligand_hydrogens: str = "no") -> Iterator[tuple[int, str]]:
     """``(pose, SDF record text with tags)`` for the poses in ``by_pose``, in file order.
 
-    SDF input is copied record by record as text (the molecule block exactly as given)
-    unless hydrogens were added to it (``ligand_hydrogens``, see :func:`_items`): then,
-    like other formats, it goes through RDKit (SDF, MOL2) or the parsed graph (PDBQT,
-    PDB), so that the file holds the structure that was scored."""
+    SDF input is copied record by record as text (the molecule block exactly as given),
+    but for records that got hydrogens (``ligand_hydrogens``, see :func:`_items`): those,
+    like other formats, go through RDKit (SDF, MOL2) or the parsed graph (PDBQT, PDB),
+    so that the file holds the structure that was scored."""
     from get_md.build import iter_poses
     from get_md.build._common import base_suffix
     from get_md.build.molecule import iter_sdf_texts
 
-    if base_suffix(poses) in (".sdf", ".sd", ".mol") and ligand_hydrogens == "no":
+    if base_suffix(poses) in (".sdf", ".sd", ".mol"):
+        parsed = iter_poses(poses, segment_id=1) if ligand_hydrogens != "no" else None
         for index, text in iter_sdf_texts(poses):
+            rec = next(parsed) if parsed is not None else None
             row = by_pose.get(index)
-            record = None if row is None else _sdf_record_text(text, _pose_tags(row, task, index))
+            if row is None:
+                continue
+            tags = _pose_tags(row, task, index)
+            if rec is not None and _adds_hydrogens(rec, ligand_hydrogens):
+                mol = _pose_with_hydrogens(rec)[1]
+                if mol is not rec.mol:
+                    yield index, _sdf_record(mol, tags)
+                    continue
+            record = _sdf_record_text(text, tags)
             if record is not None:
                 yield index, record
         return

@@ -29,8 +29,9 @@ _WATER = {"HOH", "WAT", "H2O", "SOL", "TIP3", "DOD"}
 
 
 def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> list[str]:
-    """Write ``path`` (PDB or mmCIF, optionally gzipped) with hydrogens added to ``out_path``
-    (PDB); return the labels (``chain:number:name``) of residues left without templates.
+    """Write ``path`` (PDB, mmCIF or AutoDock PDBQT, optionally gzipped) with hydrogens
+    added to ``out_path`` (PDB); return the labels (``chain:number:name``) of residues
+    left without templates.
 
     Waters are removed first (the rescoring workflows drop them anyway). Hydrogens
     already present are kept; missing ones are added to the residues OpenMM has
@@ -56,7 +57,13 @@ def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> l
     try:
         with open_text(src) as fh:
             text = fh.read()
+        if ext == ".pdbqt":  # AutoDock types -> elements; partial charges dropped
+            from get_md.build.structure import pdbqt_to_pdb_text
+
+            text = pdbqt_to_pdb_text(text, str(src))
         structure = PDBxFile(io.StringIO(text)) if ext == ".cif" else PDBFile(io.StringIO(text))
+    except GraphError:
+        raise
     except Exception as e:  # OpenMM raises plain Exceptions / ValueErrors on odd records
         raise GraphError(f"{src}: OpenMM cannot read it to add hydrogens ({e})") from e
     full = Modeller(structure.topology, structure.positions)
