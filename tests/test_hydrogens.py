@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from get_md.build.hydrogens import ligand_with_hydrogens, protonate_receptor
 from get_md.workflows._common import WorkflowError
 from get_md.workflows.poses import receptor_with_hydrogens, rescore_poses
 from rdkit import Chem
 
 from get_md.build import from_pdb
+from get_md.build.hydrogens import ligand_with_hydrogens, protonate_receptor
 from get_md.graph import GraphError
 
 DATA = Path(__file__).parent / "data"
