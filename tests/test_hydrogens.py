@@ -157,3 +157,18 @@ def test_polar_only_pdbqt_receptor_is_completed(potential, protonated, tmp_path)
     assert df.attrs["pocket_residues"] == ref.attrs["pocket_residues"]
     completed, _ = receptor_with_hydrogens(pdbqt, polar, "auto", True)
     assert int((completed.atomic_numbers == 1).sum()) == int((full.atomic_numbers == 1).sum())
+
+
+def test_polar_only_pdbqt_pose_is_warned_about(potential, caplog):
+    """A Vina PDBQT pose (polar hydrogens, no bond orders) cannot be completed: a warning
+    names the file and record; the pose is still scored as given."""
+    rec = DATA / "prolif" / "rec.pdb"
+    pose = DATA / "prolif" / "vina_output_ligand_1.pdbqt"
+    with caplog.at_level(logging.WARNING, logger="get_md.workflows.poses"):
+        df = rescore_poses(rec, pose, potential, pocket_radius=4.0, progress=False)
+    assert df["status"].tolist() == ["ok"]
+    assert "vina_output_ligand_1.pdbqt: record 1 has 4 hydrogens for 43 heavy atoms" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="get_md.workflows.poses"):
+        rescore_poses(rec, pose, potential, pocket_radius=4.0, progress=False, add_hydrogens="no")
+    assert "hydrogens for" not in caplog.text

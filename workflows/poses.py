@@ -464,6 +464,22 @@ def _adds_hydrogens(rec, ligand_hydrogens: str) -> bool:
     return ligand_hydrogens == "yes" or not bool((rec.graph.atomic_numbers == 1).any())
 
 
+def _warn_sparse_hydrogens(records: Sequence) -> bool:
+    """Warn (and return True) if a pose without bond orders (PDBQT, PDB) has fewer
+    hydrogens than a third of its heavy atoms: they cannot be completed here."""
+    for rec in records:
+        if rec.graph is None or rec.mol is not None:
+            continue
+        n_h = int((rec.graph.atomic_numbers == 1).sum())
+        if n_h < (rec.graph.num_atoms - n_h) / 3:
+            logger.warning("%s: record %d has %d hydrogens for %d heavy atoms (Vina PDBQT poses carry polar "
+                           "ones only) and no bond orders to add the rest from; the potential was trained "
+                           "with all of them: convert the poses to SDF with hydrogens (e.g. meeko, Open Babel) "
+                           "for meaningful energies", rec.source, rec.index, n_h, rec.graph.num_atoms - n_h)
+            return True
+    return False
+
+
 def _pose_with_hydrogens(rec):
     """(graph, mol) of a pose record with its implicit hydrogens made explicit."""
     from get_md.build import from_rdkit
@@ -815,12 +831,15 @@ def rescore_poses(
 
     def tasks():
         nonlocal terms
+        warned = False
         # the next batch is parsed while the model scores this one
         for k, records in enumerate(prefetch(chunked(iter_poses(poses, segment_id=1), bs))):
             if store.done(k):
                 continue
             if terms is None:
                 terms = _pocket_terms(spec, pocket)
+            if not warned and ligand_hydrogens != "no":
+                warned = _warn_sparse_hydrogens(records)
             yield k, (spec, pocket, terms, _items(records, ligand_hydrogens), opts)
 
     def on_result(key, result):
