@@ -107,6 +107,7 @@ def test_rescoring_adds_hydrogens_to_bare_structures(potential, protonated, tmp_
     auto = rescore_poses(P1IA1, L1IA1, potential, out_csv=tmp_path / "auto.csv", out_sdf=tmp_path / "auto.sdf", **kw)
     n_lig_h = ligand_with_hydrogens(Chem.MolFromMolFile(str(L1IA1))).GetNumAtoms()
     assert auto["status"].tolist() == ["ok"] and int(auto["n_ligand_atoms"][0]) == n_lig_h
+    assert int(auto["n_hydrogens_added"][0]) == n_lig_h - Chem.MolFromMolFile(str(L1IA1)).GetNumAtoms()
     lig_h = tmp_path / "lig_h.sdf"
     with Chem.SDWriter(str(lig_h)) as w:
         w.write(ligand_with_hydrogens(Chem.MolFromMolFile(str(L1IA1))))
@@ -118,6 +119,7 @@ def test_rescoring_adds_hydrogens_to_bare_structures(potential, protonated, tmp_
     assert written.GetNumAtoms() == n_lig_h and written.HasProp("get_interaction_energy")
     bare = rescore_poses(P1IA1, L1IA1, potential, add_hydrogens="no", **kw)
     assert int(bare["n_ligand_atoms"][0]) == Chem.MolFromMolFile(str(L1IA1)).GetNumAtoms()
+    assert int(bare["n_hydrogens_added"][0]) == 0
     print("interaction energies (eV): auto", e_auto, "pre-protonated", float(pre["interaction_energy_eV"][0]),
           "bare", float(bare["interaction_energy_eV"][0]))
     assert float(bare["interaction_energy_eV"][0]) != pytest.approx(e_auto, abs=1e-5)

@@ -77,7 +77,7 @@ POSEBUSTERS_CONFIGS = ("dock", "dock_fast", "redock", "redock_fast")
 _OWN_COLUMNS = frozenset({
     "pose", "source", "name", "status", "error", "score", "interaction_energy_eV",
     "interaction_energy_kcal_mol", "e_complex_eV", "e_ligand_eV", "e_pocket_eV",
-    "n_ligand_atoms", "rank",
+    "n_ligand_atoms", "n_hydrogens_added", "rank",
 })
 _RECEPTOR_FORMATS = {
     ".pdb": "pdb", ".ent": "pdb", ".cif": "mmcif", ".mmcif": "mmcif", ".bcif": "mmcif",
@@ -361,7 +361,7 @@ def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -
     rows: list[dict] = []
     ok: list[tuple[int, dict, Any, Any]] = []  # (row index, row, complex, ligand)
     mols: dict[int, Any] = {}
-    for index, source, name, graph, error, _props, mol in items:
+    for index, source, name, graph, error, props_in, mol in items:
         row: dict[str, Any] = {"pose": index, "source": source, "name": name, "status": "ok",
                                "error": ""}
         if graph is not None and error is None:
@@ -377,6 +377,7 @@ def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -
             row["status"] = "skipped"
             row["error"] = str(error)
         row["n_ligand_atoms"] = None if graph is None else graph.num_atoms
+        row["n_hydrogens_added"] = int(props_in.get("_hydrogens_added", 0))
         rows.append(row)
         if error is None:
             ok.append((len(rows) - 1, row, cplx, graph))
@@ -452,8 +453,11 @@ def _items(records: Sequence, ligand_hydrogens: str = "no") -> list:
     for rec in records:
         name = str(rec.properties.get("_Name", "") or "")
         graph, mol = _pose_with_hydrogens(rec) if _adds_hydrogens(rec, ligand_hydrogens) else (rec.graph, rec.mol)
+        props = dict(rec.properties)
+        if graph is not rec.graph:
+            props["_hydrogens_added"] = graph.num_atoms - rec.graph.num_atoms
         err = None if rec.error is None else str(rec.error)
-        out.append((rec.index, rec.source, name, graph, err, dict(rec.properties), mol))
+        out.append((rec.index, rec.source, name, graph, err, props, mol))
     return out
 
 
@@ -552,26 +556,25 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str,
     """``(pose, SDF record text with tags)`` for the poses in ``by_pose``, in file order.
 
     SDF input is copied record by record as text (the molecule block exactly as given),
-    but for records that got hydrogens (``ligand_hydrogens``, see :func:`_items`): those,
-    like other formats, go through RDKit (SDF, MOL2) or the parsed graph (PDBQT, PDB),
-    so that the file holds the structure that was scored."""
+    but for records that got hydrogens (column ``n_hydrogens_added``): those, like other
+    formats, go through RDKit (SDF, MOL2) or the parsed graph (PDBQT, PDB), so that the
+    file holds the structure that was scored."""
     from get_md.build import iter_poses
     from get_md.build._common import base_suffix
     from get_md.build.molecule import iter_sdf_texts
 
     if base_suffix(poses) in (".sdf", ".sd", ".mol"):
-        parsed = iter_poses(poses, segment_id=1) if ligand_hydrogens != "no" else None
+        from get_md.build.molecule import _parse_record
+
         for index, text in iter_sdf_texts(poses):
-            rec = next(parsed) if parsed is not None else None
             row = by_pose.get(index)
             if row is None:
                 continue
             tags = _pose_tags(row, task, index)
-            if rec is not None and _adds_hydrogens(rec, ligand_hydrogens):
-                mol = _pose_with_hydrogens(rec)[1]
-                if mol is not rec.mol:
-                    yield index, _sdf_record(mol, tags)
-                    continue
+            if _int_or_zero(row.get("n_hydrogens_added")) > 0:  # parse again only these records
+                rec = _parse_record(text, "sdf", str(poses), index, True, False, 1)
+                yield index, _sdf_record(_pose_with_hydrogens(rec)[1], tags)
+                continue
             record = _sdf_record_text(text, tags)
             if record is not None:
                 yield index, record
@@ -587,6 +590,13 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str,
                 if not k.startswith("_"):
                     mol.SetProp(k, _sdf_value(_plain(v)))
         yield rec.index, _sdf_record(mol, _pose_tags(row, task, rec.index))
+
+
+def _int_or_zero(value: Any) -> int:
+    try:
+        return 0 if value is None or _isnan(value) else int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str, ligand_hydrogens: str = "no") -> int:
@@ -646,7 +656,7 @@ def _finalize(store: ProgressStore, spec: ModelSpec, sort: str, posebusters: boo
     else:
         base += ["interaction_energy_eV", "interaction_energy_kcal_mol", "e_complex_eV",
                  "e_ligand_eV", "e_pocket_eV"]
-    base += ["rank", "n_ligand_atoms"]
+    base += ["rank", "n_ligand_atoms", "n_hydrogens_added"]
     extra: list[str] = []
     for r in rows:
         for k in r:
@@ -657,6 +667,7 @@ def _finalize(store: ProgressStore, spec: ModelSpec, sort: str, posebusters: boo
     table = pd.DataFrame(rows, columns=base + pb + inputs)
     table["rank"] = table["rank"].astype("Int64")
     table["n_ligand_atoms"] = table["n_ligand_atoms"].astype("Int64")
+    table["n_hydrogens_added"] = table["n_hydrogens_added"].astype("Int64")
     per_res = None
     if residues:
         order = {int(p): i for i, p in enumerate(table["pose"])}
