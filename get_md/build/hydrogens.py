@@ -50,9 +50,12 @@ def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> l
     Example:
         >>> skipped = protonate_receptor("rec_noH.pdb", "rec_H.pdb", pH=7.0)  # doctest: +SKIP
     """
-    from openmm.app import ForceField, Modeller, PDBFile, PDBxFile
-
     src = check_file(path)
+    try:
+        from openmm.app import ForceField, Modeller, PDBFile, PDBxFile
+    except ImportError as e:
+        raise GraphError(f"{src}: adding hydrogens needs OpenMM: pip install openmm (or "
+                         "'get-md[openmm]'), or pass --add-hydrogens no") from e
     ext = base_suffix(src)
     try:
         with open_text(src) as fh:
