@@ -203,3 +203,17 @@ def test_cuda_auto_batch_size(models):
     df = rescore_trajectory(TOP, _xtc(), models["energy"], ligand="resname LIG", stride=50,
                             pocket_radius=4.0, device="cuda", progress=False)
     assert len(df) == 5
+
+
+def test_heavy_atom_topology_is_warned_about(models, tmp_path, caplog):
+    """A potential scoring a trajectory without hydrogens: a warning naming the topology."""
+    import logging
+
+    traj = md.load(str(_xtc()), top=str(TOP), stride=125)            # 2 frames
+    keep = traj.topology.select("(resname LIG or (protein and resid 60 to 110)) and not element H")
+    traj.atom_slice(keep).save_pdb(str(tmp_path / "heavy.pdb"))
+    with caplog.at_level(logging.WARNING, logger="get_md.workflows.trajectory"):
+        df = rescore_trajectory(tmp_path / "heavy.pdb", tmp_path / "heavy.pdb", models["energy"],
+                                **{**COMMON, "stride": 1})
+    assert len(df) == 2
+    assert "heavy.pdb: the scored atoms hold 0 hydrogens" in caplog.text

@@ -376,6 +376,11 @@ def rescore_trajectory(
     err = element_check(meta)(template.atomic_numbers)
     if err:
         raise WorkflowError(f"{topology}: ligand ({ligand!r}): {err}")
+    n_h = int((template.atomic_numbers == 1).sum())
+    if spec.is_potential and n_h < 0.5 * (template.num_atoms - n_h):
+        logger.warning("%s: the scored atoms hold %d hydrogens for %d heavy atoms; the potential was trained "
+                       "on all-atom structures, so energies of a united-atom or heavy-atom topology mean little",
+                       topology, n_h, template.num_atoms - n_h)
     lig_mask = torch.as_tensor(seg.astype(bool))
     # topology_template keeps atom order; segments come from the atom order as given
     assert int(template.num_atoms) == sel.size
