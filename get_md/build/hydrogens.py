@@ -38,9 +38,9 @@ def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> l
     templates for, and relaxed with the Amber14 force field with the heavy atoms fixed
     (hydrogen bonds orient OH and NH3+ groups: on PoseBusters' 1ia1 the interaction
     energy of its ligand spread over 3.7 kcal/mol for 5 random starts, against 9.5
-    kcal/mol, and a mean 32 kcal/mol lower, with OpenMM's force-field-free placement). Residues Amber14 cannot type (missing
-    heavy atoms, ...) make the whole structure fall back to that placement, with a
-    warning. Other residues (ligands, cofactors, ions) are copied unchanged, after the
+    kcal/mol, and a mean 32 kcal/mol lower, with OpenMM's force-field-free placement).
+    Residues Amber14 cannot type (missing heavy atoms, ...) make the whole structure
+    fall back to that placement, with a warning. Other residues (ligands, cofactors, ions) are copied unchanged, after the
     rest. The result is reproducible (fixed seed, one CPU thread).
 
     Raises:
