@@ -126,10 +126,9 @@ def receptor_with_hydrogens(path: PathLike, rec, mode: str, potential: bool):
 
     from get_md import build
     from get_md.build._common import base_suffix
-    from get_md.build.hydrogens import protonate_receptor
+    from get_md.build.hydrogens import hydrogen_counts, protonate_receptor
 
-    n_h = int((rec.atomic_numbers == 1).sum())
-    n_heavy = rec.num_atoms - n_h
+    n_h, n_heavy = hydrogen_counts(rec)
     if mode == "no" or (mode == "auto" and (not potential or n_h >= 0.5 * n_heavy)):
         return rec, []
     if base_suffix(path) == ".bcif":
@@ -463,23 +462,27 @@ def _items(records: Sequence, ligand_hydrogens: str = "no") -> list:
 
 def _adds_hydrogens(rec, ligand_hydrogens: str) -> bool:
     """Whether a pose record gets hydrogens under ``ligand_hydrogens`` (see :func:`_items`)."""
+    from get_md.build.hydrogens import hydrogen_counts
+
     if ligand_hydrogens == "no" or rec.graph is None or rec.mol is None:
         return False
-    return ligand_hydrogens == "yes" or not bool((rec.graph.atomic_numbers == 1).any())
+    return ligand_hydrogens == "yes" or hydrogen_counts(rec.graph)[0] == 0
 
 
 def _warn_sparse_hydrogens(records: Sequence) -> bool:
     """Warn (and return True) if a pose without bond orders (PDBQT, PDB) has fewer
     hydrogens than a third of its heavy atoms: they cannot be completed here."""
+    from get_md.build.hydrogens import hydrogen_counts
+
     for rec in records:
         if rec.graph is None or rec.mol is not None:
             continue
-        n_h = int((rec.graph.atomic_numbers == 1).sum())
-        if n_h < (rec.graph.num_atoms - n_h) / 3:
+        n_h, n_heavy = hydrogen_counts(rec.graph)
+        if n_h < n_heavy / 3:
             logger.warning("%s: record %d has %d hydrogens for %d heavy atoms (Vina PDBQT poses carry polar "
                            "ones only) and no bond orders to add the rest from; the potential was trained "
                            "with all of them: convert the poses to SDF with hydrogens (e.g. meeko, Open Babel) "
-                           "for meaningful energies", rec.source, rec.index, n_h, rec.graph.num_atoms - n_h)
+                           "for meaningful energies", rec.source, rec.index, n_h, n_heavy)
             return True
     return False
 

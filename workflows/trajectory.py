@@ -363,6 +363,7 @@ def rescore_trajectory(
     seg = np.isin(sel, lig_idx).astype(np.int64)
 
     from get_md.build import topology_template
+    from get_md.build.hydrogens import hydrogen_counts
 
     tpl = topology_template(top, sel, segments=seg, name=str(topology))
     template = tpl.graph
@@ -376,11 +377,11 @@ def rescore_trajectory(
     err = element_check(meta)(template.atomic_numbers)
     if err:
         raise WorkflowError(f"{topology}: ligand ({ligand!r}): {err}")
-    n_h = int((template.atomic_numbers == 1).sum())
-    if spec.is_potential and n_h < 0.5 * (template.num_atoms - n_h):
+    n_h, n_heavy = hydrogen_counts(template)
+    if spec.is_potential and n_h < 0.5 * n_heavy:
         logger.warning("%s: the scored atoms hold %d hydrogens for %d heavy atoms; the potential was trained "
                        "on all-atom structures, so energies of a united-atom or heavy-atom topology mean little",
-                       topology, n_h, template.num_atoms - n_h)
+                       topology, n_h, n_heavy)
     lig_mask = torch.as_tensor(seg.astype(bool))
     # topology_template keeps atom order; segments come from the atom order as given
     assert int(template.num_atoms) == sel.size

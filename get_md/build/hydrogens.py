@@ -150,6 +150,14 @@ def ligand_with_hydrogens(mol: Any) -> Any:
     return out
 
 
-def has_hydrogens(graph) -> bool:
-    """Whether any atom of a MolecularGraph is a hydrogen."""
-    return bool((graph.atomic_numbers == 1).any())
+def hydrogen_counts(graph) -> tuple[int, int]:
+    """``(hydrogens, heavy atoms)`` of a MolecularGraph.
+
+    Example:
+        >>> import torch
+        >>> from get_md.graph import MolecularGraph
+        >>> hydrogen_counts(MolecularGraph.from_atoms(torch.eye(3), torch.tensor([8, 1, 1])))
+        (2, 1)
+    """
+    n_h = int((graph.atomic_numbers == 1).sum())
+    return n_h, graph.num_atoms - n_h
