@@ -554,8 +554,7 @@ def _pose_tags(row: dict, task: str, pose: int) -> dict[str, Any]:
     return tags
 
 
-def _scored_records(poses: PathLike, by_pose: dict, task: str,
-                    ligand_hydrogens: str = "no") -> Iterator[tuple[int, str]]:
+def _scored_records(poses: PathLike, by_pose: dict, task: str) -> Iterator[tuple[int, str]]:
     """``(pose, SDF record text with tags)`` for the poses in ``by_pose``, in file order.
 
     SDF input is copied record by record as text (the molecule block exactly as given),
@@ -574,7 +573,7 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str,
             if row is None:
                 continue
             tags = _pose_tags(row, task, index)
-            if _int_or_zero(row.get("n_hydrogens_added")) > 0:  # parse again only these records
+            if _got_hydrogens(row):  # parse again only these records
                 rec = _parse_record(text, "sdf", str(poses), index, True, False, 1)
                 yield index, _sdf_record(_pose_with_hydrogens(rec)[1], tags)
                 continue
@@ -586,7 +585,7 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str,
         row = by_pose.get(rec.index)
         if row is None or rec.graph is None:
             continue
-        mol = _pose_with_hydrogens(rec)[1] if _adds_hydrogens(rec, ligand_hydrogens) else rec.mol
+        mol = _pose_with_hydrogens(rec)[1] if _got_hydrogens(row) else rec.mol
         if mol is None:
             mol = _mol_from_graph(rec.graph, str(rec.properties.get("_Name") or f"{Path(rec.source).name}#{rec.index}"))
             for k, v in rec.properties.items():
@@ -595,16 +594,18 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str,
         yield rec.index, _sdf_record(mol, _pose_tags(row, task, rec.index))
 
 
-def _int_or_zero(value: Any) -> int:
+def _got_hydrogens(row: dict) -> bool:
+    """Whether a result row's pose was scored with hydrogens added (``n_hydrogens_added``)."""
+    value = row.get("n_hydrogens_added")
     try:
-        return 0 if value is None or _isnan(value) else int(value)
-    except (TypeError, ValueError):
-        return 0
+        return not (value is None or _isnan(value)) and int(value) > 0
+    except (TypeError, ValueError):  # pandas' NA
+        return False
 
 
-def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str, ligand_hydrogens: str = "no") -> int:
-    """Write the scored poses of ``table`` (in its row order) to ``out_sdf`` atomically
-    (``ligand_hydrogens``: as given to :func:`_items`, so that poses are written as scored).
+def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str) -> int:
+    """Write the scored poses of ``table`` (in its row order) to ``out_sdf`` atomically,
+    as they were scored (hydrogens added where ``n_hydrogens_added`` says so).
 
     The input file is streamed again; records are written to a scratch file first and
     then copied in the table's order, so memory does not grow with the number of poses.
@@ -622,7 +623,7 @@ def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str, ligand_
     offsets: dict[int, tuple[int, int]] = {}
     out_sdf = Path(out_sdf)
     with tempfile.TemporaryFile(mode="w+b", dir=out_sdf.parent if out_sdf.parent.exists() else None) as scratch:
-        for index, record in _scored_records(poses, by_pose, task, ligand_hydrogens):
+        for index, record in _scored_records(poses, by_pose, task):
             data = record.encode()
             offsets[index] = (scratch.tell(), len(data))
             scratch.write(data)
@@ -872,7 +873,7 @@ def rescore_poses(
     for r in table[table["status"] != "ok"].itertuples():
         logger.warning("skipped pose: %s", r.error)
     if out_sdf is not None:
-        write_pose_sdf(poses, table, out_sdf, spec.task, ligand_hydrogens)
+        write_pose_sdf(poses, table, out_sdf, spec.task)
     if per_residue and per_res is not None:
         res_path = out_residues
         if res_path is None and out_csv is not None:
