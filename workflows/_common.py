@@ -504,6 +504,13 @@ def environment_cache(spec: ModelSpec, graph) -> Optional[list]:
         return _ENVIRONMENTS[key]
 
 
+def supported_numbers(meta: dict) -> set[int]:
+    """Atomic numbers of the model's ``elements`` metadata (empty: no restriction given)."""
+    from get_md import vocab
+
+    return {vocab.atomic_number(e) for e in meta.get("elements") or []}
+
+
 def element_check(meta: dict):
     """A function ``z_tensor -> error text or None`` from the model's supported elements."""
     elements = meta.get("elements")
@@ -511,7 +518,7 @@ def element_check(meta: dict):
         return lambda z: None
     from get_md import vocab
 
-    allowed = {vocab.atomic_number(e) for e in elements}
+    allowed = supported_numbers(meta)
 
     def check(z) -> Optional[str]:
         bad = sorted({int(x) for x in z.tolist()} - allowed)
@@ -528,13 +535,11 @@ def unsupported_blocks(graph, meta: dict):
     ``elements`` metadata (all false when it lists none)."""
     import torch
 
-    from get_md import vocab
     from get_md.nn.scatter import scatter_sum
 
-    elements = meta.get("elements")
-    if not elements:
+    if not meta.get("elements"):
         return torch.zeros(graph.num_blocks, dtype=torch.bool)
-    allowed = torch.tensor(sorted({vocab.atomic_number(e) for e in elements}))
+    allowed = torch.tensor(sorted(supported_numbers(meta)))
     bad_atom = ~torch.isin(graph.atomic_numbers.cpu(), allowed)
     return scatter_sum(bad_atom.long(), graph.block_ids.cpu(), graph.num_blocks) > 0
 
@@ -562,9 +567,8 @@ def screen_pocket(pocket, meta: dict, drop: bool, where: str, blocks=None):
     labels = pocket.block_labels or [f"block {i + 1}" for i in range(pocket.num_blocks)]
     names = [labels[i] for i in torch.nonzero(bad).flatten().tolist()]
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-    allowed = {vocab.atomic_number(e) for e in meta["elements"]}
     elems = sorted({int(z) for z in pocket.atomic_numbers[bad.to(pocket.device)[pocket.block_ids]].tolist()}
-                   - allowed)
+                   - supported_numbers(meta))
     text = (f"{where}: pocket residue(s) {shown} hold element(s) "
             f"{', '.join(vocab.ELEMENTS[z] for z in elems)} that the model does not support "
             f"(it supports {', '.join(meta['elements'])})")

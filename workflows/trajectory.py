@@ -359,21 +359,20 @@ def rescore_trajectory(
             f"no receptor atom ({receptor!r}) within {pocket_radius} Å of the ligand ({ligand!r}) in frame "
             f"{start} of {trajectory}; is the trajectory imaged (complex whole)?"
         )
-    sel = np.union1d(pocket_idx, lig_idx)
-    seg = np.isin(sel, lig_idx).astype(np.int64)
-
     from get_md.build import topology_template
     from get_md.build.hydrogens import hydrogen_counts
 
-    tpl = topology_template(top, sel, segments=seg, name=str(topology))
-    template = tpl.graph
+    def scored_atoms(pocket_idx):
+        """Atom indices (sorted), segment per atom (1: ligand) and graph of pocket + ligand."""
+        sel = np.union1d(pocket_idx, lig_idx)
+        seg = np.isin(sel, lig_idx).astype(np.int64)
+        return sel, seg, topology_template(top, sel, segments=seg, name=str(topology)).graph
+
+    sel, seg, template = scored_atoms(pocket_idx)
     _, keep = screen_pocket(template, meta, drop_unsupported, str(topology), blocks=template.segment_ids == 0)
     if not bool(keep.all()):  # rebuild without the dropped pocket residues
         pocket_idx = np.setdiff1d(pocket_idx, sel[~keep[template.block_ids].numpy()])
-        sel = np.union1d(pocket_idx, lig_idx)
-        seg = np.isin(sel, lig_idx).astype(np.int64)
-        tpl = topology_template(top, sel, segments=seg, name=str(topology))
-        template = tpl.graph
+        sel, seg, template = scored_atoms(pocket_idx)
     err = element_check(meta)(template.atomic_numbers)
     if err:
         raise WorkflowError(f"{topology}: ligand ({ligand!r}): {err}")
