@@ -19,14 +19,10 @@ import logging
 import random
 from typing import Any
 
-from get_md.build._common import PathLike, base_suffix, check_file, open_text
+from get_md.build._common import PathLike, base_suffix, check_file, normalize_resname, open_text
 from get_md.graph import GraphError
 
 logger = logging.getLogger("get_md.build.hydrogens")
-
-#: water residue names (removed before protonation)
-_WATER = {"HOH", "WAT", "H2O", "SOL", "TIP3", "DOD"}
-
 
 def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> list[str]:
     """Write ``path`` (PDB, mmCIF or AutoDock PDBQT, optionally gzipped) with hydrogens
@@ -70,7 +66,8 @@ def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> l
     except Exception as e:  # OpenMM raises plain Exceptions / ValueErrors on odd records
         raise GraphError(f"{src}: OpenMM cannot read it to add hydrogens ({e})") from e
     full = Modeller(structure.topology, structure.positions)
-    full.delete([r for r in full.topology.residues() if r.name in _WATER])
+    # waters as the builders define them (they drop them from receptors)
+    full.delete([r for r in full.topology.residues() if normalize_resname(r.name) == "HOH"])
     known = _templated_residues()
     other = [r for r in full.topology.residues() if r.name not in known]
     skipped = [f"{r.chain.id}:{r.id}:{r.name}" for r in other]
