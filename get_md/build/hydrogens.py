@@ -24,7 +24,8 @@ from get_md.graph import GraphError
 
 logger = logging.getLogger("get_md.build.hydrogens")
 
-def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> list[str]:
+def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0, *, relax: bool = True,
+                       seed: int = 20240101) -> list[str]:
     """Write ``path`` (PDB, mmCIF or AutoDock PDBQT, optionally gzipped) with hydrogens
     added to ``out_path`` (PDB); return the labels (``chain:number:name``) of residues
     left without templates.
@@ -37,7 +38,8 @@ def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> l
     kcal/mol, and a mean 32 kcal/mol lower, with OpenMM's force-field-free placement).
     Residues Amber14 cannot type (missing heavy atoms, ...) make the whole structure
     fall back to that placement, with a warning. Other residues (ligands, cofactors, ions) are copied unchanged, after the
-    rest. The result is reproducible (fixed seed, one CPU thread).
+    rest. The result is reproducible (fixed ``seed``, one CPU thread); ``relax=False``
+    skips Amber14 and uses the force-field-free placement throughout.
 
     Raises:
         GraphError: OpenMM cannot read the file or build its hydrogens (message names
@@ -78,17 +80,21 @@ def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> l
         return m
 
     main = standard_part()
-    try:
-        _add_hydrogens(main, pH, ForceField("amber14-all.xml"))
-    except Exception as e:  # no Amber14 template for a residue, ...
-        logger.warning("%s: Amber14 cannot relax the added hydrogens (%s); placing them without a "
-                       "force field", src, str(e).splitlines()[0])
-        main = standard_part()
+    placed = False
+    if relax:
         try:
-            _add_hydrogens(main, pH, None)
-        except Exception as e2:
-            raise GraphError(f"{src}: OpenMM could not add hydrogens ({e2}); protonate the receptor "
-                             "yourself (pdbfixer, reduce, PDB2PQR) or pass --add-hydrogens no") from e2
+            _add_hydrogens(main, pH, ForceField("amber14-all.xml"), seed)
+            placed = True
+        except Exception as e:  # no Amber14 template for a residue, ...
+            logger.warning("%s: Amber14 cannot relax the added hydrogens (%s); placing them without a "
+                           "force field", src, str(e).splitlines()[0])
+            main = standard_part()
+    if not placed:
+        try:
+            _add_hydrogens(main, pH, None, seed)
+        except Exception as e:
+            raise GraphError(f"{src}: OpenMM could not add hydrogens ({e}); protonate the receptor "
+                             "yourself (pdbfixer, reduce, PDB2PQR) or pass --add-hydrogens no") from e
     if other:
         rest = Modeller(full.topology, full.positions)
         rest.delete([r for r in full.topology.residues() if r.name in known])
@@ -98,7 +104,7 @@ def protonate_receptor(path: PathLike, out_path: PathLike, pH: float = 7.0) -> l
     return skipped
 
 
-def _add_hydrogens(modeller, pH: float, forcefield) -> None:
+def _add_hydrogens(modeller, pH: float, forcefield, seed: int) -> None:
     """``modeller.addHydrogens``, reproducibly: Modeller starts new hydrogens at random
     positions, so Python's ``random`` gets a fixed seed (its state is restored after),
     and the relaxation runs on OpenMM's CPU platform with one thread."""
@@ -107,7 +113,7 @@ def _add_hydrogens(modeller, pH: float, forcefield) -> None:
     platform = Platform.getPlatformByName("CPU")
     threads = platform.getPropertyDefaultValue("Threads")
     state = random.getstate()
-    random.seed(20240101)
+    random.seed(seed)
     platform.setPropertyDefaultValue("Threads", "1")
     try:
         modeller.addHydrogens(forcefield, pH=pH, platform=platform)
