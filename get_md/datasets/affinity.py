@@ -1,0 +1,280 @@
+"""Congeneric series with experimental binding free energies, as pK-labelled complexes.
+
+A *series* is one protein structure (PDB) and an SDF of ligand poses placed in its
+pocket, each record tagged with its experimental binding free energy ``r_exp_dg``
+(kcal/mol), as in the Schrödinger public FEP+ benchmark. :func:`build_dataset`
+turns series into a :class:`~get_md.train.data.MolecularDataset` whose samples are
+the complexes the rescoring workflow builds for the same files (receptor from
+:func:`get_md.build.from_pdb`, waters dropped; pocket residues within
+``pocket_radius`` of the ligand; ligand in segment 1), labelled
+
+    pK = -ΔG / (RT ln 10),  RT ln 10 = 1.3643 kcal/mol at 298.15 K.
+
+Every series name, file stem and target passes :func:`get_md.datasets.targets.is_excluded`
+first: the targets kept for independent evaluation are never read. Ligands that
+recur (protomer copies ``NAME_1`` of ``NAME`` in one series; the same compound of the
+same target in another series or source) are kept once, by target and InChIKey
+skeleton.
+
+Sample names are ``"TARGET|series|ligand"`` so that splits can go by target.
+
+Example:
+    >>> from get_md.datasets.affinity import schrodinger_series, build_dataset
+    >>> series = schrodinger_series("fep_benchmark_inputs/structure_inputs")  # doctest: +SKIP
+    >>> ds, report = build_dataset(series)                                    # doctest: +SKIP
+    >>> ds[0].targets["score"]                                                # doctest: +SKIP
+    tensor([7.2])
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import torch
+
+from get_md.datasets.targets import canonical_target, is_excluded
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: RT ln 10 at 298.15 K, kcal/mol: pK = -ΔG / RT_LN10.
+RT_LN10_KCAL_MOL = 8.314462618e-3 / 4.184 * 298.15 * math.log(10.0)
+#: SDF tag holding the experimental binding free energy (kcal/mol).
+DG_TAG = "r_exp_dg"
+
+
+def pk_from_dg(dg_kcal_mol: float) -> float:
+    """pK = -log10(K_d) from a binding free energy in kcal/mol at 298.15 K.
+
+    Example:
+        >>> round(pk_from_dg(-8.1857), 2)
+        6.0
+    """
+    return -float(dg_kcal_mol) / RT_LN10_KCAL_MOL
+
+
+@dataclass(frozen=True)
+class Series:
+    """One protein structure and the ligand poses measured against it.
+
+    Attributes:
+        target: canonical target key (:func:`canonical_target`).
+        name: series name (unique within its source).
+        protein: PDB file.
+        ligands: SDF file of posed ligands with the ``r_exp_dg`` tag.
+        source: where the files come from (data set and commit).
+    """
+
+    target: str
+    name: str
+    protein: str
+    ligands: str
+    source: str = ""
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_dataset` kept and left out, and why."""
+
+    series: list[dict] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def schrodinger_series(root: PathLike, source: str = "schrodinger/public_binding_free_energy_benchmark") -> list[Series]:
+    """The series of the Schrödinger public FEP+ benchmark's ``structure_inputs`` folder
+    (one ``subset_metadata.csv`` per subset), excluded targets left out by name.
+
+    Example:
+        >>> [s.target for s in schrodinger_series("structure_inputs")][:2]  # doctest: +SKIP
+        ['BRD4', 'FTASE']
+    """
+    root = Path(root)
+    out: list[Series] = []
+    for meta in sorted(root.glob("*/subset_metadata.csv")):
+        with meta.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                protein = (row.get("Protein") or "").strip()
+                stem = (row.get("Input file naming scheme") or "").strip()
+                if not stem:
+                    continue
+                name = f"{meta.parent.name}/{stem}"
+                if is_excluded(protein, stem, name):
+                    out.append(Series("EXCLUDED", name, "", "", source))
+                    continue
+                out.append(Series(canonical_target(protein or stem), name,
+                                  str(meta.parent / f"{stem}_protein.pdb"),
+                                  str(meta.parent / f"{stem}_ligands.sdf"), source))
+    return out
+
+
+def posed_series(root: PathLike) -> list[Series]:
+    """Series written by :mod:`get_md.datasets.reference_poses` (``<root>/<series>/protein.pdb``
+    and ``ligands.sdf`` whose records carry ``target``, ``series`` and ``source`` tags)."""
+    root = Path(root)
+    out: list[Series] = []
+    for sdf in sorted(root.glob("*/ligands.sdf")):
+        folder = sdf.parent
+        tags = _first_record_tags(sdf)
+        target = tags.get("target", folder.name)
+        name = tags.get("series", folder.name)
+        if is_excluded(target, name, folder.name):
+            out.append(Series("EXCLUDED", name, "", "", tags.get("source", "")))
+            continue
+        out.append(Series(canonical_target(target), name, str(folder / "protein.pdb"), str(sdf),
+                          tags.get("source", "")))
+    return out
+
+
+def _first_record_tags(sdf: Path) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    key = None
+    with sdf.open(errors="replace") as fh:
+        for line in fh:
+            if line.startswith("$$$$"):
+                break
+            m = re.match(r"^>\s*<([^>]+)>", line)
+            if m:
+                key = m.group(1)
+            elif key is not None:
+                tags[key] = line.strip()
+                key = None
+    return tags
+
+
+def _skeleton_key(mol) -> Optional[str]:
+    """First block of the InChIKey (connectivity; protomers and tautomers mostly agree)."""
+    from rdkit import Chem
+
+    if mol is None:
+        return None
+    try:
+        key = Chem.MolToInchiKey(mol)
+    except Exception:  # noqa: BLE001 - RDKit raises several kinds on odd molecules
+        return None
+    return key.split("-")[0] if key else None
+
+
+def build_dataset(
+    series: Iterable[Series],
+    pocket_radius: float = 10.0,
+    name: str = "affinity",
+) -> tuple:
+    """Complexes of every series as a pK-labelled dataset, and a :class:`BuildReport`.
+
+    Args:
+        series: from :func:`schrodinger_series` / :func:`posed_series`; series whose
+            target is excluded are listed in the report and not read.
+        pocket_radius: Å, receptor residues within this distance of the ligand.
+        name: dataset name.
+
+    Returns:
+        ``(MolecularDataset, BuildReport)``; sample targets ``{"score": [pK]}``.
+
+    Raises:
+        ValueError: a series that :func:`is_excluded` names slipped through (never
+            expected: the readers mark them).
+    """
+    from get_md.build import from_pdb, iter_poses, make_complex, select_pocket
+    from get_md.train.data import MolecularDataset, Sample
+
+    report = BuildReport()
+    samples = []
+    seen: set[tuple[str, str]] = set()
+    for s in series:
+        if s.target == "EXCLUDED":
+            report.excluded.append(s.name)
+            continue
+        if is_excluded(s.target, s.name, Path(s.ligands).name, Path(s.protein).name):
+            raise ValueError(f"{s.name}: target {s.target} is reserved for independent evaluation")
+        kept = dup = bad = 0
+        try:
+            receptor = from_pdb(s.protein, segment_id=0)
+        except Exception as e:  # noqa: BLE001 - one broken series must not stop the build
+            report.failures.append(f"{s.protein}: {e}")
+            continue
+        names_in_series: set[str] = set()
+        records = list(iter_poses(s.ligands, segment_id=1))
+        all_names = {str(r.properties.get("_Name", "")) for r in records}
+        for rec in records:
+            who = f"{s.ligands}: record {rec.index}"
+            lig_name = str(rec.properties.get("_Name", "") or rec.index)
+            base = re.sub(r"_\d+$", "", lig_name)
+            if base != lig_name and base in all_names or lig_name in names_in_series:
+                dup += 1
+                continue
+            if rec.error is not None or rec.graph is None:
+                report.failures.append(f"{who}: {rec.error}")
+                bad += 1
+                continue
+            try:
+                dg = float(rec.properties[DG_TAG])
+            except (KeyError, TypeError, ValueError):
+                report.failures.append(f"{who}: no numeric {DG_TAG} tag")
+                bad += 1
+                continue
+            key = _skeleton_key(rec.mol)
+            if key is not None and (s.target, key) in seen:
+                dup += 1
+                continue
+            try:
+                pocket = select_pocket(receptor, rec.graph, pocket_radius)
+                cplx = make_complex(pocket, rec.graph, name=f"{s.target}|{s.name}|{lig_name}")
+            except Exception as e:  # noqa: BLE001
+                report.failures.append(f"{who}: {e}")
+                bad += 1
+                continue
+            if key is not None:
+                seen.add((s.target, key))
+            names_in_series.add(lig_name)
+            samples.append(Sample(cplx, {"score": torch.tensor([pk_from_dg(dg)])}))
+            kept += 1
+        report.duplicates += dup
+        report.series.append({"target": s.target, "series": s.name, "source": s.source,
+                              "kept": kept, "duplicates": dup, "failed": bad})
+        logger.info("%s (%s): %d ligands, %d duplicates, %d failed", s.name, s.target, kept, dup, bad)
+    return MolecularDataset(samples, name=name), report
+
+
+def sample_target(sample) -> str:
+    """The target key of a sample built here (first field of its name)."""
+    return sample.graph.names[0].split("|", 1)[0]
+
+
+def split_by_target(dataset, held_out: Sequence[str]):
+    """``(kept, held_out)`` datasets: samples of the ``held_out`` targets go to the second.
+
+    Example:
+        >>> train, test = split_by_target(ds, ["SYK", "PFKFB3"])  # doctest: +SKIP
+    """
+    held = {canonical_target(t) for t in held_out}
+    inside = [i for i, s in enumerate(dataset) if sample_target(s) in held]
+    outside = [i for i, s in enumerate(dataset) if sample_target(s) not in held]
+    return dataset.subset(outside, f"{dataset.name}[train]"), dataset.subset(inside, f"{dataset.name}[held-out]")
+
+
+def assert_no_excluded(dataset) -> None:
+    """Raise ``ValueError`` if any sample of ``dataset`` belongs to an excluded target.
+
+    Example:
+        >>> assert_no_excluded(ds)  # doctest: +SKIP
+    """
+    for s in dataset:
+        parts = s.graph.names[0].split("|")
+        if is_excluded(*parts[:2]):
+            raise ValueError(f"{s.graph.names[0]}: sample of a target reserved for independent evaluation")
+
+
+__all__ = [
+    "DG_TAG", "RT_LN10_KCAL_MOL", "BuildReport", "Series", "assert_no_excluded", "build_dataset",
+    "pk_from_dg", "posed_series", "sample_target", "schrodinger_series", "split_by_target",
+]

@@ -1,0 +1,166 @@
+"""Affinity data: targets kept out of training, pK labels, deduplication, splits by target.
+
+The series here are made from PoseBusters' 1ia1 (receptor + crystal ligand) and
+prolif's GPCR with its Vina poses, with ``r_exp_dg`` tags written by the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from affinity_helpers import _sdf_with_dg
+from rdkit import Chem
+
+from get_md.datasets.affinity import (
+    DG_TAG,
+    Series,
+    assert_no_excluded,
+    build_dataset,
+    pk_from_dg,
+    posed_series,
+    sample_target,
+    schrodinger_series,
+    split_by_target,
+)
+from get_md.datasets.targets import EXCLUDED_TARGETS, canonical_target, is_excluded
+
+DATA = Path(__file__).parent / "data"
+REC = DATA / "prolif" / "rec.pdb"
+POSES = DATA / "prolif" / "vina_output.sdf"
+
+
+# ----------------------------------------------------------------------------- exclusion
+@pytest.mark.parametrize("name", [
+    # the eight targets as the public sets spell them: names, genes, series and file stems
+    "BACE1", "bace", "cr_bace2", "hc_bace1", "pb_bace3", "Bace1_4zsp", "bace_ciordia_retro",
+    "CDK2", "cdk2_ligands.sdf", "JNK1", "jnk1_manual_flips", "MAPK8", "Mcl1", "frag_mcl1_noweak",
+    "mcl1_extra_flips", "P38", "p38α", "p38alpha", "frag_p38", "MAPK14", "ChEMBL|MAPK14|CHEMBL1",
+    "PTP1B", "PTPN1", "ptp1b_protein.pdb", "Thrombin", "thrombin_whole_map", "throm_nozob_hip75",
+    "F2", "ChEMBL|F2|CHEMBL3", "TYK2", "tyk2",
+])
+def test_excluded_targets_are_caught_in_every_spelling(name):
+    assert is_excluded(name)
+
+
+@pytest.mark.parametrize("name", [
+    "CDK8", "cdk8_koehler", "CDK20", "Factor Xa", "F10", "fxa_set3", "F2R", "MAPK10", "MAPK1",
+    "PTPN11", "shp2", "SYK", "HSP90", "JAK2", "Eg5", "p2y1_meta_sub",
+])
+def test_other_targets_are_not_excluded(name):
+    assert not is_excluded(name)
+
+
+def test_every_excluded_target_has_a_canonical_key():
+    for name, key in [("p38", "P38A"), ("MAPK14", "P38A"), ("F2", "THROMBIN"), ("PTPN1", "PTP1B"),
+                      ("MAPK8", "JNK1"), ("bace", "BACE1"), ("Mcl1", "MCL1"), ("cdk2", "CDK2"),
+                      ("tyk2", "TYK2")]:
+        assert canonical_target(name) == key
+    assert {canonical_target(n) for n in ("BACE1", "CDK2", "JNK1", "MCL1", "p38", "PTP1B", "thrombin",
+                                          "TYK2")} == set(EXCLUDED_TARGETS)
+    assert canonical_target("cMet") == canonical_target("MET")
+    assert canonical_target("Factor Xa") == canonical_target("F10")
+
+
+def _schrodinger_tree(root: Path, rows: list[tuple[str, str]]) -> Path:
+    """A ``structure_inputs``-like folder: subset ``set1`` with one series per (protein, stem)."""
+    sub = root / "set1"
+    sub.mkdir(parents=True)
+    lines = ["Group name,Group abbreviation,Protein,Input file naming scheme,Reference PDB"]
+    for protein, stem in rows:
+        lines.append(f"Set,set1,{protein},{stem},XXXX")
+        (sub / f"{stem}_protein.pdb").write_bytes(REC.read_bytes())
+        _sdf_with_dg(POSES, sub / f"{stem}_ligands.sdf", [-9.0, -8.0, -7.0], ["a", "b", "c"])
+    (sub / "subset_metadata.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_excluded_series_are_never_read(tmp_path):
+    root = _schrodinger_tree(tmp_path / "si", [("SYK", "syk"), ("Thrombin", "thrombin_core"),
+                                               ("BACE1", "2Q15_lig17to21_alpha05")])
+    # the excluded series' files are removed: reading them would fail the build
+    for f in (tmp_path / "si" / "set1").glob("thrombin_core_*"):
+        f.unlink()
+    for f in (tmp_path / "si" / "set1").glob("2Q15_*"):
+        f.unlink()
+    series = schrodinger_series(root)
+    assert [s.target for s in series] == ["SYK", "EXCLUDED", "EXCLUDED"]
+    ds, report = build_dataset(series, pocket_radius=5.0)
+    assert sorted(report.excluded) == ["set1/2Q15_lig17to21_alpha05", "set1/thrombin_core"]
+    assert {sample_target(s) for s in ds} == {"SYK"} and len(ds) == 3
+    assert_no_excluded(ds)
+
+
+def test_a_series_of_an_excluded_target_that_slips_through_is_refused(tmp_path):
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0], ["a"])
+    with pytest.raises(ValueError, match="reserved for independent evaluation"):
+        build_dataset([Series("F10", "jacs/p38", str(REC), str(sdf))])
+
+
+def test_assert_no_excluded_catches_a_sample(tmp_path):
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0], ["a"])
+    ds, _ = build_dataset([Series("SYK", "s", str(REC), str(sdf))], pocket_radius=5.0)
+    ds[0].graph.names[0] = "TYK2|tyk2|a"
+    with pytest.raises(ValueError, match="TYK2"):
+        assert_no_excluded(ds)
+
+
+def test_posed_series_reads_tags_and_excludes(tmp_path):
+    for folder, target in (("a", "SYK"), ("b", "MAPK14")):
+        d = tmp_path / folder
+        d.mkdir()
+        (d / "protein.pdb").write_bytes(REC.read_bytes())
+        mols = [m for m in Chem.SDMolSupplier(str(POSES), removeHs=False)][:2]
+        with Chem.SDWriter(str(d / "ligands.sdf")) as w:
+            for i, m in enumerate(mols):
+                m.SetProp("_Name", f"l{i}")
+                for k, v in ((DG_TAG, "-8.5"), ("target", target), ("series", f"ChEMBL|{target}|X"),
+                             ("source", "test")):
+                    m.SetProp(k, v)
+                w.write(m)
+    series = posed_series(tmp_path)
+    assert [s.target for s in series] == ["SYK", "EXCLUDED"]
+
+
+# ----------------------------------------------------------------------------- labels
+def test_pk_from_binding_free_energy():
+    # ΔG = RT ln K_d: 1 µM at 298.15 K is -8.19 kcal/mol, pK 6
+    dg = 8.314462618e-3 / 4.184 * 298.15 * math.log(1e-6)
+    assert pk_from_dg(dg) == pytest.approx(6.0, abs=1e-9)
+
+
+def test_dataset_labels_pockets_and_duplicates(tmp_path):
+    # "b_1" is a protomer copy of "b"; the third record repeats the first compound
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, -8.0, -8.0, -7.5], ["a", "b", "b_1", "c"])
+    mols = [m for m in Chem.SDMolSupplier(str(sdf), removeHs=False)]
+    mols[3] = Chem.Mol(mols[0])
+    mols[3].SetProp("_Name", "c")
+    mols[3].SetProp(DG_TAG, "-7.5")
+    with Chem.SDWriter(str(sdf)) as w:
+        for m in mols:
+            w.write(m)
+    ds, report = build_dataset([Series("SYK", "syk", str(REC), str(sdf))], pocket_radius=6.0)
+    assert [s.graph.names[0] for s in ds] == ["SYK|syk|a", "SYK|syk|b"]
+    assert report.duplicates == 2
+    assert float(ds[0].targets["score"]) == pytest.approx(pk_from_dg(-9.0))
+    g = ds[0].graph
+    assert g.segment_ids.tolist().count(1) == int((g.atom_segment_ids == 1).sum())   # atom blocks
+    lig = g.positions[g.atom_segment_ids == 1]
+    rec = g.positions[g.atom_segment_ids == 0]
+    # every pocket residue has an atom within 6 Å of the ligand
+    d = torch.cdist(rec, lig).min(dim=1).values
+    per_block = torch.full((g.num_blocks,), 1e9, dtype=d.dtype).scatter_reduce(
+        0, g.block_ids[g.atom_segment_ids == 0], d, reduce="amin")
+    assert float(per_block[g.segment_ids == 0].max()) <= 6.0
+
+
+def test_split_by_target_keeps_targets_whole(tmp_path):
+    a = _sdf_with_dg(POSES, tmp_path / "a.sdf", [-9.0, -8.0], ["a", "b"])
+    b = _sdf_with_dg(POSES, tmp_path / "b.sdf", [-7.0, -6.0, -5.0], ["c", "d", "e"])
+    ds, _ = build_dataset([Series("SYK", "s1", str(REC), str(a)), Series("MET", "s2", str(REC), str(b))],
+                          pocket_radius=5.0)
+    train, held = split_by_target(ds, ["cMet"])
+    assert {sample_target(s) for s in train} == {"SYK"} and len(train) == 2
+    assert {sample_target(s) for s in held} == {"MET"} and len(held) == 3
