@@ -65,6 +65,15 @@ class GET(nn.Module):
         input_vectors: accept per-atom input vectors (velocities) and charges through
             :meth:`forward_with_vectors` (N-body); the vectors enter as a second
             coordinate channel ``x + v`` and charges through a linear embedding.
+        heavy_atoms_only: score task: hydrogens are removed from the input before the
+            model sees it, so a structure scores the same with or without them (crystal
+            structures vs. protonated docking poses). ``block_scores`` keeps the input's
+            blocks; a block of hydrogens only gets 0.
+        contact_radius: score task, Å (0: off): a block of segment 0 (the receptor)
+            contributes its block score weighted by a switch of its closest atom's
+            distance ``d`` to any atom of another segment of the same structure: 1 for
+            ``d <= contact_radius``, a cosine to 0 at ``contact_radius + 2``. The score
+            then does not grow with the size of the pocket cut around a ligand.
     """
 
     __jit_ignored_attributes__ = ["config"]
@@ -87,6 +96,8 @@ class GET(nn.Module):
         compute_forces: bool = True,
         elements: Optional[List[int]] = None,
         input_vectors: bool = False,
+        heavy_atoms_only: bool = False,
+        contact_radius: float = 0.0,
     ):
         super().__init__()
         if mode not in MODES:
@@ -98,6 +109,7 @@ class GET(nn.Module):
             d_edge=d_edge, cutoff=cutoff, mode=mode, task=task, k_neighbors=k_neighbors,
             sparse_k=sparse_k, knn_radius=knn_radius, dropout=dropout,
             compute_forces=compute_forces, elements=elements, input_vectors=input_vectors,
+            heavy_atoms_only=heavy_atoms_only, contact_radius=contact_radius,
         )
         self.family = "get"
         self.mode = mode
@@ -107,6 +119,8 @@ class GET(nn.Module):
         self.sparse_k = sparse_k
         self.knn_radius = float(knn_radius)
         self.compute_forces = compute_forces
+        self.heavy_atoms_only = bool(heavy_atoms_only) and task == "score"
+        self.contact_radius = float(contact_radius) if task == "score" else 0.0
         self.smooth = mode == "potential"
         #: potential mode: elementwise reductions when every block edge is one atom pair
         #: (see ``_potential_pairs``); off only to test that it changes nothing
@@ -196,10 +210,71 @@ class GET(nn.Module):
         pbc: torch.Tensor,
     ) -> Dict[str, torch.Tensor]:
         """Outputs of the model's task for a (batched) graph; see the module docstring."""
+        if self.heavy_atoms_only:
+            keep = atomic_numbers != 1
+            if not bool(keep.all()):
+                return self._score_heavy_atoms(
+                    keep, positions, atomic_numbers, block_ids, atom_positions, block_types,
+                    segment_ids, batch_ids, cell, pbc,
+                )
         return self._run(
             positions, None, None, atomic_numbers, block_ids, atom_positions, block_types,
             segment_ids, batch_ids, cell, pbc,
         )
+
+    def _score_heavy_atoms(
+        self,
+        keep: torch.Tensor,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        """Score of the graph without the atoms not in ``keep`` (hydrogens); blocks left
+        empty are dropped for the model and get a block score of 0."""
+        n_blocks = batch_ids.shape[0]
+        kept_blocks = block_ids[keep]
+        present = torch.zeros(n_blocks, dtype=torch.bool, device=block_ids.device)
+        present[kept_blocks] = True
+        new_index = torch.cumsum(present.long(), 0) - 1
+        out = self._run(
+            positions[keep], None, None, atomic_numbers[keep], new_index[kept_blocks],
+            atom_positions[keep], block_types[present], segment_ids[present], batch_ids[present],
+            cell, pbc,
+        )
+        block_scores = torch.zeros(n_blocks, dtype=out["block_scores"].dtype, device=block_ids.device)
+        block_scores[present] = out["block_scores"]
+        out["block_scores"] = block_scores
+        return out
+
+    def _contact_weights(
+        self, pos: torch.Tensor, block_ids: torch.Tensor, segment_ids: torch.Tensor, batch_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Weight [B] of each block's score: 1 for blocks of segments other than 0, and for
+        segment-0 blocks a cosine switch of their closest atom's distance to an atom of
+        another segment in the same structure (see ``contact_radius``)."""
+        n_blocks = batch_ids.shape[0]
+        pos = pos.detach()
+        atom_seg = segment_ids[block_ids]
+        atom_batch = batch_ids[block_ids]
+        rec = torch.nonzero(atom_seg == 0).squeeze(1)
+        lig = torch.nonzero(atom_seg != 0).squeeze(1)
+        closest = torch.full((rec.shape[0],), 1e9, dtype=pos.dtype, device=pos.device)
+        if lig.shape[0] > 0 and rec.shape[0] > 0:
+            d = torch.cdist(pos[rec], pos[lig])
+            other = atom_batch[rec].unsqueeze(1) != atom_batch[lig].unsqueeze(0)
+            closest = d.masked_fill(other, 1e9).min(dim=1).values
+        block_d = torch.full((n_blocks,), 1e9, dtype=pos.dtype, device=pos.device)
+        block_d = block_d.scatter_reduce(0, block_ids[rec], closest, reduce="amin", include_self=True)
+        x = ((block_d - self.contact_radius) / 2.0).clamp(0.0, 1.0)
+        switch = 0.5 * (1.0 + torch.cos(3.141592653589793 * x))
+        weight = torch.where(segment_ids == 0, switch, torch.ones_like(switch))
+        return weight
 
     @torch.jit.export
     def forward_with_vectors(
@@ -487,6 +562,14 @@ class GET(nn.Module):
             block_h = scatter_sum(H, block_ids, batch_ids.shape[0])
             block_h = torch.nn.functional.normalize(block_h, dim=-1)
             block_scores = self.head(block_h).squeeze(-1)
+            # per-element reference of the ligand's atoms (segments other than 0): a size and
+            # composition baseline (zero unless fitted before training, see
+            # ``get_md.train.loop.fit_score_reference``) that the network corrects
+            lig_atom = (segment_ids[block_ids] != 0).to(block_scores.dtype)
+            ref = self.atom_ref(atomic_numbers).squeeze(-1).to(block_scores.dtype) * lig_atom
+            block_scores = block_scores + scatter_sum(ref, block_ids, batch_ids.shape[0])
+            if self.contact_radius > 0:
+                block_scores = block_scores * self._contact_weights(pos, block_ids, segment_ids, batch_ids)
             out["block_scores"] = block_scores
             out["score"] = scatter_sum(block_scores, batch_ids, n_graphs)
         else:

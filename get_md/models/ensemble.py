@@ -1,0 +1,109 @@
+"""An ensemble of score models in one module: mean score and the members' spread.
+
+``ScoreEnsemble`` holds M models of one architecture (trained with different
+seeds) and returns, for a batched graph:
+
+* ``score`` [G]: the members' mean (pK for affinity models);
+* ``score_std`` [G]: their standard deviation (population, over members): how far
+  the members disagree, a measure of how sure the ensemble is;
+* ``member_scores`` [G, M]: each member's score;
+* ``block_scores`` [B]: the members' mean per-block contributions (they sum to ``score``).
+
+It exports like any get_md model (``get_md.export.save``): family ``get``, task
+``score``, and a ``config`` from which :func:`build_ensemble` rebuilds it.
+
+Example:
+    >>> import torch
+    >>> from get_md.graph import MolecularGraph
+    >>> m = build_ensemble("get", members=2, d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1,
+    ...                    mode="score", task="score")
+    >>> g = MolecularGraph.from_atoms(torch.randn(5, 3), torch.tensor([6, 6, 8, 7, 6]))
+    >>> sorted(m(*g.inputs()))
+    ['block_scores', 'member_scores', 'score', 'score_std']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+
+class ScoreEnsemble(nn.Module):
+    """Mean and spread of the scores of ``members`` (models with task ``score``).
+
+    Args:
+        members: score models of one family and configuration.
+        elements: supported atomic numbers (metadata only; None = the members').
+    """
+
+    __jit_ignored_attributes__ = ["config"]
+
+    def __init__(self, members: Sequence[nn.Module], elements: Optional[List[int]] = None):
+        super().__init__()
+        if len(members) < 1:
+            raise ValueError("an ensemble needs at least one member")
+        tasks = {getattr(m, "task", None) for m in members}
+        if tasks != {"score"}:
+            raise ValueError(f"ensemble members must be score models, got tasks {sorted(map(str, tasks))}")
+        first = members[0]
+        member_config = dict(getattr(first, "config", {}) or {})
+        for m in members[1:]:
+            if dict(getattr(m, "config", {}) or {}) != member_config:
+                raise ValueError("ensemble members must share one configuration")
+        self.members = nn.ModuleList(members)
+        self.family = str(getattr(first, "family", "get"))
+        self.task = "score"
+        self.cutoff = float(getattr(first, "cutoff", 0.0))
+        self.n_members = len(members)
+        self.elements = elements if elements is not None else member_config.get("elements")
+        self.config = dict(member_config, members=len(members))
+
+    def forward(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        """Ensemble outputs for a (batched) graph; see the module docstring."""
+        scores: List[torch.Tensor] = []
+        blocks: List[torch.Tensor] = []
+        for member in self.members:
+            out = member(positions, atomic_numbers, block_ids, atom_positions, block_types,
+                         segment_ids, batch_ids, cell, pbc)
+            scores.append(out["score"])
+            blocks.append(out["block_scores"])
+        member_scores = torch.stack(scores, dim=1)
+        return {
+            "score": member_scores.mean(dim=1),
+            "score_std": member_scores.std(dim=1, unbiased=False),
+            "member_scores": member_scores,
+            "block_scores": torch.stack(blocks, dim=0).mean(dim=0),
+        }
+
+
+def build_ensemble(family: str = "get", members: int = 4, **config: Any) -> ScoreEnsemble:
+    """An ensemble of ``members`` freshly built score models of ``family`` (same ``config``).
+
+    The builder ``get_md.export.rescript`` uses for ensemble files
+    (metadata ``builder: "get_md.models.ensemble:build_ensemble"``).
+
+    Example:
+        >>> m = build_ensemble("get", members=3, d_hidden=16, d_radial=8, n_rbf=8, n_head=2,
+        ...                    n_layers=1, mode="score", task="score")
+        >>> m.n_members
+        3
+    """
+    from get_md.models import build_model
+
+    return ScoreEnsemble([build_model(family, **config) for _ in range(int(members))])
+
+
+__all__ = ["ScoreEnsemble", "build_ensemble"]

@@ -1,0 +1,179 @@
+"""The affinity score model: heavy-atom input, contact-weighted pocket, ensembles, recipe.
+
+Models are tiny and random (the properties hold for any weights); the end-to-end
+test trains two one-epoch members on a handful of real complexes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from get_md import export
+from get_md.build import from_pdb, from_sdf, make_complex, select_pocket
+from get_md.graph import batch_graphs
+from get_md.models import build_model
+from get_md.models.ensemble import ScoreEnsemble, build_ensemble
+
+DATA = Path(__file__).parent / "data"
+REC = DATA / "prolif" / "rec.pdb"
+POSES = DATA / "prolif" / "vina_output.sdf"
+
+TINY = dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=8.0, mode="score", task="score")
+
+
+@pytest.fixture(scope="module")
+def complexes():
+    rec = from_pdb(REC, segment_id=0)
+    ligs = from_sdf(POSES, segment_id=1)[:3]
+    return rec, ligs
+
+
+def _model(seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return build_model("get", **dict(TINY, **kw)).double().eval()
+
+
+def _heavy(graph):
+    """The graph rebuilt without hydrogens (what a crystal structure gives)."""
+    keep = graph.atomic_numbers != 1
+    blocks = torch.unique(graph.block_ids[keep])
+    assert blocks.numel() == graph.num_blocks or True
+    from get_md.graph import MolecularGraph
+
+    present = torch.zeros(graph.num_blocks, dtype=torch.bool)
+    present[graph.block_ids[keep]] = True
+    new = torch.cumsum(present.long(), 0) - 1
+    return MolecularGraph(
+        positions=graph.positions[keep], atomic_numbers=graph.atomic_numbers[keep],
+        block_ids=new[graph.block_ids[keep]], atom_positions=graph.atom_positions[keep],
+        block_types=graph.block_types[present], segment_ids=graph.segment_ids[present],
+        batch_ids=graph.batch_ids[present], cell=graph.cell, pbc=graph.pbc,
+        names=list(graph.names)).validate(), present
+
+
+def test_heavy_atom_model_scores_with_and_without_hydrogens_alike(complexes):
+    rec, ligs = complexes
+    pocket = select_pocket(rec, ligs[0], 6.0)
+    cplx = make_complex(pocket, ligs[0]).to(dtype=torch.float64)
+    heavy, present = _heavy(cplx)
+    assert heavy.num_atoms < cplx.num_atoms and not bool(present.all())   # H-only ligand blocks
+    for scripted in (False, True):
+        m = _model(heavy_atoms_only=True)
+        m = torch.jit.script(m) if scripted else m
+        with_h, without_h = m(*cplx.inputs()), m(*heavy.inputs())
+        assert float(with_h["score"]) == pytest.approx(float(without_h["score"]), abs=1e-10)
+        assert with_h["block_scores"].shape == (cplx.num_blocks,)
+        assert torch.allclose(with_h["block_scores"][present], without_h["block_scores"], atol=1e-10)
+        assert bool((with_h["block_scores"][~present] == 0).all())
+    # a model that sees hydrogens scores the two differently: the test can fail
+    plain = _model()
+    assert abs(float(plain(*cplx.inputs())["score"]) - float(plain(*heavy.inputs())["score"])) > 1e-6
+
+
+def test_contact_radius_zeroes_far_residues_and_keeps_the_ligand(complexes):
+    rec, ligs = complexes
+    cplx = make_complex(select_pocket(rec, ligs[0], 10.0), ligs[0]).to(dtype=torch.float64)
+    m = _model(contact_radius=4.0)
+    out = m(*cplx.inputs())
+    lig_atoms = cplx.positions[cplx.atom_segment_ids == 1]
+    d = torch.cdist(cplx.positions, lig_atoms).min(dim=1).values
+    closest = torch.full((cplx.num_blocks,), 1e9, dtype=d.dtype).scatter_reduce(0, cplx.block_ids, d, reduce="amin")
+    far = (cplx.segment_ids == 0) & (closest > 6.0)
+    near = (cplx.segment_ids == 0) & (closest < 4.0)
+    assert int(far.sum()) > 10 and int(near.sum()) > 3
+    assert bool((out["block_scores"][far] == 0).all())
+    assert bool((out["block_scores"][near] != 0).all())
+    assert bool((out["block_scores"][cplx.segment_ids == 1] != 0).all())
+    assert float(out["score"]) == pytest.approx(float(out["block_scores"].sum()), abs=1e-10)
+    # without the switch far residues count
+    assert bool((_model()(*cplx.inputs())["block_scores"][far] != 0).any())
+
+
+def test_score_is_invariant_to_rotation_translation_and_batching(complexes):
+    rec, ligs = complexes
+    graphs = [make_complex(select_pocket(rec, g, 6.0), g).to(dtype=torch.float64) for g in ligs]
+    m = _model(heavy_atoms_only=True, contact_radius=4.0)
+    single = torch.cat([m(*g.inputs())["score"] for g in graphs])
+    batched = m(*batch_graphs(graphs).inputs())["score"]
+    assert torch.allclose(single, batched, atol=1e-9)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    moved = graphs[0].with_positions(graphs[0].positions @ q.T + torch.tensor([3.0, -7.0, 11.0], dtype=torch.float64))
+    assert float(m(*moved.inputs())["score"]) == pytest.approx(float(single[0]), abs=1e-8)
+
+
+def test_ensemble_mean_spread_and_file_round_trip(complexes, tmp_path):
+    rec, ligs = complexes
+    graphs = [make_complex(select_pocket(rec, g, 6.0), g) for g in ligs]
+    batch = batch_graphs(graphs)
+    members = [_model(seed, heavy_atoms_only=True, contact_radius=4.0).float() for seed in range(3)]
+    ens = ScoreEnsemble(members).eval()
+    out = ens(*batch.inputs())
+    each = torch.stack([m(*batch.inputs())["score"] for m in members], dim=1)
+    assert torch.allclose(out["member_scores"], each)
+    assert torch.allclose(out["score"], each.mean(dim=1))
+    assert torch.allclose(out["score_std"], each.std(dim=1, unbiased=False))
+    assert bool((out["score_std"] > 0).all())
+    assert torch.allclose(out["block_scores"].sum(), out["score"].sum(), atol=1e-4)
+    path = tmp_path / "ens.pt"
+    export.save(ens, path, {"builder": "get_md.models.ensemble:build_ensemble", "pocket_radius": 6.0,
+                            "outputs": ["score", "score_std", "member_scores", "block_scores"]})
+    loaded, meta = export.load(path)
+    again = loaded(*batch.inputs())
+    for k in out:
+        assert torch.equal(again[k], out[k])
+    assert meta["config"]["members"] == 3 and meta["pocket_radius"] == 6.0
+    # re-scripting rebuilds the ensemble from the file's config with the same weights
+    export.rescript(path, tmp_path / "re.pt")
+    re_out = export.load(tmp_path / "re.pt")[0](*batch.inputs())
+    assert torch.equal(re_out["score"], out["score"])
+
+
+def test_ensemble_refuses_mixed_members():
+    with pytest.raises(ValueError, match="score models"):
+        ScoreEnsemble([build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1)])
+    with pytest.raises(ValueError, match="one configuration"):
+        ScoreEnsemble([_model(), _model(heavy_atoms_only=True)])
+    assert build_ensemble("get", members=2, **TINY).n_members == 2
+
+
+def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path):
+    """`python -m get_md.train.affinity` data -> train -> ensemble, on a tiny real set."""
+    from affinity_helpers import _sdf_with_dg
+    from rdkit import Chem
+
+    from get_md.datasets.affinity import Series, build_dataset
+    from get_md.train import affinity as recipe
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, -8.0, -7.0, -6.5], ["a", "b", "c", "d"])
+    assert len(list(Chem.SDMolSupplier(str(sdf)))) == 4
+    for split, target in (("train", "SYK"), ("valid", "FAAH"), ("test", "MET")):
+        ds, _ = build_dataset([Series(target, f"{target}-series", str(REC), str(sdf), "test")],
+                              pocket_radius=5.0)
+        ds.save(data / f"{split}.pt")
+    (data / "report.json").write_text(json.dumps({
+        "pocket_radius": 5.0, "n": {"train": 4, "valid": 4, "test": 4},
+        "targets": {"train": ["SYK"], "valid": ["FAAH"], "test": ["MET"]},
+        "excluded_series": [], "series": [{"source": "test"}]}))
+    model = dict(recipe.DEFAULT_MODEL, d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1)
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        cfg = recipe.member_config(str(data), str(runs), seed, model=model, max_epochs=1, plot=False,
+                                   verbose=False)
+        from get_md.train.loop import train
+
+        train(cfg)
+    out = tmp_path / "affinity.pt"
+    res = recipe.ship(str(runs), str(data), str(out), command="test")
+    meta = export.read_metadata(out)
+    assert meta["task"] == "score" and meta["config"]["members"] == 2
+    assert meta["pocket_radius"] == 5.0 and meta["blocks"] == "residues"
+    held = res["metrics"]
+    assert held["model"]["n"] == 4 and set(held["model"]["per_group"]) == {"MET"}
+    assert held["heavy_atoms"]["per_group"]["MET"]["n"] == 4
+    assert "spearman_std_vs_abs_error" in held["uncertainty"]
