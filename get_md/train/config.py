@@ -77,7 +77,8 @@ class TrainConfig:
             (fine-tuning; the reference-energy fit is then skipped).
         fit_energy_reference: before the first epoch, fit the model's per-element
             reference energies and output scale to the training data
-            (see ``get_md.train.loop.fit_energy_statistics``).
+            (see ``get_md.train.loop.fit_energy_statistics``); for score models, the
+            per-element references of ligand atoms (``fit_score_reference``).
         seed: seeds model init, split and batch order.
         device: "cpu", "cuda", "cuda:1", ...
         dtype: "float32" or "float64".

@@ -416,6 +416,52 @@ def fit_energy_statistics(model: torch.nn.Module, data: MolecularDataset) -> dic
     return done
 
 
+def fit_score_reference(model: torch.nn.Module, data: MolecularDataset) -> dict[str, Any]:
+    """Set a score model's per-element references of ligand atoms from data.
+
+    A GET score model adds ``atom_ref[Z]`` of every ligand atom (segments other than
+    0; heavy atoms only for ``heavy_atoms_only`` models) to its score. Fitted by least
+    squares of the training scores to the ligands' element counts, it starts training
+    from a size-and-composition baseline (what "bigger ligands bind better" predicts)
+    that the network then corrects: the last layer of the model's ``head`` is zeroed, so
+    that training starts from the baseline itself. Models without ``atom_ref`` are left alone.
+
+    Returns:
+        ``{"ligand_atom_ref": {Z: score units}}`` or ``{}``.
+
+    Example:
+        >>> fit_score_reference(score_model, train_set)  # doctest: +SKIP
+        {'ligand_atom_ref': {6: 0.21, 7: 0.19, 8: 0.17}}
+    """
+    ref = getattr(model, "atom_ref", None)
+    if (getattr(model, "task", "") != "score" or "score" not in data.target_names
+            or not isinstance(ref, torch.nn.Embedding) or ref.embedding_dim != 1):
+        return {}
+    heavy_only = bool(getattr(model, "heavy_atoms_only", False))
+    ligand_z = []
+    for s in data.samples:
+        z = s.graph.atomic_numbers[s.graph.atom_segment_ids != 0]
+        ligand_z.append(z[z != 1] if heavy_only else z)
+    zs = sorted({int(v) for z in ligand_z for v in z.tolist()})
+    if not zs:
+        return {}
+    col = {z: i for i, z in enumerate(zs)}
+    counts = torch.zeros(len(data), len(zs), dtype=torch.float64)
+    for g, z in enumerate(ligand_z):
+        for v, c in zip(*torch.unique(z, return_counts=True), strict=True):
+            counts[g, col[int(v)]] = float(c)
+    score = torch.tensor([float(s.targets["score"][0]) for s in data.samples], dtype=torch.float64)
+    sol = torch.linalg.lstsq(counts, score[:, None], driver="gelsd").solution[:, 0]
+    with torch.no_grad():
+        ref.weight[torch.tensor(zs, device=ref.weight.device), 0] = sol.to(ref.weight)
+        # the network starts as a correction of zero: the model starts at the baseline
+        last = model.head[-1] if isinstance(getattr(model, "head", None), torch.nn.Sequential) else None
+        if isinstance(last, torch.nn.Linear):
+            last.weight.zero_()
+            last.bias.zero_()
+    return {"ligand_atom_ref": {z: float(v) for z, v in zip(zs, sol, strict=True)}}
+
+
 def _default_elements(data: MolecularDataset) -> list[int]:
     zs: set[int] = set()
     for s in data.samples:
@@ -502,9 +548,9 @@ def train(config: TrainConfig, command: Optional[str] = None) -> TrainResult:
             model.load_state_dict(_init_weights(config.init_from))
             say(f"initial weights from {config.init_from}")
         elif config.fit_energy_reference:
-            fitted = fit_energy_statistics(model, train_ds)
+            fitted = fit_energy_statistics(model, train_ds) or fit_score_reference(model, train_ds)
             if fitted:
-                say(f"fitted energy statistics: {fitted}")
+                say(f"fitted reference statistics: {fitted}")
 
     model_config = dict(getattr(model, "config", None) or config.model)
     family = str(getattr(model, "family", config.family))

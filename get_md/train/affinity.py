@@ -1,0 +1,325 @@
+"""Train, evaluate and ship the affinity score model (a GET ensemble, pK).
+
+The recipe behind the shipped ``get-affinity`` model, in four resumable steps::
+
+    # 1. complexes with experimental ΔG -> pK-labelled datasets split by target
+    python -m get_md.train.affinity data --schrodinger DIR [--posed DIR] --out data/affinity
+    # 2. ensemble members, one `get-md train` config each (seeds 0..M-1; resumes)
+    python -m get_md.train.affinity train --data data/affinity --out runs/affinity --members 4
+    # 3. the members as one model file, evaluated on the held-out targets
+    python -m get_md.train.affinity ensemble --runs runs/affinity --data data/affinity \\
+        --out get_md/zoo/get-affinity.pt --register get-affinity
+
+Splits go by target (every ligand of a protein on one side): ``HELD_OUT_TARGETS``
+are never trained on nor used for model selection (they give the reported
+figures), ``VALID_TARGETS`` early-stop training, the rest train. The targets of
+:data:`get_md.datasets.targets.EXCLUDED_TARGETS` are not even read.
+
+Example:
+    >>> from get_md.train.affinity import ranking_metrics
+    >>> m = ranking_metrics([1.0, 2.0, 3.0], [1.0, 2.5, 2.9], ["A", "A", "A"])
+    >>> m["mean_spearman"]
+    1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from get_md.train.config import TrainConfig, save_config
+
+#: Targets whose every ligand is held out of training and model selection (evaluation).
+HELD_OUT_TARGETS = ("SYK", "CDK8", "EPAS1", "LGALS3", "MET", "ADORA2A")
+#: Targets that early-stop training (validation).
+VALID_TARGETS = ("TNKS2", "KIF11", "FAAH", "JAK2")
+#: Residues within this distance (Å) of the ligand form the pocket (as in the GET
+#: paper's LBA task, after Atom3D); the model file records it for the workflows.
+POCKET_RADIUS = 6.0
+
+DEFAULT_MODEL = dict(
+    d_hidden=48, d_radial=16, n_rbf=16, n_head=4, n_layers=2, d_edge=16, cutoff=10.0,
+    mode="score", task="score", k_neighbors=9, sparse_k=3, knn_radius=12.0, dropout=0.1,
+    heavy_atoms_only=True, contact_radius=4.0,
+)
+# small batches (about 4 complexes): per complex, a 16-complex batch costs 3-5x as much on
+# the CPU (its pair tensors leave the cache)
+DEFAULT_TRAIN = dict(max_blocks=400, lr=5e-4, lr_gamma=0.93, max_epochs=15, patience=5,
+                     grad_clip=10.0, loss="mse", fit_energy_reference=True, weight_decay=1e-5)
+
+
+# ----------------------------------------------------------------------------- data
+def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
+                 pocket_radius: float = POCKET_RADIUS) -> dict:
+    """Build ``train.pt``, ``valid.pt``, ``test.pt`` and ``report.json`` in ``out``.
+
+    Example:
+        >>> build_splits("structure_inputs", [], "data/affinity")  # doctest: +SKIP
+    """
+    from get_md.datasets.affinity import (
+        assert_no_excluded,
+        build_dataset,
+        posed_series,
+        sample_target,
+        schrodinger_series,
+        split_by_target,
+    )
+
+    series = []
+    if schrodinger:
+        series += schrodinger_series(schrodinger)
+    for root in posed:
+        series += posed_series(root)
+    data, report = build_dataset(series, pocket_radius=pocket_radius, name="affinity")
+    assert_no_excluded(data)
+    rest, test = split_by_target(data, HELD_OUT_TARGETS)
+    train, valid = split_by_target(rest, VALID_TARGETS)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, ds in (("train", train), ("valid", valid), ("test", test)):
+        ds.save(out_dir / f"{name}.pt")
+    summary = {
+        "pocket_radius": pocket_radius,
+        "n": {"train": len(train), "valid": len(valid), "test": len(test)},
+        "targets": {name: sorted({sample_target(s) for s in ds})
+                    for name, ds in (("train", train), ("valid", valid), ("test", test))},
+        "excluded_series": report.excluded,
+        "duplicates": report.duplicates,
+        "failures": report.failures,
+        "series": report.series,
+    }
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+# ----------------------------------------------------------------------------- training
+def member_config(data: str, out: str, seed: int, model: Optional[dict] = None,
+                  **overrides: Any) -> TrainConfig:
+    """The ``get-md train`` config of ensemble member ``seed``.
+
+    Example:
+        >>> cfg = member_config("data/affinity", "runs/affinity", 0)
+        >>> cfg.model["task"], cfg.seed
+        ('score', 0)
+    """
+    kw = dict(DEFAULT_TRAIN, plot=True)
+    kw.update(overrides)
+    return TrainConfig(
+        family="get", model=dict(model or DEFAULT_MODEL),
+        train_data=str(Path(data) / "train.pt"), valid_data=str(Path(data) / "valid.pt"),
+        seed=int(seed), output_dir=str(Path(out) / f"member{seed}"), **kw,
+    )
+
+
+def train_members(data: str, out: str, members: int = 4, seeds: Optional[Sequence[int]] = None,
+                  **overrides: Any) -> list[Path]:
+    """Train (or resume) members ``0..members-1`` (or ``seeds``); each writes its config
+    next to its run, so ``get-md train runs/affinity/memberK/config.json`` repeats it."""
+    from get_md.train.loop import train
+
+    paths = []
+    for seed in (range(members) if seeds is None else seeds):
+        cfg = member_config(data, out, seed, **overrides)
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        save_config(cfg, Path(cfg.output_dir) / "config.json")
+        result = train(cfg, command=f"get-md train {Path(cfg.output_dir) / 'config.json'}")
+        paths.append(result.output_dir / "best.pt")
+    return paths
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _rank(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=float)
+    ranks[order] = np.arange(len(x), dtype=float)
+    # average ranks of ties
+    for v in np.unique(x):
+        idx = np.nonzero(x == v)[0]
+        if len(idx) > 1:
+            ranks[idx] = ranks[idx].mean()
+    return ranks
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def ranking_metrics(y_true: Sequence[float], y_pred: Sequence[float], groups: Sequence[str]) -> dict:
+    """Per-group Pearson and Spearman of ``y_pred`` against ``y_true`` (higher = better
+    binder for both), their means over groups, and overall RMSE / Pearson.
+
+    Example:
+        >>> ranking_metrics([5, 6, 7, 8], [5.5, 5.9, 7.2, 7.1], ["A"] * 4)["per_group"]["A"]["n"]
+        4
+    """
+    t = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_pred, dtype=float)
+    g = np.asarray(groups)
+    per = {}
+    for name in sorted(set(g.tolist())):
+        m = g == name
+        per[name] = {"n": int(m.sum()), "pearson": _corr(t[m], p[m]),
+                     "spearman": _corr(_rank(t[m]), _rank(p[m]))}
+    sp = [v["spearman"] for v in per.values() if np.isfinite(v["spearman"])]
+    pe = [v["pearson"] for v in per.values() if np.isfinite(v["pearson"])]
+    return {
+        "per_group": per,
+        "mean_spearman": float(np.mean(sp)) if sp else float("nan"),
+        "mean_pearson": float(np.mean(pe)) if pe else float("nan"),
+        "rmse": float(np.sqrt(np.mean((t - p) ** 2))) if len(t) else float("nan"),
+        "pearson_all": _corr(t, p),
+        "n": int(len(t)),
+    }
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, max_blocks: int = 400) -> dict[str, np.ndarray]:
+    """Model outputs (``score``, and ``score_std`` for ensembles) for every sample, in order."""
+    from get_md.train.batching import BlockBatchSampler, collate
+
+    model.eval()
+    sampler = BlockBatchSampler(dataset.block_counts(), max_blocks, shuffle=False)
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    out: dict[str, list] = {}
+    index: list[int] = []
+    for idx in sampler:
+        graph, _ = collate([dataset[i] for i in idx])
+        res = model(*graph.to(dtype=dtype).inputs())
+        for key in ("score", "score_std"):
+            if key in res:
+                out.setdefault(key, []).extend(res[key].double().tolist())
+        index.extend(idx)
+    order = np.argsort(index)
+    return {k: np.asarray(v)[order] for k, v in out.items()}
+
+
+def evaluate(model: torch.nn.Module, dataset) -> dict:
+    """Held-out metrics of a score model on a dataset built by :func:`build_splits`,
+    next to the ligand heavy-atom count (a score that cannot beat it is not scoring binding).
+
+    Example:
+        >>> evaluate(ensemble, MolecularDataset.load("data/affinity/test.pt"))  # doctest: +SKIP
+    """
+    from get_md.datasets.affinity import sample_target
+
+    pred = predict(model, dataset)
+    y = np.array([float(s.targets["score"][0]) for s in dataset])
+    groups = [sample_target(s) for s in dataset]
+    heavy = np.array([_ligand_heavy_atoms(s.graph) for s in dataset], dtype=float)
+    res = {"model": ranking_metrics(y, pred["score"], groups),
+           "heavy_atoms": ranking_metrics(y, heavy, groups)}
+    if "score_std" in pred:
+        err = np.abs(pred["score"] - y)
+        res["uncertainty"] = {"mean_score_std": float(pred["score_std"].mean()),
+                              "spearman_std_vs_abs_error": _corr(_rank(pred["score_std"]), _rank(err))}
+    return res
+
+
+def _ligand_heavy_atoms(graph) -> int:
+    lig = graph.atom_segment_ids != 0
+    return int(((graph.atomic_numbers != 1) & lig).sum())
+
+
+# ----------------------------------------------------------------------------- ensemble
+def assemble(runs: str, members: Optional[int] = None):
+    """A :class:`~get_md.models.ensemble.ScoreEnsemble` of the ``best.pt`` of each
+    ``runs/member*`` (or the first ``members`` of them)."""
+    from get_md.models import build_model
+    from get_md.models.ensemble import ScoreEnsemble
+
+    dirs = sorted(Path(runs).glob("member*"), key=lambda p: int(p.name[6:] or 0))
+    if members is not None:
+        dirs = dirs[:members]
+    models = []
+    for d in dirs:
+        best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
+        m = build_model(best["family"], **best["model_config"])
+        m.load_state_dict(best["model"])
+        models.append(m.eval())
+    if not models:
+        raise FileNotFoundError(f"{runs}: no member*/best.pt")
+    return ScoreEnsemble(models)
+
+
+def ship(runs: str, data: str, out: str, register: Optional[str] = None,
+         members: Optional[int] = None, command: Optional[str] = None) -> dict:
+    """Assemble, evaluate on ``data/test.pt`` and export; optionally register in the zoo
+    as the default score model."""
+    from get_md import export
+    from get_md.train.data import MolecularDataset
+
+    model = assemble(runs, members)
+    test = MolecularDataset.load(Path(data) / "test.pt")
+    metrics = evaluate(model, test)
+    report = json.loads((Path(data) / "report.json").read_text())
+    elements = sorted({int(z) for s in MolecularDataset.load(Path(data) / "train.pt")
+                       for z in s.graph.atomic_numbers.tolist()})
+    meta = {
+        "description": (f"GET affinity ensemble ({model.n_members} members, score mode, heavy atoms): "
+                        "pK of a protein-ligand complex, trained on congeneric series with experimental "
+                        "binding free energies; score_std is the members' spread"),
+        "elements": elements,
+        "blocks": "residues",
+        "pocket_radius": float(report.get("pocket_radius", POCKET_RADIUS)),
+        "builder": "get_md.models.ensemble:build_ensemble",
+        "outputs": ["score", "score_std", "member_scores", "block_scores"],
+        "dataset": {"n": report["n"], "targets": report["targets"],
+                    "excluded_series": report["excluded_series"],
+                    "sources": sorted({s["source"] for s in report["series"]})},
+        "metrics": {"held_out": metrics},
+        "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+    written = export.save(model, out, meta)
+    if register:
+        from get_md import zoo
+
+        zoo.register(register, out, default="score")
+    return {"path": str(out), "metrics": metrics, "weights_sha256": written["weights_sha256"]}
+
+
+# ----------------------------------------------------------------------------- CLI
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m get_md.train.affinity", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="step", required=True)
+    d = sub.add_parser("data", help="build pK-labelled datasets split by target")
+    d.add_argument("--schrodinger", help="structure_inputs folder of the Schrödinger FEP+ benchmark")
+    d.add_argument("--posed", nargs="*", default=[], help="folders of get_md.datasets.reference_poses")
+    d.add_argument("--out", required=True)
+    d.add_argument("--pocket-radius", type=float, default=POCKET_RADIUS)
+    t = sub.add_parser("train", help="train (or resume) the ensemble members")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--members", type=int, default=4)
+    t.add_argument("--seeds", type=int, nargs="*", help="train only these members (e.g. one per process)")
+    t.add_argument("--epochs", type=int, default=DEFAULT_TRAIN["max_epochs"])
+    e = sub.add_parser("ensemble", help="assemble, evaluate on the held-out targets, export")
+    e.add_argument("--runs", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--members", type=int)
+    e.add_argument("--register", metavar="NAME", help="add to the zoo as the default score model")
+    args = p.parse_args(argv)
+    if args.step == "data":
+        summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius)
+        print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
+    elif args.step == "train":
+        train_members(args.data, args.out, args.members, args.seeds, max_epochs=args.epochs)
+    else:
+        res = ship(args.runs, args.data, args.out, args.register, args.members)
+        m = res["metrics"]
+        print(json.dumps({"path": res["path"], "mean_spearman": m["model"]["mean_spearman"],
+                          "heavy_atoms_mean_spearman": m["heavy_atoms"]["mean_spearman"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
