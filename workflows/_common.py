@@ -504,6 +504,35 @@ def environment_cache(spec: ModelSpec, graph) -> Optional[list]:
         return _ENVIRONMENTS[key]
 
 
+#: Pocket radius (Å) for models whose metadata does not name one.
+DEFAULT_POCKET_RADIUS = 10.0
+
+
+def pocket_radius_for(meta: dict, given: Optional[float]) -> float:
+    """The pocket radius (Å) to use: ``given``, else the model file's ``pocket_radius``
+    (the radius its training complexes were cut with), else ``DEFAULT_POCKET_RADIUS``.
+
+    Raises:
+        WorkflowError: a radius that is not positive.
+
+    Example:
+        >>> pocket_radius_for({"pocket_radius": 6.0}, None), pocket_radius_for({}, 8.0)
+        (6.0, 8.0)
+    """
+    radius = given if given is not None else meta.get("pocket_radius") or DEFAULT_POCKET_RADIUS
+    if not radius or not float(radius) > 0:
+        raise WorkflowError(f"--pocket-radius must be positive, got {radius}")
+    return float(radius)
+
+
+def score_columns(out: dict, k: int) -> dict:
+    """``score`` (and ``score_std`` for ensembles) of structure ``k`` of a score model's outputs."""
+    row = {"score": float(out["score"][k])}
+    if "score_std" in out:
+        row["score_std"] = float(out["score_std"][k])
+    return row
+
+
 def supported_numbers(meta: dict) -> set[int]:
     """Atomic numbers of the model's ``elements`` metadata (empty: no restriction given)."""
     from get_md import vocab

@@ -1,7 +1,9 @@
 """The main job: rescore the bundled example poses and trajectory with the shipped model.
 
-``get-md demo --out DIR`` rescoring, with the shipped default potential (interaction
-energy E(complex) − E(pocket) − E(ligand), eV and kcal/mol):
+``get-md demo --out DIR`` rescoring, with the shipped default score model (the GET
+affinity ensemble: ``score`` in pK, ``score_std`` the members' spread, per-residue
+contributions; ``--model get-xtb-organic`` gives the potential's interaction energy
+E(complex) − E(pocket) − E(ligand) instead):
 
 * the 9 AutoDock Vina poses of prolif's GPCR ligand against its receptor
   -> ``DIR/poses.sdf`` (score tags), ``DIR/poses.csv``, ``DIR/poses_residues.csv``;
@@ -76,7 +78,7 @@ def register_cli(sub: Any) -> None:
     p = sub.add_parser("demo", help="rescore the bundled example poses and trajectory (the main job)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="get_md_demo", help="output folder (default get_md_demo)")
-    p.add_argument("--model", metavar="NAME_OR_PATH", help="model (default: the shipped potential)")
+    p.add_argument("--model", metavar="NAME_OR_PATH", help="model (default: the shipped score model)")
     p.add_argument("--stride", type=int, default=1, help="every K-th trajectory frame (default 1)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")

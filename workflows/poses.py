@@ -57,12 +57,14 @@ from ._common import (
     fan_out,
     file_fingerprint,
     parallel_batches,
+    pocket_radius_for,
     prefetch,
     progress_bar,
     progress_path,
     rank_values,
     resolve_model,
     run_model,
+    score_columns,
     screen_pocket,
     set_threads,
     setup_cli_logging,
@@ -414,11 +416,10 @@ def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -
         else:
             batch = batch_graphs(complexes)
             out = run_model(spec, batch)
-            score = out["score"].to(torch.float64)
             bs = out.get("block_scores")
             block_start = 0
             for k, (_, row, cplx, _lig) in enumerate(ok):
-                row["score"] = float(score[k])
+                row.update(score_columns(out, k))
                 if opts.get("per_residue") and bs is not None:
                     b = bs[block_start:block_start + cplx.num_blocks].to(torch.float64)
                     nb = pocket.num_blocks
@@ -544,6 +545,8 @@ def _pose_tags(row: dict, task: str, pose: int) -> dict[str, Any]:
     tags: dict[str, Any] = {}
     if task == "score":
         tags["get_score"] = row["score"]
+        if row.get("score_std") is not None:
+            tags["get_score_std"] = row["score_std"]
     else:
         tags["get_interaction_energy"] = row["interaction_energy_eV"]
         tags["get_interaction_energy_kcal_mol"] = row["interaction_energy_kcal_mol"]
@@ -656,7 +659,7 @@ def _finalize(store: ProgressStore, spec: ModelSpec, sort: str, posebusters: boo
         rows.sort(key=lambda r: (r["rank"] is None, r["rank"] if r["rank"] is not None else 0, r["pose"]))
     base = ["pose", "source", "name", "status", "error"]
     if spec.task == "score":
-        base += ["score"]
+        base += ["score"] + (["score_std"] if any("score_std" in r for r in rows) else [])
     else:
         base += ["interaction_energy_eV", "interaction_energy_kcal_mol", "e_complex_eV",
                  "e_ligand_eV", "e_pocket_eV"]
@@ -692,7 +695,7 @@ def rescore_poses(
     model: Optional[PathLike] = None,
     *,
     reference: Optional[PathLike] = None,
-    pocket_radius: float = 10.0,
+    pocket_radius: Optional[float] = None,
     drop_unsupported: bool = False,
     add_hydrogens: str = "auto",
     batch_size: Optional[int] = None,
@@ -720,7 +723,8 @@ def rescore_poses(
             the default potential.
         reference: ligand file whose first record defines the pocket; None: the union
             of all poses.
-        pocket_radius: Å.
+        pocket_radius: Å; None: the model file's ``pocket_radius`` (what it was trained
+            with), else 10.
         drop_unsupported: leave pocket residues with elements the model does not support
             (metal ions, ...) out of the pocket, with a warning; False: such residues are
             an error that names them.
@@ -763,7 +767,7 @@ def rescore_poses(
     sort = sort or "score"
     if sort not in SORT_CHOICES:
         raise WorkflowError(f"sort must be one of {SORT_CHOICES}, got {sort!r}")
-    if pocket_radius is None or not pocket_radius > 0:
+    if pocket_radius is not None and not pocket_radius > 0:
         raise WorkflowError(f"--pocket-radius must be positive, got {pocket_radius}")
     if workers is not None and scheduler:
         raise WorkflowError("give --workers or --scheduler, not both")
@@ -786,6 +790,7 @@ def rescore_poses(
 
     n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
+    pocket_radius = pocket_radius_for(meta, pocket_radius)
     if sort == "energy" and not spec.is_potential:
         raise WorkflowError(f"--sort energy needs a potential (task 'energy'); {spec.path} is a {spec.task} model")
 
@@ -998,8 +1003,9 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--reference", metavar="LIG", help="ligand defining the pocket (default: all poses)")
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help="model file or shipped name (default: shipped score model, else potential)")
-    p.add_argument("--pocket-radius", type=float, default=10.0, metavar="Å",
-                   help="receptor residues within this distance of the ligand(s) (default 10)")
+    p.add_argument("--pocket-radius", type=float, metavar="Å",
+                   help="receptor residues within this distance of the ligand(s) (default: the "
+                        "model's training radius, 6 for the shipped score model; else 10)")
     add_drop_unsupported_option(p)
     p.add_argument("--add-hydrogens", choices=HYDROGEN_CHOICES, default="auto",
                    help="auto (default): with a potential, add hydrogens to a receptor that has none "

@@ -54,11 +54,13 @@ from ._common import (
     fan_out,
     file_fingerprint,
     parallel_batches,
+    pocket_radius_for,
     prefetch,
     progress_bar,
     progress_path,
     resolve_model,
     run_model,
+    score_columns,
     screen_pocket,
     set_threads,
     setup_cli_logging,
@@ -220,9 +222,8 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
                          "interaction_energy_kcal_mol": e_int * EV_TO_KCAL_MOL,
                          "e_complex_eV": e_c, "e_pocket_eV": e_p, "e_ligand_eV": e_l})
     else:
-        s = out["score"].to(torch.float64)
         for k, (frame, time, _pos) in enumerate(frames):
-            rows.append({"frame": int(frame), "time_ps": float(time), "score": float(s[k])})
+            rows.append({"frame": int(frame), "time_ps": float(time), **score_columns(out, k)})
     return {"rows": rows}
 
 
@@ -266,7 +267,7 @@ def rescore_trajectory(
     start: int = 0,
     stop: Optional[int] = None,
     chunk: int = 100,
-    pocket_radius: float = 10.0,
+    pocket_radius: Optional[float] = None,
     drop_unsupported: bool = False,
     batch_size: Optional[int] = None,
     device: str = "cpu",
@@ -285,12 +286,13 @@ def rescore_trajectory(
     Args:
         topology: topology file (PDB, PSF, prmtop, GRO, HDF5, ...).
         trajectory: trajectory file (DCD, XTC, TRR, NetCDF, HDF5, multi-model PDB, ...).
-        model: model file or shipped name; None: the shipped default potential, else
-            the default score model.
+        model: model file or shipped name; None: the shipped default score model, else
+            the default potential.
         receptor, ligand: mdtraj selections (must not overlap).
         stride, start, stop: frames ``start, start + stride, ...`` below ``stop``.
         chunk: frames read per ``iterload`` step (memory).
-        pocket_radius: Å, applied to the first analysed frame (see the module docs).
+        pocket_radius: Å, applied to the first analysed frame (see the module docs); None:
+            the model file's ``pocket_radius``, else 10.
         drop_unsupported: leave pocket residues with elements the model does not support
             (metal ions, ...) out of the pocket, with a warning; False: such residues are
             an error that names them. Ligand atoms of such elements are always an error.
@@ -326,7 +328,7 @@ def rescore_trajectory(
         raise WorkflowError(f"--stop ({stop}) must be greater than --start ({start})")
     if chunk < 1:
         raise WorkflowError(f"--chunk must be >= 1, got {chunk}")
-    if not pocket_radius or pocket_radius <= 0:
+    if pocket_radius is not None and not pocket_radius > 0:
         raise WorkflowError(f"--pocket-radius must be positive, got {pocket_radius}")
     if workers is not None and scheduler:
         raise WorkflowError("give --workers or --scheduler, not both")
@@ -335,7 +337,8 @@ def rescore_trajectory(
             raise WorkflowError(f"{p}: file not found")
 
     n_parallel = parallel_batches(device, parallel)
-    spec, meta = resolve_model(model, device, dtype, preferred=("energy", "score"))
+    spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
+    pocket_radius = pocket_radius_for(meta, pocket_radius)
     top = _load_topology(topology)
     rec_idx = _select(top, receptor, "receptor", topology)
     lig_idx = _select(top, ligand, "ligand", topology)
@@ -516,11 +519,12 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--start", type=int, default=0, metavar="I", help="first frame, 0-based (default 0)")
     p.add_argument("--stop", type=int, metavar="J", help="stop before this frame (default: the end)")
     p.add_argument("--chunk", type=int, default=100, metavar="N", help="frames read at a time (default 100)")
-    p.add_argument("--pocket-radius", type=float, default=10.0, metavar="Å",
-                   help="receptor residues within this distance of the ligand in the first frame (default 10)")
+    p.add_argument("--pocket-radius", type=float, metavar="Å",
+                   help="receptor residues within this distance of the ligand in the first frame "
+                        "(default: the model's training radius, 6 for the shipped score model; else 10)")
     add_drop_unsupported_option(p)
     p.add_argument("--model", metavar="NAME_OR_PATH",
-                   help="model file or shipped name (default: shipped potential, else score model)")
+                   help="model file or shipped name (default: shipped score model, else potential)")
     p.add_argument("--out-csv", metavar="F", help="result table (default TRAJ_rescored.csv)")
     p.add_argument("--plot", metavar="F.png", help="plot of the values against time")
     add_run_options(p, "frames")
