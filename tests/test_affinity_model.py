@@ -177,3 +177,29 @@ def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path):
     assert held["model"]["n"] == 4 and set(held["model"]["per_group"]) == {"MET"}
     assert held["heavy_atoms"]["per_group"]["MET"]["n"] == 4
     assert "spearman_std_vs_abs_error" in held["uncertainty"]
+
+
+def test_fit_score_reference_starts_training_at_the_element_count_baseline(tmp_path):
+    """After the fit, the model's score is the least-squares element-count fit of the ligands'
+    heavy atoms (the network's head is zeroed): training starts from that baseline."""
+    from affinity_helpers import _sdf_with_dg
+
+    from get_md.datasets.affinity import Series, build_dataset
+    from get_md.train.loop import fit_score_reference
+
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, -8.0, -7.5, -7.0], ["a", "b", "c", "d"])
+    ds, _ = build_dataset([Series("SYK", "s", str(REC), str(sdf))], pocket_radius=5.0)
+    m = build_model("get", **dict(TINY, heavy_atoms_only=True)).double()
+    fitted = fit_score_reference(m, ds)["ligand_atom_ref"]
+    assert set(fitted) == {6, 7, 8, 9}                   # ligand heavy elements, no H
+    m.eval()
+    for s in ds:
+        lig = s.graph.atomic_numbers[(s.graph.atom_segment_ids == 1) & (s.graph.atomic_numbers != 1)]
+        expected = sum(fitted[int(z)] for z in lig)
+        assert float(m(*s.graph.to(dtype=torch.float64).inputs())["score"]) == pytest.approx(expected, abs=1e-9)
+    # the fit is the least-squares solution: residuals orthogonal to the count columns
+    counts = torch.tensor([[float(((s.graph.atomic_numbers == z) & (s.graph.atom_segment_ids == 1)).sum())
+                            for z in sorted(fitted)] for s in ds], dtype=torch.float64)
+    y = torch.tensor([float(s.targets["score"]) for s in ds], dtype=torch.float64)
+    res = y - counts @ torch.tensor([fitted[z] for z in sorted(fitted)], dtype=torch.float64)
+    assert torch.allclose(counts.T @ res, torch.zeros(len(fitted), dtype=torch.float64), atol=1e-8)
