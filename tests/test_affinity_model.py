@@ -203,3 +203,36 @@ def test_fit_score_reference_starts_training_at_the_element_count_baseline(tmp_p
     y = torch.tensor([float(s.targets["score"]) for s in ds], dtype=torch.float64)
     res = y - counts @ torch.tensor([fitted[z] for z in sorted(fitted)], dtype=torch.float64)
     assert torch.allclose(counts.T @ res, torch.zeros(len(fitted), dtype=torch.float64), atol=1e-8)
+
+
+def test_rescoring_with_an_ensemble_reports_spread_and_uses_its_pocket_radius(tmp_path):
+    """rescore-poses with an ensemble file: score and score_std columns and SDF tags, the
+    pocket cut with the file's pocket_radius unless one is given; rescore-traj too."""
+    from get_md.workflows.poses import rescore_poses
+    from get_md.workflows.trajectory import rescore_trajectory
+    from rdkit import Chem
+
+    from get_md.build import from_pdb as read_pdb
+
+    torch.set_num_threads(1)
+    ens = ScoreEnsemble([_model(s, heavy_atoms_only=True, contact_radius=3.0).float() for s in range(2)])
+    path = tmp_path / "ens.pt"
+    export.save(ens, path, {"pocket_radius": 3.5, "builder": "get_md.models.ensemble:build_ensemble",
+                            "outputs": ["score", "score_std", "member_scores", "block_scores"]})
+    lig = DATA / "prolif" / "lig.pdb"
+    df = rescore_poses(REC, POSES, path, reference=lig, batch_size=5, progress=False,
+                       out_sdf=tmp_path / "o.sdf", parallel=1)
+    assert list(df.columns[:7]) == ["pose", "source", "name", "status", "error", "score", "score_std"]
+    assert (df["score_std"] > 0).all() and len(df) == 9
+    ref_graph = read_pdb(lig, segment_id=1)
+    assert df.attrs["pocket_residues"] == select_pocket(read_pdb(REC), ref_graph, 3.5).block_labels
+    wider = rescore_poses(REC, POSES, path, reference=lig, pocket_radius=5.0, batch_size=5, progress=False,
+                          parallel=1)
+    assert len(wider.attrs["pocket_residues"]) > len(df.attrs["pocket_residues"])
+    mols = [m for m in Chem.SDMolSupplier(str(tmp_path / "o.sdf")) if m is not None]
+    assert all(m.HasProp("get_score_std") for m in mols)
+    from get_md.workflows.demo import example_file
+
+    frames = rescore_trajectory(example_file("top.pdb"), example_file("traj.xtc"), path, stride=125,
+                                progress=False, parallel=1)
+    assert list(frames.columns) == ["frame", "time_ps", "score", "score_std"] and len(frames) == 2

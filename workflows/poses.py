@@ -767,8 +767,6 @@ def rescore_poses(
     sort = sort or "score"
     if sort not in SORT_CHOICES:
         raise WorkflowError(f"sort must be one of {SORT_CHOICES}, got {sort!r}")
-    if pocket_radius is not None and not pocket_radius > 0:
-        raise WorkflowError(f"--pocket-radius must be positive, got {pocket_radius}")
     if workers is not None and scheduler:
         raise WorkflowError("give --workers or --scheduler, not both")
     pb_config = None

@@ -328,8 +328,6 @@ def rescore_trajectory(
         raise WorkflowError(f"--stop ({stop}) must be greater than --start ({start})")
     if chunk < 1:
         raise WorkflowError(f"--chunk must be >= 1, got {chunk}")
-    if pocket_radius is not None and not pocket_radius > 0:
-        raise WorkflowError(f"--pocket-radius must be positive, got {pocket_radius}")
     if workers is not None and scheduler:
         raise WorkflowError("give --workers or --scheduler, not both")
     for p in (topology, trajectory):
