@@ -61,13 +61,20 @@ def test_heavy_atom_model_scores_with_and_without_hydrogens_alike(complexes):
     cplx = make_complex(pocket, ligs[0]).to(dtype=torch.float64)
     heavy, present = _heavy(cplx)
     assert heavy.num_atoms < cplx.num_atoms and not bool(present.all())   # H-only ligand blocks
+    # eager in float64; TorchScript in float32 (a float64 run would leave float64-specialised
+    # plans in the executor shared by every scripted GET of this process)
     for scripted in (False, True):
         m = _model(heavy_atoms_only=True)
-        m = torch.jit.script(m) if scripted else m
-        with_h, without_h = m(*cplx.inputs()), m(*heavy.inputs())
-        assert float(with_h["score"]) == pytest.approx(float(without_h["score"]), abs=1e-10)
+        a, b = cplx, heavy
+        if scripted:
+            m = torch.jit.script(m.float())
+            a, b = cplx.to(dtype=torch.float32), heavy.to(dtype=torch.float32)
+        tol = 1e-5 if scripted else 1e-10
+        with torch.no_grad():
+            with_h, without_h = m(*a.inputs()), m(*b.inputs())
+        assert float(with_h["score"]) == pytest.approx(float(without_h["score"]), abs=tol)
         assert with_h["block_scores"].shape == (cplx.num_blocks,)
-        assert torch.allclose(with_h["block_scores"][present], without_h["block_scores"], atol=1e-10)
+        assert torch.allclose(with_h["block_scores"][present], without_h["block_scores"], atol=tol)
         assert bool((with_h["block_scores"][~present] == 0).all())
     # a model that sees hydrogens scores the two differently: the test can fail
     plain = _model()
