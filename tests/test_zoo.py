@@ -102,7 +102,7 @@ def test_shipped_score_model_on_its_held_out_met_series(name, tmp_path):
     torch.set_num_threads(1)
     meta = export.read_metadata(zoo.path(name))
     held = meta["training"]["metrics"]["held_out"]["model"]["per_group"]
-    targets = meta["dataset"]["targets"]
+    targets = meta["training"]["dataset"]["targets"]
     assert "MET" in targets["test"] and "MET" not in targets["train"] + targets["valid"]
     assert not any(is_excluded(t) for t in targets["train"] + targets["valid"] + targets["test"])
     rec, ligs = AFFINITY / "cmet_protein.pdb", AFFINITY / "cmet_ligands.sdf"
