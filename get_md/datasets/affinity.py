@@ -209,7 +209,7 @@ def build_dataset(
             who = f"{s.ligands}: record {rec.index}"
             lig_name = str(rec.properties.get("_Name", "") or rec.index)
             base = re.sub(r"_\d+$", "", lig_name)
-            if base != lig_name and base in all_names or lig_name in names_in_series:
+            if (base != lig_name and base in all_names) or lig_name in names_in_series:
                 dup += 1
                 continue
             if rec.error is not None or rec.graph is None:

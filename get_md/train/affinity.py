@@ -33,6 +33,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from get_md.train.config import TrainConfig, save_config
 
@@ -135,18 +136,6 @@ def train_members(data: str, out: str, members: int = 4, seeds: Optional[Sequenc
 
 
 # ----------------------------------------------------------------------------- evaluation
-def _rank(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=float)
-    ranks[order] = np.arange(len(x), dtype=float)
-    # average ranks of ties
-    for v in np.unique(x):
-        idx = np.nonzero(x == v)[0]
-        if len(idx) > 1:
-            ranks[idx] = ranks[idx].mean()
-    return ranks
-
-
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
@@ -168,7 +157,7 @@ def ranking_metrics(y_true: Sequence[float], y_pred: Sequence[float], groups: Se
     for name in sorted(set(g.tolist())):
         m = g == name
         per[name] = {"n": int(m.sum()), "pearson": _corr(t[m], p[m]),
-                     "spearman": _corr(_rank(t[m]), _rank(p[m]))}
+                     "spearman": _corr(rankdata(t[m]), rankdata(p[m]))}
     sp = [v["spearman"] for v in per.values() if np.isfinite(v["spearman"])]
     pe = [v["pearson"] for v in per.values() if np.isfinite(v["pearson"])]
     return {
@@ -220,7 +209,7 @@ def evaluate(model: torch.nn.Module, dataset) -> dict:
     if "score_std" in pred:
         err = np.abs(pred["score"] - y)
         res["uncertainty"] = {"mean_score_std": float(pred["score_std"].mean()),
-                              "spearman_std_vs_abs_error": _corr(_rank(pred["score_std"]), _rank(err))}
+                              "spearman_std_vs_abs_error": _corr(rankdata(pred["score_std"]), rankdata(err))}
     return res
 
 
