@@ -232,7 +232,7 @@ def test_serialisation_and_deepcopy(model_file):
     """PythonForce pickles its potential (XmlSerializer and deepcopy). Not run for
     TorchForce: with the PyPI openmmtorch 1.5 wheel and OpenMM 8.6.1, deserialising any
     System holding a TorchForce (even a one-line module) segfaults in openmmtorch's
-    serialization proxy (README, "Status of the optional pieces")."""
+    serialization proxy (docs/plugins.md, "openmm-torch with a CPU-only torch")."""
     atoms = ethanol()
     system = system_for(atoms.get_masses())
     add_force(system, model_file, atoms.numbers.tolist(), dtype="float64", backend="pythonforce")
