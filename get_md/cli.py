@@ -8,8 +8,13 @@ imported when the parser is built (keep those modules light at import time:
 import RDKit, mdtraj, OpenMM inside the handler). A module that fails to import
 still gets a sub-command that reports the import error when used.
 
-Errors from bad input (``ValueError``, ``OSError``, ``KeyError``) print one line
-``get-md: error: ...`` and exit with code 2; ``--traceback`` shows the traceback.
+Every error prints one line ``get-md: error: ...`` on stderr, never a traceback.
+Errors from bad input (``ValueError`` and its subclasses ``GraphError``,
+``ModelFileError``, ``WorkflowError``; ``OSError``, ``KeyError``, ``EOFError``,
+``RuntimeError`` and TorchScript's ``torch.jit.Error`` raised inside a model file)
+exit with code 2; their messages name the file and the record. Anything else is a
+bug: one line ``unexpected <class>: ...`` and exit code 1. ``--traceback`` (or the
+environment variable ``GET_MD_TRACEBACK=1``) shows the traceback instead.
 
 Example:
     >>> from get_md.cli import main
@@ -30,9 +35,64 @@ from typing import Any, Callable, Optional, Sequence
 
 Registrar = Callable[[Any], None]
 
-#: Exit code for bad input.
+#: Exit code for bad input (and errors raised inside a model file).
 EXIT_BAD_INPUT = 2
+#: Exit code for an unexpected error (a bug): one line, the traceback with --traceback.
+EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
+#: Environment variable that, set to anything but "" or "0", shows tracebacks (as --traceback).
+TRACEBACK_ENV = "GET_MD_TRACEBACK"
+_TRACEBACK_HINT = f"rerun with --traceback or {TRACEBACK_ENV}=1 for the traceback"
+
+
+def _jit_error_class() -> Optional[type]:
+    torch = sys.modules.get("torch")  # no torch imported: no TorchScript error possible
+    return getattr(getattr(torch, "jit", None), "Error", None) if torch is not None else None
+
+
+def is_input_error(error: BaseException) -> bool:
+    """Whether ``error`` is of a class that bad input raises (exit code 2, no traceback):
+    ValueError (GraphError, ModelFileError, WorkflowError, ...), OSError, KeyError,
+    EOFError, zipfile.BadZipFile, RuntimeError and TorchScript's ``torch.jit.Error``
+    (raised inside model files; not a RuntimeError subclass)."""
+    import zipfile
+
+    known: tuple[type, ...] = (ValueError, OSError, KeyError, EOFError, RuntimeError,
+                               zipfile.BadZipFile)
+    jit_error = _jit_error_class()
+    return isinstance(error, known) or (jit_error is not None and isinstance(error, jit_error))
+
+
+def error_line(error: BaseException, model: Any = None) -> str:
+    """The one line ``get-md`` prints for ``error`` (after ``get-md: error: ``).
+
+    Known input errors give their message's first line (their messages name the file
+    and the record); an error raised inside a TorchScript model gives its original
+    exception line, naming ``model`` when given; anything else is reported as
+    unexpected, with a hint to rerun with ``--traceback``.
+
+    Example:
+        >>> error_line(ValueError("poses.sdf: record 3: no atoms"))
+        'poses.sdf: record 3: no atoms'
+        >>> error_line(TypeError("bad operand"))  # doctest: +ELLIPSIS
+        'unexpected TypeError: bad operand (a bug? rerun with --traceback ...)'
+    """
+    jit_error = _jit_error_class()
+    if jit_error is not None and isinstance(error, jit_error):
+        from get_md.export import model_error_message
+
+        where = f"{model}: " if model else ""
+        return f"{where}model failed: {model_error_message(error)} ({_TRACEBACK_HINT})"
+    msg = error.args[0] if isinstance(error, KeyError) and error.args else error
+    lines = [ln.strip() for ln in str(msg).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(error).__name__
+    if not is_input_error(error):
+        return f"unexpected {type(error).__name__}: {text} (a bug? {_TRACEBACK_HINT})"
+    if isinstance(error, (EOFError, KeyError)) and lines:
+        text = f"{type(error).__name__}: {text}"
+    if isinstance(error, RuntimeError):
+        text += f" ({_TRACEBACK_HINT})"
+    return text
 
 
 # ----------------------------------------------------------------------------- info
@@ -103,7 +163,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     else:
         print(format_metadata(meta, str(path)))
         if args.verify:
-            print("integrity         OK (archive checksums and weights SHA-256 verified)")
+            registered = zoo.registry_entry_for(path)
+            extra = (f", matches the registry entry {registered[0]!r}"
+                     if registered and registered[1] else "")
+            print(f"integrity         OK (archive checksums and weights SHA-256 verified{extra})")
+        else:
+            print("integrity         not checked (--no-verify)")
     return 0
 
 
@@ -113,8 +178,11 @@ def _register_info(sub: Any) -> None:
                                    "without MODEL, list the shipped models.")
     p.add_argument("model", nargs="?", metavar="MODEL", help="model file or shipped model name")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--verify", action="store_true",
-                   help="load the model and check archive checksums and the weights digest")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="only read the metadata; skip loading the model and checking archive "
+                        "checksums, the weights SHA-256 and, for shipped models, the registry")
+    p.add_argument("--verify", dest="verify", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(verify=True)
     p.set_defaults(func=_cmd_info)
 
 
@@ -326,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="GET / GeoMFormer equivariant transformers for molecular simulation.",
     )
     parser.add_argument("--version", action="version", version=f"get-md {get_md.__version__}")
-    parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--traceback", action="store_true",
+                        help=f"show the traceback of an error (also anywhere after COMMAND, or "
+                             f"{TRACEBACK_ENV}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for registrar in {**SUBCOMMANDS, **_external_registrars()}.values():
         registrar(sub)
@@ -342,6 +412,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         0
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    # --traceback is accepted anywhere on the line, also after the subcommand's arguments
+    want_traceback = "--traceback" in argv
+    argv = [a for a in argv if a != "--traceback"]
     from get_md.perf import tune_cpu_allocator
 
     tune_cpu_allocator()  # large graphs: keep freed buffers in the heap (see get_md.perf)
@@ -354,22 +427,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     args.command_line = shlex.join(["get-md", *argv])
-    debug = args.traceback or os.environ.get("GET_MD_TRACEBACK", "") not in ("", "0")
+    debug = want_traceback or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("get-md: interrupted (rerun the same command to resume where supported)",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, OSError, KeyError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - the one place that turns errors into one line
         if debug:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        text = str(msg).strip().splitlines()[0] if str(msg).strip() else e.__class__.__name__
-        if isinstance(e, RuntimeError):
-            text += " (rerun with --traceback for details)"
-        print(f"get-md: error: {text}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        known = is_input_error(e)
+        print(f"get-md: error: {error_line(e, getattr(args, 'model', None))}", file=sys.stderr)
+        return EXIT_BAD_INPUT if known else EXIT_INTERNAL
 
 
 if __name__ == "__main__":

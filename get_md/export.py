@@ -84,6 +84,37 @@ class ModelFileError(ValueError):
     """A model file that is missing, damaged or incompatible; the message names the path."""
 
 
+class ModelRunError(RuntimeError):
+    """A model file's forward raised; the message names the file, the input and the reason."""
+
+
+def model_error_message(error: BaseException) -> str:
+    """One line for an exception raised inside a TorchScript model.
+
+    ``torch.jit.Error`` messages hold both TorchScript tracebacks and end with the
+    original exception (``builtins.RuntimeError: ...``); that last line is returned,
+    without the ``builtins.`` prefix. Other exceptions give their first line.
+
+    Example:
+        >>> model_error_message(RuntimeError("bad input\\nmore"))
+        'RuntimeError: bad input'
+    """
+    text = str(error).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return type(error).__name__
+    if "TorchScript" in lines[0] and len(lines) > 1:
+        last = lines[-1]
+        return last[len("builtins."):] if last.startswith("builtins.") else last
+    return f"{type(error).__name__}: {lines[0]}"
+
+
+def run_error(path: PathLike, error: BaseException, records: str = "") -> ModelRunError:
+    """A :class:`ModelRunError` for ``error`` raised by the model file ``path`` on ``records``."""
+    where = f" on {records}" if records else ""
+    return ModelRunError(f"{path}: model failed{where}: {model_error_message(error)}")
+
+
 # ----------------------------------------------------------------------------- digest
 def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over a state dict: for each key in sorted order, name, dtype, shape and raw bytes.
@@ -331,12 +362,20 @@ def read_metadata(path: PathLike) -> dict:
         return _read_metadata_zip(path, zf)
 
 
-def load(path: PathLike, device: Union[str, torch.device] = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
+def load(
+    path: PathLike, device: Union[str, torch.device] = "cpu", check_registry: bool = True
+) -> tuple[torch.jit.ScriptModule, dict]:
     """Load a model file, checking archive integrity, format version and weights digest.
+
+    The archive checksums and the weights' SHA-256 are computed once per process for an
+    unchanged file (same path, size and modification time). A shipped model file (one
+    listed in ``get_md/zoo/registry.json``) must also match the registry's
+    ``weights_sha256``.
 
     Args:
         path: a file written by :func:`save`.
         device: where to put the module.
+        check_registry: compare a shipped model file's digest with the registry's.
 
     Returns:
         ``(module, metadata)``; the module is a ``torch.jit.ScriptModule`` in eval mode.
@@ -344,7 +383,7 @@ def load(path: PathLike, device: Union[str, torch.device] = "cpu") -> tuple[torc
     Raises:
         ModelFileError: the file is missing, not a TorchScript archive, truncated or
             corrupted, has no metadata, a newer format version, or weights whose
-            SHA-256 differs from the metadata.
+            SHA-256 differs from the metadata (or, for a shipped model, the registry).
 
     Example:
         >>> module, meta = load("potential.pt")            # doctest: +SKIP
@@ -352,29 +391,63 @@ def load(path: PathLike, device: Union[str, torch.device] = "cpu") -> tuple[torc
     """
     path = Path(path)
     with _check_archive(path) as zf:
+        key = _file_key(path)
         meta = _read_metadata_zip(path, zf)
-        try:
-            bad = zf.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise ModelFileError(f"{path}: model file is damaged ({e})") from e
-        if bad is not None:
-            raise ModelFileError(f"{path}: model file is corrupted (checksum error in {bad})")
+        verified = _VERIFIED.get(key)
+        if verified is None:
+            try:
+                bad = zf.testzip()
+            except (zipfile.BadZipFile, OSError, EOFError) as e:
+                raise ModelFileError(f"{path}: model file is damaged ({e})") from e
+            if bad is not None:
+                raise ModelFileError(f"{path}: model file is corrupted (checksum error in {bad})")
+    expected = meta.get("weights_sha256")
+    if not expected:
+        raise ModelFileError(f"{path}: {METADATA_NAME} has no weights_sha256")
     try:
         module = torch.jit.load(str(path), map_location=device)
     except Exception as e:  # torch raises RuntimeError and friends for damaged archives
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path}: cannot load TorchScript model ({first})") from e
-    expected = meta.get("weights_sha256")
-    if not expected:
-        raise ModelFileError(f"{path}: {METADATA_NAME} has no weights_sha256")
-    actual = weights_sha256(module.state_dict())
-    if actual != expected:
-        raise ModelFileError(
-            f"{path}: weights do not match the metadata (SHA-256 {actual[:12]}... != "
-            f"{str(expected)[:12]}...); the file is corrupted or was modified"
-        )
+    if verified is None:
+        actual = weights_sha256(module.state_dict())
+        if actual != expected:
+            raise ModelFileError(
+                f"{path}: weights do not match the metadata (SHA-256 {actual[:12]}... != "
+                f"{str(expected)[:12]}...); the file is corrupted or was modified"
+            )
+        _VERIFIED[key] = verified = actual
+    if check_registry:
+        _check_registry(path, verified)
     module.eval()
     return module, meta
+
+
+#: Model files verified in this process: (resolved path, inode, size, mtime_ns, ctime_ns)
+#: -> weights digest.
+_VERIFIED: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _file_key(path: Path) -> tuple[str, int, int, int, int]:
+    """Identity of a file's current contents, cheap: path, inode, size and change times."""
+    st = path.stat()
+    return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _check_registry(path: Path, digest: str) -> None:
+    """Refuse a shipped model file whose weights differ from ``weights_sha256`` in the zoo registry."""
+    from get_md import zoo
+
+    entry = zoo.registry_entry_for(path)
+    if entry is None:
+        return
+    name, expected = entry
+    if expected and expected != digest:
+        raise ModelFileError(
+            f"{path}: weights of shipped model {name!r} do not match the registry "
+            f"(SHA-256 {digest[:12]}... != {expected[:12]}... in {zoo.REGISTRY_PATH}); "
+            "the file was replaced or modified: reinstall get_md or re-register the model"
+        )
 
 
 def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:

@@ -313,18 +313,42 @@ def resolve_segments(segment: SegmentSpec, n: int, who: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- checks
+#: Largest accepted |coordinate| in Å: beyond it a file is corrupt or in the wrong units
+#: (float32 then resolves distances no better than ~0.01 Å).
+MAX_COORDINATE = 1.0e5
+
+
+def check_finite(positions: torch.Tensor, who: str, identity) -> None:
+    """Raise GraphError naming the first atom with a NaN/inf coordinate or one beyond
+    ±:data:`MAX_COORDINATE` Å.
+
+    Example:
+        >>> check_finite(torch.tensor([[0.0, 0.0, 1e9]]), "x.pdb", lambda i: f"atom {i + 1}")
+        Traceback (most recent call last):
+        ...
+        get_md.graph.GraphError: x.pdb: atom 1 has a coordinate beyond ±100000 Å ([0.0, 0.0, 1000000000.0]); corrupt file or wrong units?
+    """
+    finite = torch.isfinite(positions).all(dim=1)
+    if not bool(finite.all()):
+        i = int(torch.nonzero(~finite)[0])
+        raise GraphError(f"{who}: {identity(i)} has non-finite coordinates {positions[i].tolist()}")
+    if positions.numel():
+        huge = (positions.abs() > MAX_COORDINATE).any(dim=1)
+        if bool(huge.any()):
+            i = int(torch.nonzero(huge)[0])
+            raise GraphError(f"{who}: {identity(i)} has a coordinate beyond ±{MAX_COORDINATE:g} Å "
+                             f"({positions[i].tolist()}); corrupt file or wrong units?")
+
+
 def check_positions(positions: torch.Tensor, who: str, identity) -> None:
-    """Raise GraphError naming the atom if a coordinate is NaN/inf or two atoms coincide.
+    """Raise GraphError naming the atom if a coordinate is NaN/inf/huge or two atoms coincide.
 
     Args:
         positions: [N, 3].
         who: file and record, put first in the message.
         identity: callable atom index -> description of that atom.
     """
-    finite = torch.isfinite(positions).all(dim=1)
-    if not bool(finite.all()):
-        i = int(torch.nonzero(~finite)[0])
-        raise GraphError(f"{who}: {identity(i)} has non-finite coordinates {positions[i].tolist()}")
+    check_finite(positions, who, identity)
     if positions.shape[0] < 2:
         return
     _, inverse, counts = torch.unique(positions, dim=0, return_inverse=True, return_counts=True)
@@ -418,10 +442,7 @@ def assemble(
     if n == 0:
         raise GraphError(f"{name}: no atoms (empty file or empty selection)")
     pos = as_positions(positions, n, name, dtype)
-    finite = torch.isfinite(pos).all(dim=1)
-    if not bool(finite.all()):
-        i = int(torch.nonzero(~finite)[0])
-        raise GraphError(f"{name}: {table.identity(i)} has non-finite coordinates {pos[i].tolist()}")
+    check_finite(pos, name, table.identity)
     if check_duplicates:
         if check_names:
             check_duplicate_names(table, name)

@@ -36,6 +36,7 @@ from get_md.build._common import (
     assemble,
     base_suffix,
     check_file,
+    element_to_z,
     logger,
     open_text,
     read_text,
@@ -202,6 +203,12 @@ def _diagnose_molblock(block: str) -> str:
             return f"atom {k + 1}: cannot read coordinates {ln[0:30]!r}"
         if not np.isfinite(xyz).all():
             return f"atom {k + 1} has non-finite coordinates {xyz}"
+        symbol = ln[31:34].strip()
+        if symbol not in ("", "*", "R", "R#", "A", "Q", "L", "LP"):
+            try:
+                element_to_z(symbol)
+            except (KeyError, ValueError):
+                return f"atom {k + 1}: unknown element {symbol!r}"
     return "RDKit could not parse the record"
 
 
@@ -273,9 +280,26 @@ def _read_sdf_tags(text: str, mol) -> None:
         mol.SetProp(tag, value)
 
 
-def iter_sdf_texts(path: PathLike) -> Iterator[tuple[int, str]]:
-    """Stream ``(1-based record number, record text without $$$$)`` of an SDF file, unparsed."""
-    return _split_records(check_file(path), "sdf")
+def iter_sdf_texts(path: PathLike, strict: bool = False) -> Iterator[tuple[int, str]]:
+    """Stream ``(1-based record number, record text without $$$$)`` of an SDF file, unparsed.
+
+    A file that cannot be read to its end (a truncated ``.gz``) ends the stream after its
+    last whole record, as :func:`iter_sdf` (which reports the cut record) reads it; with
+    ``strict`` that raises GraphError naming the record. A file with no readable record
+    always raises.
+    """
+    records = _split_records(check_file(path), "sdf")
+    index = 0
+    while True:
+        try:
+            index, text = next(records)
+        except StopIteration:
+            return
+        except GraphError:
+            if strict or index == 0:
+                raise
+            return
+        yield index, text
 
 
 def _split_records(path: Path, fmt: str) -> Iterator[tuple[int, str]]:
@@ -300,7 +324,8 @@ def _split_records(path: Path, fmt: str) -> Iterator[tuple[int, str]]:
                         buf = []
                     buf.append(line)
         except (OSError, EOFError) as e:
-            raise GraphError(f"{path}: cannot read file after record {count} ({e})") from e
+            raise GraphError(f"{path}: record {count + 1}: cannot read the file ({e}); "
+                             "truncated or damaged file?") from e
     rest = "".join(buf)
     if rest.strip() and (fmt == "sdf" or "@<TRIPOS>MOLECULE" in rest):
         count += 1
@@ -313,7 +338,20 @@ def _iter_rdkit(path: PathLike, fmt: str, sanitize: bool, allow_2d: bool, segmen
     p = check_file(path)
 
     def gen():
-        for index, text in _split_records(p, fmt):
+        records = _split_records(p, fmt)
+        index = 0
+        while True:
+            try:
+                index, text = next(records)
+            except StopIteration:
+                return
+            except GraphError as e:
+                if index == 0:  # nothing readable: the file is bad, not a record
+                    raise
+                # a file that ends inside a record (truncated .gz): that record is bad, the
+                # ones before it stand
+                yield PoseRecord(index=index + 1, source=str(p), error=e)
+                return
             yield _parse_record(text, fmt, str(p), index, sanitize, allow_2d, segment_id)
 
     return gen()

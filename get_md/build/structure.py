@@ -112,6 +112,28 @@ def _find_bad_atom_line(text: str) -> Optional[str]:
     return None
 
 
+def _truncated_tail(text: str) -> Optional[str]:
+    """Describe a last ATOM/HETATM line cut short by a truncated file, else None.
+
+    A file that ends without a newline inside an atom record that lacks coordinates,
+    or lacks the element column (77-78) that the atom record before it has, was cut
+    off, not written so.
+    """
+    if not text or text.endswith(("\n", "\r")):
+        return None
+    lines = text.splitlines()
+    last = lines[-1]
+    if not last.startswith(("ATOM", "HETATM")):
+        return None
+    before = next((ln for ln in reversed(lines[:-1]) if ln.startswith(("ATOM", "HETATM"))), None)
+    width = len(last.rstrip())
+    element_cut = before is not None and len(before.rstrip()) >= 77 and width < 77
+    if width < 54 or element_cut:
+        return (f"line {len(lines)}: the last atom record is cut short ({width} columns); "
+                "truncated file?")
+    return None
+
+
 def _log_warnings(caught, who: str) -> None:
     for w in caught:
         logger.warning("%s: %s", who, w.message)
@@ -330,7 +352,11 @@ def from_pdb(
         ['A:38:TYR', 'A:39:ILE']
     """
     p = check_file(path)
-    array, n_models = _pdb_array(read_text(p), str(p), model, altloc)
+    text = read_text(p)
+    cut = _truncated_tail(text)
+    if cut is not None:
+        raise GraphError(f"{p}: {cut}")
+    array, n_models = _pdb_array(text, str(p), model, altloc)
     return from_atom_array(
         array, _name(p, model, n_models), waters=waters, hydrogens=hydrogens, chains=chains,
         residues=residues, atom_filter=atom_filter, segment_id=segment_id, periodic=periodic,

@@ -25,6 +25,7 @@ import torch
 from get_md.build._common import (
     AtomTable,
     assemble,
+    check_finite,
     check_positions,
     resolve_segments,
     table_from_residues,
@@ -102,6 +103,32 @@ def _box_vectors(traj, index: int) -> Optional[np.ndarray]:
     return np.stack([np.asarray(v, dtype=np.float64).reshape(3) for v in vecs])
 
 
+def dcd_declared_frames(path) -> Optional[int]:
+    """Number of frames a DCD file's header declares (NSET), or None if it does not say.
+
+    mdtraj counts a DCD's frames from its size and silently drops a frame cut short, so
+    a reader compares this with the frames it got to tell a truncated file.
+
+    Example:
+        >>> dcd_declared_frames("traj.dcd")  # doctest: +SKIP
+        250
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if len(head) < 12 or head[4:8] != b"CORD":
+        return None
+    for order in "<>":
+        if struct.unpack(order + "i", head[:4])[0] == 84:
+            n = struct.unpack(order + "i", head[8:12])[0]
+            return n if n > 0 else None
+    return None
+
+
 @dataclass
 class TopologyTemplate:
     """Everything of a trajectory's graph except coordinates, computed once.
@@ -141,10 +168,7 @@ class TopologyTemplate:
         if check_duplicates:
             check_positions(pos, who, self.table.identity)
         else:
-            finite = torch.isfinite(pos).all(dim=1)
-            if not bool(finite.all()):
-                i = int(torch.nonzero(~finite)[0])
-                raise GraphError(f"{who}: {self.table.identity(i)} has non-finite coordinates")
+            check_finite(pos, who, self.table.identity)
         graph = replace(self.graph.with_positions(pos), names=[who])
         box = _box_vectors(traj, index)
         if box is not None:

@@ -38,7 +38,8 @@ class ZooError(ValueError):
     """Unknown or missing shipped model; the message lists the available names."""
 
 
-def _read_registry(path: Path = REGISTRY_PATH) -> dict:
+def _read_registry(path: Optional[Path] = None) -> dict:
+    path = REGISTRY_PATH if path is None else path  # looked up per call (tests patch it)
     if not path.exists():
         return {"format_version": 1, "models": {}}
     try:
@@ -116,6 +117,31 @@ def path(name: str) -> Path:
     return p
 
 
+def registry_entry_for(model_file: Union[str, os.PathLike[str]]) -> Optional[tuple[str, str]]:
+    """``(name, weights_sha256)`` of the registry entry whose file is ``model_file``, else None.
+
+    ``weights_sha256`` is "" for an entry that records none. ``get_md.export.load``
+    uses this to refuse a shipped file whose weights differ from the registry.
+
+    Example:
+        >>> registry_entry_for("elsewhere/model.pt") is None
+        True
+    """
+    try:
+        target = Path(model_file).resolve()
+        zoo_dir = ZOO_DIR.resolve()
+    except OSError:
+        return None
+    if target.parent != zoo_dir:
+        return None
+    for name, entry in _read_registry()["models"].items():
+        if not isinstance(entry, dict):
+            continue
+        if (zoo_dir / str(entry.get("file", f"{name}.pt"))).resolve() == target:
+            return name, str(entry.get("weights_sha256") or "")
+    return None
+
+
 def register(
     name: str,
     model_file: Union[str, os.PathLike[str]],
@@ -142,7 +168,7 @@ def register(
     from get_md import export
 
     src = Path(model_file)
-    _, meta = export.load(src)
+    _, meta = export.load(src, check_registry=False)  # the entry is about to be replaced
     reg_path = Path(registry_path) if registry_path is not None else REGISTRY_PATH
     reg = _read_registry(reg_path)
     dest = reg_path.parent / f"{name}.pt"
