@@ -241,4 +241,5 @@ def test_rescoring_with_an_ensemble_reports_spread_and_uses_its_pocket_radius(tm
 
     frames = rescore_trajectory(example_file("top.pdb"), example_file("traj.xtc"), path, stride=125,
                                 progress=False, parallel=1)
-    assert list(frames.columns) == ["frame", "time_ps", "score", "score_std"] and len(frames) == 2
+    assert list(frames.columns) == ["frame", "time_ps", "status", "error", "score", "score_std"]
+    assert len(frames) == 2 and (frames["status"] == "ok").all()

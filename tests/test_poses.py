@@ -244,6 +244,135 @@ def test_malformed_pose_is_reported_and_skipped(models, tmp_path, caplog):
     assert len(mols) == 8 and 5 not in [int(m.GetProp("get_pose")) for m in mols]
 
 
+def _moved(mol, edit) -> Chem.Mol:
+    """A copy of ``mol`` with atom positions replaced by ``edit(index, xyz)``."""
+    import numpy as np
+    from rdkit.Geometry import Point3D
+
+    mol = Chem.Mol(mol)
+    conf = mol.GetConformer()
+    for i in range(mol.GetNumAtoms()):
+        p = conf.GetAtomPosition(i)
+        conf.SetAtomPosition(i, Point3D(*(float(v) for v in edit(i, np.array([p.x, p.y, p.z])))))
+    return mol
+
+
+def test_physically_broken_poses_are_skipped_with_the_reason(models, tmp_path, capsys):
+    """Poses that parse but must not be scored: an atom at 1e5 Å or 1e30 Å, two atoms
+    0.001 Å apart, a pose 9e4 Å from the receptor, an atom 500 Å from the rest of its
+    pose, a pose atom 0.2 Å from a pocket atom. Each gets status "skipped", an error
+    naming the file, the record and the atom, and no rank; the intact ones are scored."""
+    import numpy as np
+
+    from get_md.build import from_pdb, select_pocket
+
+    mols = _read_sdf(POSES_SDF)
+    pocket = select_pocket(from_pdb(REC), from_pdb(LIG_PDB), COMMON["pocket_radius"])
+    pocket_atom = pocket.positions[0].double().numpy()
+    broken = {
+        2: (_moved(mols[1], lambda i, p: [1.0e5, 0.0, 0.0] if i == 3 else p), "atom 4 (O)", "beyond"),
+        3: (_moved(mols[2], lambda i, p: [1.0e30, 0.0, 0.0] if i == 3 else p), "atom 4", "beyond"),
+        4: (_moved(mols[3], lambda i, p: p), "atom 5", "0.001 Å apart"),
+        5: (_moved(mols[4], lambda i, p: p + [9.0e4, 0.0, 0.0]), "not in the pocket", "89"),
+        6: (_moved(mols[5], lambda i, p: p + [500.0, 0.0, 0.0] if i == 7 else p), "atom 8", "from any other atom"),
+        7: (_moved(mols[6], lambda i, p: pocket_atom + [0.2, 0.0, 0.0] if i == 0 else p), "atom 1", "0.2 Å from pocket"),
+    }
+    conf = broken[4][0].GetConformer()
+    a = conf.GetAtomPosition(3)
+    conf.SetAtomPosition(4, (a.x + 0.001, a.y, a.z))
+    poses = tmp_path / "broken.sdf"
+    with open(poses, "w") as fh:   # V3000: free-format coordinates hold 1e30
+        for k, mol in enumerate(mols, 1):
+            fh.write(Chem.MolToV3KMolBlock(broken[k][0] if k in broken else mol) + "$$$$\n")
+    out_csv = tmp_path / "b.csv"
+    argv = ["rescore-poses", str(REC), str(poses), "--model", str(models["energy"]), "--reference",
+            str(LIG_PDB), "--pocket-radius", "4", "--out-csv", str(out_csv), "--out-sdf",
+            str(tmp_path / "b.sdf"), "--quiet"]
+    from get_md.cli import main
+
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert "scored 3 of 9 pose(s) (6 skipped" in out
+    df = pd.read_csv(out_csv).set_index("pose")
+    assert df.loc[[1, 8, 9], "status"].eq("ok").all() and sorted(df.loc[[1, 8, 9], "rank"]) == [1, 2, 3]
+    for k, (_mol, atom, why) in broken.items():
+        row = df.loc[k]
+        assert row["status"] == "skipped" and pd.isna(row["rank"]), k
+        assert math.isnan(row["interaction_energy_eV"]), k
+        assert row["error"].startswith(f"{poses}: record {k}: "), row["error"]
+        assert atom in row["error"] and why in row["error"], (k, row["error"])
+    assert len(_read_sdf(tmp_path / "b.sdf")) == 3
+    assert np.isfinite(df.loc[[1, 8, 9], "interaction_energy_eV"]).all()
+
+
+def _receptor_with(tmp_path: Path, name: str, edit) -> Path:
+    """REC with ``edit(atom_lines)`` applied to its ATOM lines (a list, changed in place)."""
+    lines = REC.read_text().splitlines()
+    atoms = [i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM"))]
+    edit(lines, atoms)
+    out = tmp_path / name
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _set_xyz(line: str, xyz) -> str:
+    return line[:30] + "".join(f"{v:8.3f}" for v in xyz) + line[54:]
+
+
+def test_broken_receptor_is_a_clear_error_before_any_work(models, tmp_path, capsys, monkeypatch):
+    """A receptor atom at 9999 Å: one line naming the receptor file and the atom (serial,
+    residue, name), before any pose is read. Two pocket atoms 0.3 Å apart: the same."""
+    import get_md.build
+    from get_md.build import from_pdb, select_pocket
+    from get_md.cli import main
+
+    def far(lines, atoms):
+        line = lines[atoms[500]]
+        lines[atoms[500]] = _set_xyz(line, [9999.0, float(line[38:46]), float(line[46:54])])
+
+    far_rec = _receptor_with(tmp_path, "far.pdb", far)
+    serial = int(REC.read_text().splitlines()[[i for i, ln in enumerate(REC.read_text().splitlines())
+                                               if ln.startswith(("ATOM", "HETATM"))][500]][6:11])
+
+    def no_poses(*args, **kwargs):
+        raise AssertionError("poses read before the receptor was checked")
+
+    monkeypatch.setattr(get_md.build, "iter_poses", no_poses)
+    argv = ["rescore-poses", str(far_rec), str(POSES_SDF), "--model", str(models["energy"]),
+            "--pocket-radius", "4", "--out-csv", str(tmp_path / "f.csv"), "--quiet"]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("get-md: error:")]
+    assert f"{far_rec}: receptor: atom {serial} (A:" in line and "9999" in line and "misplaced" in line
+    monkeypatch.undo()
+
+    # two pocket atoms 0.3 Å apart (an atom of the pocket's first residue moved onto another)
+    pocket = select_pocket(from_pdb(REC), from_pdb(LIG_PDB), 4.0)
+    first = pocket.positions[0].tolist()
+
+    def clash(lines, atoms):
+        for i in atoms:
+            xyz = [float(lines[i][30 + 8 * k:38 + 8 * k]) for k in range(3)]
+            if max(abs(a - b) for a, b in zip(xyz, first, strict=True)) < 1e-3:
+                k = atoms[atoms.index(i) + 1]
+                lines[k] = _set_xyz(lines[k], [first[0] + 0.3, first[1], first[2]])
+                return
+        raise AssertionError("pocket atom not found")
+
+    clash_rec = _receptor_with(tmp_path, "clash.pdb", clash)
+    argv = ["rescore-poses", str(clash_rec), str(POSES_SDF), "--model", str(models["energy"]),
+            "--reference", str(LIG_PDB), "--pocket-radius", "4", "--out-csv", str(tmp_path / "c.csv"),
+            "--quiet"]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("get-md: error:")]
+    assert f"{clash_rec}: pocket: atom " in line and "0.3 Å apart" in line and "(A:" in line
+    assert not (tmp_path / "c.csv").exists()
+
+
 def test_mol2_and_vina_pdbqt_inputs(models, tmp_path):
     df = rescore_poses(REC, POSES_MOL2, models["score"], out_sdf=tmp_path / "m.sdf", **COMMON)
     assert len(df) == 9 and (df["status"] == "ok").all()
@@ -309,24 +438,31 @@ def test_dask_two_workers_equal_single_process(models, baseline, tmp_path):
     pd.testing.assert_frame_equal(df.attrs["per_residue"], df0.attrs["per_residue"])
 
 
-def test_pocket_reuse_changes_no_energy(models, baseline, monkeypatch):
-    """Potentials score poses reusing the pocket's terms (GET.forward_in_environment);
-    the energies equal a plain forward of every complex, to float32 rounding."""
+def test_pocket_reuse_changes_no_energy(models, monkeypatch):
+    """Potentials score poses reusing the pocket's terms (GET.forward_in_environment).
+    In float64 the energies equal a plain forward of every complex to 1e-8 relative to
+    the totals; the differences between poses (what ranks them) are far larger."""
     import get_md.workflows.poses as poses_module
     from get_md.workflows._common import environment_cache
     from get_md.workflows.poses import load_receptor, load_reference
 
     from get_md.build import select_pocket
 
-    df0, _ = baseline
-    spec, _ = resolve_model(models["energy"])
+    kw = {**COMMON, "dtype": "float64", "sort": "none", "per_residue": True}
+    spec, _ = resolve_model(models["energy"], dtype="float64")
     pocket = select_pocket(load_receptor(REC), load_reference(LIG_PDB)[0], COMMON["pocket_radius"])
-    assert environment_cache(spec, pocket) is not None   # the baseline reused the pocket
+    assert environment_cache(spec, pocket) is not None   # the reuse path runs
+    reused = rescore_poses(REC, POSES_SDF, models["energy"], **kw)
     monkeypatch.setattr(poses_module, "environment_cache", lambda spec, graph: None)
-    df = rescore_poses(REC, POSES_SDF, models["energy"], per_residue=True, **COMMON)
-    for col in ("e_complex_eV", "interaction_energy_eV"):
-        assert (df[col] - df0[col]).abs().max() < 2e-4, col
-    assert list(df["pose"]) == list(df0["pose"])
+    plain = rescore_poses(REC, POSES_SDF, models["energy"], **kw)
+    assert list(plain["pose"]) == list(reused["pose"]) == list(range(1, 10))
+    bound = 1e-8 * float(reused["e_complex_eV"].abs().max())
+    for col in ("e_complex_eV", "e_ligand_eV", "e_pocket_eV", "interaction_energy_eV"):
+        assert float((plain[col] - reused[col]).abs().max()) <= bound, col
+    res0, res1 = reused.attrs["per_residue"], plain.attrs["per_residue"]
+    assert float((res0["contribution_eV"] - res1["contribution_eV"]).abs().max()) <= bound
+    e = reused["interaction_energy_eV"]
+    assert float(e.max() - e.min()) > 100 * bound           # the signal the bound protects
 
 
 def test_parallel_batches_equal_single_process(models, baseline, tmp_path):

@@ -19,7 +19,13 @@ to its score / interaction energy; ``ligand`` holds the ligand's own share) and
 PoseBusters validity flags (``pb_valid`` and one ``pb_<check>`` column per check).
 
 A pose that cannot be read or built is reported (record number, reason) in the
-``error`` column and the log and skipped; the others are scored. Runs resume after
+``error`` column and the log and skipped; the others are scored. So is a pose whose
+coordinates must not be scored (:mod:`~get_md.workflows.geometry_checks`): a coordinate
+that is not finite or reaches 1e5 Å, an atom more than 10 Å from the rest of its pose,
+two atoms closer than 0.5 Å (within the pose or to a pocket atom), or no atom within
+the pocket radius of the pocket. A receptor with such coordinates (an atom of a
+residue 10 Å from everything, or two pocket atoms closer than 0.5 Å) is an error
+naming the file and the atom, raised before any pose is scored. Runs resume after
 an interruption: finished batches are kept in ``OUT.csv.partial`` and the final
 files are written atomically at the end.
 
@@ -52,6 +58,7 @@ from ._common import (
     atomic_output,
     auto_batch_size,
     chunked,
+    claims_outputs,
     element_check,
     environment_cache,
     fan_out,
@@ -69,6 +76,13 @@ from ._common import (
     set_threads,
     setup_cli_logging,
     write_csv_atomic,
+)
+from .geometry_checks import (
+    MIN_DISTANCE,
+    graph_atom_namer,
+    multi_atom_block_atoms,
+    pose_problem,
+    structure_problem,
 )
 
 logger = logging.getLogger("get_md.workflows.poses")
@@ -100,6 +114,65 @@ def load_receptor(path: PathLike):
         )
     reader = {"pdb": build.from_pdb, "mmcif": build.from_mmcif, "pdbqt": build.from_pdbqt}[fmt]
     return reader(path, segment_id=0)
+
+
+def _file_atom_namer(path: PathLike, graph):
+    """Atom names as the receptor file gives them (``atom 1234 (A:109:TYR:OH)``) for the
+    atoms of ``graph`` read from it, matched by their coordinates; None if the file cannot
+    be read again. For messages only (reads the file once more)."""
+    import numpy as np
+
+    captured: list = []
+
+    def keep_all(array):
+        captured.append(array)
+        return np.ones(array.array_length(), dtype=bool)
+
+    from get_md import build
+    from get_md.build._common import base_suffix
+
+    reader = {"pdb": build.from_pdb, "mmcif": build.from_mmcif,
+              "pdbqt": build.from_pdbqt}[_RECEPTOR_FORMATS[base_suffix(path)]]
+    try:
+        reader(path, segment_id=0, atom_filter=keep_all, check_duplicates=False)
+    except Exception:  # noqa: BLE001 - names are a courtesy
+        return None
+    if not captured:
+        return None
+    arr = captured[0]
+    where = {tuple(c): k for k, c in enumerate(np.asarray(arr.coord, dtype=np.float64).tolist())}
+    ids = arr.atom_id if "atom_id" in arr.get_annotation_categories() else np.arange(1, len(where) + 1)
+    fallback = graph_atom_namer(graph)
+    positions = graph.positions.detach().cpu().double().tolist()
+
+    def name(i: int) -> str:
+        k = where.get(tuple(positions[i]))
+        if k is None:
+            return fallback(i)
+        return (f"atom {int(ids[k])} ({arr.chain_id[k] or '-'}:{arr.res_id[k]}{arr.ins_code[k]}:"
+                f"{arr.res_name[k]}:{arr.atom_name[k]})")
+
+    return name
+
+
+def check_receptor(path: PathLike, receptor, what: str = "receptor", overlaps: bool = False,
+                   names_from_file: bool = True) -> None:
+    """Raise WorkflowError, one line naming ``path`` and the atom, if the coordinates of
+    ``receptor`` (the receptor, or its pocket) are broken
+    (:func:`~get_md.workflows.geometry_checks.structure_problem`): non-finite or beyond
+    ±1e5 Å, an atom of a residue more than 10 Å from any other atom, and with
+    ``overlaps`` two atoms closer than 0.5 Å. Overlaps are checked in the pocket only:
+    deposited structures hold the odd clash far from any ligand, which does not touch
+    the scores. ``names_from_file``: name atoms as the file does (reads it again)."""
+    blocks = multi_atom_block_atoms(receptor)
+    limit = MIN_DISTANCE if overlaps else None
+    why = structure_problem(receptor.positions, graph_atom_namer(receptor), blocks, min_distance=limit)
+    if why is None:
+        return
+    namer = _file_atom_namer(path, receptor) if names_from_file else None
+    if namer is not None:
+        why = structure_problem(receptor.positions, namer, blocks, min_distance=limit) or why
+    raise WorkflowError(f"{path}: {what}: {why}")
 
 
 def load_reference(path: PathLike):
@@ -169,7 +242,7 @@ def count_records(path: PathLike) -> Optional[int]:
             for line in fh:
                 if line.startswith(marker):
                     n += 1
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # EOFError: truncated .gz; the reader reports it
         return None
     if ext in (".pdbqt", ".pdb"):
         return max(n, 1)
@@ -197,6 +270,7 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
     buf: list = []
     n_buf = 0
     n_records = n_ok = 0
+    first_error = ""
 
     def flush():
         nonlocal buf, n_buf
@@ -220,6 +294,7 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
             n_records += 1
             bar.update(1)
             if rec.graph is None:
+                first_error = first_error or str(rec.error or "")
                 continue
             n_ok += 1
             buf.append(rec.graph.positions)
@@ -228,7 +303,9 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
                 flush()
         flush()
     if n_ok == 0:
-        raise WorkflowError(f"{poses}: none of the {n_records} record(s) could be read; nothing to score")
+        why = f" (first: {first_error})" if first_error else ""
+        raise WorkflowError(f"{poses}: none of the {n_records} record(s) could be read; nothing to "
+                            f"score{why}")
     keep = torch.zeros(receptor.num_blocks, dtype=torch.bool)
     keep[receptor.block_ids[selected]] = True
     if not bool(keep.any()):
@@ -359,6 +436,13 @@ def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -
     from get_md.nn.scatter import scatter_sum
 
     check = element_check({"elements": opts.get("elements")})
+    from scipy.spatial import cKDTree
+
+    from .geometry_checks import as_array
+
+    pocket_tree = cKDTree(as_array(pocket.positions))  # shared by the poses' checks
+    pocket_name = graph_atom_namer(pocket)
+    radius = float(opts.get("pocket_radius") or math.inf)
     rows: list[dict] = []
     ok: list[tuple[int, dict, Any, Any]] = []  # (row index, row, complex, ligand)
     mols: dict[int, Any] = {}
@@ -367,6 +451,9 @@ def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -
                                "error": ""}
         if graph is not None and error is None:
             error = check(graph.atomic_numbers)
+            if error is None:  # coordinates that must not be scored (see geometry_checks)
+                error = pose_problem(graph.positions, pocket.positions, graph_atom_namer(graph), pocket_name,
+                                     radius, pocket_tree)
             if error is not None:
                 error = f"{source}: record {index}: {error}"
         if graph is not None and error is None:
@@ -689,6 +776,22 @@ def _finalize(store: ProgressStore, spec: ModelSpec, sort: str, posebusters: boo
 
 
 # ----------------------------------------------------------------------------- API
+def _residues_path(out_csv: Optional[PathLike], out_residues: Optional[PathLike],
+                   per_residue: bool) -> Optional[Path]:
+    """The per-residue table: ``out_residues``, else ``<out_csv stem>.residues.csv`` with
+    ``per_residue``, else None."""
+    if not per_residue:
+        return None
+    if out_residues is not None:
+        return Path(out_residues)
+    if out_csv is None:
+        return None
+    p = Path(out_csv)
+    return p.with_name(p.name[: -len(p.suffix)] + ".residues.csv" if p.suffix else p.name + ".residues.csv")
+
+
+@claims_outputs(lambda a: {"--out-csv": a["out_csv"], "--out-sdf": a["out_sdf"],
+                           "--out-residues": _residues_path(a["out_csv"], a["out_residues"], a["per_residue"])})
 def rescore_poses(
     receptor: PathLike,
     poses: PathLike,
@@ -784,7 +887,8 @@ def rescore_poses(
             ) from e
     for p in (receptor, poses, reference):
         if p is not None and not Path(p).is_file():
-            raise WorkflowError(f"{p}: file not found")
+            raise WorkflowError(f"{p}: " + ("is a directory, not a file" if Path(p).is_dir()
+                                             else "file not found"))
 
     n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
@@ -794,8 +898,9 @@ def rescore_poses(
 
     if add_hydrogens not in HYDROGEN_CHOICES:
         raise WorkflowError(f"add_hydrogens must be one of {HYDROGEN_CHOICES}, got {add_hydrogens!r}")
-    rec, unprotonated = receptor_with_hydrogens(receptor, load_receptor(receptor), add_hydrogens,
-                                                spec.is_potential)
+    rec_file = load_receptor(receptor)
+    check_receptor(receptor, rec_file)  # before any pose is read
+    rec, unprotonated = receptor_with_hydrogens(receptor, rec_file, add_hydrogens, spec.is_potential)
     ligand_hydrogens = {"yes": "yes", "no": "no"}.get(add_hydrogens, "missing" if spec.is_potential else "no")
 
     reference_mol = None
@@ -810,6 +915,8 @@ def rescore_poses(
         pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress)
     logger.info("pocket: %d residues, %d atoms", pocket.num_blocks, pocket.num_atoms)
     pocket, _ = screen_pocket(pocket, meta, drop_unsupported, str(receptor))
+    check_receptor(receptor, pocket, "pocket" if rec is rec_file else "pocket with hydrogens added",
+                   overlaps=True, names_from_file=rec is rec_file)
     bare = sorted(set(unprotonated) & {":".join(lab.split(":")[:3]) for lab in pocket.block_labels or []})
     if bare:
         logger.warning("%s: pocket residue(s) %s have no hydrogen template in OpenMM and stay without "
@@ -839,7 +946,8 @@ def rescore_poses(
 
     terms: Optional[dict] = None
     opts = {"per_residue": bool(per_residue), "elements": meta.get("elements"),
-            "posebusters": pb_config, "receptor_pdb": receptor_pdb, "reference_mol": reference_mol}
+            "posebusters": pb_config, "receptor_pdb": receptor_pdb, "reference_mol": reference_mol,
+            "pocket_radius": float(pocket_radius)}
 
     from get_md.build import iter_poses
 
@@ -878,10 +986,7 @@ def rescore_poses(
     if out_sdf is not None:
         write_pose_sdf(poses, table, out_sdf, spec.task)
     if per_residue and per_res is not None:
-        res_path = out_residues
-        if res_path is None and out_csv is not None:
-            p = Path(out_csv)
-            res_path = p.with_name(p.name[: -len(p.suffix)] + ".residues.csv" if p.suffix else p.name + ".residues.csv")
+        res_path = _residues_path(out_csv, out_residues, per_residue)
         if res_path is not None:
             write_csv_atomic(per_res, res_path)
     if out_csv is not None:

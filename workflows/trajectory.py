@@ -15,9 +15,17 @@ Graphs are not periodic.
 
 Per frame, with a **potential**: ``E(complex) - E(pocket) - E(ligand)`` in eV and
 kcal/mol (the three energies are columns too); with a **score** model: ``score``.
-The CSV (``frame``, ``time_ps``, values) is written at the end, atomically; rows go to
-the sidecar ``OUT.csv.partial`` as they are computed (one line per batch) and a rerun
-of the same command resumes from it. ``--plot`` draws the values against time.
+The CSV (``frame``, ``time_ps``, ``status``, ``error``, values) is written at the end,
+atomically; rows go to the sidecar ``OUT.csv.partial`` as they are computed (one line
+per batch) and a rerun of the same command resumes from it. ``--plot`` draws the
+values against time.
+
+**Bad frames.** Before batching, every frame's scored atoms (pocket + ligand,
+hydrogens included) are checked (:mod:`~get_md.workflows.geometry_checks`): all
+coordinates finite and below 1e5 Å in magnitude, no two atoms closer than 0.5 Å. A
+frame that fails is not scored: its row has ``status`` "skipped" and the reason (file,
+frame, atom) in ``error``. A frame that cannot be read (a truncated XTC / DCD) is the
+last row, "skipped" with the reason; the frames before it are scored.
 
 Frames: ``start``, ``start + stride``, ... below ``stop`` (0-based frame numbers of the
 file). ``time_ps`` is the time stored in the file as mdtraj reports it (formats
@@ -50,6 +58,7 @@ from ._common import (
     atomic_path,
     auto_batch_size,
     build_environment,
+    claims_outputs,
     element_check,
     fan_out,
     file_fingerprint,
@@ -67,6 +76,7 @@ from ._common import (
     structure_energies,
     write_csv_atomic,
 )
+from .geometry_checks import coordinate_problems, describe_coordinate, frame_problems
 
 logger = logging.getLogger("get_md.workflows.trajectory")
 
@@ -96,8 +106,18 @@ def _select(top, selection: str, what: str, topology: PathLike):
     return idx
 
 
+#: Errors mdtraj raises for a frame it cannot read.
+_READ_ERRORS = (OSError, ValueError, IndexError, TypeError, RuntimeError)
+
+
 def _frames(trajectory: PathLike, top, atom_indices, start: int, chunk: int) -> Iterator:
-    """(absolute frame number, xyz [n, 3] nm, time ps) for frames >= start, streamed.
+    """``(absolute frame number, xyz [n, 3] nm, time ps, None)`` for frames >= start, streamed.
+
+    A frame that cannot be read (truncated or damaged file) ends the stream with
+    ``(its number, None, nan, reason)``: when a chunk of ``chunk`` frames fails, it is
+    read again frame by frame, so that its intact frames are kept and the damaged
+    frame is the one named. Nothing after a damaged frame is read (XTC frames have
+    no fixed size, so the next one cannot be found).
 
     ``mdtraj.iterload`` is used without ``stride`` (its strided XTC reads can loop
     forever at the end of the file in mdtraj 1.11) and with ``skip`` except for PDB
@@ -107,20 +127,36 @@ def _frames(trajectory: PathLike, top, atom_indices, start: int, chunk: int) -> 
 
     path = str(trajectory)
     is_pdb = path.lower().endswith((".pdb", ".pdb.gz"))
-    skip = 0 if is_pdb else start
-    frame = skip
-    try:
-        it = md.iterload(path, chunk=chunk, top=top, skip=skip, atom_indices=atom_indices)
-        for piece in it:
-            times = piece.time if piece.time is not None else None
-            for i in range(piece.n_frames):
-                if frame >= start:
-                    t = float(times[i]) if times is not None else float(frame)
-                    yield frame, piece.xyz[i], t
-                frame += 1
-    except (OSError, ValueError, IndexError, TypeError, RuntimeError) as e:
-        raise WorkflowError(f"{trajectory}: cannot read trajectory after frame {frame} "
-                            f"({type(e).__name__}: {e})") from e
+    wanted = start  # the next frame to hand on
+    size = chunk
+    while True:
+        skip = 0 if is_pdb else wanted
+        frame = skip
+        try:
+            for piece in md.iterload(path, chunk=size, top=top, skip=skip, atom_indices=atom_indices):
+                times = piece.time if piece.time is not None else None
+                for i in range(piece.n_frames):
+                    if frame >= wanted:
+                        t = float(times[i]) if times is not None else float(frame)
+                        yield frame, piece.xyz[i], t, None
+                        wanted = frame + 1
+                    frame += 1
+            break
+        except _READ_ERRORS as e:
+            if size > 1:  # read the failed chunk again, one frame at a time
+                size = 1
+                continue
+            yield wanted, None, float("nan"), (f"{trajectory}: frame {wanted} cannot be read "
+                                               f"({type(e).__name__}: {e}); truncated or damaged file?")
+            return
+    if path.lower().endswith(".dcd"):  # mdtraj drops a DCD frame cut short without a word
+        from get_md.build.trajectory import dcd_declared_frames
+
+        declared = dcd_declared_frames(path)
+        if declared is not None and frame < declared and frame >= start:
+            yield frame, None, float("nan"), (f"{trajectory}: frame {frame}: the file ends after {frame} "
+                                              f"complete frame(s), its header declares {declared}; "
+                                              "truncated file?")
 
 
 def _count_frames(trajectory: PathLike, start: int, stop: Optional[int], stride: int) -> Optional[int]:
@@ -175,15 +211,22 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
         spec: the model.
         template: complex graph (pocket segment 0 + ligand segment 1), zero positions.
         lig_mask: [N] bool tensor, ligand atoms of the template.
-        frames: ``(frame, time_ps, positions [N, 3] Å as float32 numpy)``.
+        frames: ``(frame, time_ps, positions [N, 3] Å as float32 numpy or None, error or
+            None)``; frames with an error (see :func:`_checked_frames`) are not scored.
 
     Returns:
-        ``{"rows": [{"frame", "time_ps", ...values}]}``.
+        ``{"rows": [{"frame", "time_ps", "status", "error", ...values}]}`` in frame order;
+        ``status`` is "ok", or "skipped" with the reason in ``error``.
     """
     import torch
 
     from get_md.graph import batch_graphs
 
+    skipped = [{"frame": int(f), "time_ps": float(t), "status": "skipped", "error": str(err)}
+               for f, t, _pos, err in frames if err is not None]
+    frames = [(f, t, pos) for f, t, pos, err in frames if err is None]
+    if not frames:
+        return {"rows": skipped}
     complexes, pockets, ligands = [], [], []
     rec_blocks = template.segment_ids == 0
     pocket_t = template.select_blocks(rec_blocks)
@@ -195,6 +238,8 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
             pockets.append(pocket_t.with_positions(p[~lig_mask]))
             ligands.append(ligand_t.with_positions(p[lig_mask]))
     n = len(frames)
+    shown = ", ".join(str(int(f[0])) for f in frames[:4]) + (", ..." if n > 4 else "")
+    records = f"{template.label()} frame(s) {shown}"  # named in a model's error
     pocket_batch = batch_graphs(pockets) if spec.is_potential else None
     cache = build_environment(spec, pocket_batch) if pocket_batch is not None else None
     if cache is not None:
@@ -205,26 +250,28 @@ def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
         local = torch.cumsum(in_pocket.long(), 0) - 1
         env_index = torch.cat([torch.where(in_pocket, local + k * n_pocket, -1) for k in range(n)]
                               + [torch.full((g.num_atoms,), -1) for g in ligands])
-        out = run_model(spec, batch_graphs(complexes + ligands), (env_index, cache))
+        out = run_model(spec, batch_graphs(complexes + ligands), (env_index, cache), records)
         e_pocket = structure_energies(cache[2], pocket_batch.atom_batch_ids, n)  # cache[2]: atom energies
         e = torch.cat([out["energy"][:n], e_pocket, out["energy"][n:]])
     elif spec.is_potential:
-        e = run_model(spec, batch_graphs(complexes + pockets + ligands))["energy"]
+        e = run_model(spec, batch_graphs(complexes + pockets + ligands), records=records)["energy"]
     else:
-        out = run_model(spec, batch_graphs(complexes))
+        out = run_model(spec, batch_graphs(complexes), records=records)
     rows = []
     if spec.is_potential:
         e = e.to(torch.float64)
         for k, (frame, time, _pos) in enumerate(frames):
             e_c, e_p, e_l = float(e[k]), float(e[n + k]), float(e[2 * n + k])
             e_int = e_c - e_p - e_l
-            rows.append({"frame": int(frame), "time_ps": float(time), "interaction_energy_eV": e_int,
+            rows.append({"frame": int(frame), "time_ps": float(time), "status": "ok", "error": "",
+                         "interaction_energy_eV": e_int,
                          "interaction_energy_kcal_mol": e_int * EV_TO_KCAL_MOL,
                          "e_complex_eV": e_c, "e_pocket_eV": e_p, "e_ligand_eV": e_l})
     else:
         for k, (frame, time, _pos) in enumerate(frames):
-            rows.append({"frame": int(frame), "time_ps": float(time), **score_columns(out, k)})
-    return {"rows": rows}
+            rows.append({"frame": int(frame), "time_ps": float(time), "status": "ok", "error": "",
+                         **score_columns(out, k)})
+    return {"rows": sorted(rows + skipped, key=lambda r: r["frame"])}
 
 
 def plot_scores(df, path: PathLike, column: str, title: str = "") -> None:
@@ -256,6 +303,7 @@ def plot_scores(df, path: PathLike, column: str, title: str = "") -> None:
 
 
 # ----------------------------------------------------------------------------- API
+@claims_outputs(lambda a: {"--out-csv": a["out_csv"], "--plot": a["plot"]})
 def rescore_trajectory(
     topology: PathLike,
     trajectory: PathLike,
@@ -309,12 +357,17 @@ def rescore_trajectory(
         resume: reuse the finished batches of an interrupted run with the same inputs/options.
 
     Returns:
-        pandas.DataFrame, one row per frame (``frame``, ``time_ps``, values), with
-        ``attrs["pocket_residues"]``, ``attrs["model"]``, ``attrs["task"]``.
+        pandas.DataFrame, one row per frame (``frame``, ``time_ps``, ``status``, ``error``,
+        values), with ``attrs["pocket_residues"]``, ``attrs["model"]``, ``attrs["task"]``,
+        ``attrs["n_scored"]``. Frames that fail the coordinate checks of
+        :mod:`get_md.workflows.geometry_checks` (non-finite or huge coordinates, two
+        scored atoms closer than 0.5 Å) and a frame that cannot be read (truncated file;
+        the last row then) are not scored: ``status`` "skipped", the reason in ``error``.
 
     Raises:
         WorkflowError (ValueError): unreadable files, empty or overlapping selections,
-            no frame in range, bad options.
+            no frame in range, bad options, an output that cannot be written or that
+            another run is writing (``OUT.lock``), a bad first frame (the pocket's).
     """
     import numpy as np
     import pandas as pd
@@ -332,7 +385,8 @@ def rescore_trajectory(
         raise WorkflowError("give --workers or --scheduler, not both")
     for p in (topology, trajectory):
         if not Path(p).is_file():
-            raise WorkflowError(f"{p}: file not found")
+            raise WorkflowError(f"{p}: " + ("is a directory, not a file" if Path(p).is_dir()
+                                             else "file not found"))
 
     n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
@@ -352,8 +406,19 @@ def rescore_trajectory(
         first = next(frames_iter, None)
     if first is None:
         raise WorkflowError(f"{trajectory}: no frame at or after --start {start}")
+    if first[3] is not None:  # the pocket's frame cannot be read
+        raise WorkflowError(first[3])
     if first[1].shape[0] != top.n_atoms:
         raise WorkflowError(f"{trajectory}: {first[1].shape[0]} atoms per frame, topology {topology} has {top.n_atoms}")
+    both = np.union1d(rec_idx, lig_idx)
+    (bad,) = coordinate_problems(first[1][both] * NM_TO_ANGSTROM)
+    if bad >= 0:  # the pocket is chosen from this frame
+        atom = top.atom(int(both[bad]))
+        raise WorkflowError(
+            f"{trajectory}: frame {start}: " + describe_coordinate(
+                first[1][both[bad]] * NM_TO_ANGSTROM, f"atom {atom.serial or int(both[bad]) + 1} ({atom})")
+            + "; the pocket is chosen from this frame: give --start a good frame"
+        )
     pocket_idx = choose_pocket(top, first[1], rec_idx, lig_idx, pocket_radius)
     if pocket_idx.size == 0:
         raise WorkflowError(
@@ -364,16 +429,18 @@ def rescore_trajectory(
     from get_md.build.hydrogens import hydrogen_counts
 
     def scored_atoms(pocket_idx):
-        """Atom indices (sorted), segment per atom (1: ligand) and graph of pocket + ligand."""
+        """Atom indices (sorted), segment per atom (1: ligand), graph of pocket + ligand and
+        the names of its atoms for messages."""
         sel = np.union1d(pocket_idx, lig_idx)
         seg = np.isin(sel, lig_idx).astype(np.int64)
-        return sel, seg, topology_template(top, sel, segments=seg, name=str(topology)).graph
+        tpl = topology_template(top, sel, segments=seg, name=str(topology))
+        return sel, seg, tpl.graph, tpl.table.identity
 
-    sel, seg, template = scored_atoms(pocket_idx)
+    sel, seg, template, atom_name = scored_atoms(pocket_idx)
     _, keep = screen_pocket(template, meta, drop_unsupported, str(topology), blocks=template.segment_ids == 0)
     if not bool(keep.all()):  # rebuild without the dropped pocket residues
         pocket_idx = np.setdiff1d(pocket_idx, sel[~keep[template.block_ids].numpy()])
-        sel, seg, template = scored_atoms(pocket_idx)
+        sel, seg, template, atom_name = scored_atoms(pocket_idx)
     err = element_check(meta)(template.atomic_numbers)
     if err:
         raise WorkflowError(f"{topology}: ligand ({ligand!r}): {err}")
@@ -419,13 +486,11 @@ def rescore_trajectory(
     def tasks():
         buf: list = []
         k = 0
-        # frames are read ahead while the model scores the previous batch
-        for frame, xyz, t in prefetch(_frames(trajectory, top, sel, start, chunk), depth=2 * bs):
-            if stop is not None and frame >= stop:
-                break
-            if (frame - start) % stride:
-                continue
-            buf.append((frame, t, (xyz * NM_TO_ANGSTROM).astype(np.float32)))
+        # frames are read and checked ahead while the model scores the previous batch
+        frames = _checked_frames(_frames(trajectory, top, sel, start, chunk), trajectory, start, stop, stride,
+                                 atom_name)
+        for item in prefetch(frames, depth=2 * bs):
+            buf.append(item)
             if len(buf) == bs:
                 if not store.done(k):
                     yield k, (spec, template, lig_mask, buf)
@@ -448,17 +513,59 @@ def rescore_trajectory(
     rows.sort(key=lambda r: r["frame"])
     if not rows:
         raise WorkflowError(f"{trajectory}: no frame selected (start {start}, stop {stop}, stride {stride})")
-    df = pd.DataFrame(rows)
+    columns = ["frame", "time_ps", "status", "error"]
+    if spec.task == "score":
+        columns += ["score"] + (["score_std"] if any("score_std" in r for r in rows) else [])
+    else:
+        columns += ["interaction_energy_eV", "interaction_energy_kcal_mol", "e_complex_eV", "e_pocket_eV",
+                    "e_ligand_eV"]
+    df = pd.DataFrame(rows, columns=columns)
+    ok = df["status"] == "ok"
+    bad = df.loc[~ok, "error"].tolist()
+    for reason in bad[:10]:
+        logger.warning("skipped frame: %s", reason)
+    if len(bad) > 10:
+        logger.warning("... and %d more skipped frame(s); see the 'error' column", len(bad) - 10)
     column = "score" if spec.task == "score" else "interaction_energy_kcal_mol"
     if plot is not None:
-        plot_scores(df, plot, column, title=f"{Path(trajectory).name} — {Path(spec.path).name}")
+        if ok.any():
+            plot_scores(df[ok], plot, column, title=f"{Path(trajectory).name} — {Path(spec.path).name}")
+        else:
+            logger.warning("%s: no frame scored; no plot", plot)
     if out_csv is not None:
         write_csv_atomic(df, out_csv)
     store.remove()
     df.attrs["pocket_residues"] = pocket_labels
     df.attrs["model"] = spec.path
     df.attrs["task"] = spec.task
+    df.attrs["n_scored"] = int(ok.sum())
     return df
+
+
+def _checked_frames(frames: Iterator, trajectory: PathLike, start: int, stop: Optional[int], stride: int,
+                    atom_name) -> Iterator:
+    """The frames to score, as ``(frame, time_ps, positions [N, 3] Å float32 or None, error
+    or None)``, from :func:`_frames`: ``start, start + stride, ...`` below ``stop``,
+    each checked by :func:`~get_md.workflows.geometry_checks.frame_problems` (finite,
+    |x| < 1e5 Å, no two atoms closer than 0.5 Å; ``atom_name(i)`` names atom i). A bad
+    frame keeps its place with the reason instead of positions, so that batches have
+    the same composition in a resumed run; an unreadable frame ends the stream."""
+    import numpy as np
+
+    for frame, xyz, t, error in frames:
+        if stop is not None and frame >= stop:
+            break
+        if error is not None:
+            yield frame, t, None, error
+            return
+        if (frame - start) % stride:
+            continue
+        pos = (xyz * NM_TO_ANGSTROM).astype(np.float32)
+        (why,) = frame_problems(pos, atom_name)
+        if why is None:
+            yield frame, t, pos, None
+        else:
+            yield frame, t, None, f"{trajectory}: frame {frame}: {why}"
 
 
 def score_input(template, lig_mask, pos, n: int, potential: bool, batch_graphs):
@@ -490,9 +597,19 @@ def _cmd(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
     )
     col = "score" if df.attrs["task"] == "score" else "interaction_energy_kcal_mol"
-    print(f"scored {len(df)} frame(s): {col} mean {df[col].mean():.3f}, min {df[col].min():.3f}, "
-          f"max {df[col].max():.3f}")
-    print(f"wrote {out_csv}" + (f", {args.plot}" if args.plot else ""), file=sys.stdout)
+    n, ok = len(df), int(df.attrs["n_scored"])
+    msg = f"scored {ok} of {n} frame(s)"
+    if ok < n:
+        msg += f" ({n - ok} skipped, see the 'error' column)"
+    if ok:
+        values = df.loc[df["status"] == "ok", col]
+        msg += f": {col} mean {values.mean():.3f}, min {values.min():.3f}, max {values.max():.3f}"
+    print(msg)
+    print(f"wrote {out_csv}" + (f", {args.plot}" if args.plot and ok else ""), file=sys.stdout)
+    if ok == 0:
+        print("get-md: error: no frame could be scored (see the 'error' column of "
+              f"{out_csv})", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -505,7 +622,8 @@ def register_cli(sub: Any) -> None:
             "Score trajectory frames with a GET / GeoMFormer model: interaction energy "
             "E(complex) - E(pocket) - E(ligand) with a potential, or the score of a score "
             "model. The pocket is chosen once, from the first analysed frame. Writes a CSV "
-            "(frame, time_ps, values) and optionally a PNG; rerunning the same command "
+            "(frame, time_ps, status, error, values; frames with broken coordinates are "
+            "reported and skipped) and optionally a PNG; rerunning the same command "
             "after an interruption resumes."
         ),
     )

@@ -1,0 +1,264 @@
+"""Geometry checks of the structures the rescoring workflows hand to a model.
+
+A model scores whatever coordinates it is given: a NaN, an atom 10^30 Å away, two
+atoms 0.001 Å apart or a pose nowhere near the receptor all give numbers that look
+like any other. These checks find such structures before they reach the model, so
+that the workflows can report them (``status`` / ``error`` columns) instead of
+scoring them. They are shared by ``rescore-poses`` and ``rescore-traj``.
+
+Thresholds (Å), chosen so that real structures and MD frames never trip them:
+
+* :data:`MAX_COORDINATE` = 1e5: no coordinate may reach ±10^5 Å (10 µm). MD boxes
+  and crystal structures are at most a few thousand Å across; an unwrapped
+  trajectory drifts by far less over microseconds. Beyond it a file is corrupt or
+  in the wrong units, and float32 no longer resolves 0.01 Å.
+* :data:`MIN_DISTANCE` = 0.5: no two atoms (hydrogens included) may be closer. The
+  shortest real distances are bonds to hydrogen (0.96 Å for O-H, 0.74 Å in H2);
+  bond vibrations in MD stay above 0.8 Å.
+* :data:`ISOLATED_DISTANCE` = 10: an atom of a pose, or of a protein / nucleic-acid
+  residue, must have another atom within this distance (a bonded neighbour is at
+  most 2 Å away). Single-atom residues (ions) and MD frames are not held to it:
+  ions and unbinding ligands may move far from everything in a trajectory.
+
+All functions take coordinates in Å (NumPy or torch, any float dtype) and return
+None or a one-line reason that names the atoms through a naming function.
+
+Example:
+    >>> import numpy as np
+    >>> xyz = np.array([[[0.0, 0, 0], [1.0, 0, 0]], [[0.0, 0, 0], [0.001, 0, 0]]])
+    >>> frame_problems(xyz, lambda i: f"atom {i + 1}")
+    [None, 'atom 1 and atom 2 are 0.001 Å apart (closer than 0.5 Å): overlapping atoms']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+#: Largest accepted |coordinate| (Å); a coordinate at or beyond it is rejected.
+MAX_COORDINATE = 1.0e5
+#: Smallest accepted distance between two atoms (Å).
+MIN_DISTANCE = 0.5
+#: Largest accepted distance (Å) from an atom of a pose or of a polymer residue to its
+#: nearest other atom.
+ISOLATED_DISTANCE = 10.0
+
+AtomName = Callable[[int], str]
+
+
+def as_array(positions: Any) -> np.ndarray:
+    """Coordinates as a float64 NumPy array (torch tensors are detached and moved to the CPU)."""
+    if hasattr(positions, "detach"):
+        positions = positions.detach().to("cpu").double().numpy()
+    return np.asarray(positions, dtype=np.float64)
+
+
+def _xyz(p: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in p.tolist()) + ")"
+
+
+def coordinate_problems(xyz: Any, max_coordinate: float = MAX_COORDINATE) -> np.ndarray:
+    """First bad atom of every frame: [F] int, -1 where all coordinates are finite and
+    below ``max_coordinate`` in magnitude. ``xyz``: [F, N, 3] (or [N, 3], one frame)."""
+    a = as_array(xyz)
+    if a.ndim == 2:
+        a = a[None]
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(a) < max_coordinate).all(axis=2)  # NaN compares False: bad
+    first = np.argmax(bad, axis=1)
+    return np.where(bad.any(axis=1), first, -1)
+
+
+def describe_coordinate(position: Any, atom: str, max_coordinate: float = MAX_COORDINATE) -> str:
+    """Why ``position`` (one atom, [3]) fails :func:`coordinate_problems`."""
+    p = as_array(position)
+    if not np.isfinite(p).all():
+        return f"{atom} has non-finite coordinates {_xyz(p)}"
+    return (f"{atom} has a coordinate beyond ±{max_coordinate:g} Å {_xyz(p)}; "
+            "corrupt file or wrong units?")
+
+
+def closest_pair(positions: Any, threshold: float = MIN_DISTANCE) -> Optional[tuple[int, int, float]]:
+    """The closest two atoms of ``positions`` [N, 3] if they are closer than
+    ``threshold``: ``(i, j, distance)`` with i < j, else None. A k-d tree: O(N log N)."""
+    from scipy.spatial import cKDTree
+
+    p = as_array(positions)
+    if p.shape[0] < 2:
+        return None
+    pairs = cKDTree(p).query_pairs(threshold, output_type="ndarray")
+    if pairs.shape[0] == 0:
+        return None
+    d = np.linalg.norm(p[pairs[:, 0]] - p[pairs[:, 1]], axis=1)
+    k = int(np.argmin(d))
+    i, j = sorted((int(pairs[k, 0]), int(pairs[k, 1])))
+    if not d[k] < threshold:  # query_pairs includes the threshold itself
+        return None
+    return i, j, float(d[k])
+
+
+def overlap_text(name_i: str, name_j: str, distance: float, threshold: float = MIN_DISTANCE) -> str:
+    return (f"{name_i} and {name_j} are {distance:.3g} Å apart (closer than {threshold:g} Å): "
+            "overlapping atoms")
+
+
+def frame_problems(
+    xyz: Any,
+    name: AtomName,
+    min_distance: float = MIN_DISTANCE,
+    max_coordinate: float = MAX_COORDINATE,
+) -> list[Optional[str]]:
+    """Per frame of ``xyz`` [F, N, 3] (Å): None, or why the frame must not be scored.
+
+    Checks, in order: every coordinate finite and below ``max_coordinate`` in magnitude
+    (vectorised over the frames), then no two atoms closer than ``min_distance``
+    (a k-d tree per frame). ``name(i)`` names atom ``i`` in the reasons.
+    """
+    a = as_array(xyz)
+    if a.ndim == 2:
+        a = a[None]
+    first_bad = coordinate_problems(a, max_coordinate)
+    out: list[Optional[str]] = []
+    for f in range(a.shape[0]):
+        if first_bad[f] >= 0:
+            i = int(first_bad[f])
+            out.append(describe_coordinate(a[f, i], name(i), max_coordinate))
+            continue
+        pair = closest_pair(a[f], min_distance)
+        out.append(None if pair is None else overlap_text(name(pair[0]), name(pair[1]), pair[2], min_distance))
+    return out
+
+
+def isolated_atom(
+    positions: Any,
+    candidates: Optional[np.ndarray] = None,
+    distance: float = ISOLATED_DISTANCE,
+) -> Optional[tuple[int, float]]:
+    """``(i, d)``: the first atom (among ``candidates``, a [N] bool mask; default all)
+    whose nearest other atom of ``positions`` is farther than ``distance``, and that
+    distance; None if there is none (or fewer than two atoms)."""
+    from scipy.spatial import cKDTree
+
+    p = as_array(positions)
+    if p.shape[0] < 2:
+        return None
+    d, _ = cKDTree(p).query(p, k=2)
+    nearest = d[:, 1]
+    far = nearest > distance
+    if candidates is not None:
+        far &= np.asarray(candidates, dtype=bool)
+    if not far.any():
+        return None
+    i = int(np.flatnonzero(far)[0])
+    return i, float(nearest[i])
+
+
+def structure_problem(
+    positions: Any,
+    name: AtomName,
+    multi_atom_blocks: Optional[np.ndarray] = None,
+    min_distance: Optional[float] = MIN_DISTANCE,
+    max_coordinate: float = MAX_COORDINATE,
+    isolated: float = ISOLATED_DISTANCE,
+) -> Optional[str]:
+    """Why a fixed structure (a receptor, a pocket) must not be scored, or None.
+
+    Coordinates finite and in range, no atom of ``multi_atom_blocks`` ([N] bool: atoms
+    that belong to a residue of several bonded atoms; default none) farther than
+    ``isolated`` from every other atom, and no two atoms closer than ``min_distance``
+    (None: not checked).
+    """
+    p = as_array(positions)
+    (bad,) = coordinate_problems(p, max_coordinate)
+    if bad >= 0:
+        return describe_coordinate(p[bad], name(int(bad)), max_coordinate)
+    if multi_atom_blocks is not None:
+        lone = isolated_atom(p, multi_atom_blocks, isolated)
+        if lone is not None:
+            return (f"{name(lone[0])} at {_xyz(p[lone[0]])} is {lone[1]:.6g} Å from any other atom "
+                    f"(more than {isolated:g} Å from the rest of its residue): misplaced atom?")
+    if min_distance is not None:
+        pair = closest_pair(p, min_distance)
+        if pair is not None:
+            return overlap_text(name(pair[0]), name(pair[1]), pair[2], min_distance)
+    return None
+
+
+def pose_problem(
+    ligand: Any,
+    pocket: Any,
+    ligand_name: AtomName,
+    pocket_name: AtomName,
+    pocket_radius: float,
+    pocket_tree: Any = None,
+    min_distance: float = MIN_DISTANCE,
+    max_coordinate: float = MAX_COORDINATE,
+    isolated: float = ISOLATED_DISTANCE,
+) -> Optional[str]:
+    """Why a pose must not be scored against ``pocket``, or None.
+
+    In order: ligand coordinates finite and in range; no ligand atom farther than
+    ``isolated`` from every other ligand atom (poses of two or more atoms); no two
+    ligand atoms, nor a ligand and a pocket atom, closer than ``min_distance``; some
+    ligand atom within ``pocket_radius`` of a pocket atom (else the pose is not in the
+    pocket, and its score means nothing). ``pocket_tree``: a ``scipy.spatial.cKDTree``
+    of ``pocket`` to reuse across poses.
+    """
+    from scipy.spatial import cKDTree
+
+    lig = as_array(ligand)
+    (bad,) = coordinate_problems(lig, max_coordinate)
+    if bad >= 0:
+        return describe_coordinate(lig[bad], ligand_name(int(bad)), max_coordinate)
+    lone = isolated_atom(lig, None, isolated)
+    if lone is not None:
+        return (f"{ligand_name(lone[0])} at {_xyz(lig[lone[0]])} is {lone[1]:.6g} Å from any other atom "
+                f"of the pose (more than {isolated:g} Å): misplaced atom or disconnected fragment?")
+    pair = closest_pair(lig, min_distance)
+    if pair is not None:
+        return overlap_text(ligand_name(pair[0]), ligand_name(pair[1]), pair[2], min_distance)
+    tree = pocket_tree if pocket_tree is not None else cKDTree(as_array(pocket))
+    d, j = tree.query(lig, k=1)
+    i = int(np.argmin(d))
+    if d[i] < min_distance:
+        return (f"ligand {ligand_name(i)} is {d[i]:.3g} Å from pocket {pocket_name(int(j[i]))} "
+                f"(closer than {min_distance:g} Å): overlapping atoms")
+    if d[i] > pocket_radius:
+        return (f"the pose is not in the pocket: its closest atom, {ligand_name(i)}, is {d[i]:.6g} Å from "
+                f"the nearest pocket atom (pocket radius {pocket_radius:g} Å); wrong frame or another site?")
+    return None
+
+
+def element_symbol(z: int) -> str:
+    """Element symbol of atomic number ``z`` (for atom names in messages)."""
+    from get_md import vocab
+
+    return vocab.ELEMENTS[int(z)] if 0 <= int(z) < len(vocab.ELEMENTS) else f"Z={int(z)}"
+
+
+def graph_atom_namer(graph, what: str = "") -> AtomName:
+    """Atom names for messages from a MolecularGraph: ``A:109:TYR atom 8 (O)`` for
+    residue blocks, ``atom 12 (C)`` (1-based within the graph) for one-atom blocks.
+    ``what`` is put in front (e.g. "pocket")."""
+    block_ids = graph.block_ids.detach().cpu().numpy()
+    z = graph.atomic_numbers.detach().cpu().numpy()
+    labels: Sequence[str] = graph.block_labels or []
+    counts = np.bincount(block_ids, minlength=graph.num_blocks)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    prefix = f"{what} " if what else ""
+
+    def name(i: int) -> str:
+        b = int(block_ids[i])
+        el = element_symbol(int(z[i]))
+        if counts[b] > 1 and b < len(labels):
+            return f"{prefix}{labels[b]} atom {i - int(starts[b]) + 1} ({el})"
+        return f"{prefix}atom {i + 1} ({el})"
+
+    return name
+
+
+def multi_atom_block_atoms(graph) -> np.ndarray:
+    """[N] bool: atoms of blocks that hold more than one atom (residues)."""
+    block_ids = graph.block_ids.detach().cpu().numpy()
+    return np.bincount(block_ids, minlength=graph.num_blocks)[block_ids] > 1
