@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable, Optional, Sequence, Union
@@ -29,7 +30,13 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
-from get_md.plugins._common import LoadedModel, ModelSpec, atom_charges, load_potential
+from get_md.plugins._common import (
+    LoadedModel,
+    ModelSpec,
+    atom_charges,
+    load_potential,
+    model_positions,
+)
 
 from get_md.graph import MolecularGraph, batch_graphs
 
@@ -60,6 +67,11 @@ class GETCalculator(Calculator):
             ``MolecularGraph.from_atoms``). Called once per set of atomic numbers.
         **kwargs: passed to ``ase.calculators.calculator.Calculator`` (``label``,
             ``directory``, ...).
+
+    Threads may share one calculator: each property call (check, calculation and read of
+    ``results``) holds the calculator's lock, so calls run one at a time and each gets its
+    own structure's results. Positions are centred in float64 before the cast to
+    ``dtype``, so a structure far from the origin loses no float32 precision.
 
     Results (``calc.results``):
         energy model: ``energy`` and ``free_energy`` (eV), ``forces`` [N, 3] (eV/Å),
@@ -107,6 +119,18 @@ class GETCalculator(Calculator):
         self.default_charge = float(charge)
         self.graph_builder = graph_builder
         self._templates: OrderedDict[bytes, _Template] = OrderedDict()
+        #: held while the calculator's state (atoms, results, graph templates) is read or
+        #: written, so threads sharing the calculator never see each other's results
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- info
     @property
@@ -160,6 +184,12 @@ class GETCalculator(Calculator):
             if not np.array_equal(g.atomic_numbers.cpu().numpy(), numbers):
                 raise ValueError(f"{who}: graph_builder changed the atom order or elements")
             g = g.to(device=lm.device, dtype=lm.dtype)
+            if (lm.task == "energy" and lm.family == "get" and not hasattr(lm.module, "uses_segments")
+                    and bool((g.segment_ids != 0).any())):
+                log.warning("%s: model %s was written before models recorded whether they read segment "
+                            "labels; a potential trained with every atom in segment 0 gives other energies "
+                            "for the graph_builder's segments. Re-script it (get-md export OLD.pt NEW.pt) "
+                            "to make it ignore them.", who, lm.source)
         else:
             g = MolecularGraph.from_atoms(
                 torch.zeros(len(numbers), 3, dtype=lm.dtype, device=lm.device),
@@ -172,10 +202,8 @@ class GETCalculator(Calculator):
         lm = self.potential
         tpl = self._template(atoms)
         cell, pbc = tpl.cell_tensors(atoms, lm.device, lm.dtype, type(self).__name__)
-        pos = torch.as_tensor(np.asarray(atoms.positions), device=lm.device).to(lm.dtype)
-        if not bool(torch.isfinite(pos).all()):
-            i = int(np.flatnonzero(~np.isfinite(np.asarray(atoms.positions)).all(axis=1))[0])
-            raise ValueError(f"{type(self).__name__}: atom {i + 1} has non-finite coordinates")
+        # centred in float64 before the cast to the model's dtype (see model_positions)
+        pos = model_positions(atoms.positions, lm.device, lm.dtype, type(self).__name__)
         return replace(tpl.graph, positions=pos, cell=cell, pbc=pbc), bool(np.all(atoms.pbc))
 
     def _total_charge(self, atoms) -> float:
@@ -201,8 +229,9 @@ class GETCalculator(Calculator):
         """Compute every property the model gives for ``atoms`` (ASE's calculator protocol)."""
         if properties is None:
             properties = self.implemented_properties
-        Calculator.calculate(self, atoms, properties, system_changes)
-        self.results = self._evaluate([self.atoms])[0]
+        with self._lock:
+            Calculator.calculate(self, atoms, properties, system_changes)
+            self.results = self._evaluate([self.atoms])[0]
 
     def calculate_batch(self, atoms_list: Sequence, batch_size: Optional[int] = None) -> list[dict]:
         """Results for many structures, batched into one forward pass (or ``batch_size`` at a time).
@@ -222,7 +251,8 @@ class GETCalculator(Calculator):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out: list[dict] = []
         for start in range(0, len(atoms_list), step):
-            out.extend(self._evaluate(atoms_list[start:start + step]))
+            with self._lock:  # the graph templates are shared state
+                out.extend(self._evaluate(atoms_list[start:start + step]))
         return out
 
     def get_property(self, name, atoms=None, allow_calculation=True):
@@ -238,18 +268,22 @@ class GETCalculator(Calculator):
                 f"{type(self).__name__}: model {self.potential.source} is a score model; it gives "
                 f"'score' (calc.get_property('score', atoms)), not {name!r}"
             )
-        return Calculator.get_property(self, name, atoms, allow_calculation)
+        # one lock over check, calculation and read: ASE keeps the last atoms and results
+        # on the calculator, which another thread would otherwise replace in between
+        with self._lock:
+            return Calculator.get_property(self, name, atoms, allow_calculation)
 
     def get_score(self, atoms=None) -> float:
         """Score of ``atoms`` (score models), e.g. a pK affinity."""
         return self.get_property("score", atoms)
 
     def check_state(self, atoms, tol=1e-15):
-        changes = Calculator.check_state(self, atoms, tol)
-        if (self.potential.needs_charge and self.atoms is not None
-                and self._total_charge(atoms) != self._total_charge(self.atoms)):
-            changes = list(changes) + ["charge"]
-        return changes
+        with self._lock:
+            changes = Calculator.check_state(self, atoms, tol)
+            if (self.potential.needs_charge and self.atoms is not None
+                    and self._total_charge(atoms) != self._total_charge(self.atoms)):
+                changes = list(changes) + ["charge"]
+            return changes
 
 
 #: Same class: the family (GET or GeoMFormer) is read from the model file or module.

@@ -58,6 +58,7 @@ from get_md.plugins._common import (
     ModelSpec,
     atom_charges,
     load_potential,
+    model_positions,
 )
 
 from get_md.graph import MolecularGraph
@@ -252,7 +253,8 @@ class GraphPotential:
         x = np.asarray(positions_nm, dtype=np.float64)
         if x.shape != (self.n_atoms, 3):
             raise ValueError(f"get_md force: got positions of shape {x.shape}, expected ({self.n_atoms}, 3)")
-        pos = torch.as_tensor(x * NM_TO_A, device=lm.device).to(lm.dtype)
+        # centred in float64 before the cast (see model_positions)
+        pos = model_positions(x * NM_TO_A, lm.device, lm.dtype, "get_md force")
         cell = self._zero_cell
         if self.periodic:
             if box_nm is None:
@@ -338,7 +340,9 @@ class _TorchForceWrapper(torch.nn.Module):
         pos = positions
         if self.use_subset:
             pos = pos.index_select(0, self.indices)
-        pos = pos.detach().to(dtype) * self.length_scale
+        pos = pos.detach()
+        # centred in OpenMM's precision before the cast (see _common.model_positions)
+        pos = (pos - pos.mean(dim=0)).to(dtype) * self.length_scale
         cell = self.zero_cell
         if boxvectors is not None:
             cell = (boxvectors.detach().to(dtype) * self.length_scale).reshape(1, 3, 3)

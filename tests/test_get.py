@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
+from get_md.graph import MolecularGraph
 from get_md.models import build_model
 
 try:
@@ -70,12 +72,110 @@ def test_residue_blocks_are_invariant(pocket_complex, mode, task):
         assert_close(out2["block_scores"].sum(), out["score"].sum(), torch.float64, "block scores sum")
 
 
+def _knn_neighbours(model, g) -> dict:
+    """The score-mode block graph the model builds for ``g``: receiving block -> {(sending
+    block, edge type)}."""
+    from get_md.nn.neighbors import knn_block_edges
+
+    edges, etype = knn_block_edges(g.positions, g.block_ids, g.batch_ids, g.segment_ids,
+                                   model.k_neighbors, model.knn_radius)
+    out: dict = {b: set() for b in range(g.num_blocks)}
+    for r, c, t in zip(edges[0].tolist(), edges[1].tolist(), etype.tolist(), strict=True):
+        out[r].add((c, t))
+    return out
+
+
+def _move_block(g, block: int, to: torch.Tensor):
+    """``g`` with ``block``'s atoms translated so that their centroid is at ``to``."""
+    pos = g.positions.clone()
+    atoms = g.block_ids == block
+    pos[atoms] += to - pos[atoms].mean(0)
+    return g.with_positions(pos)
+
+
 def test_score_mode_uses_k_nearest_blocks_only(pocket_complex):
-    """Moving a block far beyond every k-NN neighbourhood changes nothing for the others' graph."""
+    """Moving a block far beyond every k-NN neighbourhood changes nothing for the others'
+    graph except that blocks which had it among their k nearest take their next nearest
+    instead; moved next to another block, it enters that block's neighbourhood."""
     model = tiny("score", "score", cutoff=4.0).eval()
-    out = model(*pocket_complex.inputs())
-    assert out["block_scores"].shape == (pocket_complex.num_blocks,)
-    assert torch.isfinite(out["score"]).all()
+    g = pocket_complex
+    k = model.k_neighbors
+    before = _knn_neighbours(model, g)
+    moved = 0  # a receptor block some other block counts among its k nearest
+    had = {r for r, nb in before.items() if r != moved and any(c == moved for c, _ in nb)}
+    assert had, "block 0 is nobody's neighbour: the test would prove nothing"
+
+    far = _move_block(g, moved, g.positions.mean(0) + torch.tensor([0.0, 0.0, 10.0 * model.knn_radius],
+                                                                     dtype=g.positions.dtype))
+    after = _knn_neighbours(model, far)
+    assert after[moved] == {(moved, 0)}, "a block beyond the search radius keeps only its self edge"
+    for r in range(g.num_blocks):
+        if r == moved:
+            continue
+        if r not in had:
+            assert after[r] == before[r], f"block {r}'s neighbours changed though block {moved} was not one"
+        else:
+            kept = {(c, t) for c, t in before[r] if c != moved}
+            assert kept <= after[r] and all(c != moved for c, _ in after[r])
+            t_lost = next(t for c, t in before[r] if c == moved)
+            n_type = sum(1 for _, t in after[r] if t == t_lost)
+            assert n_type <= k and len(after[r]) >= len(kept)
+    assert torch.isfinite(model(*far.inputs())["score"]).all()
+
+    # moved next to a ligand block that did not have it, it becomes one of its neighbours
+    lig = int(torch.nonzero(g.segment_ids == 1)[0])
+    assert all(c != moved for c, _ in before[lig])
+    target = g.positions[g.block_ids == lig].mean(0) + torch.tensor([1.5, 0.0, 0.0], dtype=g.positions.dtype)
+    near = _knn_neighbours(model, _move_block(g, moved, target))
+    assert (moved, 1) in near[lig], "a block next to the ligand atom is not among its k nearest"
+    assert near[lig] != before[lig]
+
+
+def test_potential_segments_flag(pocket_complex):
+    """A potential ignores segment labels unless built with uses_segments=True; a score
+    model reads them by default; the flag survives TorchScript and the config."""
+    g = pocket_complex.as_atom_blocks()
+    flat = dataclasses.replace(g, segment_ids=torch.zeros_like(g.segment_ids))
+    default = tiny("energy", "potential", cutoff=4.0).eval()
+    assert default.uses_segments is False and default.config["uses_segments"] is False
+    scripted = torch.jit.script(default)
+    for m in (default, scripted):
+        assert torch.equal(m(*g.inputs())["energies"], m(*flat.inputs())["energies"])
+    with_segments = tiny("energy", "potential", cutoff=4.0, uses_segments=True).eval()
+    assert with_segments.config["uses_segments"] is True
+    e1 = with_segments(*g.inputs())["energy"].detach()
+    e0 = with_segments(*flat.inputs())["energy"].detach()
+    assert float((e1 - e0).abs()) > 1e-6, "uses_segments=True: the inter-segment edge type has no effect"
+    score = tiny("score", "score", cutoff=4.0).eval()
+    assert score.uses_segments is True
+    rebuilt = build_model("get", **score.config)
+    assert rebuilt.uses_segments is True
+
+
+def test_isolated_atoms_get_their_isolated_energy():
+    """No neighbour within the cutoff (one atom; two atoms 20 Å apart): eager and TorchScript
+    run, forces are exactly zero, and each atom's energy is that of its state without any
+    message (embedding, the layers' residual bias, norms and feed-forward, head)."""
+    model = tiny("energy", "potential").eval()
+    g = MolecularGraph.from_atoms(torch.tensor([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0]], dtype=torch.float64),
+                                  torch.tensor([6, 8]))
+    with torch.no_grad():  # the no-message state, by hand
+        H = model._embed(g.atomic_numbers, g.block_ids, g.atom_positions, g.block_types)
+        Z = g.positions.unsqueeze(1)
+        enc = model.encoder
+        for layer, norm0, ffn, norm1 in zip(enc.layers, enc.norms0, enc.ffns, enc.norms1, strict=True):
+            H = norm0.layernorm(H + layer.node_out_linear(torch.zeros_like(H)))
+            H, _ = ffn(H, Z, g.block_ids, g.num_blocks)
+            H = norm1.layernorm(H)
+        expected = model._atom_energies(H, g.atomic_numbers)
+    for m in (model, torch.jit.script(model)):
+        for grad in (True, False):
+            with torch.set_grad_enabled(grad):
+                out = m(*g.inputs())
+            assert torch.equal(out["forces"], torch.zeros(2, 3, dtype=torch.float64))
+            assert_close(out["energies"].detach(), expected, torch.float64, "isolated atom energies")
+            one = m(*MolecularGraph.from_atoms(g.positions[:1], g.atomic_numbers[:1]).inputs())
+            assert_close(one["energy"].detach(), expected[:1], torch.float64, "one atom")
 
 
 def test_bad_config():

@@ -43,6 +43,17 @@ MODES = ("potential", "score")
 TASKS = ("energy", "score", "vectors")
 
 
+def resolve_uses_segments(uses_segments: Optional[bool], task: str) -> bool:
+    """``GET(uses_segments=...)``: a given value, else True for the score task only.
+
+    Model files written before the option existed have no ``uses_segments`` in their
+    config; re-scripted they get this default, which matches how each task is trained
+    in get_md (affinity: ligand in segment 1; potentials, vectors: every atom in
+    segment 0).
+    """
+    return bool(uses_segments) if uses_segments is not None else task == "score"
+
+
 class GET(nn.Module):
     """Generalist Equivariant Transformer with embeddings, graph builder and a task head.
 
@@ -74,6 +85,14 @@ class GET(nn.Module):
             distance ``d`` to any atom of another segment of the same structure: 1 for
             ``d <= contact_radius``, a cosine to 0 at ``contact_radius + 2``. The score
             then does not grow with the size of the pocket cut around a ligand.
+        uses_segments: whether the graph reads ``segment_ids`` (edge types intra / inter
+            segment, k-NN relations in score mode). False: every block is taken as one
+            segment when the graph is built, so outputs do not depend on how a caller
+            labels molecules (a potential trained on single molecules, all segment 0,
+            gives the same energy for a complex built with its ligand in segment 1).
+            None (default): True for the score task (affinity models are trained with
+            the ligand in segment 1), False otherwise. The score task's ligand reference
+            and ``contact_radius`` read the segments either way.
     """
 
     __jit_ignored_attributes__ = ["config"]
@@ -98,6 +117,7 @@ class GET(nn.Module):
         input_vectors: bool = False,
         heavy_atoms_only: bool = False,
         contact_radius: float = 0.0,
+        uses_segments: Optional[bool] = None,
     ):
         super().__init__()
         if mode not in MODES:
@@ -110,6 +130,7 @@ class GET(nn.Module):
             sparse_k=sparse_k, knn_radius=knn_radius, dropout=dropout,
             compute_forces=compute_forces, elements=elements, input_vectors=input_vectors,
             heavy_atoms_only=heavy_atoms_only, contact_radius=contact_radius,
+            uses_segments=resolve_uses_segments(uses_segments, task),
         )
         self.family = "get"
         self.mode = mode
@@ -121,6 +142,7 @@ class GET(nn.Module):
         self.compute_forces = compute_forces
         self.heavy_atoms_only = bool(heavy_atoms_only) and task == "score"
         self.contact_radius = float(contact_radius) if task == "score" else 0.0
+        self.uses_segments: bool = bool(self.config["uses_segments"])
         self.smooth = mode == "potential"
         #: potential mode: elementwise reductions when every block edge is one atom pair
         #: (see ``_potential_pairs``); off only to test that it changes nothing
@@ -146,9 +168,16 @@ class GET(nn.Module):
         self.register_buffer("energy_scale", torch.ones(()))
 
     # ---------------------------------------------------------------- graphs
+    def _graph_segments(self, segment_ids: torch.Tensor) -> torch.Tensor:
+        """The segments the graph is built with: as given, or all 0 without ``uses_segments``."""
+        if self.uses_segments:
+            return segment_ids
+        return torch.zeros_like(segment_ids)
+
     def _score_pairs(
         self, positions: torch.Tensor, block_ids: torch.Tensor, batch_ids: torch.Tensor, segment_ids: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        segment_ids = self._graph_segments(segment_ids)
         with torch.no_grad():
             edges, etype = knn_block_edges(positions, block_ids, batch_ids, segment_ids, self.k_neighbors, self.knn_radius)
             ps, pd, pg, ga, ge, er = unit_edges_from_block_edges(
@@ -174,6 +203,7 @@ class GET(nn.Module):
         """
         n_atoms = positions.shape[0]
         n_blocks = segment_ids.shape[0]
+        segment_ids = self._graph_segments(segment_ids)
         with torch.no_grad():
             center, neighbor, shifts = radius_graph(positions, atom_batch, self.cutoff, cell, pbc)
             bi, bj = block_ids.index_select(0, center), block_ids.index_select(0, neighbor)

@@ -123,6 +123,13 @@ class GETLayer(nn.Module):
         self.n_rbf = n_rbf
         self.cutoff = cutoff
         self.d_edge = d_edge
+        self.d_radial = d_radial
+        self.n_channel = n_channel
+        # explicit sizes everywhere below: a view(-1, ...) of 0 pairs (an atom with no
+        # neighbour within the cutoff) cannot infer the -1
+        self.d_hidden_head = d_hidden // n_head
+        self.d_radial_head = d_radial // n_head
+        self.n_rbf_head = n_rbf // n_head
         d_hidden_head, d_radial_head = d_hidden // n_head, d_radial // n_head
         n_rbf_head = n_rbf // n_head
 
@@ -200,11 +207,11 @@ class GETLayer(nn.Module):
         n = x.shape[0]
         c = self.chunk_rows
         if not self._chunked(x):
-            return scatter_sum(self._mlp(3, x).view(n, self.n_head, -1) * weight, index, n_out)
+            return scatter_sum(self._mlp(3, x).view(n, self.n_head, self.d_hidden_head) * weight, index, n_out)
         out = torch.zeros(n_out, self.n_head, self.d_hidden // self.n_head, dtype=x.dtype, device=x.device)
         for i in range(0, n, c):
             y = self._mlp(3, x[i:i + c])
-            out.index_add_(0, index[i:i + c], y.view(y.shape[0], self.n_head, -1) * weight[i:i + c])
+            out.index_add_(0, index[i:i + c], y.view(y.shape[0], self.n_head, self.d_hidden_head) * weight[i:i + c])
         return out
 
     @staticmethod
@@ -216,8 +223,8 @@ class GETLayer(nn.Module):
         D = stable_norm(dZ, dim=-1)  # [Eu, C]
         e, c = D.shape[0], D.shape[1]
         if self.n_rbf > 1:
-            R = self.rbf(D.reshape(-1)).reshape(e, c, self.n_head, -1)  # [Eu, C, h, rbf/h]
-            return R.transpose(1, 2).reshape(e, self.n_head, -1)
+            R = self.rbf(D.reshape(e * c)).reshape(e, c, self.n_head, self.n_rbf_head)  # [Eu, C, h, rbf/h]
+            return R.transpose(1, 2).reshape(e, self.n_head, c * self.n_rbf_head)
         return D.unsqueeze(1).repeat(1, self.n_head, 1)
 
     def _first_layer(self, gathers: List[Tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
@@ -238,12 +245,12 @@ class GETLayer(nn.Module):
         if bias is not None:
             table = table + bias
         d = table.shape[-1]
-        out = table.reshape(-1, h * d).index_select(0, index)
+        out = table.reshape(table.shape[0], h * d).index_select(0, index)
         for k in range(1, len(gathers)):
             table, index = gathers[k]
-            out.add_(table.reshape(-1, h * d).index_select(0, index))
+            out.add_(table.reshape(table.shape[0], h * d).index_select(0, index))
         block = torch.kron(torch.eye(h, dtype=weight.dtype, device=weight.device), weight)
-        out.addmm_(x.reshape(n, -1), block.t())
+        out.addmm_(x.reshape(n, h * x.shape[2]), block.t())
         return out.view(n, h, d)
 
     def _chunk_geometry(self, Z: torch.Tensor, ps: torch.Tensor, pd: torch.Tensor,
@@ -258,7 +265,7 @@ class GETLayer(nn.Module):
         """First layers of the pair MLPs applied per atom, gathered per pair later:
         attention (receiving and sending atom), message, coordinate message."""
         n_atoms, h = H.shape[0], self.n_head
-        Hh = H.view(n_atoms, h, -1)
+        Hh = H.view(n_atoms, h, self.d_hidden_head)
         H_qk = self.linear_qk(Hh)
         d_rh = H_qk.shape[-1] // 2
         w_att = self.att_mlp[0].weight
@@ -279,7 +286,7 @@ class GETLayer(nn.Module):
         w_att = self.att_mlp[0].weight
         if edge_attr is not None and self.d_edge > 0:  # per pair: joins D in the GEMM
             pre = self._first_layer([(att_src, ps), (att_dst, pd)],
-                                    torch.cat([D, self.edge_linear(edge_attr).view(n, h, -1)], dim=-1),
+                                    torch.cat([D, self.edge_linear(edge_attr).view(n, h, self.d_radial_head)], dim=-1),
                                     w_att[:, 2 * d_rh:], self.att_mlp[0].bias)
         else:
             pre = self._first_layer([(att_src, ps), (att_dst, pd)], D, w_att[:, 2 * d_rh:2 * d_rh + d_d],
@@ -300,12 +307,12 @@ class GETLayer(nn.Module):
         d_v = self.linear_v.out_features
         m, mc = self.unit_msg_mlp[0], self.unit_msg_coord_mlp[0]
         msg = self._mlp(1, self._first_layer([(msg_dst, pd)], D, m.weight[:, d_v:], m.bias))
-        node = a * self._mlp(3, (a * msg).reshape(n, -1)).view(n, h, -1)
+        node = a * self._mlp(3, (a * msg).reshape(n, self.d_radial)).view(n, h, self.d_hidden_head)
         if not update_coords:
             return node, torch.zeros(0, dtype=node.dtype, device=node.device)
         cmsg = self._mlp(2, self._first_layer([(cmsg_dst, pd)], D, mc.weight[:, d_v:], mc.bias))
         z_pair = (a * self.unit_msg_coord_linear(cmsg)).unsqueeze(-1) * dZ.unsqueeze(1)  # [n, h, C, 3]
-        z_h = self._mlp(4, (a * cmsg).reshape(n, -1)).view(n, h, -1)  # [n, h, C]
+        z_h = self._mlp(4, (a * cmsg).reshape(n, self.d_radial)).view(n, h, self.n_channel)  # [n, h, C]
         return node, z_h.unsqueeze(-1) * z_pair
 
     def _singleton_inference(
@@ -383,7 +390,7 @@ class GETLayer(nn.Module):
             node.index_add_(0, known_src, known_node * b)
             if update_coords:
                 Z_agg.index_add_(0, known_src, known_coord * b.unsqueeze(-1))
-        H_agg = self.node_out_linear(node.reshape(n_atoms, -1))
+        H_agg = self.node_out_linear(node.reshape(n_atoms, self.d_hidden))
         H_new = H + H_agg if self.residual else H_agg
         if not update_coords:
             return H_new, Z
@@ -470,7 +477,7 @@ class GETLayer(nn.Module):
         w_att = self.att_mlp[0].weight
         gathers = [(att_src, pair_src), (att_dst, pair_dst)]
         if edge_attr is not None and self.d_edge > 0:
-            ea = self.edge_linear(edge_attr).view(edge_attr.shape[0], self.n_head, -1)
+            ea = self.edge_linear(edge_attr).view(edge_attr.shape[0], self.n_head, self.d_radial_head)
             gathers.append((torch.nn.functional.linear(ea, w_att[:, 2 * d_rh + d_d:]), pair_edge))
         pre = self._first_layer(gathers, D, w_att[:, 2 * d_rh:2 * d_rh + d_d], self.att_mlp[0].bias)
         R_repr = self._rows(0, pre)  # [Eu, h, dr/h]
@@ -506,8 +513,8 @@ class GETLayer(nn.Module):
         d_v = self.linear_v.out_features
         m = self.unit_msg_mlp
         msg = self._rows(1, self._first_layer([(msg_dst, pair_dst)], D, m[0].weight[:, d_v:], m[0].bias))
-        H_agg = self._group_sum(alpha * msg, pair_group, n_groups, singleton).reshape(n_groups, -1)
-        H_agg = self._node_update(H_agg, beta_g * group_mass, group_atom, n_atoms).reshape(n_atoms, -1)
+        H_agg = self._group_sum(alpha * msg, pair_group, n_groups, singleton).reshape(n_groups, self.d_radial)
+        H_agg = self._node_update(H_agg, beta_g * group_mass, group_atom, n_atoms).reshape(n_atoms, self.d_hidden)
         H_agg = self.node_out_linear(H_agg)
         H_new = H + H_agg if self.residual else H_agg
 
@@ -520,8 +527,8 @@ class GETLayer(nn.Module):
             (alpha * self.unit_msg_coord_linear(cmsg)).unsqueeze(-1) * dZ.unsqueeze(1), pair_group, n_groups,
             singleton,
         )  # [Eg, h, C, 3]
-        Z_H = self._group_sum(alpha * cmsg, pair_group, n_groups, singleton).reshape(n_groups, -1)
-        Z_H = self._rows(4, Z_H).view(n_groups, self.n_head, -1)  # [Eg, h, C]
+        Z_H = self._group_sum(alpha * cmsg, pair_group, n_groups, singleton).reshape(n_groups, self.d_radial)
+        Z_H = self._rows(4, Z_H).view(n_groups, self.n_head, self.n_channel)  # [Eg, h, C]
         Z_agg = scatter_sum((beta_g * Z_H).unsqueeze(-1) * Z_agg, group_atom, n_atoms).sum(dim=1)
         return H_new, Z + Z_agg
 
