@@ -4,7 +4,7 @@ PoseBusters' 1ia1 (no hydrogens; ``tests/data/posebusters/1ia1``) is protonated
 by ``get_md.build.hydrogens.protonate_receptor`` from ``--starts`` random starting
 positions (``seed`` 1..N), with and without its Amber14 relaxation (``relax``), and
 the crystal ligand (RDKit hydrogens) is rescored against each receptor with the
-shipped potential (``rescore_poses(..., add_hydrogens="no")``). Prints and writes the
+shipped potential (``rescore_poses(..., model="get-xtb-organic", add_hydrogens="no")``). Prints and writes the
 spread and mean of the interaction energies per placement.
 
     python benchmarks/bench_hydrogen_placement.py --starts 5
@@ -44,7 +44,8 @@ def main() -> None:
             for seed in range(1, args.starts + 1):
                 rec = Path(d) / f"rec_{name}_{seed}.pdb"
                 protonate_receptor(RECEPTOR, rec, relax=amber, seed=seed)
-                df = rescore_poses(rec, lig, reference=lig, add_hydrogens="no", progress=False)
+                df = rescore_poses(rec, lig, model="get-xtb-organic", reference=lig, add_hydrogens="no",
+                                   progress=False)
                 values.append(float(df["interaction_energy_kcal_mol"][0]))
                 print(name, seed, f"{values[-1]:.1f} kcal/mol", flush=True)
             result[name] = {"kcal_mol": values, "spread": float(np.ptp(values)), "mean": float(np.mean(values))}
