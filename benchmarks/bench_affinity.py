@@ -167,9 +167,9 @@ def main(argv=None) -> int:
         tables.append(t)
     table = pd.concat(tables, ignore_index=True)
     summary = summarise(table)
-    from get_md import export
+    from get_md import export, runtime
 
-    model_meta = export.read_metadata(export.resolve_model_path(args.model, task="score"))
+    model_meta = export.read_metadata(runtime.resolve_model_path(args.model, task="score"))
     result = {
         "command": " ".join(["python", "benchmarks/bench_affinity.py", *(argv or sys.argv[1:])]),
         "model": {"description": model_meta.get("description"), "weights_sha256": model_meta.get("weights_sha256")},

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-EV_TO_KCAL_MOL = 23.060547830619
+from get_md.units import EV_TO_KCAL_MOL
 
 
 def receptor_mol(path: Path):

@@ -95,10 +95,10 @@ def _sync(device: str) -> None:
 
 # ------------------------------------------------------------------------------ model
 def resolve_model(arg, tmp: Path) -> tuple[str, dict]:
-    from get_md import export, zoo
+    from get_md import export, runtime, zoo
 
     if arg:
-        path = export.resolve_model_path(arg)
+        path = runtime.resolve_model_path(arg)
         return str(path), {"source": str(arg), **_meta_summary(export.read_metadata(path))}
     info = zoo.available().get(zoo.DEFAULT_POTENTIAL)
     if info and info.get("present"):

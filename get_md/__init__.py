@@ -22,13 +22,14 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 
 _SUBMODULES = {
     "graph", "vocab", "export", "zoo", "models", "nn", "build", "train", "cli",
-    "plugins", "workflows",
+    "plugins", "workflows", "errors", "runtime", "units",
 }
 _ATTRIBUTES = {
     "MolecularGraph": "get_md.graph",
     "batch_graphs": "get_md.graph",
-    "load_model": "get_md.export",
-    "ModelFileError": "get_md.export",
+    "load_model": "get_md.runtime",
+    "ModelFileError": "get_md.errors",
+    "GetMDError": "get_md.errors",
 }
 
 __all__ = sorted(_SUBMODULES | set(_ATTRIBUTES) | {"__version__"})

@@ -2,19 +2,26 @@
 
 Subcommands are added by *registrars*: functions that take the argparse
 sub-parsers object, add one sub-parser, and set its ``func`` default to a
-handler ``func(args) -> int``. Built-in ones live in ``SUBCOMMANDS``; workflow
-modules are listed in ``EXTERNAL_SUBCOMMANDS`` as ``"module:registrar"`` and are
-imported when the parser is built (keep those modules light at import time:
-import RDKit, mdtraj, OpenMM inside the handler). A module that fails to import
-still gets a sub-command that reports the import error when used.
+handler ``func(args) -> int``. Built-in ones (info, train, export) live in
+``SUBCOMMANDS``. The others are found through the entry-point group
+``get_md.commands`` (``[project.entry-points."get_md.commands"]`` in pyproject.toml:
+``name = "module:registrar"``), so another package can add a subcommand by declaring
+one; run from a source tree whose get-md install declares no such entry points, the
+same commands come from ``FALLBACK_COMMANDS``. ``EXTERNAL_SUBCOMMANDS`` adds more
+at run time (``name -> "module:registrar"``; a module that does not exist is
+skipped there). Registrar modules are imported when the parser is built (keep them
+light at import time: import RDKit, mdtraj, OpenMM inside the handler). A module
+that fails to import, or lacks its registrar, still gets a sub-command that reports
+the error ("unavailable") when used.
 
 Every error prints one line ``get-md: error: ...`` on stderr, never a traceback.
-Errors from bad input (``ValueError`` and its subclasses ``GraphError``,
-``ModelFileError``, ``WorkflowError``; ``OSError``, ``KeyError``, ``EOFError``,
-``RuntimeError`` and TorchScript's ``torch.jit.Error`` raised inside a model file)
-exit with code 2; their messages name the file and the record. Anything else is a
-bug: one line ``unexpected <class>: ...`` and exit code 1. ``--traceback`` (or the
-environment variable ``GET_MD_TRACEBACK=1``) shows the traceback instead.
+Errors from bad input (``get_md.GetMDError`` and its subclasses ``GraphError``,
+``ModelFileError``, ``WorkflowError``, ...; builtin ``ValueError``, ``OSError``,
+``KeyError``, ``EOFError``, ``RuntimeError`` and TorchScript's ``torch.jit.Error``
+raised inside a model file) exit with code 2; their messages name the file and the
+record. Anything else is a bug: one line ``unexpected <class>: ...`` and exit code 1.
+``--traceback`` (or the environment variable ``GET_MD_TRACEBACK=1``) shows the
+traceback instead.
 
 Example:
     >>> from get_md.cli import main
@@ -30,8 +37,11 @@ import json
 import os
 import shlex
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
+
+from get_md.errors import GetMDError
 
 Registrar = Callable[[Any], None]
 
@@ -52,13 +62,14 @@ def _jit_error_class() -> Optional[type]:
 
 def is_input_error(error: BaseException) -> bool:
     """Whether ``error`` is of a class that bad input raises (exit code 2, no traceback):
-    ValueError (GraphError, ModelFileError, WorkflowError, ...), OSError, KeyError,
-    EOFError, zipfile.BadZipFile, RuntimeError and TorchScript's ``torch.jit.Error``
-    (raised inside model files; not a RuntimeError subclass)."""
+    :class:`get_md.GetMDError` (GraphError, ModelFileError, WorkflowError, ...), and
+    builtin ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError and
+    TorchScript's ``torch.jit.Error`` (raised inside model files; not a RuntimeError
+    subclass)."""
     import zipfile
 
-    known: tuple[type, ...] = (ValueError, OSError, KeyError, EOFError, RuntimeError,
-                               zipfile.BadZipFile)
+    known: tuple[type, ...] = (GetMDError, ValueError, OSError, KeyError, EOFError,
+                               RuntimeError, zipfile.BadZipFile)
     jit_error = _jit_error_class()
     return isinstance(error, known) or (jit_error is not None and isinstance(error, jit_error))
 
@@ -322,14 +333,19 @@ SUBCOMMANDS: dict[str, Registrar] = {
     "export": _register_export,
 }
 
-#: Subcommands provided by other modules: name -> "module:registrar" (imported lazily).
-EXTERNAL_SUBCOMMANDS: dict[str, str] = {
+#: Entry-point group of subcommands: ``name = "module:registrar"``.
+COMMANDS_GROUP = "get_md.commands"
+#: get_md's own entry points of ``COMMANDS_GROUP`` (as in pyproject.toml), used when the
+#: installed get-md declares none (run from a source tree, or an older install).
+FALLBACK_COMMANDS: dict[str, str] = {
     "rescore-poses": "get_md.workflows.poses:register_cli",
     "rescore-traj": "get_md.workflows.trajectory:register_cli",
     "nbody": "get_md.workflows.nbody:register_cli",
-    "md": "get_md.workflows.md:register_cli",
     "demo": "get_md.workflows.demo:register_cli",
 }
+#: Subcommands added at run time: name -> "module:registrar" (imported lazily; a module
+#: that does not exist is skipped).
+EXTERNAL_SUBCOMMANDS: dict[str, str] = {}
 
 
 def register_subcommand(name: str, registrar: Registrar) -> None:
@@ -347,6 +363,35 @@ def register_subcommand(name: str, registrar: Registrar) -> None:
     SUBCOMMANDS[name] = registrar
 
 
+def _entry_points() -> list[Any]:
+    """The installed entry points of ``COMMANDS_GROUP`` (any distribution)."""
+    return list(metadata.entry_points(group=COMMANDS_GROUP))
+
+
+def _declares_commands() -> bool:
+    """Whether the installed get-md distribution declares ``COMMANDS_GROUP`` entry points."""
+    try:
+        dist = metadata.distribution("get-md")
+    except metadata.PackageNotFoundError:
+        return False
+    return any(ep.group == COMMANDS_GROUP for ep in dist.entry_points)
+
+
+def command_targets() -> dict[str, str]:
+    """Subcommands beyond the built-in ones: name -> ``"module:registrar"``.
+
+    The entry points of ``COMMANDS_GROUP``; when get-md itself declares none there,
+    ``FALLBACK_COMMANDS`` (an entry point of another package with the same name wins).
+    get_md's own commands come first, in ``FALLBACK_COMMANDS`` order, then the others
+    by name.
+    """
+    found = {ep.name: ep.value for ep in _entry_points()}
+    if not _declares_commands():
+        found = {**FALLBACK_COMMANDS, **found}
+    order = [n for n in FALLBACK_COMMANDS if n in found] + sorted(set(found) - set(FALLBACK_COMMANDS))
+    return {n: found[n] for n in order}
+
+
 def _unavailable(name: str, target: str, error: BaseException) -> Registrar:
     def registrar(sub: Any) -> None:
         p = sub.add_parser(name, help=f"(unavailable: {error.__class__.__name__})",
@@ -361,27 +406,37 @@ def _unavailable(name: str, target: str, error: BaseException) -> Registrar:
     return registrar
 
 
+def _registrar(name: str, target: str, skip_missing: bool) -> Optional[Registrar]:
+    """The registrar ``target`` (``"module:attr"``) names, an "unavailable" stand-in when
+    it cannot be loaded, or None when ``skip_missing`` and its module does not exist."""
+    mod_name, _, attr = target.partition(":")
+    mod_name, attr = mod_name.strip(), attr.split("[")[0].strip()  # drop entry-point extras
+    try:
+        module = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        if skip_missing and e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
+            return None  # not written / not installed: no such subcommand
+        return _unavailable(name, target, e)
+    except Exception as e:  # a broken module must not break the other commands
+        return _unavailable(name, target, e)
+    fn: Any = module
+    for part in attr.split(".") if attr else []:
+        fn = getattr(fn, part, None)
+    if fn is None or fn is module or not callable(fn):
+        return _unavailable(name, target, AttributeError(f"{mod_name} has no {attr or 'registrar'}"))
+    return fn
+
+
 def _external_registrars() -> dict[str, Registrar]:
     out: dict[str, Registrar] = {}
-    for name, target in EXTERNAL_SUBCOMMANDS.items():
-        if name in SUBCOMMANDS:
-            continue
-        mod_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(mod_name)
-        except ModuleNotFoundError as e:
-            if e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
-                continue  # not written / not installed: no such subcommand
-            out[name] = _unavailable(name, target, e)
-            continue
-        except Exception as e:  # a broken module must not break the other commands
-            out[name] = _unavailable(name, target, e)
-            continue
-        fn = getattr(module, attr, None)
-        if fn is None:
-            out[name] = _unavailable(name, target, AttributeError(f"{mod_name} has no {attr}"))
-        else:
-            out[name] = fn
+    sources = [(command_targets(), False), (EXTERNAL_SUBCOMMANDS, True)]
+    for targets, skip_missing in sources:
+        for name, target in targets.items():
+            if name in SUBCOMMANDS:
+                continue
+            fn = _registrar(name, target, skip_missing)
+            if fn is not None:
+                out[name] = fn
     return out
 
 

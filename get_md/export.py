@@ -43,11 +43,12 @@ import os
 import struct
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 
 from get_md.atomic import atomic_path
+from get_md.errors import ModelFileError, ModelRunError
 
 #: Version written by :func:`save`.
 FORMAT_VERSION = 1
@@ -78,14 +79,6 @@ _COMPUTED = {"format_version", "weights_sha256", "get_md_version", "torch_versio
 _TRAINING_KEYS = ("dataset", "command", "metrics")
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, damaged or incompatible; the message names the path."""
-
-
-class ModelRunError(RuntimeError):
-    """A model file's forward raised; the message names the file, the input and the reason."""
 
 
 def model_error_message(error: BaseException) -> str:
@@ -370,7 +363,9 @@ def load(
     The archive checksums and the weights' SHA-256 are computed once per process for an
     unchanged file (same path, size and modification time). A shipped model file (one
     listed in ``get_md/zoo/registry.json``) must also match the registry's
-    ``weights_sha256``.
+    ``weights_sha256``: ``get_md.zoo`` adds that check to :data:`LOAD_CHECKS` when it is
+    imported, as every way of naming a shipped model (``get_md.zoo``, ``get_md.runtime``,
+    the plugins, workflows and CLI) does.
 
     Args:
         path: a file written by :func:`save`.
@@ -418,7 +413,8 @@ def load(
             )
         _VERIFIED[key] = verified = actual
     if check_registry:
-        _check_registry(path, verified)
+        for check in list(LOAD_CHECKS.values()):
+            check(path, verified)
     module.eval()
     return module, meta
 
@@ -434,20 +430,16 @@ def _file_key(path: Path) -> tuple[str, int, int, int, int]:
     return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _check_registry(path: Path, digest: str) -> None:
-    """Refuse a shipped model file whose weights differ from ``weights_sha256`` in the zoo registry."""
-    from get_md import zoo
+#: Checks :func:`load` runs on every verified file (``check(path, weights_sha256)``,
+#: raising ModelFileError), by name. ``get_md.zoo`` installs its registry check
+#: ("zoo registry") when imported: this module does not import the zoo.
+LOAD_CHECKS: dict[str, Callable[[Path, str], None]] = {}
 
-    entry = zoo.registry_entry_for(path)
-    if entry is None:
-        return
-    name, expected = entry
-    if expected and expected != digest:
-        raise ModelFileError(
-            f"{path}: weights of shipped model {name!r} do not match the registry "
-            f"(SHA-256 {digest[:12]}... != {expected[:12]}... in {zoo.REGISTRY_PATH}); "
-            "the file was replaced or modified: reinstall get_md or re-register the model"
-        )
+
+def add_load_check(name: str, check: Callable[[Path, str], None]) -> None:
+    """Run ``check(path, weights_sha256)`` in every :func:`load` with ``check_registry``
+    (replacing an earlier check of the same ``name``)."""
+    LOAD_CHECKS[name] = check
 
 
 def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
@@ -488,63 +480,11 @@ def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
     return written
 
 
-def _parse_dtype(dtype: Union[None, str, torch.dtype]) -> Optional[torch.dtype]:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).replace("torch.", "")
-    aliases = {"float": "float32", "double": "float64", "half": "float16", "fp32": "float32",
-               "fp64": "float64"}
-    name = aliases.get(name, name)
-    value = getattr(torch, name, None)
-    if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise ValueError(f"unknown floating dtype {dtype!r}")
-    return value
+def __getattr__(name: str) -> Any:
+    """``load_model`` and ``resolve_model_path`` live in :mod:`get_md.runtime` (which
+    resolves shipped model names); the names stay here for callers of the old API."""
+    if name in ("load_model", "resolve_model_path"):
+        from get_md import runtime
 
-
-def resolve_model_path(name_or_path: Optional[PathLike] = None, task: str = "energy") -> Path:
-    """A model file path from a shipped model name, a path, or None (the default for ``task``).
-
-    Example:
-        >>> resolve_model_path("some/dir/model.pt")
-        PosixPath('some/dir/model.pt')
-    """
-    from get_md import zoo
-
-    if name_or_path is None:
-        name = zoo.DEFAULT_SCORE if task == "score" else zoo.DEFAULT_POTENTIAL
-        return zoo.path(name)
-    p = Path(name_or_path)
-    text = os.fspath(name_or_path)
-    looks_like_path = p.exists() or os.sep in text or "/" in text or p.suffix in {".pt", ".pth", ".ts"}
-    if looks_like_path:
-        return p
-    return zoo.path(text)
-
-
-def load_model(
-    name_or_path: Optional[PathLike] = None,
-    device: Union[str, torch.device] = "cpu",
-    dtype: Union[None, str, torch.dtype] = None,
-    task: str = "energy",
-) -> tuple[torch.jit.ScriptModule, dict]:
-    """Load a shipped model by name (see ``get_md.zoo``) or a model file by path.
-
-    Args:
-        name_or_path: zoo name, file path, or None for the default model of ``task``.
-        device: target device.
-        dtype: floating dtype for weights (e.g. ``torch.float64`` or ``"float64"``);
-            None keeps the file's.
-        task: which default to use when ``name_or_path`` is None ("energy" or "score").
-
-    Returns:
-        ``(module, metadata)`` as :func:`load`.
-
-    Example:
-        >>> module, meta = load_model("model.pt", dtype="float64")  # doctest: +SKIP
-    """
-    path = resolve_model_path(name_or_path, task)
-    module, meta = load(path, device=device)
-    dt = _parse_dtype(dtype)
-    if dt is not None:
-        module = module.to(dtype=dt)
-    return module, meta
+        return getattr(runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,15 +23,12 @@ from typing import Optional, Sequence
 import torch
 
 from get_md import vocab
+from get_md.errors import GraphError
 
 TENSOR_FIELDS = (
     "positions", "atomic_numbers", "block_ids", "atom_positions",
     "block_types", "segment_ids", "batch_ids", "cell", "pbc",
 )
-
-
-class GraphError(ValueError):
-    """A structure that cannot become a valid graph; the message names file and record."""
 
 
 @dataclass

@@ -30,15 +30,11 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
-from get_md.plugins._common import (
-    LoadedModel,
-    ModelSpec,
-    atom_charges,
-    load_potential,
-    model_positions,
-)
+from get_md.plugins._common import model_positions
 
+from get_md import runtime
 from get_md.graph import MolecularGraph, batch_graphs
+from get_md.runtime import LoadedModel, ModelSpec
 
 __all__ = ["GETCalculator", "GeoMFormerCalculator"]
 
@@ -106,7 +102,7 @@ class GETCalculator(Calculator):
         graph_builder: Optional[Callable[..., MolecularGraph]] = None,
         **kwargs,
     ):
-        self.potential: LoadedModel = load_potential(model, device, dtype, who=type(self).__name__)
+        self.potential: LoadedModel = runtime.load(model, device, dtype, who=type(self).__name__)
         task = self.potential.task
         if task == "score":
             self.implemented_properties = ["score"]
@@ -218,11 +214,8 @@ class GETCalculator(Calculator):
         graphs, periodic = zip(*(self._graph(a) for a in atoms_list), strict=True)
         g = graphs[0] if len(graphs) == 1 else batch_graphs(list(graphs))
         counts = [len(a) for a in atoms_list]
-        charges = None
-        if self.potential.needs_charge:
-            charges = atom_charges([self._total_charge(a) for a in atoms_list], counts,
-                                   self.potential.device, self.potential.dtype)
-        out = self.potential.run(g.inputs(), charges)
+        totals = [self._total_charge(a) for a in atoms_list] if self.potential.needs_charge else None
+        out = self.potential.run_graph(g, totals)
         return _split_results(out, counts, periodic, self.task)
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):

@@ -50,18 +50,12 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from get_md.plugins._common import (
-    EV_PER_A_TO_KJ_PER_MOL_NM,
-    EV_TO_KJ_PER_MOL,
-    NM_TO_A,
-    LoadedModel,
-    ModelSpec,
-    atom_charges,
-    load_potential,
-    model_positions,
-)
+from get_md.plugins._common import model_positions
 
+from get_md import runtime
 from get_md.graph import MolecularGraph
+from get_md.runtime import LoadedModel, ModelSpec, atom_charges
+from get_md.units import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
 __all__ = [
     "BACKENDS",
@@ -254,12 +248,12 @@ class GraphPotential:
         if x.shape != (self.n_atoms, 3):
             raise ValueError(f"get_md force: got positions of shape {x.shape}, expected ({self.n_atoms}, 3)")
         # centred in float64 before the cast (see model_positions)
-        pos = model_positions(x * NM_TO_A, lm.device, lm.dtype, "get_md force")
+        pos = model_positions(x * NM_TO_ANGSTROM, lm.device, lm.dtype, "get_md force")
         cell = self._zero_cell
         if self.periodic:
             if box_nm is None:
                 raise ValueError("get_md force: periodic force evaluated without box vectors")
-            b = np.asarray(box_nm, dtype=np.float64).reshape(1, 3, 3) * NM_TO_A
+            b = np.asarray(box_nm, dtype=np.float64).reshape(1, 3, 3) * NM_TO_ANGSTROM
             cell = torch.as_tensor(b, device=lm.device).to(lm.dtype)
         out = lm.run((pos, *self._static, cell, self._pbc), self._charges)
         # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)
@@ -326,7 +320,7 @@ class _TorchForceWrapper(torch.nn.Module):
             "charges", charges if charges is not None else torch.zeros(0, dtype=dtype, device=device)
         )
         self.n_total = int(n_total)
-        self.length_scale = NM_TO_A
+        self.length_scale = NM_TO_ANGSTROM
         self.energy_scale = EV_TO_KJ_PER_MOL
         self.force_scale = EV_PER_A_TO_KJ_PER_MOL_NM
 
@@ -452,7 +446,7 @@ def create_force(
 
     if backend not in BACKENDS:
         raise ValueError(f"create_force: backend must be one of {BACKENDS}, got {backend!r}")
-    lm = load_potential(model, device, dtype, who="create_force")
+    lm = runtime.load(model, device, dtype, who="create_force")
     if lm.task != "energy":
         raise ValueError(f"create_force: model {lm.source} has task {lm.task!r}; an OpenMM force "
                          "needs an energy (potential) model")
@@ -520,24 +514,6 @@ def add_force(system, model: ModelSpec, topology_or_atomic_numbers, **kwargs):
 
 
 # ---------------------------------------------------------------------------- openmm-ml
-def _default_for_family(family: str) -> str:
-    """Name of a shipped energy model of ``family``: the default potential when it fits."""
-    from get_md import export, zoo
-
-    models = zoo.available()
-    default = zoo.DEFAULT_POTENTIAL
-    if default in models and models[default].get("present") and models[default].get("family") == family:
-        return default
-    for name, info in sorted(models.items()):
-        if info.get("present") and info.get("family") == family and info.get("task") == "energy":
-            return name
-    names = ", ".join(sorted(models)) or "none"
-    raise ValueError(
-        f"MLPotential({family!r}): no shipped {family} potential (shipped models: {names}); "
-        f"pass modelPath='path/to/model.pt' (a file written by {export.__name__}.save)"
-    )
-
-
 class GETPotentialImpl:
     """openmm-ml ``MLPotentialImpl`` for get_md models (created by the factories below).
 
@@ -555,9 +531,18 @@ class GETPotentialImpl:
         self.name = name
         self.family = family
         self.defaults = defaults
-        source = model if model is not None else _default_for_family(family)
+        if model is None:  # a shipped potential of this family, the default one if it fits
+            found = runtime.shipped_model(("energy",), family, others=True)
+            if found is None:
+                from get_md import zoo
+
+                raise ValueError(
+                    f"MLPotential({family!r}): no shipped {family} potential (shipped models: "
+                    f"{', '.join(sorted(zoo.available())) or 'none'}); pass "
+                    "modelPath='path/to/model.pt' (a file written by get_md.export.save)")
+        source = model if model is not None else found[0]
         # loaded once on the CPU in the file's precision; create_force copies as asked
-        self.potential = load_potential(source, "cpu", defaults.get("dtype") or _precision_dtype(
+        self.potential = runtime.load(source, "cpu", defaults.get("dtype") or _precision_dtype(
             defaults.get("precision")), who=f"MLPotential({name!r})")
         if self.potential.family not in (family, "unknown"):
             raise ValueError(
@@ -598,14 +583,14 @@ class GETPotentialImpl:
 
 
 def _precision_dtype(precision: Optional[str]) -> torch.dtype:
-    if precision is None:
-        return torch.float32
-    p = str(precision).lower()
-    if p in ("single", "float32", "mixed"):
-        return torch.float32
-    if p in ("double", "float64"):
-        return torch.float64
-    raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
+    """openmm-ml's ``precision`` ("single", "mixed", "double"; None: single) as a dtype."""
+    try:
+        dtype = runtime.parse_dtype(precision)
+    except ValueError:
+        dtype = None
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
+    return dtype
 
 
 class GETPotentialImplFactory:

@@ -135,7 +135,8 @@ class Tether:
 
     def openmm_force(self):
         import openmm
-        from get_md.plugins._common import EV_TO_KJ_PER_MOL
+
+        from get_md.units import EV_TO_KJ_PER_MOL
 
         f = openmm.CustomExternalForce("0.5*k*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
         f.addGlobalParameter("k", self.k * EV_TO_KJ_PER_MOL * 100.0)  # eV/Å^2 -> kJ/mol/nm^2

@@ -38,12 +38,7 @@ def _xtc() -> Path:
     return Path(os.path.dirname(prolif.__file__)) / "data" / "traj.xtc"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""GeoMFormer against the shared model suite (tests/model_suite.py), plus its own checks."""
+"""GeoMFormer against the shared model suite (get_md/testing/model_suite.py), plus its own checks."""
 
 from __future__ import annotations
 
@@ -7,21 +7,12 @@ import torch
 
 from get_md.graph import MolecularGraph, batch_graphs
 from get_md.models import build_model
-
-try:
-    from tests.model_suite import ModelSuite
-except ImportError:  # tests/ is not a package: pytest puts it on sys.path
-    from model_suite import ModelSuite
+from get_md.testing.model_suite import ModelSuite
 
 CUTOFF = 3.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny(task: str, mode: str, dtype: torch.dtype = torch.float64, **kw) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""GET against the shared model suite (tests/model_suite.py), plus GET-specific checks."""
+"""GET against the shared model suite (get_md/testing/model_suite.py), plus GET-specific checks."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ import torch
 
 from get_md.graph import MolecularGraph
 from get_md.models import build_model
-
-try:
-    from tests.model_suite import ModelSuite, assert_close, random_rotation
-except ImportError:  # tests/ is not a package: pytest puts it on sys.path
-    from model_suite import ModelSuite, assert_close, random_rotation
+from get_md.testing.model_suite import ModelSuite, assert_close, random_rotation
 
 CUTOFF = 3.0
 DATA = Path(__file__).parent / "data"

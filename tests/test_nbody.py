@@ -24,9 +24,11 @@ from get_md.workflows.nbody import (
     total_energy,
     total_momentum,
 )
+from get_md.workflows.nbody.protocol import PARTICLE_Z
 
 from get_md import export
 from get_md.cli import main
+from get_md.testing.model_suite import ModelSuite, random_molecule
 
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--n-rbf", "8"]
 
@@ -293,7 +295,9 @@ def test_train_get_family(trained, tmp_path, capsys):
 
 
 def test_training_windows_pick_one_pair_per_trajectory(trained, tmp_path):
-    from get_md.workflows.nbody import NBodyTrainConfig, _pick_windows, _stack_windows, make_samples
+    from get_md.workflows.nbody import NBodyTrainConfig, make_samples
+    from get_md.workflows.nbody import pick_windows as _pick_windows
+    from get_md.workflows.nbody import stack_windows as _stack_windows
 
     root, _, _ = trained
     data = load_data(root / "train.npz")
@@ -403,3 +407,36 @@ def test_module_api_exports():
 def test_tmp_files_not_left(tmp_path):
     save_data(tmp_path / "x.npz", simulate(2, n_frames=2))
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["x.npz"]
+
+
+# ----------------------------------------------------------------------------- model suite
+class TestNBodyGeoMFormer(ModelSuite):
+    """NBodyGeoMFormer against the shared model suite: task "vectors" (outputs ``vectors``
+    and ``velocities``), dense mode only, particles of the dummy element, velocities and
+    charges through ``forward_with_vectors``; rebuilt with ``build_nbody_model``."""
+
+    family = "geomformer"
+    tasks = ("vectors",)
+    modes = ("dense",)
+    potential_modes = ()  # no energy: no cutoff scan, separability or periodic checks
+    input_vectors = True
+    substeps = 1
+
+    def make_model(self, task: str, mode: str, dtype: torch.dtype) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return build_nbody_model("geomformer", d_model=16, n_layers=1, n_heads=2, n_rbf=8,
+                                 mode=mode, substeps=self.substeps).to(dtype)
+
+    def make_structures(self, n: int, dtype: torch.dtype, seed: int = 0):
+        gen = torch.Generator().manual_seed(seed)
+        return [random_molecule(gen, 4 + (i * 2 + seed) % 4, dtype, elements=(PARTICLE_Z,),
+                                name=f"sys{i}") for i in range(n)]
+
+    def rebuild(self, family: str, config: dict) -> torch.nn.Module:
+        return build_nbody_model(family, **config)
+
+
+class TestNBodyGeoMFormerSubsteps(TestNBodyGeoMFormer):
+    """The same with two network applications per interval (shared weights)."""
+
+    substeps = 2

@@ -49,10 +49,10 @@ def test_plugins_and_workflows_call_models_with_the_plain_executor(monkeypatch):
     """LoadedModel.run (ASE calculator, PythonForce) and the rescoring workflows'
     run_model run the module inside plain_executor."""
     import torch
-    from get_md.plugins._common import LoadedModel
     from get_md.workflows import _common as wf
 
     from get_md.graph import MolecularGraph
+    from get_md.runtime import LoadedModel
 
     flags = []
 
@@ -63,7 +63,7 @@ def test_plugins_and_workflows_call_models_with_the_plain_executor(monkeypatch):
 
     lm = LoadedModel(Probe(), {}, "get", "energy", 5.0, None, False, "probe", torch.device("cpu"), torch.float32)
     lm.run([torch.zeros(1, 3)])
-    spec = wf.ModelSpec(path="probe.pt", blocks="residues")
+    spec = wf.ModelRef(path="probe.pt", blocks="residues")
     monkeypatch.setattr(wf, "get_module", lambda s: Probe())
     wf.run_model(spec, MolecularGraph.from_atoms(torch.zeros(1, 3), torch.tensor([6])))
     assert flags == [False, False]

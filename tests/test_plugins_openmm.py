@@ -13,7 +13,6 @@ import pytest
 import torch
 
 openmm = pytest.importorskip("openmm")
-from get_md.plugins._common import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL  # noqa: E402
 from get_md.plugins.ase import GETCalculator  # noqa: E402
 from get_md.plugins.openmm import (  # noqa: E402
     GeoMFormerPotentialImplFactory,
@@ -27,6 +26,7 @@ from openmm import app, unit  # noqa: E402
 
 from get_md import export  # noqa: E402
 from get_md.models import build_model  # noqa: E402
+from get_md.units import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL  # noqa: E402
 
 try:
     from tests.plugin_helpers import (
@@ -63,12 +63,7 @@ NO_OPENMMTORCH = (
 HAVE_OPENMMML = importlib.util.find_spec("openmmml") is not None
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +154,9 @@ def test_ml_mm_subset(model_file, ase_calc):
     assert_matches_ase(e, f[1:10], mol.get_potential_energy(), mol.get_forces())
     assert np.all(f[[0, 10, 11]] == 0.0), "atoms outside the subset get no force"
     # TorchForce wrapper: all positions in, forces scattered back to the subset
-    from get_md.plugins._common import load_potential
     from get_md.plugins.openmm import _graph_template
+
+    from get_md.runtime import load as load_potential
 
     lm = load_potential(model_file, dtype="float64")
     graph = _graph_template(None, np.array(numbers), np.array(ml), "atoms", lm)
@@ -187,8 +183,9 @@ def test_periodic_box_matches_ase(model_file, ase_calc):
     assert abs(atoms.get_potential_energy() - e_free.get_potential_energy()) > 1e-3, "images interact"
     assert_matches_ase(e, f, atoms.get_potential_energy(), atoms.get_forces(), rtol=1e-9)
     # the TorchForce wrapper with box vectors
-    from get_md.plugins._common import load_potential
     from get_md.plugins.openmm import _graph_template
+
+    from get_md.runtime import load as load_potential
 
     lm = load_potential(model_file, dtype="float64")
     module = torchforce_module(lm, _graph_template(top, atoms.numbers, None, "atoms", lm), None, 9, True)
@@ -202,10 +199,10 @@ def test_torchforce_module_is_one_graph_under_the_plain_executor(model_file):
     whose submodule types lack their methods; the plain executor does not inline), also
     when the model already ran with the plain executor and a second wrapper is built, and
     it gives the same energy as the model run both ways."""
-    from get_md.plugins._common import load_potential
     from get_md.plugins.openmm import _graph_template
 
     from get_md.perf import plain_executor, restore_executor, use_plain_executor
+    from get_md.runtime import load as load_potential
 
     atoms = ethanol()
     lm = load_potential(model_file, dtype="float64")

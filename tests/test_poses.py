@@ -21,7 +21,6 @@ import torch
 from get_md.workflows._common import (
     CRASH_ENV,
     CRASH_EXIT_CODE,
-    EV_TO_KCAL_MOL,
     ProgressStore,
     WorkflowError,
     get_module,
@@ -30,6 +29,8 @@ from get_md.workflows._common import (
 )
 from get_md.workflows.poses import rescore_poses
 from rdkit import Chem
+
+from get_md.units import EV_TO_KCAL_MOL
 
 DATA = Path(__file__).parent / "data"
 REC = DATA / "prolif" / "rec.pdb"
@@ -45,13 +46,7 @@ TINY = dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=5.0)
 COMMON = dict(reference=LIG_PDB, pocket_radius=4.0, batch_size=4, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """2 shared cores: torch's thread pool only slows the tiny models down."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -506,7 +501,7 @@ def test_fan_out_in_threads_keeps_task_order_and_raises():
     assert parallel_batches("cuda") == 1 and parallel_batches("cpu", 3) == 3
     with pytest.raises(WorkflowError, match="--parallel"):
         parallel_batches("cpu", 0)
-    from get_md.workflows._common import ModelSpec
+    from get_md.workflows._common import ModelRef as ModelSpec
 
     cpu = ModelSpec(path="x.pt")
     assert auto_batch_size(cpu, None, None, 0, n_items=9, parallel=2) == 5   # both cores busy

@@ -25,13 +25,7 @@ DATA = Path(__file__).parent / "data"
 POTENTIAL = "get-xtb-organic"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """2 shared cores: torch's own thread pool only slows these small structures down."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

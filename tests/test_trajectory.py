@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from get_md.workflows._common import CRASH_ENV, CRASH_EXIT_CODE, EV_TO_KCAL_MOL, WorkflowError
+from get_md.workflows._common import CRASH_ENV, CRASH_EXIT_CODE, WorkflowError
 from get_md.workflows.trajectory import rescore_trajectory
+
+from get_md.units import EV_TO_KCAL_MOL
 
 DATA = Path(__file__).parent / "data"
 TOP = DATA / "prolif" / "top.pdb"
@@ -33,12 +35,7 @@ def _xtc() -> Path:
     return Path(os.path.dirname(prolif.__file__)) / "data" / "traj.xtc"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

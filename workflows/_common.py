@@ -12,8 +12,9 @@
   single ``write`` and flushed to disk; a torn last line (a kill during the write) is
   dropped when the file is reopened, and that batch is recomputed with the same
   composition, so that a resumed run gives the same rows as an uninterrupted one;
-* model loading for scoring (:class:`ModelSpec`, :func:`get_module`: energies only,
-  forces switched off, loaded once per process and shared by its threads);
+* model loading for scoring (:class:`ModelRef`, :func:`get_module`: resolved and loaded
+  through :mod:`get_md.runtime`, energies only, forces switched off, loaded once per
+  process and shared by its threads);
   reusable terms of a fixed pocket (:func:`environment_cache`, :func:`build_environment`);
 * batch sizing (:func:`auto_batch_size`: from free GPU memory and a probe batch);
 * fan-out of batches to a Dask cluster (:func:`fan_out`), or in process, several
@@ -37,13 +38,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 from get_md.atomic import atomic_output, atomic_path  # noqa: F401 (re-exported for the workflows)
+from get_md.errors import WorkflowError
 
 logger = logging.getLogger("get_md.workflows")
 
 PathLike = Union[str, os.PathLike]
-
-#: eV -> kcal/mol (CODATA 2018: e * N_A / 4184 J).
-EV_TO_KCAL_MOL = 1.602176634e-19 * 6.02214076e23 / 4184.0
 
 #: Test hook: ``GET_MD_CRASH_AFTER_BATCHES=K`` makes the process ``os._exit(99)`` right
 #: after its K-th committed batch; ``K:torn`` instead writes half of the (K+1)-th batch
@@ -56,10 +55,6 @@ DEFAULT_CPU_BATCH = 16
 MAX_AUTO_BATCH = 4096
 
 STORE_FORMAT = 1
-
-
-class WorkflowError(ValueError):
-    """Bad input to a workflow (a clear one-line message; the CLI prints it and exits 2)."""
 
 
 # ----------------------------------------------------------------------------- files
@@ -330,12 +325,6 @@ def claims_outputs(outputs_of: Callable[[dict], dict[str, Optional[PathLike]]]) 
     return decorate
 
 
-def options_hash(options: dict) -> str:
-    """SHA-256 of the JSON of ``options`` (sorted keys)."""
-    text = json.dumps(options, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def progress_path(out: Optional[PathLike]) -> Optional[Path]:
     """The sidecar progress file of an output file (``OUT.partial``), or None."""
     return None if out is None else Path(str(out) + ".partial")
@@ -541,8 +530,9 @@ def _key(key):
 
 # ---------------------------------------------------------------------------- models
 @dataclass(frozen=True)
-class ModelSpec:
-    """What a worker needs to load the scoring model: file, device, dtype, digest."""
+class ModelRef:
+    """What a worker needs to load the scoring model: file, device, dtype, digest
+    (hashable and picklable; :func:`get_module` loads it once per process)."""
 
     path: str
     device: str = "cpu"
@@ -563,68 +553,46 @@ class ModelSpec:
         return self.task == "energy"
 
 
-def _zoo_default(preferred: Sequence[str]) -> Path:
-    from get_md import zoo
-
-    available = zoo.available()
-    for task in preferred:
-        name = zoo.DEFAULT_SCORE if task == "score" else zoo.DEFAULT_POTENTIAL
-        info = available.get(name)
-        if info and info.get("present"):
-            return Path(info["path"])
-    raise WorkflowError(
-        "no model given and no shipped default model is installed; pass --model FILE.pt "
-        "(a file written by get_md.export.save or `get-md export`)"
-    )
-
-
-_CHECKED: dict = {}
-
-
-def _checked_metadata(path: Path) -> dict:
-    """``export.load(path)``'s metadata (archive and weights digest checked), remembered
-    per process for an unchanged file (same size and modification time)."""
-    from get_md import export
-
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    meta = _CHECKED.get(key)
-    if meta is None:
-        _, meta = export.load(path, device="cpu")
-        _CHECKED[key] = meta
-    return dict(meta)
-
-
 def resolve_model(
     model: Optional[PathLike],
     device: str = "cpu",
     dtype: Optional[str] = None,
     preferred: Sequence[str] = ("score", "energy"),
-) -> tuple[ModelSpec, dict]:
+) -> tuple[ModelRef, dict]:
     """Model file and metadata for a name, a path, or None (the first shipped default of
-    ``preferred`` tasks). Checks the file (archive, digest) and the device.
+    ``preferred`` tasks), through :mod:`get_md.runtime`. Checks the file (archive,
+    digest) and the device.
 
     Raises:
         WorkflowError: no model, a task other than ``energy`` / ``score``, CUDA unavailable.
     """
     import torch
 
-    from get_md import export
+    from get_md import runtime
 
     device = str(device or "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WorkflowError(f"--device {device}: CUDA is not available in this torch build / machine")
-    path = _zoo_default(preferred) if model is None else export.resolve_model_path(model)
-    meta = _checked_metadata(Path(path))
+    if model is None:
+        found = runtime.shipped_model(preferred)
+        if found is None:
+            raise WorkflowError(
+                "no model given and no shipped default model is installed; pass --model FILE.pt "
+                "(a file written by get_md.export.save or `get-md export`)"
+            )
+        path = found[1]
+    else:
+        path = runtime.resolve_model_path(model)
+    meta = runtime.verified_metadata(path)
     task = meta.get("task")
     if task not in ("energy", "score"):
         raise WorkflowError(
             f"{path}: model task is {task!r}; rescoring needs an 'energy' (potential) or 'score' model"
         )
-    dt = None if dtype is None else str(export._parse_dtype(dtype)).replace("torch.", "")
-    # "" lets ModelSpec.atom_blocks choose: atom sets for potentials, residues otherwise
+    dt = None if dtype is None else str(runtime.parse_dtype(dtype)).replace("torch.", "")
+    # "" lets ModelRef.atom_blocks choose: atom sets for potentials, residues otherwise
     blocks = str(meta.get("blocks", ""))
-    spec = ModelSpec(path=str(Path(path).resolve()), device=device, dtype=dt,
+    spec = ModelRef(path=str(Path(path).resolve()), device=device, dtype=dt,
                      sha256=str(meta.get("weights_sha256", "")), task=str(task),
                      name=str(model) if model is not None else Path(path).stem, blocks=blocks)
     return spec, meta
@@ -634,7 +602,7 @@ _MODULES: dict = {}
 _MODULES_LOCK = threading.Lock()
 
 
-def get_module(spec: ModelSpec):
+def get_module(spec: ModelRef):
     """The loaded TorchScript module for ``spec``, forces off, loaded once per process.
 
     The threads of :func:`fan_out` (and of Dask workers) share it: a TorchScript
@@ -646,9 +614,9 @@ def get_module(spec: ModelSpec):
         with _MODULES_LOCK:
             mod = _MODULES.get(spec)
             if mod is None:
-                from get_md import export
+                from get_md import runtime
 
-                mod, _ = export.load_model(spec.path, device=spec.device, dtype=spec.dtype)
+                mod, _ = runtime.load_model(spec.path, device=spec.device, dtype=spec.dtype)
                 # energies only: setting the attribute on a loaded ScriptModule switches
                 # the autograd force branch off (checked in the tests)
                 if hasattr(mod, "compute_forces"):
@@ -656,15 +624,6 @@ def get_module(spec: ModelSpec):
                 mod.eval()
                 _MODULES[spec] = mod
     return mod
-
-
-def module_dtype(mod):
-    import torch
-
-    for p in mod.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.get_default_dtype()
 
 
 def _records_text(graph, records: Optional[str]) -> str:
@@ -677,7 +636,7 @@ def _records_text(graph, records: Optional[str]) -> str:
     return ", ".join(names) or "structure"
 
 
-def run_model(spec: ModelSpec, graph, environment: Optional[tuple] = None,
+def run_model(spec: ModelRef, graph, environment: Optional[tuple] = None,
               records: Optional[str] = None) -> dict:
     """Forward a (batched) MolecularGraph under ``torch.no_grad``; outputs on the CPU.
 
@@ -705,6 +664,7 @@ def run_model(spec: ModelSpec, graph, environment: Optional[tuple] = None,
     import torch
 
     from get_md.perf import plain_executor
+    from get_md.runtime import module_dtype
 
     mod = get_module(spec)
     if spec.atom_blocks:
@@ -748,7 +708,7 @@ _ENVIRONMENTS: dict = {}
 _ENVIRONMENTS_LOCK = threading.Lock()
 
 
-def build_environment(spec: ModelSpec, graph) -> Optional[list]:
+def build_environment(spec: ModelRef, graph) -> Optional[list]:
     """The model's reusable terms of fixed environments (``GET.environment_cache`` of
     ``graph``, one structure or a batch), or None where the model cannot reuse them
     (score models, files without the method, GPU). ``cache[2]`` holds the
@@ -756,6 +716,7 @@ def build_environment(spec: ModelSpec, graph) -> Optional[list]:
     import torch
 
     from get_md.perf import plain_executor
+    from get_md.runtime import module_dtype
 
     if not (spec.is_potential and spec.atom_blocks) or spec.device.startswith("cuda"):
         return None
@@ -771,7 +732,7 @@ def build_environment(spec: ModelSpec, graph) -> Optional[list]:
         return None
 
 
-def environment_cache(spec: ModelSpec, graph) -> Optional[list]:
+def environment_cache(spec: ModelRef, graph) -> Optional[list]:
     """:func:`build_environment`, remembered per process for the same model and
     structure (the threads of :func:`fan_out` and Dask workers compute it once)."""
     digest = hashlib.sha256()
@@ -895,7 +856,7 @@ def screen_pocket(pocket, meta: dict, drop: bool, where: str, blocks=None):
 
 # ----------------------------------------------------------------------- batch size
 def auto_batch_size(
-    spec: ModelSpec,
+    spec: ModelRef,
     sample: Callable[[int], Any],
     requested: Optional[int],
     atoms_per_item: int,

@@ -47,9 +47,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from get_md.units import EV_TO_KCAL_MOL
+
 from ._common import (
-    EV_TO_KCAL_MOL,
-    ModelSpec,
+    ModelRef,
     PathLike,
     ProgressStore,
     WorkflowError,
@@ -105,7 +106,7 @@ _RECEPTOR_FORMATS = {
 def load_receptor(path: PathLike):
     """Receptor graph (segment 0) from PDB / mmCIF / BinaryCIF / PDBQT (optionally gzipped)."""
     from get_md import build
-    from get_md.build._common import base_suffix
+    from get_md.build import base_suffix
 
     fmt = _RECEPTOR_FORMATS.get(base_suffix(path))
     if fmt is None:
@@ -129,7 +130,7 @@ def _file_atom_namer(path: PathLike, graph):
         return np.ones(array.array_length(), dtype=bool)
 
     from get_md import build
-    from get_md.build._common import base_suffix
+    from get_md.build import base_suffix
 
     reader = {"pdb": build.from_pdb, "mmcif": build.from_mmcif,
               "pdbqt": build.from_pdbqt}[_RECEPTOR_FORMATS[base_suffix(path)]]
@@ -200,7 +201,7 @@ def receptor_with_hydrogens(path: PathLike, rec, mode: str, potential: bool):
     import tempfile
 
     from get_md import build
-    from get_md.build._common import base_suffix
+    from get_md.build import base_suffix
     from get_md.build.hydrogens import hydrogen_counts, protonate_receptor
 
     n_h, n_heavy = hydrogen_counts(rec)
@@ -229,7 +230,7 @@ def receptor_with_hydrogens(path: PathLike, rec, mode: str, potential: bool):
 
 def count_records(path: PathLike) -> Optional[int]:
     """Number of records of a pose file by a cheap text scan (for progress bars)."""
-    from get_md.build._common import base_suffix, open_text
+    from get_md.build import base_suffix, open_text
 
     ext = base_suffix(path)
     marker = {".sdf": "$$$$", ".sd": "$$$$", ".mol": "$$$$", ".mol2": "@<TRIPOS>MOLECULE",
@@ -359,7 +360,7 @@ def _plain(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- scoring
-def _pocket_terms(spec: ModelSpec, pocket) -> dict:
+def _pocket_terms(spec: ModelRef, pocket) -> dict:
     """E(pocket) and its per-block energies (potential models only)."""
     import torch
 
@@ -415,7 +416,7 @@ def pocket_index(pocket, ligands: Sequence) -> Any:
     return torch.cat(parts + [torch.full((g.num_atoms,), -1) for g in ligands])
 
 
-def score_batch(spec: ModelSpec, pocket, terms: dict, items: list, opts: dict) -> dict:
+def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) -> dict:
     """Score one batch of pose records (runs in the driver or on a Dask worker).
 
     Args:
@@ -651,12 +652,11 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str) -> Iterator[tuple
     but for records that got hydrogens (column ``n_hydrogens_added``): those, like other
     formats, go through RDKit (SDF, MOL2) or the parsed graph (PDBQT, PDB), so that the
     file holds the structure that was scored."""
-    from get_md.build import iter_poses
-    from get_md.build._common import base_suffix
+    from get_md.build import base_suffix, iter_poses
     from get_md.build.molecule import iter_sdf_texts
 
     if base_suffix(poses) in (".sdf", ".sd", ".mol"):
-        from get_md.build.molecule import _parse_record
+        from get_md.build.molecule import parse_record
 
         for index, text in iter_sdf_texts(poses):
             row = by_pose.get(index)
@@ -664,7 +664,7 @@ def _scored_records(poses: PathLike, by_pose: dict, task: str) -> Iterator[tuple
                 continue
             tags = _pose_tags(row, task, index)
             if _got_hydrogens(row):  # parse again only these records
-                rec = _parse_record(text, "sdf", str(poses), index, True, False, 1)
+                rec = parse_record(text, "sdf", str(poses), index, True, False, 1)
                 yield index, _sdf_record(_pose_with_hydrogens(rec)[1], tags)
                 continue
             record = _sdf_record_text(text, tags)
@@ -727,7 +727,7 @@ def write_pose_sdf(poses: PathLike, table, out_sdf: PathLike, task: str) -> int:
     return len(offsets)
 
 
-def _finalize(store: ProgressStore, spec: ModelSpec, sort: str, posebusters: bool):
+def _finalize(store: ProgressStore, spec: ModelRef, sort: str, posebusters: bool):
     import pandas as pd
 
     rows: list[dict] = []
@@ -1000,7 +1000,7 @@ def rescore_poses(
     return table
 
 
-def _pose_batch_size(spec: ModelSpec, pocket, poses: PathLike, requested: Optional[int],
+def _pose_batch_size(spec: ModelRef, pocket, poses: PathLike, requested: Optional[int],
                      n_records: Optional[int] = None, parallel: int = 1) -> int:
     """Poses per model call: ``requested``, the CPU default (see ``auto_batch_size``), or
     sized to the GPU's memory."""
@@ -1023,7 +1023,7 @@ def _pose_batch_size(spec: ModelSpec, pocket, poses: PathLike, requested: Option
 
 def _receptor_pdb_text(receptor: PathLike) -> str:
     """Receptor as PDB text for PoseBusters (PDBQT types mapped, mmCIF converted)."""
-    from get_md.build._common import base_suffix, read_text
+    from get_md.build import base_suffix, read_text
 
     fmt = _RECEPTOR_FORMATS.get(base_suffix(receptor))
     if fmt == "pdb":

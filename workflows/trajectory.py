@@ -47,9 +47,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from get_md.units import EV_TO_KCAL_MOL, NM_TO_ANGSTROM
+
 from ._common import (
-    EV_TO_KCAL_MOL,
-    ModelSpec,
+    ModelRef,
     PathLike,
     ProgressStore,
     WorkflowError,
@@ -79,8 +80,6 @@ from ._common import (
 from .geometry_checks import coordinate_problems, describe_coordinate, frame_problems
 
 logger = logging.getLogger("get_md.workflows.trajectory")
-
-NM_TO_ANGSTROM = 10.0
 
 
 # ----------------------------------------------------------------------------- setup
@@ -204,7 +203,7 @@ def choose_pocket(top, xyz_nm, receptor_idx, ligand_idx, radius: float):
 
 
 # ----------------------------------------------------------------------------- scoring
-def score_frames(spec: ModelSpec, template, lig_mask, frames: list) -> dict:
+def score_frames(spec: ModelRef, template, lig_mask, frames: list) -> dict:
     """Score one batch of frames (in the driver or on a Dask worker).
 
     Args:

@@ -24,6 +24,9 @@ builder                       input
 :func:`pocket_complex`        both of the above
 ============================  ==================================================
 
+File helpers: :func:`open_text` / :func:`read_text` (gzip-transparent text),
+:func:`base_suffix` (extension without ``.gz``).
+
 Example:
     >>> from get_md.build import from_pdb, from_sdf, pocket_complex   # doctest: +SKIP
     >>> rec = from_pdb("rec.pdb")                                     # doctest: +SKIP
@@ -31,7 +34,7 @@ Example:
     >>> graph = pocket_complex(rec, lig, radius=10.0)                 # doctest: +SKIP
 """
 
-from get_md.build._common import residue_kind
+from get_md.build._common import base_suffix, open_text, read_text, residue_kind
 from get_md.build.atoms import from_ase, from_openmm
 from get_md.build.complex import make_complex, pocket_complex, select_pocket
 from get_md.build.molecule import (
@@ -61,6 +64,7 @@ __all__ = [
     "PoseRecord",
     "TopologyTemplate",
     "autodock_element",
+    "base_suffix",
     "from_ase",
     "from_atom_array",
     "from_mdtraj",
@@ -76,8 +80,10 @@ __all__ = [
     "iter_poses",
     "iter_sdf",
     "make_complex",
+    "open_text",
     "pocket_complex",
     "read_pose_records",
+    "read_text",
     "read_poses",
     "residue_kind",
     "select_pocket",

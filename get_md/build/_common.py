@@ -12,7 +12,7 @@ import gzip
 import io
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -485,8 +485,3 @@ def assemble(
         block_labels=labels,
     )
     return graph.validate()
-
-
-def with_segment(graph: MolecularGraph, segment_id: int) -> MolecularGraph:
-    """Same graph with every block in segment ``segment_id``."""
-    return replace(graph, segment_ids=torch.full_like(graph.segment_ids, int(segment_id)))

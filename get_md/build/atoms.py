@@ -24,8 +24,7 @@ from get_md.build._common import (
     table_from_residues,
 )
 from get_md.graph import GraphError, MolecularGraph
-
-NM_TO_ANGSTROM = 10.0
+from get_md.units import NM_TO_ANGSTROM
 
 
 def _ase_table(atoms, blocks, block_names, who: str) -> AtomTable:

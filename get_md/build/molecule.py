@@ -212,9 +212,11 @@ def _diagnose_molblock(block: str) -> str:
     return "RDKit could not parse the record"
 
 
-def _parse_record(
+def parse_record(
     text: str, fmt: str, source: str, index: int, sanitize: bool, allow_2d: bool, segment_id: int
 ) -> PoseRecord:
+    """One SDF / MOL2 record's text (``fmt`` "sdf" or "mol2") as a :class:`PoseRecord`,
+    record ``index`` of ``source``: its graph, or the error naming the record."""
     from rdkit import Chem, rdBase
 
     who = f"{source}: record {index}"
@@ -352,7 +354,7 @@ def _iter_rdkit(path: PathLike, fmt: str, sanitize: bool, allow_2d: bool, segmen
                 # ones before it stand
                 yield PoseRecord(index=index + 1, source=str(p), error=e)
                 return
-            yield _parse_record(text, fmt, str(p), index, sanitize, allow_2d, segment_id)
+            yield parse_record(text, fmt, str(p), index, sanitize, allow_2d, segment_id)
 
     return gen()
 
@@ -478,7 +480,7 @@ def iter_pdb_poses(path: PathLike, *, segment_id: int = 0) -> Iterator[PoseRecor
         >>> [r.properties["vina_score"] for r in iter_pdb_poses("out.pdbqt")]  # doctest: +SKIP
         [-11.8, -11.4]
     """
-    from get_md.build.structure import _pdb_array, from_atom_array, pdbqt_to_pdb_text
+    from get_md.build.structure import from_atom_array, pdb_array, pdbqt_to_pdb_text
 
     p = check_file(path)
     source = str(p)
@@ -495,7 +497,7 @@ def iter_pdb_poses(path: PathLike, *, segment_id: int = 0) -> Iterator[PoseRecor
                 body = pdbqt_to_pdb_text(text, who) if is_pdbqt else text
                 if not re.search(r"^(ATOM  |HETATM)", body, flags=re.MULTILINE):
                     raise GraphError(f"{who}: ligand has no atoms")
-                array, _ = _pdb_array(body, who, 1, "first")
+                array, _ = pdb_array(body, who, 1, "first")
                 rec.graph = from_atom_array(
                     array, who, segment_id=segment_id, force_kind="ligand", waters=True
                 )

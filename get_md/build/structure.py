@@ -284,7 +284,7 @@ def from_atom_array(
 
 
 # ------------------------------------------------------------------------- files
-def _pdb_array(text: str, path: str, model: int, altloc: str):
+def pdb_array(text: str, path: str, model: int, altloc: str):
     """AtomArray of one model of PDB-format text, and the number of models."""
     import biotite.structure.io.pdb as pdb
 
@@ -356,7 +356,7 @@ def from_pdb(
     cut = _truncated_tail(text)
     if cut is not None:
         raise GraphError(f"{p}: {cut}")
-    array, n_models = _pdb_array(text, str(p), model, altloc)
+    array, n_models = pdb_array(text, str(p), model, altloc)
     return from_atom_array(
         array, _name(p, model, n_models), waters=waters, hydrogens=hydrogens, chains=chains,
         residues=residues, atom_filter=atom_filter, segment_id=segment_id, periodic=periodic,
@@ -393,7 +393,7 @@ def from_pdbqt(
     """
     p = check_file(path)
     text = pdbqt_to_pdb_text(read_text(p), str(p))
-    array, n_models = _pdb_array(text, str(p), model, "first")
+    array, n_models = pdb_array(text, str(p), model, "first")
     return from_atom_array(
         array, _name(p, model, n_models), waters=waters, hydrogens=hydrogens, chains=chains,
         residues=residues, atom_filter=atom_filter, segment_id=segment_id,

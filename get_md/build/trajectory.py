@@ -31,8 +31,7 @@ from get_md.build._common import (
     table_from_residues,
 )
 from get_md.graph import GraphError, MolecularGraph
-
-NM_TO_ANGSTROM = 10.0
+from get_md.units import NM_TO_ANGSTROM
 
 #: Segments: None (all 0), one int, one int per selected atom, or mdtraj selection
 #: strings, the i-th giving segment i.

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -40,25 +39,14 @@ from typing import Iterable, Optional, Sequence, Union
 import torch
 
 from get_md.datasets.targets import canonical_target, is_excluded
+from get_md.units import RT_LN10_KCAL_MOL, pk_from_dg
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: RT ln 10 at 298.15 K, kcal/mol: pK = -ΔG / RT_LN10.
-RT_LN10_KCAL_MOL = 8.314462618e-3 / 4.184 * 298.15 * math.log(10.0)
 #: SDF tag holding the experimental binding free energy (kcal/mol).
 DG_TAG = "r_exp_dg"
-
-
-def pk_from_dg(dg_kcal_mol: float) -> float:
-    """pK = -log10(K_d) from a binding free energy in kcal/mol at 298.15 K.
-
-    Example:
-        >>> round(pk_from_dg(-8.1857), 2)
-        6.0
-    """
-    return -float(dg_kcal_mol) / RT_LN10_KCAL_MOL
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
+from get_md.errors import ConfigError
+
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class ConfigError(ValueError):
-    """An invalid training configuration; the message names the file and the field."""
 
 
 # fields that may change between a run and its resumption

@@ -24,6 +24,7 @@ from typing import Iterable, Optional, Sequence, Union
 import torch
 
 from get_md.atomic import atomic_path
+from get_md.errors import DatasetError
 from get_md.graph import TENSOR_FIELDS, GraphError, MolecularGraph
 
 #: Target name -> "graph" (one value per structure) or "atom" ([N, 3] per atom).
@@ -34,10 +35,6 @@ DATASET_FORMAT = "get_md.dataset"
 DATASET_VERSION = 1
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class DatasetError(ValueError):
-    """Invalid sample or dataset file; the message names the file and the sample."""
 
 
 def _check_target(name: str, value: torch.Tensor, n_atoms: int, who: str) -> torch.Tensor:

@@ -43,6 +43,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from get_md.atomic import atomic_path
+from get_md.errors import TrainError
 from get_md.train.batching import BlockBatchSampler, collate
 from get_md.train.config import TrainConfig
 from get_md.train.data import LABELS, MolecularDataset, Sample
@@ -60,10 +61,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
 MODEL_NAME = "model.pt"
 CURVES_NAME = "curves.png"
-
-
-class TrainError(ValueError):
-    """Training cannot start or continue; the message says why."""
 
 
 @dataclass

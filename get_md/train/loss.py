@@ -19,13 +19,10 @@ from typing import Mapping, Optional, Union
 
 import torch
 
+from get_md.errors import LossError
 from get_md.train.data import LABELS, TARGETS
 
 KINDS = ("mse", "mae")
-
-
-class LossError(ValueError):
-    """Model outputs and targets that do not fit together."""
 
 
 class WeightedLoss:

@@ -55,7 +55,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -191,12 +191,6 @@ def _data_path(package: str, *parts: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"package {package!r} is not installed")
     return Path(list(spec.submodule_search_locations)[0], *parts)
-
-
-def _elements_ok(symbols: Iterable[str]) -> bool:
-    from ase.data import atomic_numbers
-
-    return all(atomic_numbers.get(s, 0) in ALLOWED_Z for s in symbols)
 
 
 def qm9_specs(n: int, seed: int) -> List[MolSpec]:

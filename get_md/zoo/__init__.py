@@ -26,16 +26,15 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from get_md import export
+from get_md.errors import ZooError
+
 ZOO_DIR = Path(__file__).resolve().parent
 REGISTRY_PATH = ZOO_DIR / "registry.json"
 
 #: Names used when a registry does not name its defaults.
 _FALLBACK_POTENTIAL = "get-potential"
 _FALLBACK_SCORE = "get-score"
-
-
-class ZooError(ValueError):
-    """Unknown or missing shipped model; the message lists the available names."""
 
 
 def _read_registry(path: Optional[Path] = None) -> dict:
@@ -76,8 +75,6 @@ def available() -> dict[str, dict[str, Any]]:
         >>> for name, info in available().items():  # doctest: +SKIP
         ...     print(name, info["task"], info["description"])
     """
-    from get_md import export
-
     out: dict[str, dict[str, Any]] = {}
     for name, entry in _read_registry()["models"].items():
         info = dict(entry)
@@ -120,8 +117,7 @@ def path(name: str) -> Path:
 def registry_entry_for(model_file: Union[str, os.PathLike[str]]) -> Optional[tuple[str, str]]:
     """``(name, weights_sha256)`` of the registry entry whose file is ``model_file``, else None.
 
-    ``weights_sha256`` is "" for an entry that records none. ``get_md.export.load``
-    uses this to refuse a shipped file whose weights differ from the registry.
+    ``weights_sha256`` is "" for an entry that records none (see :func:`check_digest`).
 
     Example:
         >>> registry_entry_for("elsewhere/model.pt") is None
@@ -140,6 +136,30 @@ def registry_entry_for(model_file: Union[str, os.PathLike[str]]) -> Optional[tup
         if (zoo_dir / str(entry.get("file", f"{name}.pt"))).resolve() == target:
             return name, str(entry.get("weights_sha256") or "")
     return None
+
+
+def check_digest(model_file: Union[str, os.PathLike[str]], digest: str) -> None:
+    """Refuse a shipped model file whose weights digest differs from the registry's
+    ``weights_sha256``; files outside the zoo pass. ``get_md.export.load`` runs this
+    on every file it loads once this module is imported.
+
+    Raises:
+        get_md.export.ModelFileError: the digests differ (the message names the file,
+            the entry and the registry).
+    """
+    entry = registry_entry_for(model_file)
+    if entry is None:
+        return
+    name, expected = entry
+    if expected and expected != digest:
+        raise export.ModelFileError(
+            f"{model_file}: weights of shipped model {name!r} do not match the registry "
+            f"(SHA-256 {digest[:12]}... != {expected[:12]}... in {REGISTRY_PATH}); "
+            "the file was replaced or modified: reinstall get_md or re-register the model"
+        )
+
+
+export.add_load_check("zoo registry", check_digest)
 
 
 def register(
@@ -165,8 +185,6 @@ def register(
         >>> register("get-potential", "runs/spice/model.pt", "GET potential, SPICE subset",
         ...          default="potential")  # doctest: +SKIP
     """
-    from get_md import export
-
     src = Path(model_file)
     _, meta = export.load(src, check_registry=False)  # the entry is about to be replaced
     reg_path = Path(registry_path) if registry_path is not None else REGISTRY_PATH

@@ -43,9 +43,9 @@ from .data import (
     save_data,
 )
 
-# training-window helpers, private but imported by tests/test_nbody.py
-from .data import _pick_windows as _pick_windows
-from .data import _stack_windows as _stack_windows
+# training-window helpers (tests/test_nbody.py)
+from .data import pick_windows as pick_windows
+from .data import stack_windows as stack_windows
 from .evaluate import evaluate, rollout
 from .model import NBodyGeoMFormer, build_nbody_model, load_nbody_model, model_config, predict
 from .protocol import (

@@ -8,18 +8,12 @@ import sys
 import time
 from typing import Any
 
-import torch
-
 from .data import save_data
 from .evaluate import evaluate, rollout
 from .model import model_config
 from .protocol import DEFAULT_FRAMES, FRAME_IN, FRAME_OUT, ZOO_NAME
 from .simulate import simulate
 from .train import NBodyTrainConfig, train_nbody
-
-
-def _dtype_arg(text: str) -> torch.dtype:
-    return {"float32": torch.float32, "float64": torch.float64}[text]
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -63,16 +57,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from get_md.runtime import parse_dtype
+
     res = evaluate(args.model, args.data, args.frame_in, args.frame_out, device=args.device,
-                   batch_size=args.batch_size, dtype=_dtype_arg(args.dtype) if args.dtype else None)
+                   batch_size=args.batch_size, dtype=parse_dtype(args.dtype, default=None))
     print(json.dumps(res))
     return 0
 
 
 def _cmd_rollout(args: argparse.Namespace) -> int:
+    from get_md.runtime import parse_dtype
+
     res = rollout(args.model, args.data, sample=args.sample, steps=args.steps, frame_in=args.frame_in,
                   frame_out=args.frame_out, out_dir=args.out, device=args.device,
-                  dtype=_dtype_arg(args.dtype))
+                  dtype=parse_dtype(args.dtype))
     print(json.dumps(res))
     return 0
 

@@ -83,8 +83,9 @@ def load_data(path: PathLike, frame_out: Optional[int] = None, frame_in: Optiona
     return data
 
 
-def _as_data(data: Union[PathLike, Mapping[str, Any]], frame_in: Optional[int] = None,
-             frame_out: Optional[int] = None) -> Dict[str, Any]:
+def as_data(data: Union[PathLike, Mapping[str, Any]], frame_in: Optional[int] = None,
+            frame_out: Optional[int] = None) -> Dict[str, Any]:
+    """A checked data set: loaded from a file, or a mapping checked (and copied)."""
     if isinstance(data, (str, os.PathLike)):
         return load_data(data, frame_out=frame_out, frame_in=frame_in)
     name = str(data.get("source", "data"))
@@ -144,7 +145,7 @@ def make_samples(data: Union[PathLike, Mapping[str, Any]], frame_in: int = FRAME
     """
     if frame_out <= frame_in:
         raise NBodyError(f"frame-out ({frame_out}) must be after frame-in ({frame_in})")
-    d = _as_data(data, frame_in=frame_in, frame_out=frame_out)
+    d = as_data(data, frame_in=frame_in, frame_out=frame_out)
     sl = slice(None) if max_samples is None else slice(0, int(max_samples))
     loc = torch.as_tensor(np.asarray(d["loc"])[sl], dtype=torch.float64)
     vel = torch.as_tensor(np.asarray(d["vel"])[sl], dtype=torch.float64)
@@ -196,7 +197,7 @@ def batch_inputs(positions: torch.Tensor, velocities: torch.Tensor,
             z, block_ids, atom_pos, block_types, seg, batch_ids, cell, pbc)
 
 
-def _stack_windows(windows: Sequence[NBodySamples]) -> NBodySamples:
+def stack_windows(windows: Sequence[NBodySamples]) -> NBodySamples:
     """The windows' tensors stacked along a leading window axis ([W, S, ...]), built once."""
     kw = {f.name: torch.stack([getattr(w, f.name) for w in windows])
           for f in fields(windows[0]) if isinstance(getattr(windows[0], f.name), torch.Tensor)}
@@ -204,9 +205,9 @@ def _stack_windows(windows: Sequence[NBodySamples]) -> NBodySamples:
                         source=windows[-1].source)
 
 
-def _pick_windows(stacked: NBodySamples, pick: torch.Tensor) -> NBodySamples:
+def pick_windows(stacked: NBodySamples, pick: torch.Tensor) -> NBodySamples:
     """Row i of window ``pick[i]`` for every trajectory i (one training pair each), from
-    :func:`_stack_windows`."""
+    :func:`stack_windows`."""
     rows = torch.arange(pick.numel(), device=pick.device)
     kw = {f.name: getattr(stacked, f.name)[pick, rows]
           for f in fields(stacked) if isinstance(getattr(stacked, f.name), torch.Tensor)}

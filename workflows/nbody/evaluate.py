@@ -11,8 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import _as_data, make_samples
-from .model import _model_device, _model_dtype, load_nbody_model, predict
+from get_md.runtime import module_device, module_dtype
+
+from .data import as_data, make_samples
+from .model import load_nbody_model, predict
 from .plots import plot_drift, plot_trajectories
 from .protocol import FRAME_IN, FRAME_OUT, PROTOCOL, NBodyError, PathLike, interval_time
 from .simulate import simulate, total_energy, total_momentum
@@ -37,11 +39,11 @@ def evaluate(model: Union[None, PathLike, nn.Module], data: Union[PathLike, Mapp
         >>> evaluate("runs/nbody/model.pt", "nbody_test.npz")["mse"]  # doctest: +SKIP
         0.0039
     """
-    d = _as_data(data, frame_in=frame_in, frame_out=frame_out)
+    d = as_data(data, frame_in=frame_in, frame_out=frame_out)
     module, meta, label = load_nbody_model(model, device=device, dtype=dtype)
-    dt_model = _model_dtype(module)
+    dt_model = module_dtype(module)
     s = make_samples(d, frame_in, frame_out, dtype=torch.float64)
-    dev = _model_device(module)
+    dev = module_device(module)
     sm = s.to(device=dev, dtype=dt_model)
     out = predict(module, sm.positions, sm.velocities, sm.charges, batch_size)
     disp = out["vectors"].to(device="cpu", dtype=torch.float64)
@@ -88,7 +90,7 @@ def rollout(model: Union[None, PathLike, nn.Module], data: Union[PathLike, Mappi
     """
     if steps < 1:
         raise NBodyError(f"steps must be >= 1, got {steps}")
-    d = _as_data(data, frame_in=frame_in, frame_out=frame_out)
+    d = as_data(data, frame_in=frame_in, frame_out=frame_out)
     name = str(d.get("source", "data"))
     s_total = np.asarray(d["loc"]).shape[0]
     if not 0 <= sample < s_total:
@@ -108,7 +110,7 @@ def rollout(model: Union[None, PathLike, nn.Module], data: Union[PathLike, Mappi
     ref_vel = np.concatenate([v0[None], ref["vel"][0]])
     ref_x, ref_v = ref_loc[::k_frames], ref_vel[::k_frames]  # [steps + 1, N, 3]
 
-    mdt, mdev = _model_dtype(module), _model_device(module)
+    mdt, mdev = module_dtype(module), module_device(module)
     x = torch.as_tensor(x0, dtype=mdt, device=mdev)[None]
     v = torch.as_tensor(v0, dtype=mdt, device=mdev)[None]
     qt = torch.as_tensor(q, dtype=mdt, device=mdev)[None]

@@ -19,7 +19,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from get_md import runtime
 from get_md.models.geomformer import GeoMFormer, VectorHead
+from get_md.zoo import ZooError
 
 from .data import batch_inputs
 from .protocol import ZOO_NAME, NBodyError, PathLike
@@ -144,31 +146,28 @@ def build_nbody_model(family: str = "geomformer", **config: Any) -> nn.Module:
 # ============================================================================ prediction
 def load_nbody_model(model: Union[None, PathLike, nn.Module], device: Any = "cpu",
                      dtype: Optional[torch.dtype] = None) -> Tuple[nn.Module, Dict[str, Any], str]:
-    """A model module, its metadata and a label, from a module, a file, a zoo name or None.
+    """A model module, its metadata and a label, from a module, a file, a zoo name or None,
+    through :mod:`get_md.runtime` (an in-memory module is copied, never changed in place;
+    ``dtype`` None keeps the model's own).
 
     None means the shipped model ``ZOO_NAME``; a missing one is a clear error.
     """
+    dtype = runtime.parse_dtype(dtype, default=None)
     if isinstance(model, nn.Module):
-        m = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+        m = runtime.prepare_module(model, device, dtype)
         meta = {"family": getattr(model, "family", None), "config": getattr(model, "config", None)}
-        return m.eval(), meta, type(model).__name__
-    from get_md import export, zoo
-
-    if model is None:
-        try:
-            path = zoo.path(ZOO_NAME)
-        except zoo.ZooError as e:
-            raise NBodyError(
-                f"no shipped N-body model: get_md.zoo has no model named {ZOO_NAME!r} ({e}); "
-                "train one with 'get-md nbody train' and pass --model PATH, or register it with "
-                f"get_md.zoo.register({ZOO_NAME!r}, PATH)") from e
-        label = ZOO_NAME
-    else:
-        path = export.resolve_model_path(model)
-        label = str(model)
-    module, meta = export.load(path, device=device)
-    if dtype is not None:
-        module = module.to(dtype=dtype)
+        return m, meta, type(model).__name__
+    try:
+        path = runtime.resolve_model_path(ZOO_NAME if model is None else model)
+    except ZooError as e:
+        if model is not None:
+            raise
+        raise NBodyError(
+            f"no shipped N-body model: get_md.zoo has no model named {ZOO_NAME!r} ({e}); "
+            "train one with 'get-md nbody train' and pass --model PATH, or register it with "
+            f"get_md.zoo.register({ZOO_NAME!r}, PATH)") from e
+    label = ZOO_NAME if model is None else str(model)
+    module, meta = runtime.load_model(path, device=device, dtype=dtype)
     if not hasattr(module, "forward_with_vectors"):
         raise NBodyError(f"{path}: model has no forward_with_vectors(positions, velocities, charges, "
                          "...) method; N-body models read velocities and charges (train one with "
@@ -198,19 +197,6 @@ def predict(model: nn.Module, positions: torch.Tensor, velocities: torch.Tensor,
     if "vectors" not in outs:
         raise NBodyError("model returned no 'vectors' output")
     return {k: torch.cat(v) for k, v in outs.items()}
-
-
-def _model_dtype(model: nn.Module) -> torch.dtype:
-    for p in model.parameters():
-        return p.dtype
-    return torch.float32
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
 
 
 def model_config(family: str = "geomformer", d_model: int = 64, n_layers: int = 4, n_heads: int = 8,

@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Mapping, Optional, Union
 
+from get_md.errors import NBodyError  # noqa: F401 (re-exported: get_md.workflows.nbody.NBodyError)
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: The simulation and task protocol (EGNN nbody_small, charged particles, 3-D).
@@ -55,10 +57,6 @@ ZOO_NAME = "geomformer-nbody"
 #: Dummy element of every particle (charges go through the model's charges input).
 PARTICLE_Z = 1
 DATA_KEYS = ("loc", "vel", "charges")
-
-
-class NBodyError(ValueError):
-    """Bad N-body data, model or option; the message names the file."""
 
 
 def interval_time(protocol: Optional[Mapping[str, Any]], frame_in: int, frame_out: int) -> float:

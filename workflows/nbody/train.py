@@ -30,7 +30,7 @@ from torch import nn
 
 from get_md.atomic import atomic_output, atomic_path
 
-from .data import NBodySamples, _pick_windows, _stack_windows, batch_inputs, load_data, make_samples
+from .data import NBodySamples, batch_inputs, load_data, make_samples, pick_windows, stack_windows
 from .model import build_nbody_model
 from .protocol import FRAME_IN, FRAME_OUT, PARTICLE_Z, PROTOCOL, NBodyError, interval_time
 
@@ -308,7 +308,7 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
     windows: Optional[NBodySamples] = None  # [W, S, ...] training windows (window_start only)
     if config.window_start is not None:
         gap = config.frame_out - config.frame_in
-        windows = _stack_windows([make_samples(train_raw, t, t + gap, config.max_train, dtype).to(device)
+        windows = stack_windows([make_samples(train_raw, t, t + gap, config.max_train, dtype).to(device)
                                   for t in range(config.window_start, config.frame_in + 1)])
     va = make_samples(valid_raw, config.frame_in, config.frame_out, config.max_valid, dtype).to(device)
     tau = interval_time(train_raw.get("protocol"), config.frame_in, config.frame_out)
@@ -378,7 +378,7 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
         epoch_samples = tr
         if windows is not None:
             pick = torch.randint(0, windows.positions.shape[0], (len(tr),), generator=gen)
-            epoch_samples = _pick_windows(windows, pick.to(tr.positions.device))
+            epoch_samples = pick_windows(windows, pick.to(tr.positions.device))
         tr_acc, tr_loss = _epoch_pass(model, epoch_samples, config.batch_size, config.velocity_weight, optimizer,
                                       sched, config.grad_clip, order, epoch, flip, ema)
         t_train = time.perf_counter() - t0

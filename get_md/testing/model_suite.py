@@ -1,8 +1,12 @@
-"""Reusable test suite for get_md model families (GET, GeoMFormer, ...).
+"""Reusable test suite for get_md model families (GET, GeoMFormer, N-body, your own).
 
-Subclass :class:`ModelSuite` in a ``test_*.py`` file, set ``family``, the graph
-modes to test and implement :meth:`ModelSuite.make_model`; pytest then runs
-every check for that family:
+Subclass :class:`ModelSuite` in a ``test_*.py`` file, set ``family``, the tasks and
+graph modes to test and implement :meth:`ModelSuite.make_model` (and
+:meth:`ModelSuite.rebuild` for a model that ``get_md.models.build_model`` does not
+build); pytest then runs every check for that family. The model contract:
+``model(*graph.inputs())`` returns a dict of tensors (see ``OUTPUT_KINDS``), and the
+model has ``family``, ``task``, ``cutoff`` and a JSON-serialisable ``config``.
+Needs pytest (``pip install get-md[test]``). The checks:
 
 * invariance of ``energy``/``score`` and equivariance of ``forces``/``vectors``
   under random rotations, reflections (det -1), translations and atom
@@ -16,7 +20,8 @@ every check for that family:
   ``get_md.export`` (skipped, with the reason, when that module is missing);
 * ``build_model(family, **model.config)`` rebuilds the same architecture.
 
-Example:
+Example (the suite that get_md's own tests run, in tests/test_geomformer.py):
+    >>> from get_md.testing.model_suite import ModelSuite  # doctest: +SKIP
     >>> class TestMyModel(ModelSuite):                      # doctest: +SKIP
     ...     family = "geomformer"
     ...     modes = ("dense", "radius")
@@ -51,6 +56,7 @@ OUTPUT_KINDS = {
     "block_scores": "block_inv",
     "forces": "atom_vec",
     "vectors": "atom_vec",
+    "velocities": "atom_vec",
     "stress": "tensor",
 }
 
@@ -190,6 +196,13 @@ class ModelSuite:
     def supports(self, task: str, mode: str) -> bool:
         """Whether the family implements ``task`` in ``mode``."""
         return True
+
+    def rebuild(self, family: str, config: dict) -> torch.nn.Module:
+        """A model of the same architecture from ``family`` and a JSON round trip of its
+        ``config`` (default: ``get_md.models.build_model``)."""
+        from get_md.models import build_model
+
+        return build_model(family, **config)
 
     # ------------------------------------------------------------ plumbing
     @pytest.fixture(autouse=True)
@@ -506,12 +519,10 @@ class ModelSuite:
         self._compare_modules(c.eager, plain, graph, f"{task}/{mode}: plain torch.jit.load vs eager")
 
     def test_config_round_trip(self, task: str, mode: str) -> None:
-        from get_md.models import build_model
-
         model = self.model(task, mode, torch.float64)
         assert model.family == self.family and model.task == task
         config = json.loads(json.dumps(model.config))  # JSON-serialisable
-        rebuilt = build_model(model.family, **config).to(torch.float64).eval()
+        rebuilt = self.rebuild(model.family, config).to(torch.float64).eval()
         rebuilt.load_state_dict(model.state_dict(), strict=True)
         graph = self.make_structures(1, torch.float64, seed=37)[0]
         self._compare_modules(model, rebuilt, graph, f"{task}/{mode}: rebuilt from config")

@@ -1,0 +1,422 @@
+"""The model runtime: the one place that turns what a user names into a model ready to run.
+
+A model may be given as
+
+* ``None``: the shipped default of a task (``get_md.zoo``: ``DEFAULT_POTENTIAL`` for
+  ``task="energy"``, ``DEFAULT_SCORE`` for ``"score"``);
+* a shipped model name, or a model file path (anything with a ``/``, a ``.pt`` /
+  ``.pth`` / ``.ts`` suffix, or an existing file);
+* an in-memory ``nn.Module`` / ``ScriptModule`` (never changed in place: copied when it
+  must move to another device or dtype, is in training mode, or is scripted);
+* a :class:`LoadedModel` (kept, or copied to another device / dtype).
+
+Files are read with :func:`get_md.export.load`, which checks the archive, the format
+version and the weights digest (and, for shipped files, the registry's digest).
+
+* :func:`load` -> :class:`LoadedModel` (module, metadata, device, dtype, ...), used by the
+  ASE calculator and the OpenMM forces; :meth:`LoadedModel.run_graph` runs it on a
+  :class:`~get_md.graph.MolecularGraph`;
+* :func:`load_model` -> ``(module, metadata)`` of a name or file in the file's dtype unless
+  asked (``get_md.load_model``), used by the rescoring and N-body workflows;
+* :func:`resolve_model_path`, :func:`shipped_model`, :func:`verified_metadata`;
+* :func:`parse_dtype` (the one dtype parser), :func:`copy_module`, :func:`prepare_module`,
+  :func:`module_dtype`, :func:`module_device`.
+
+Total charge: a model whose metadata has ``"needs_charge": true`` receives the total
+charge ``Q`` of each structure as per-atom charges ``Q / n_atoms`` through
+``forward_with_vectors(positions, zeros, charges, *graph tensors)``; other models never
+see it.
+
+Example:
+    >>> from get_md.models import build_model
+    >>> lm = load(build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2,
+    ...                       n_layers=1, cutoff=4.0), dtype="float64")
+    >>> lm.family, lm.task, lm.dtype
+    ('get', 'energy', torch.float64)
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from get_md import export, zoo
+from get_md.graph import MolecularGraph
+from get_md.perf import plain_executor
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: What a model may be given as (see the module docstring).
+ModelSpec = Union[None, str, "os.PathLike[str]", torch.nn.Module, "LoadedModel"]
+
+_DTYPE_ALIASES = {"float": "float32", "single": "float32", "fp32": "float32", "mixed": "float32",
+                  "double": "float64", "fp64": "float64", "half": "float16", "fp16": "float16"}
+
+_DEFAULT = object()
+
+
+def parse_dtype(dtype: Union[None, str, torch.dtype], default: Any = _DEFAULT) -> Optional[torch.dtype]:
+    """A floating torch dtype from a dtype or a name ("float32", "float64", "double",
+    "single", "mixed", "fp32", "half", "torch.float64", ...; case-insensitive).
+
+    ``None`` gives ``default`` (float32 unless given; ``default=None`` keeps None, for
+    "the model's own dtype").
+
+    Raises:
+        ValueError: not a floating dtype ("unknown floating dtype ..." for names).
+
+    Example:
+        >>> parse_dtype("double"), parse_dtype(None), parse_dtype(None, default=None)
+        (torch.float64, torch.float32, None)
+    """
+    if dtype is None:
+        return torch.float32 if default is _DEFAULT else default
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be floating, got {dtype}")
+        return dtype
+    name = str(dtype).replace("torch.", "").lower()
+    value = getattr(torch, _DTYPE_ALIASES.get(name, name), None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"unknown floating dtype {dtype!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- modules
+def copy_module(module: torch.nn.Module) -> torch.nn.Module:
+    """An independent copy (TorchScript modules through a save/load round trip)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        buf = io.BytesIO()
+        torch.jit.save(module, buf)
+        buf.seek(0)
+        return torch.jit.load(buf, map_location="cpu")
+    return copy.deepcopy(module)
+
+
+def prepare_module(module: torch.nn.Module, device: Union[str, torch.device],
+                   dtype: Optional[torch.dtype]) -> torch.nn.Module:
+    """``module`` on ``device`` (and ``dtype``; None keeps its own) in eval mode, never
+    changed in place: a copy when it must move, is in training mode, or is scripted (a
+    scripted module's graph executor then starts fresh under the plain executor: a module
+    first run by the caller with torch's default executor and then inside
+    ``plain_executor()`` ran 1.5-2x slower, measured)."""
+    device = torch.device(device)
+    ref = next(iter(module.parameters()), None)
+    needs_move = ref is not None and (ref.device != device or (dtype is not None and ref.dtype != dtype))
+    if needs_move or module.training or isinstance(module, torch.jit.ScriptModule):
+        module = copy_module(module)
+        if dtype is None:
+            module.to(device=device)
+        else:
+            module.to(device=device, dtype=dtype)
+    module.eval()
+    return module
+
+
+def module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """dtype of the module's first floating parameter (torch's default dtype without one)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Device of the module's first parameter (CPU without one)."""
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def module_metadata(module: torch.nn.Module) -> dict:
+    """Metadata of an in-memory model, from its attributes."""
+    config = getattr(module, "config", None)
+    config = dict(config) if isinstance(config, dict) else {}
+    meta = {
+        "family": getattr(module, "family", None) or "unknown",
+        "task": getattr(module, "task", None) or "energy",
+        "cutoff": getattr(module, "cutoff", None),
+        "elements": getattr(module, "elements", None) or config.get("elements"),
+        "config": config,
+    }
+    for key in ("needs_charge",):
+        if hasattr(module, key):
+            meta[key] = getattr(module, key)
+    return meta
+
+
+def atom_charges(total: Sequence[float], counts: Sequence[int], device, dtype) -> torch.Tensor:
+    """Per-atom charges [N]: each structure's total charge spread evenly over its atoms."""
+    q = np.repeat(np.asarray(total, dtype=np.float64) / np.asarray(counts, dtype=np.float64),
+                  np.asarray(counts))
+    return torch.as_tensor(q, dtype=dtype, device=device)
+
+
+def _element_numbers(elements: Any) -> Optional[frozenset]:
+    if elements is None or len(elements) == 0:
+        return None
+    from get_md import vocab
+
+    out = set()
+    for e in elements:
+        out.add(vocab.atomic_number(e) if isinstance(e, str) else int(e))
+    return frozenset(out)
+
+
+# ------------------------------------------------------------------------ names, files
+def default_model_name(task: str = "energy") -> str:
+    """The shipped default model of ``task``: ``zoo.DEFAULT_SCORE`` for "score", else
+    ``zoo.DEFAULT_POTENTIAL``."""
+    return zoo.DEFAULT_SCORE if task == "score" else zoo.DEFAULT_POTENTIAL
+
+
+def resolve_model_path(name_or_path: Optional[PathLike] = None, task: str = "energy") -> Path:
+    """A model file path from a shipped model name, a path, or None (the default for ``task``).
+
+    Raises:
+        get_md.zoo.ZooError: an unknown name or a missing shipped file.
+
+    Example:
+        >>> resolve_model_path("some/dir/model.pt")
+        PosixPath('some/dir/model.pt')
+    """
+    if name_or_path is None:
+        return zoo.path(default_model_name(task))
+    p = Path(name_or_path)
+    text = os.fspath(name_or_path)
+    looks_like_path = p.exists() or os.sep in text or "/" in text or p.suffix in {".pt", ".pth", ".ts"}
+    if looks_like_path:
+        return p
+    return zoo.path(text)
+
+
+def shipped_model(tasks: Sequence[str] = ("energy",), family: Optional[str] = None,
+                  others: bool = False) -> Optional[tuple[str, Path]]:
+    """``(name, path)`` of an installed shipped model, or None.
+
+    The first present default of ``tasks`` (of ``family``, if given); with ``others``,
+    then the first present model of those tasks and that family, by name.
+
+    Example:
+        >>> shipped_model(("score", "energy"))  # doctest: +SKIP
+        ('get-affinity', PosixPath('.../get_md/zoo/get-affinity.pt'))
+    """
+    models = zoo.available()
+    for task in tasks:
+        name = default_model_name(task)
+        info = models.get(name)
+        if info and info.get("present") and (family is None or info.get("family") == family):
+            return name, Path(info["path"])
+    if others:
+        for name, info in sorted(models.items()):
+            if info.get("present") and info.get("task") in tasks \
+                    and (family is None or info.get("family") == family):
+                return name, Path(info["path"])
+    return None
+
+
+_VERIFIED_METADATA: dict = {}
+
+
+def verified_metadata(path: PathLike) -> dict:
+    """``export.load(path)``'s metadata (archive and weights digest checked), remembered
+    per process for an unchanged file (same size and modification time)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    meta = _VERIFIED_METADATA.get(key)
+    if meta is None:
+        _, meta = export.load(path, device="cpu")
+        _VERIFIED_METADATA[key] = meta
+    return dict(meta)
+
+
+def load_model(
+    name_or_path: Optional[PathLike] = None,
+    device: Union[str, torch.device] = "cpu",
+    dtype: Union[None, str, torch.dtype] = None,
+    task: str = "energy",
+) -> tuple[torch.jit.ScriptModule, dict]:
+    """Load a shipped model by name (see ``get_md.zoo``) or a model file by path
+    (``get_md.load_model``).
+
+    Args:
+        name_or_path: zoo name, file path, or None for the default model of ``task``.
+        device: target device.
+        dtype: floating dtype for weights (e.g. ``torch.float64`` or ``"float64"``);
+            None keeps the file's.
+        task: which default to use when ``name_or_path`` is None ("energy" or "score").
+
+    Returns:
+        ``(module, metadata)`` as :func:`get_md.export.load`.
+
+    Example:
+        >>> module, meta = load_model("model.pt", dtype="float64")  # doctest: +SKIP
+    """
+    path = resolve_model_path(name_or_path, task)
+    module, meta = export.load(path, device=device)
+    dt = parse_dtype(dtype, default=None)
+    if dt is not None:
+        module = module.to(dtype=dt)
+    return module, meta
+
+
+# ------------------------------------------------------------------------ LoadedModel
+@dataclass
+class LoadedModel:
+    """A model ready to run.
+
+    Attributes:
+        module: the model (eval mode) on ``device`` in ``dtype``.
+        metadata: the file's metadata, or what the module's attributes tell.
+        family: "get", "geomformer" or what the module says.
+        task: "energy", "score" or "vectors".
+        cutoff: Å, or None when unknown.
+        elements: supported atomic numbers, None = any.
+        needs_charge: the model reads the total charge (see the module docstring).
+        source: how the model was given, for messages.
+        device, dtype: where and in which precision it runs.
+        path: the model file, None for an in-memory module.
+    """
+
+    module: torch.nn.Module
+    metadata: dict
+    family: str
+    task: str
+    cutoff: Optional[float]
+    elements: Optional[frozenset]
+    needs_charge: bool
+    source: str
+    device: torch.device
+    dtype: torch.dtype
+    path: Optional[Path] = None
+
+    def check_elements(self, numbers: Sequence[int], who: str) -> None:
+        """Raise ValueError naming the elements of ``numbers`` the model was not trained for."""
+        if self.elements is None:
+            return
+        bad = sorted({int(z) for z in numbers} - set(self.elements))
+        if bad:
+            from get_md import vocab
+
+            names = ", ".join(vocab.ELEMENTS[z] if 0 < z <= vocab.MAX_ATOMIC_NUMBER else str(z) for z in bad)
+            known = ", ".join(vocab.ELEMENTS[z] for z in sorted(self.elements))
+            raise ValueError(
+                f"{who}: element(s) {names} not supported by model {self.source} (it supports {known})"
+            )
+
+    def run(self, inputs: Sequence[torch.Tensor], charges: Optional[torch.Tensor] = None) -> dict:
+        """Forward under ``torch.no_grad()`` (the model takes forces by autograd internally),
+        with TorchScript's plain executor (see :func:`get_md.perf.plain_executor`)."""
+        with torch.no_grad(), plain_executor():
+            if self.needs_charge:
+                if charges is None:
+                    raise ValueError(f"model {self.source} needs the total charge")
+                pos = inputs[0]
+                return self.module.forward_with_vectors(pos, torch.zeros_like(pos), charges, *inputs[1:])
+            return self.module(*inputs)
+
+    def run_graph(self, graph: MolecularGraph, total_charge: Optional[Sequence[float]] = None) -> dict:
+        """Forward a (batched) graph, moved to the model's device and dtype.
+
+        ``total_charge``: one total charge (e) per structure, for models that read it.
+
+        Example:
+            >>> out = load("get-xtb-organic").run_graph(graph)  # doctest: +SKIP
+            >>> out["energy"], out["forces"]                     # doctest: +SKIP
+        """
+        g = graph.to(device=self.device, dtype=self.dtype)
+        charges = None
+        if self.needs_charge and total_charge is not None:
+            counts = torch.bincount(g.atom_batch_ids.cpu(), minlength=g.num_graphs).tolist()
+            charges = atom_charges(list(total_charge), counts, self.device, self.dtype)
+        return self.run(g.inputs(), charges)
+
+
+def _default_model_error(task: str, err: Exception, who: str) -> zoo.ZooError:
+    kind = "scoring model" if task == "score" else "potential"
+    return zoo.ZooError(
+        f"{who}: no model given and the shipped default {kind} {default_model_name(task)!r} is not "
+        f"available ({err}). Pass model='path/to/model.pt' (a file written by get_md.export.save) "
+        f"or the name of a shipped model (get_md.zoo.available())."
+    )
+
+
+def load(
+    model: ModelSpec = None,
+    device: Union[str, torch.device] = "cpu",
+    dtype: Union[None, str, torch.dtype] = torch.float32,
+    task: str = "energy",
+    who: str = "get_md",
+) -> LoadedModel:
+    """Resolve ``model`` (None, shipped name, path, nn.Module, LoadedModel) to a
+    :class:`LoadedModel`.
+
+    Args:
+        model: None for the shipped default of ``task``; a shipped model name
+            (``get_md.zoo``); a model file path; an in-memory module (eager or
+            scripted); or a :class:`LoadedModel` (kept, or copied to ``device`` /
+            ``dtype``). A module in training mode or on another device / dtype is
+            copied, never changed in place.
+        device: torch device.
+        dtype: floating dtype of weights and inputs (default float32; None: float32).
+        task: which default to use for ``model=None``.
+        who: name used in messages.
+
+    Raises:
+        ValueError: no default model shipped, unknown name, bad file (the message says
+            what is missing and how to pass a model).
+        TypeError: ``model`` of another type.
+    """
+    device = torch.device(device)
+    dtype = parse_dtype(dtype)
+    path: Optional[Path] = None
+    if isinstance(model, LoadedModel):
+        if model.device == device and model.dtype == dtype:
+            return model
+        module = copy_module(model.module)
+        module.to(device=device, dtype=dtype)
+        module.eval()
+        return replace(model, module=module, device=device, dtype=dtype)
+    if isinstance(model, torch.nn.Module):
+        meta = module_metadata(model)
+        source = f"<in-memory {type(model).__name__}>"
+        module = prepare_module(model, device, dtype)
+    elif model is None or isinstance(model, (str, os.PathLike)):
+        try:
+            path = resolve_model_path(model, task)
+        except (zoo.ZooError, export.ModelFileError) as e:
+            if model is None:
+                raise _default_model_error(task, e, who) from e
+            raise type(e)(f"{who}: {e}") from e  # same GetMDError subclass, named caller
+        try:
+            module, meta = load_model(path, device=device, dtype=dtype)
+        except export.ModelFileError as e:
+            raise type(e)(f"{who}: {e}") from e  # same GetMDError subclass, named caller
+        source = str(model) if model is not None else f"{path.name} (shipped default)"
+    else:
+        raise TypeError(
+            f"{who}: model must be None, a shipped model name, a file path or a torch.nn.Module, "
+            f"got {type(model).__name__}"
+        )
+    cutoff = meta.get("cutoff")
+    return LoadedModel(
+        module=module,
+        metadata=dict(meta),
+        family=str(meta.get("family") or "unknown"),
+        task=str(meta.get("task") or "energy"),
+        cutoff=None if cutoff is None else float(cutoff),
+        elements=_element_numbers(meta.get("elements")),
+        needs_charge=bool(meta.get("needs_charge", False)),
+        source=source,
+        device=device,
+        dtype=dtype,
+        path=path,
+    )
