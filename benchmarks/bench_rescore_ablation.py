@@ -4,11 +4,11 @@ reuse on / off and one / two batches at a time, configurations timed in turns.
 Same system as ``bench_rescore.py``: prolif's receptor, its 9 Vina poses repeated to
 ``--n-poses``, pocket radius ``--radius`` around the crystal ligand, the shipped default
 potential. Pocket reuse (``GET.forward_in_environment``) is switched off by making
-``workflows.poses.environment_cache`` return None; ``--parallel`` is the workflow's
+``workflows.rescoring.poses.environment_cache`` return None; ``--parallel`` is the workflow's
 option. Each configuration runs once per round, ``--rounds`` rounds; best and median
 poses/s are reported. With ``--frames N``, also ``rescore_trajectory`` on N frames of
 prolif's trajectory (same pocket radius) with the frame's pocket reused in its complex
-or not (``workflows.trajectory.build_environment`` returning None), default
+or not (``workflows.rescoring.trajectory.build_environment`` returning None), default
 ``--parallel``.
 
     python benchmarks/bench_rescore_ablation.py --threads 2 --rounds 5
@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
 
-    from get_md.workflows import poses as P
-    from get_md.workflows import trajectory as T
+    from get_md.workflows.rescoring import poses as P
+    from get_md.workflows.rescoring import trajectory as T
 
     from get_md.perf import tune_cpu_allocator
 

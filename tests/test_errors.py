@@ -17,7 +17,7 @@ ROOTS = ("get_md", "get_md.plugins", "get_md.workflows")
 
 #: Exception classes defined in get_md that are not errors, with the reason.
 NOT_ERRORS: dict[str, str] = {
-    "get_md.train.xtb_data.SkipMolecule": (
+    "get_md.datasets.xtb.spec.SkipMolecule": (
         "control flow inside the xtb data generator: raised to skip one molecule and "
         "caught there, never seen by a caller"
     ),

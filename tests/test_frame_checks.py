@@ -125,7 +125,7 @@ def test_frame_problems_name_the_atom():
 # ----------------------------------------------------------------------------- workflow
 def test_bad_frames_are_reported_skipped_and_never_scored(system, model, tmp_path, capsys, caplog,
                                                           monkeypatch):
-    import get_md.workflows.trajectory as traj_module
+    import get_md.workflows.rescoring.trajectory as traj_module
 
     xyz = system["xyz"].copy()
     lig, near, top = system["lig"], system["near"], system["topology"]

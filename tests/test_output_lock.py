@@ -111,8 +111,8 @@ def test_lock_held_in_process_stops_a_second_run(inputs, tmp_path):
 @pytest.fixture
 def no_work(monkeypatch):
     """Any model loading fails the test: outputs must be refused before it."""
-    import get_md.workflows.poses as poses_module
-    import get_md.workflows.trajectory as traj_module
+    import get_md.workflows.rescoring.poses as poses_module
+    import get_md.workflows.rescoring.trajectory as traj_module
 
     def work(*args, **kwargs):
         raise AssertionError("work started before the outputs were checked")
@@ -141,7 +141,7 @@ def test_bad_outputs_are_refused_before_any_work(inputs, tmp_path, capsys, no_wo
 
 DIE_IN_FINAL_WRITE = """
 import os, sys
-import get_md.workflows.trajectory as t
+import get_md.workflows.rescoring.trajectory as t
 from get_md.atomic import atomic_output
 
 def die(df, path):

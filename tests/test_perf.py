@@ -49,7 +49,7 @@ def test_plugins_and_workflows_call_models_with_the_plain_executor(monkeypatch):
     """LoadedModel.run (ASE calculator, PythonForce) and the rescoring workflows'
     run_model run the module inside plain_executor."""
     import torch
-    from get_md.workflows import _common as wf
+    from get_md.workflows.rescoring import model as wf
 
     from get_md.graph import MolecularGraph
     from get_md.runtime import LoadedModel

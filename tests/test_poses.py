@@ -437,7 +437,7 @@ def test_pocket_reuse_changes_no_energy(models, monkeypatch):
     """Potentials score poses reusing the pocket's terms (GET.forward_in_environment).
     In float64 the energies equal a plain forward of every complex to 1e-8 relative to
     the totals; the differences between poses (what ranks them) are far larger."""
-    import get_md.workflows.poses as poses_module
+    import get_md.workflows.rescoring.poses as poses_module
     from get_md.workflows._common import environment_cache
     from get_md.workflows.poses import load_receptor, load_reference
 

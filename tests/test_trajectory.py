@@ -141,7 +141,7 @@ def test_pocket_reuse_changes_no_energy(models, monkeypatch):
     """Each frame's pocket is the environment of its complex (GET.forward_in_environment).
     In float64 the energies equal plain forward passes of complex, pocket and ligand to
     1e-8 relative to the totals; the differences between frames are far larger."""
-    import get_md.workflows.trajectory as traj_module
+    import get_md.workflows.rescoring.trajectory as traj_module
 
     kw = {**COMMON, "dtype": "float64"}
     caches = []

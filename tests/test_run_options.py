@@ -1,0 +1,55 @@
+"""RunOptions: the options both rescoring workflows share, as one object
+(get_md.workflows.rescoring.options)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+from get_md.workflows.rescoring import RunOptions, rescore_poses, rescore_trajectory
+from get_md.workflows.rescoring.options import accepts_run_options
+
+from get_md.cli import build_parser
+from get_md.errors import WorkflowError
+
+
+def test_fields_are_keywords_of_both_workflows_with_the_same_defaults():
+    for workflow in (rescore_poses, rescore_trajectory):
+        params = inspect.signature(workflow).parameters
+        assert "options" in params and params["options"].default is None
+        for f in dataclasses.fields(RunOptions):
+            assert params[f.name].default == f.default, (workflow.__name__, f.name)
+
+
+def test_from_args_reads_the_shared_command_line_options():
+    args = build_parser().parse_args([
+        "rescore-poses", "r.pdb", "p.sdf", "--model", "m.pt", "--pocket-radius", "7",
+        "--drop-unsupported", "--batch-size", "4", "--device", "cpu", "--dtype", "float64",
+        "--workers", "2", "--parallel", "3", "--no-resume", "--quiet",
+    ])
+    opts = RunOptions.from_args(args, out_csv="p_rescored.csv")
+    assert opts == RunOptions(model="m.pt", pocket_radius=7.0, drop_unsupported=True, batch_size=4,
+                              device="cpu", dtype="float64", out_csv="p_rescored.csv", workers=2,
+                              parallel=3, progress=False, resume=False)
+    args = build_parser().parse_args(["rescore-traj", "t.pdb", "t.xtc", "--out-csv", "x.csv"])
+    assert RunOptions.from_args(args) == RunOptions(out_csv="x.csv")
+
+
+def test_options_fill_the_keywords_and_a_conflict_is_an_error():
+    def workflow(a, model=None, *, pocket_radius=None, drop_unsupported=False, batch_size=None,
+                 device="cpu", dtype=None, out_csv=None, workers=None, scheduler=None,
+                 dask_processes=True, parallel=None, progress=None, resume=True, extra=0):
+        return dict(locals())
+
+    run = accepts_run_options(workflow)
+    assert run(1, extra=2) == workflow(1, extra=2)
+    got = run(1, extra=2, options=RunOptions(model="m.pt", batch_size=8, resume=False))
+    assert got == workflow(1, "m.pt", batch_size=8, resume=False, extra=2)
+    assert run(1, batch_size=8, options=RunOptions(batch_size=8))["batch_size"] == 8  # same value: fine
+    with pytest.raises(WorkflowError, match="batch_size given twice"):
+        run(1, batch_size=4, options=RunOptions(batch_size=8))
+    with pytest.raises(WorkflowError, match="options must be a RunOptions"):
+        run(1, options={"batch_size": 8})
+    with pytest.raises(TypeError, match="lacks the RunOptions argument"):
+        accepts_run_options(lambda a, model=None: a)

@@ -1,0 +1,184 @@
+"""The ``get-md rescore-poses`` and ``get-md rescore-traj`` subcommands: their parsers
+(:func:`register_poses_cli`, :func:`register_trajectory_cli`) and what they run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from get_md.errors import WorkflowError
+
+from .options import RunOptions, add_drop_unsupported_option, add_run_options
+from .poses import POSEBUSTERS_CONFIGS, SORT_CHOICES, rescore_poses
+from .receptor import HYDROGEN_CHOICES
+from .trajectory import rescore_trajectory
+
+
+def set_threads(n: Optional[int]) -> None:
+    """``torch.set_num_threads(n)`` when ``n`` is given (>= 1)."""
+    if n is None:
+        return
+    if n < 1:
+        raise WorkflowError(f"--threads must be >= 1, got {n}")
+    import torch
+
+    torch.set_num_threads(int(n))
+
+
+def setup_cli_logging(quiet: bool) -> None:
+    """Info messages of get_md on stderr as ``get-md: ...`` (warnings only when ``quiet``);
+    other libraries' loggers (Dask's) are left alone."""
+    log = logging.getLogger("get_md")
+    ours = [h for h in log.handlers if getattr(h, "_get_md_cli", False)]
+    if not ours:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("get-md: %(message)s"))
+        handler._get_md_cli = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    for handler in ours:  # a later main() call in the same process: today's sys.stderr
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = sys.stderr  # not setStream(): it flushes the old, maybe closed, one
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _default_out(poses: str, suffix: str) -> str:
+    name = Path(poses).name
+    for ext in (".gz",):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{stem}_rescored{suffix}"
+
+
+def _cmd_poses(args: argparse.Namespace) -> int:
+    setup_cli_logging(args.quiet)
+    set_threads(args.threads)
+    out_csv = args.out_csv or _default_out(args.poses, ".csv")
+    out_sdf = args.out_sdf or _default_out(args.poses, ".sdf")
+    table = rescore_poses(
+        args.receptor, args.poses, reference=args.reference, add_hydrogens=args.add_hydrogens,
+        out_sdf=out_sdf, out_residues=args.out_residues, sort=args.sort,
+        per_residue=args.per_residue, posebusters=args.posebusters or False,
+        options=RunOptions.from_args(args, out_csv=out_csv),
+    )
+    n = len(table)
+    ok = int((table["status"] == "ok").sum())
+    col = "score" if table.attrs["task"] == "score" else "interaction_energy_kcal_mol"
+    msg = f"scored {ok} of {n} pose(s)"
+    if ok < n:
+        msg += f" ({n - ok} skipped, see the 'error' column)"
+    if ok:
+        best = table[table["rank"] == 1].iloc[0]
+        msg += f"; best: pose {int(best['pose'])} ({col} {float(best[col]):.3f})"
+    print(msg)
+    print(f"wrote {out_csv}, {out_sdf}")
+    if ok == 0:
+        print("get-md: error: no pose could be scored", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register_poses_cli(sub: Any) -> None:
+    """Add the ``rescore-poses`` subcommand to the ``get-md`` parser."""
+    p = sub.add_parser(
+        "rescore-poses",
+        help="rescore docking poses (interaction energy or score) against a receptor",
+        description=(
+            "Rescore docking poses with a GET / GeoMFormer model. With a potential: "
+            "interaction energy E(complex) - E(pocket) - E(ligand) (eV, kcal/mol); with a "
+            "score model: score (pK). Writes a CSV (one row per input record; unreadable "
+            "poses reported and skipped) and an SDF with get_* tags. Rerunning the same "
+            "command after an interruption resumes."
+        ),
+    )
+    p.add_argument("receptor", metavar="RECEPTOR", help="receptor .pdb/.cif/.bcif/.pdbqt")
+    p.add_argument("poses", metavar="POSES", help="poses .sdf/.sdf.gz/.mol2/.pdbqt (Vina)")
+    p.add_argument("--reference", metavar="LIG", help="ligand defining the pocket (default: all poses)")
+    p.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="model file or shipped name (default: shipped score model, else potential)")
+    p.add_argument("--pocket-radius", type=float, metavar="Å",
+                   help="receptor residues within this distance of the ligand(s) (default: the "
+                        "model's training radius, 6 for the shipped score model; else 10)")
+    add_drop_unsupported_option(p)
+    p.add_argument("--add-hydrogens", choices=HYDROGEN_CHOICES, default="auto",
+                   help="auto (default): with a potential, add hydrogens to a receptor that has none "
+                        "(OpenMM, pH 7) and to SDF/MOL2 poses that have none (RDKit); yes: complete "
+                        "missing hydrogens everywhere; no: score the files as they are")
+    p.add_argument("--out-csv", metavar="F", help="result table (default POSES_rescored.csv)")
+    p.add_argument("--out-sdf", metavar="F", help="scored poses with tags (default POSES_rescored.sdf)")
+    p.add_argument("--sort", choices=SORT_CHOICES, default="score",
+                   help="order of the outputs: score (best first), energy, none (input order)")
+    p.add_argument("--per-residue", action="store_true",
+                   help="also write per-residue contributions (OUT.residues.csv)")
+    p.add_argument("--out-residues", metavar="F", help="per-residue table (default OUT.residues.csv)")
+    p.add_argument("--posebusters", nargs="?", const="dock", choices=POSEBUSTERS_CONFIGS,
+                   metavar="CONFIG", help="add PoseBusters validity flags (config: dock [default], "
+                   "dock_fast, redock, redock_fast); needs the posebusters package")
+    add_run_options(p, "poses")
+    p.set_defaults(func=_cmd_poses)
+
+
+def _cmd_trajectory(args: argparse.Namespace) -> int:
+    setup_cli_logging(args.quiet)
+    set_threads(args.threads)
+    out_csv = args.out_csv
+    if out_csv is None:
+        name = Path(args.trajectory).name
+        out_csv = (name.rsplit(".", 1)[0] if "." in name else name) + "_rescored.csv"
+    df = rescore_trajectory(
+        args.topology, args.trajectory, receptor=args.receptor, ligand=args.ligand,
+        stride=args.stride, start=args.start, stop=args.stop, chunk=args.chunk, plot=args.plot,
+        options=RunOptions.from_args(args, out_csv=out_csv),
+    )
+    col = "score" if df.attrs["task"] == "score" else "interaction_energy_kcal_mol"
+    n, ok = len(df), int(df.attrs["n_scored"])
+    msg = f"scored {ok} of {n} frame(s)"
+    if ok < n:
+        msg += f" ({n - ok} skipped, see the 'error' column)"
+    if ok:
+        values = df.loc[df["status"] == "ok", col]
+        msg += f": {col} mean {values.mean():.3f}, min {values.min():.3f}, max {values.max():.3f}"
+    print(msg)
+    print(f"wrote {out_csv}" + (f", {args.plot}" if args.plot and ok else ""), file=sys.stdout)
+    if ok == 0:
+        print("get-md: error: no frame could be scored (see the 'error' column of "
+              f"{out_csv})", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register_trajectory_cli(sub: Any) -> None:
+    """Add the ``rescore-traj`` subcommand to the ``get-md`` parser."""
+    p = sub.add_parser(
+        "rescore-traj",
+        help="score every frame of an MD trajectory (interaction energy or score)",
+        description=(
+            "Score trajectory frames with a GET / GeoMFormer model: interaction energy "
+            "E(complex) - E(pocket) - E(ligand) with a potential, or the score of a score "
+            "model. The pocket is chosen once, from the first analysed frame. Writes a CSV "
+            "(frame, time_ps, status, error, values; frames with broken coordinates are "
+            "reported and skipped) and optionally a PNG; rerunning the same command "
+            "after an interruption resumes."
+        ),
+    )
+    p.add_argument("topology", metavar="TOPOLOGY", help="topology (PDB, PSF, prmtop, GRO, HDF5, ...)")
+    p.add_argument("trajectory", metavar="TRAJ", help="trajectory (DCD, XTC, TRR, NetCDF, HDF5, PDB, ...)")
+    p.add_argument("--receptor", default="protein", help="mdtraj selection of the receptor (default 'protein')")
+    p.add_argument("--ligand", default="resname LIG", help="mdtraj selection of the ligand (default 'resname LIG')")
+    p.add_argument("--stride", type=int, default=1, metavar="K", help="every K-th frame (default 1)")
+    p.add_argument("--start", type=int, default=0, metavar="I", help="first frame, 0-based (default 0)")
+    p.add_argument("--stop", type=int, metavar="J", help="stop before this frame (default: the end)")
+    p.add_argument("--chunk", type=int, default=100, metavar="N", help="frames read at a time (default 100)")
+    p.add_argument("--pocket-radius", type=float, metavar="Å",
+                   help="receptor residues within this distance of the ligand in the first frame "
+                        "(default: the model's training radius, 6 for the shipped score model; else 10)")
+    add_drop_unsupported_option(p)
+    p.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="model file or shipped name (default: shipped score model, else potential)")
+    p.add_argument("--out-csv", metavar="F", help="result table (default TRAJ_rescored.csv)")
+    p.add_argument("--plot", metavar="F.png", help="plot of the values against time")
+    add_run_options(p, "frames")
+    p.set_defaults(func=_cmd_trajectory)

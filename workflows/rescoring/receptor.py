@@ -1,0 +1,180 @@
+"""The receptor of ``rescore-poses``: read (PDB, mmCIF, BinaryCIF, PDBQT), its
+coordinates checked, hydrogens completed (``--add-hydrogens``), the reference ligand,
+and PDB text for PoseBusters.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from get_md.errors import WorkflowError
+
+from ..geometry_checks import (
+    MIN_DISTANCE,
+    graph_atom_namer,
+    multi_atom_block_atoms,
+    structure_problem,
+)
+from .options import PathLike
+
+# messages keep the logger name they had in get_md.workflows.poses
+logger = logging.getLogger("get_md.workflows.poses")
+
+
+_RECEPTOR_FORMATS = {
+    ".pdb": "pdb", ".ent": "pdb", ".cif": "mmcif", ".mmcif": "mmcif", ".bcif": "mmcif",
+    ".pdbqt": "pdbqt",
+}
+
+
+def load_receptor(path: PathLike):
+    """Receptor graph (segment 0) from PDB / mmCIF / BinaryCIF / PDBQT (optionally gzipped)."""
+    from get_md import build
+    from get_md.build import base_suffix
+
+    fmt = _RECEPTOR_FORMATS.get(base_suffix(path))
+    if fmt is None:
+        raise WorkflowError(
+            f"{path}: unknown receptor format; expected .pdb, .cif, .bcif or .pdbqt (optionally .gz)"
+        )
+    reader = {"pdb": build.from_pdb, "mmcif": build.from_mmcif, "pdbqt": build.from_pdbqt}[fmt]
+    return reader(path, segment_id=0)
+
+
+def _file_atom_namer(path: PathLike, graph):
+    """Atom names as the receptor file gives them (``atom 1234 (A:109:TYR:OH)``) for the
+    atoms of ``graph`` read from it, matched by their coordinates; None if the file cannot
+    be read again. For messages only (reads the file once more)."""
+    import numpy as np
+
+    captured: list = []
+
+    def keep_all(array):
+        captured.append(array)
+        return np.ones(array.array_length(), dtype=bool)
+
+    from get_md import build
+    from get_md.build import base_suffix
+
+    reader = {"pdb": build.from_pdb, "mmcif": build.from_mmcif,
+              "pdbqt": build.from_pdbqt}[_RECEPTOR_FORMATS[base_suffix(path)]]
+    try:
+        reader(path, segment_id=0, atom_filter=keep_all, check_duplicates=False)
+    except Exception:  # noqa: BLE001 - names are a courtesy
+        return None
+    if not captured:
+        return None
+    arr = captured[0]
+    where = {tuple(c): k for k, c in enumerate(np.asarray(arr.coord, dtype=np.float64).tolist())}
+    ids = arr.atom_id if "atom_id" in arr.get_annotation_categories() else np.arange(1, len(where) + 1)
+    fallback = graph_atom_namer(graph)
+    positions = graph.positions.detach().cpu().double().tolist()
+
+    def name(i: int) -> str:
+        k = where.get(tuple(positions[i]))
+        if k is None:
+            return fallback(i)
+        return (f"atom {int(ids[k])} ({arr.chain_id[k] or '-'}:{arr.res_id[k]}{arr.ins_code[k]}:"
+                f"{arr.res_name[k]}:{arr.atom_name[k]})")
+
+    return name
+
+
+def check_receptor(path: PathLike, receptor, what: str = "receptor", overlaps: bool = False,
+                   names_from_file: bool = True) -> None:
+    """Raise WorkflowError, one line naming ``path`` and the atom, if the coordinates of
+    ``receptor`` (the receptor, or its pocket) are broken
+    (:func:`~get_md.workflows.geometry_checks.structure_problem`): non-finite or beyond
+    ±1e5 Å, an atom of a residue more than 10 Å from any other atom, and with
+    ``overlaps`` two atoms closer than 0.5 Å. Overlaps are checked in the pocket only:
+    deposited structures hold the odd clash far from any ligand, which does not touch
+    the scores. ``names_from_file``: name atoms as the file does (reads it again)."""
+    blocks = multi_atom_block_atoms(receptor)
+    limit = MIN_DISTANCE if overlaps else None
+    why = structure_problem(receptor.positions, graph_atom_namer(receptor), blocks, min_distance=limit)
+    if why is None:
+        return
+    namer = _file_atom_namer(path, receptor) if names_from_file else None
+    if namer is not None:
+        why = structure_problem(receptor.positions, namer, blocks, min_distance=limit) or why
+    raise WorkflowError(f"{path}: {what}: {why}")
+
+
+def load_reference(path: PathLike):
+    """The first record of a ligand file (SDF, MOL2, PDBQT, PDB) as a graph (segment 1)."""
+    from get_md.build import iter_poses
+
+    for rec in iter_poses(path, segment_id=1):
+        return rec.unwrap(), rec
+    raise WorkflowError(f"{path}: reference ligand file holds no record")
+
+
+HYDROGEN_CHOICES = ("auto", "yes", "no")
+
+
+def receptor_with_hydrogens(path: PathLike, rec, mode: str, potential: bool):
+    """``(receptor graph, residues left without hydrogens)`` after ``--add-hydrogens``.
+
+    ``auto``: a potential scoring a receptor with fewer hydrogens than half its heavy
+    atoms (none, or polar ones only as in AutoDock PDBQT files; proteins have about one
+    per heavy atom) gets the missing ones from OpenMM's Modeller at pH 7
+    (:func:`get_md.build.hydrogens.protonate_receptor`); ``yes``: missing hydrogens are
+    added to any receptor; ``no``: the file as it is.
+    """
+    import dataclasses
+    import tempfile
+
+    from get_md import build
+    from get_md.build import base_suffix
+    from get_md.build.hydrogens import hydrogen_counts, protonate_receptor
+
+    n_h, n_heavy = hydrogen_counts(rec)
+    if mode == "no" or (mode == "auto" and (not potential or n_h >= 0.5 * n_heavy)):
+        return rec, []
+    if base_suffix(path) == ".bcif":
+        if mode == "yes":
+            raise WorkflowError(f"{path}: --add-hydrogens yes reads PDB, mmCIF or PDBQT receptors, not BinaryCIF")
+        logger.warning("%s has %d hydrogens for %d heavy atoms; BinaryCIF is scored as it is", path, n_h, n_heavy)
+        return rec, []
+    if mode == "auto":
+        have = "no hydrogens" if n_h == 0 else f"{n_h} hydrogens for {n_heavy} heavy atoms (polar ones only?)"
+        logger.warning("%s has %s; the potential was trained with all of them: adding the missing ones "
+                       "(OpenMM Modeller, pH 7; --add-hydrogens no scores the file as it is)", path, have)
+    with tempfile.TemporaryDirectory(prefix="get_md_") as d:
+        out = Path(d) / "receptor_with_hydrogens.pdb"
+        try:
+            skipped = protonate_receptor(path, out)
+        except ValueError as e:
+            raise WorkflowError(str(e)) from e
+        graph = build.from_pdb(out, segment_id=0)
+    graph = dataclasses.replace(graph, names=[f"{path} (hydrogens added)"])
+    logger.info("%s: %d -> %d atoms with hydrogens", path, rec.num_atoms, graph.num_atoms)
+    return graph, skipped
+
+
+def receptor_pdb_text(receptor: PathLike) -> str:
+    """Receptor as PDB text for PoseBusters (PDBQT types mapped, mmCIF converted)."""
+    from get_md.build import base_suffix, read_text
+
+    fmt = _RECEPTOR_FORMATS.get(base_suffix(receptor))
+    if fmt == "pdb":
+        return read_text(receptor)
+    if fmt == "pdbqt":
+        from get_md.build.structure import pdbqt_to_pdb_text
+
+        return pdbqt_to_pdb_text(read_text(receptor), str(receptor))
+    import biotite.structure.io.pdb as pdb
+    import biotite.structure.io.pdbx as pdbx
+
+    if base_suffix(receptor) == ".bcif":
+        f = pdbx.BinaryCIFFile.read(str(receptor))
+    else:
+        f = pdbx.CIFFile.read(io.StringIO(read_text(receptor)))
+    arr = pdbx.get_structure(f, model=1)
+    out = pdb.PDBFile()
+    out.set_structure(arr)
+    buf = io.StringIO()
+    out.write(buf)
+    return buf.getvalue()
