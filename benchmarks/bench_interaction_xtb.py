@@ -50,7 +50,7 @@ def receptor_mol(path: Path):
 def pocket_cluster(rec, rec_pos: np.ndarray, lig, radius: float):
     """Capped cluster of the receptor residues with a heavy atom within ``radius`` Å of
     a ligand heavy atom."""
-    from get_md.train.xtb_data import _cut_cluster
+    from get_md.datasets.xtb import cut_cluster
 
     lig_pos = lig.GetConformer().GetPositions()
     lig_heavy = lig_pos[[a.GetAtomicNum() > 1 for a in lig.GetAtoms()]]
@@ -60,13 +60,13 @@ def pocket_cluster(rec, rec_pos: np.ndarray, lig, radius: float):
                     for a in rec.GetAtoms()])
     near = set(key[(d < radius) & heavy])
     ids = np.flatnonzero(np.isin(key, sorted(near)))
-    return _cut_cluster(rec, ids, rec_pos), sorted(near)
+    return cut_cluster(rec, ids, rec_pos), sorted(near)
 
 
 def xtb_energy(mol) -> float:
     from rdkit import Chem
 
-    from get_md.train.xtb_data import xtb_label
+    from get_md.datasets.xtb import xtb_label
 
     nums = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
     e, _ = xtb_label(nums, mol.GetConformer().GetPositions(), Chem.GetFormalCharge(mol))

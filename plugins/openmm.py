@@ -16,6 +16,11 @@ System:
   is cloned or deserialised, which ``copy.deepcopy``, ``XmlSerializer.deserialize``
   and openmm-ml's ``createMixedSystem`` do.)
 
+The backends live in :mod:`get_md.plugins.openmm_torchforce` and
+:mod:`get_md.plugins.openmm_pythonforce` (one file each, as in openmm-ml); their
+names are importable from here too. ``openmm`` and ``openmmtorch`` are imported only
+when a force is built.
+
 Units are converted at the boundary: positions and box nm -> Å (x 10), energy
 eV -> kJ/mol (x 96.48533212331), forces eV/Å -> kJ/mol/nm (x 964.8533212331).
 ``atoms=`` applies the model to a subset only (ML/MM): just those atoms go to the
@@ -39,26 +44,26 @@ Example:
 
 from __future__ import annotations
 
-import copy
-import functools
-import io
-import logging
-import subprocess
-import sys
 from dataclasses import replace
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from get_md.plugins._common import model_positions
+from get_md.plugins.openmm_pythonforce import GraphPotential, pythonforce
+from get_md.plugins.openmm_torchforce import (
+    have_openmmtorch,
+    torchforce,
+    torchforce_copies,
+    torchforce_module,
+)
 
 from get_md import runtime
 from get_md.graph import MolecularGraph
-from get_md.runtime import LoadedModel, ModelSpec, atom_charges
-from get_md.units import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
+from get_md.runtime import LoadedModel, ModelSpec
 
 __all__ = [
     "BACKENDS",
+    "GraphPotential",
     "GETPotentialImpl",
     "GETPotentialImplFactory",
     "GeoMFormerPotentialImplFactory",
@@ -69,53 +74,8 @@ __all__ = [
     "torchforce_module",
 ]
 
-log = logging.getLogger("get_md.plugins.openmm")
-
 BACKENDS = ("auto", "torchforce", "pythonforce")
 BLOCK_MODES = ("atoms", "residues")
-
-
-def have_openmmtorch() -> bool:
-    """Whether ``openmmtorch`` imports (TorchForce backend available)."""
-    try:
-        import openmmtorch  # noqa: F401
-    except Exception:  # noqa: BLE001 - ImportError, or OSError / RuntimeError from a mismatched build
-        return False
-    return True
-
-
-_COPY_PROBE = """
-import copy, torch, openmm, openmmtorch
-class M(torch.nn.Module):
-    def forward(self, positions):
-        return (positions ** 2).sum()
-system = openmm.System()
-system.addParticle(1.0)
-system.addForce(openmmtorch.TorchForce(torch.jit.script(M())))
-copy.deepcopy(system)
-openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def torchforce_copies() -> bool:
-    """Whether a System with a TorchForce can be deep-copied and deserialised here.
-
-    Probed once per process in a subprocess (a failing build segfaults, which would
-    kill the caller): PyPI's openmmtorch 1.5 wheel with OpenMM 8.6.1 crashes there.
-    False when openmmtorch does not import.
-    """
-    if not have_openmmtorch():
-        return False
-    try:
-        proc = subprocess.run([sys.executable, "-c", _COPY_PROBE], capture_output=True, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    if proc.returncode != 0:
-        log.warning("openmmtorch is installed but a System with a TorchForce cannot be copied or "
-                    "deserialised here (probe exit code %d); backend='auto' uses PythonForce",
-                    proc.returncode)
-    return proc.returncode == 0
 
 
 # ------------------------------------------------------------------------ system atoms
@@ -189,211 +149,6 @@ def _graph_template(
     return g.to(device=lm.device, dtype=lm.dtype)
 
 
-# ------------------------------------------------------------------ PythonForce backend
-def _pack_module(module: torch.nn.Module):
-    if isinstance(module, torch.jit.ScriptModule):
-        buf = io.BytesIO()
-        torch.jit.save(module, buf)
-        return ("torchscript", buf.getvalue())
-    ref = next(module.parameters(), None)
-    if ref is not None and ref.device.type != "cpu":
-        module = copy.deepcopy(module).to("cpu")
-    return ("eager", module)
-
-
-def _unpack_module(packed, device: torch.device) -> torch.nn.Module:
-    kind, payload = packed
-    if kind == "torchscript":
-        module = torch.jit.load(io.BytesIO(payload), map_location=device)
-    else:
-        module = payload.to(device)
-    module.eval()
-    return module
-
-
-class GraphPotential:
-    """The PythonForce callback: ``state -> (energy kJ/mol, forces [n, 3] kJ/mol/nm)``.
-
-    Holds the model and the precomputed graph tensors of the modelled atoms. With a
-    particle subset (``PythonForce.setParticles``) OpenMM passes only those positions.
-    Picklable (the model travels as TorchScript bytes or a pickled module), so Systems
-    holding the force can be deep-copied and serialised.
-
-    Example:
-        >>> e_kj, f_kj = potential.evaluate(positions_nm, box_nm)  # doctest: +SKIP
-    """
-
-    def __init__(self, potential: LoadedModel, graph: MolecularGraph, periodic: bool,
-                 total_charge: float = 0.0):
-        self.potential = potential
-        self.periodic = bool(periodic)
-        self.total_charge = float(total_charge)
-        self._setup(graph)
-
-    def _setup(self, graph: MolecularGraph) -> None:
-        lm = self.potential
-        self.graph = graph
-        self.n_atoms = graph.num_atoms
-        self._static = graph.inputs()[1:7]
-        self._pbc = torch.full((1, 3), self.periodic, dtype=torch.bool, device=lm.device)
-        self._zero_cell = torch.zeros(1, 3, 3, dtype=lm.dtype, device=lm.device)
-        self._charges = None
-        if lm.needs_charge:
-            self._charges = atom_charges([self.total_charge], [self.n_atoms], lm.device, lm.dtype)
-
-    def evaluate(self, positions_nm, box_nm=None) -> Tuple[float, np.ndarray]:
-        """Energy (kJ/mol) and forces ([n, 3], kJ/mol/nm) for positions (and box) in nm."""
-        lm = self.potential
-        x = np.asarray(positions_nm, dtype=np.float64)
-        if x.shape != (self.n_atoms, 3):
-            raise ValueError(f"get_md force: got positions of shape {x.shape}, expected ({self.n_atoms}, 3)")
-        # centred in float64 before the cast (see model_positions)
-        pos = model_positions(x * NM_TO_ANGSTROM, lm.device, lm.dtype, "get_md force")
-        cell = self._zero_cell
-        if self.periodic:
-            if box_nm is None:
-                raise ValueError("get_md force: periodic force evaluated without box vectors")
-            b = np.asarray(box_nm, dtype=np.float64).reshape(1, 3, 3) * NM_TO_ANGSTROM
-            cell = torch.as_tensor(b, device=lm.device).to(lm.dtype)
-        out = lm.run((pos, *self._static, cell, self._pbc), self._charges)
-        # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)
-        energy = float(out["energies"].detach().to("cpu", torch.float64).sum()) * EV_TO_KJ_PER_MOL
-        forces = out["forces"].detach().to("cpu", torch.float64).numpy() * EV_PER_A_TO_KJ_PER_MOL_NM
-        return energy, forces
-
-    def __call__(self, state):
-        from openmm import unit
-
-        pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        box = None
-        if self.periodic:
-            box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
-        return self.evaluate(pos, box)
-
-    def __getstate__(self):
-        lm = self.potential
-        return {
-            "module": _pack_module(lm.module),
-            "potential": replace(lm, module=None, device=torch.device("cpu")),  # type: ignore[arg-type]
-            "device": str(lm.device),
-            "graph": self.graph.to(device="cpu"),
-            "periodic": self.periodic,
-            "total_charge": self.total_charge,
-        }
-
-    def __setstate__(self, state):
-        device = torch.device(state["device"])
-        if device.type == "cuda" and not torch.cuda.is_available():
-            log.warning("get_md force was saved on %s; CUDA is not available, using the CPU", device)
-            device = torch.device("cpu")
-        module = _unpack_module(state["module"], device)
-        self.potential = replace(state["potential"], module=module, device=device)
-        self.periodic = state["periodic"]
-        self.total_charge = state["total_charge"]
-        self._setup(state["graph"].to(device=device))
-
-
-# ------------------------------------------------------------------- TorchForce backend
-class _TorchForceWrapper(torch.nn.Module):
-    """positions [N_total, 3] nm (+ box [3, 3] nm) -> (energy kJ/mol, forces [N_total, 3] kJ/mol/nm)."""
-
-    def __init__(self, model: torch.nn.Module, graph: MolecularGraph, indices: Optional[torch.Tensor],
-                 n_total: int, periodic: bool, charges: Optional[torch.Tensor]):
-        super().__init__()
-        dtype = graph.positions.dtype
-        device = graph.positions.device
-        self.model = model
-        self.register_buffer("atomic_numbers", graph.atomic_numbers.clone())
-        self.register_buffer("block_ids", graph.block_ids.clone())
-        self.register_buffer("atom_positions", graph.atom_positions.clone())
-        self.register_buffer("block_types", graph.block_types.clone())
-        self.register_buffer("segment_ids", graph.segment_ids.clone())
-        self.register_buffer("batch_ids", graph.batch_ids.clone())
-        self.register_buffer("pbc", torch.full((1, 3), bool(periodic), dtype=torch.bool, device=device))
-        self.register_buffer("zero_cell", torch.zeros(1, 3, 3, dtype=dtype, device=device))
-        self.use_subset = indices is not None
-        self.register_buffer(
-            "indices",
-            indices.to(device) if indices is not None else torch.zeros(0, dtype=torch.long, device=device),
-        )
-        self.register_buffer(
-            "charges", charges if charges is not None else torch.zeros(0, dtype=dtype, device=device)
-        )
-        self.n_total = int(n_total)
-        self.length_scale = NM_TO_ANGSTROM
-        self.energy_scale = EV_TO_KJ_PER_MOL
-        self.force_scale = EV_PER_A_TO_KJ_PER_MOL_NM
-
-    def _outputs(self, pos: torch.Tensor, cell: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self.model(pos, self.atomic_numbers, self.block_ids, self.atom_positions, self.block_types,
-                          self.segment_ids, self.batch_ids, cell, self.pbc)
-
-    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        dtype = self.zero_cell.dtype
-        pos = positions
-        if self.use_subset:
-            pos = pos.index_select(0, self.indices)
-        pos = pos.detach()
-        # centred in OpenMM's precision before the cast (see _common.model_positions)
-        pos = (pos - pos.mean(dim=0)).to(dtype) * self.length_scale
-        cell = self.zero_cell
-        if boxvectors is not None:
-            cell = (boxvectors.detach().to(dtype) * self.length_scale).reshape(1, 3, 3)
-        out = self._outputs(pos, cell)
-        # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)
-        energy = out["energies"].detach().to(torch.float64).sum() * self.energy_scale
-        forces = out["forces"].detach() * self.force_scale
-        if self.use_subset:
-            full = torch.zeros(self.n_total, 3, dtype=forces.dtype, device=forces.device)
-            forces = full.index_copy(0, self.indices, forces)
-        return energy.to(torch.float64), forces.to(positions.dtype)
-
-
-class _ChargedTorchForceWrapper(_TorchForceWrapper):
-    """As :class:`_TorchForceWrapper`, for models that read the total charge."""
-
-    def _outputs(self, pos: torch.Tensor, cell: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self.model.forward_with_vectors(
-            pos, torch.zeros_like(pos), self.charges, self.atomic_numbers, self.block_ids,
-            self.atom_positions, self.block_types, self.segment_ids, self.batch_ids, cell, self.pbc)
-
-
-def torchforce_module(
-    potential: LoadedModel, graph: MolecularGraph, indices: Optional[np.ndarray], n_total: int,
-    periodic: bool, total_charge: float = 0.0,
-) -> torch.jit.ScriptModule:
-    """The scripted module handed to ``openmmtorch.TorchForce`` (usable without openmmtorch).
-
-    ``module(positions_nm[, box_nm]) -> (energy kJ/mol, forces [n_total, 3] kJ/mol/nm)``.
-    """
-    idx = None if indices is None else torch.as_tensor(indices, dtype=torch.long, device=potential.device)
-    charges = None
-    cls = _TorchForceWrapper
-    if potential.needs_charge:
-        charges = atom_charges([total_charge], [graph.num_atoms], potential.device, potential.dtype)
-        cls = _ChargedTorchForceWrapper
-    wrapper = cls(potential.module, graph, idx, n_total, periodic, charges)
-    module = torch.jit.script(wrapper.eval())
-    _inline_calls(module.graph)
-    return module
-
-
-def _inline_calls(graph) -> None:
-    """Inline every method and function call into ``graph``, in place.
-
-    TorchForce runs a copy of the module whose submodule types lack their methods;
-    TorchScript's plain executor does not inline, and then failed with "Couldn't find
-    method: 'forward' on class GET". One inlining pass inlines a single level where the
-    callees' graphs were cached uninlined (after plain-executor calls), so it repeats
-    until no call is left.
-    """
-    for _ in range(1000):
-        if not (graph.findAllNodes("prim::CallMethod") or graph.findAllNodes("prim::CallFunction")):
-            return
-        torch._C._jit_pass_inline(graph)
-    raise RuntimeError("torchforce_module: TorchScript calls left after inlining 1000 levels")
-
 
 # --------------------------------------------------------------------------- builders
 def create_force(
@@ -442,8 +197,11 @@ def create_force(
         ValueError: bad subset, particles without element, unsupported elements, a model
             that is not an energy model, ``backend="torchforce"`` without openmmtorch.
     """
-    import openmm
-
+    try:
+        import openmm  # noqa: F401 - the backends import it again where they need it
+    except ImportError as e:
+        raise ImportError(f"create_force needs OpenMM ({e}); install it with "
+                          "'pip install get-md[openmm]' or from conda-forge") from e
     if backend not in BACKENDS:
         raise ValueError(f"create_force: backend must be one of {BACKENDS}, got {backend!r}")
     lm = runtime.load(model, device, dtype, who="create_force")
@@ -459,33 +217,9 @@ def create_force(
     if backend == "auto":
         backend = "torchforce" if torchforce_copies() else "pythonforce"
     if backend == "torchforce":
-        try:
-            import openmmtorch
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(
-                f"create_force: backend='torchforce' needs openmm-torch built for torch "
-                f"{torch.__version__} (import openmmtorch failed: {e}); use backend='pythonforce'"
-            ) from e
-        module = torchforce_module(lm, graph, indices, z_all.size, periodic, charge)
-        force = openmmtorch.TorchForce(module)
-        if plain_executor:
-            from get_md.perf import use_plain_executor
-
-            if use_plain_executor():
-                log.info("create_force: TorchScript's plain executor is on for this thread from now "
-                         "on (get_md.perf.restore_executor(True) undoes it)")
-        force.setOutputsForces(True)
-        force.setUsesPeriodicBoundaryConditions(periodic)
+        force = torchforce(lm, graph, indices, z_all.size, periodic, charge, plain_executor)
     else:
-        if not hasattr(openmm, "PythonForce"):
-            raise ValueError(
-                f"create_force: openmm {openmm.__version__} has no PythonForce (needs OpenMM >= 8.6); "
-                "install openmm-torch for backend='torchforce' or upgrade OpenMM"
-            )
-        force = openmm.PythonForce(GraphPotential(lm, graph, periodic, charge))
-        if indices is not None:
-            force.setParticles([int(i) for i in indices])
-        force.setUsesPeriodicBoundaryConditions(periodic)
+        force = pythonforce(lm, graph, indices, periodic, charge)
     force.setForceGroup(int(forceGroup))
     force.setName(f"get_md {lm.family}")
     return force

@@ -306,6 +306,28 @@ def test_auto_backend_is_torchforce_only_where_it_copies(model_file):
     assert e1 == pytest.approx(e0, rel=1e-12)
 
 
+def test_auto_backend_dispatches_on_the_copy_probe(model_file, monkeypatch):
+    """``backend="auto"`` builds with the TorchForce backend (plugins/openmm_torchforce.py)
+    exactly when :func:`torchforce_copies` says so; checked without openmmtorch by putting a
+    stand-in for the TorchForce builder and the probe in ``get_md.plugins.openmm``."""
+    import get_md.plugins.openmm as om
+
+    built = []
+
+    def fake_torchforce(lm, graph, indices, n_total, periodic, charge, plain_executor):
+        built.append((n_total, periodic))
+        return openmm.CustomExternalForce("0")
+
+    monkeypatch.setattr(om, "torchforce", fake_torchforce)
+    monkeypatch.setattr(om, "torchforce_copies", lambda: True)
+    force = create_force(model_file, [6, 1, 1], forceGroup=3)
+    assert built == [(3, False)] and isinstance(force, openmm.CustomExternalForce)
+    assert force.getForceGroup() == 3 and force.getName() == "get_md get"
+    monkeypatch.setattr(om, "torchforce_copies", lambda: False)
+    assert isinstance(create_force(model_file, [6, 1, 1]), openmm.PythonForce)
+    assert len(built) == 1
+
+
 @pytest.mark.skipif(not HAVE_OPENMMTORCH, reason=NO_OPENMMTORCH)
 def test_torchforce_matches_pythonforce(model_file):  # pragma: no cover - needs openmmtorch
     import openmmtorch

@@ -132,3 +132,18 @@ def test_recipe_fine_tunes_from_a_checkpoint(tmp_path):
     report = json.loads((second / "metrics.json").read_text())
     assert report["test"]["n_neutral"] <= report["test"]["n_structures"]
     assert "neutral_energy_mae_meV_per_atom" in report["test"]
+
+
+def test_old_shipped_data_path_names_the_new_location(tmp_path):
+    """Training commands stored in older model files read ``get_md/zoo/data/xtb_organic_v1.npz``;
+    the data moved to ``get_md/datasets/data/``, and the error says where."""
+    from get_md.datasets import DATA_DIR
+
+    old = tmp_path / "get_md" / "zoo" / "data" / "xtb_organic_v1.npz"
+    with pytest.raises(DatasetError, match=r"xtb_organic_v1\.npz: labelled data file not found; "
+                                           r"the shipped data moved .* to .*datasets.data.xtb_organic_v1\.npz"):
+        load_labelled(old)
+    assert (DATA_DIR / "xtb_organic_v1.npz").is_file()
+    # any other missing file gets the plain message
+    with pytest.raises(DatasetError, match=r"missing\.npz: labelled data file not found$"):
+        load_labelled(tmp_path / "get_md" / "zoo" / "data" / "missing.npz")

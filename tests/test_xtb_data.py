@@ -177,3 +177,33 @@ def test_peptide_smiles_and_cluster_cut():
     for a in caps:
         nb = a.GetNeighbors()[0]
         assert 0.9 < np.linalg.norm(xyz[a.GetIdx()] - xyz[nb.GetIdx()]) < 1.2
+
+
+def test_generator_lives_in_datasets_and_old_module_reexports_it():
+    """The generator is ``get_md.datasets.xtb`` (modules under 600 lines); the old module
+    ``get_md.train.xtb_data`` (named in stored commands) re-exports the same objects and
+    still runs as ``python -m get_md.train.xtb_data``; the shipped data and its README sit in
+    ``get_md/datasets/data/``, which pyproject.toml installs as package data."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import get_md.datasets.xtb as new
+    from get_md.datasets import DATA_DIR
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    assert all(getattr(X, name) is getattr(new, name) for name in new.__all__)
+    assert X.SkipMolecule.__module__ == "get_md.datasets.xtb.spec"
+    for path in Path(new.__file__).parent.glob("*.py"):
+        assert len(path.read_text().splitlines()) < 600, path
+    for module in ("get_md.train.xtb_data", "get_md.datasets.xtb"):
+        out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0 and "--n-molecules" in out.stdout, (module, out.stderr[-500:])
+    assert (DATA_DIR / "xtb_organic_v1.npz").is_file() and (DATA_DIR / "README.md").is_file()
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "get_md.datasets.xtb" in project["packages"]
+    assert "data/*.npz" in project["package-data"]["get_md.datasets"]
+    assert not any("data/" in p for p in project["package-data"]["get_md.zoo"])

@@ -9,6 +9,7 @@ import torch
 from ase.build import molecule
 
 from get_md import export, zoo
+from get_md.datasets import DATA_DIR
 
 SHIPPED = sorted(zoo.available())
 
@@ -70,7 +71,7 @@ REPRODUCE_REL_TOL = 0.02
 
 def _labelled_split_errors(module: torch.nn.Module, path: Path, split: str) -> dict[str, float]:
     """Errors of an energy model on one split of a labelled ``.npz`` (the format
-    ``get_md.train.xtb_data`` writes), computed here one structure at a time, independently of
+    ``get_md.datasets.xtb`` writes), computed here one structure at a time, independently of
     ``get_md.train.potential.evaluate_potential``: structure and atom counts, energy MAE per
     structure (meV, all structures), per-atom energy MAE of the neutral structures (meV/atom)
     and force-component MAE (meV/Å)."""
@@ -110,7 +111,7 @@ def test_shipped_potential_reproduces_its_reported_test_errors(name):
     model_path = zoo.path(name)
     module, meta = export.load_model(model_path, dtype=torch.float64)
     reported = meta["training"]["metrics"]["test"]
-    data_file = Path(zoo.__file__).parent / "data" / meta["training"]["dataset"]["file"]
+    data_file = DATA_DIR / meta["training"]["dataset"]["file"]
     assert data_file.exists(), f"{model_path}: its training data {data_file} is not shipped"
     got = _labelled_split_errors(module, data_file, "test")
     where = f"{model_path} on {data_file.name}[test]"

@@ -1,6 +1,6 @@
 """Read labelled structure sets (``.npz``: energies and forces) as training datasets.
 
-The format is the one ``get_md.train.xtb_data`` writes: concatenated ``positions``
+The format is the one ``get_md.datasets.xtb`` writes: concatenated ``positions``
 [sum N, 3] Å, ``atomic_numbers`` [sum N], ``n_atoms`` [M], ``energy`` [M] eV,
 ``forces`` [sum N, 3] eV/Å, optional ``charge`` [M], ``source`` [M] and ``split`` [M]
 ("train" / "valid" / "test", assigned by molecule).
@@ -26,6 +26,19 @@ from get_md.train.data import DatasetError, MolecularDataset, Sample
 REQUIRED = ("positions", "atomic_numbers", "n_atoms", "energy", "forces")
 
 
+def _moved_hint(path: str) -> str:
+    """For a path into ``get_md/zoo/data/`` (where the shipped data lived until it moved to
+    ``get_md/datasets/data/``, and where commands stored in older model files point): where
+    the file is now, or ""."""
+    from get_md.datasets import DATA_DIR
+
+    parent = os.path.dirname(os.path.abspath(path)).replace(os.sep, "/")
+    moved = DATA_DIR / os.path.basename(path)
+    if parent.endswith("get_md/zoo/data") and moved.is_file():
+        return f"; the shipped data moved from get_md/zoo/data/ to {moved}"
+    return ""
+
+
 def load_labelled(
     path: Union[str, os.PathLike],
     split: Optional[str] = None,
@@ -43,7 +56,7 @@ def load_labelled(
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise DatasetError(f"{path}: labelled data file not found")
+        raise DatasetError(f"{path}: labelled data file not found{_moved_hint(path)}")
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises several kinds for bad archives

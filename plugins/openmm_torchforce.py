@@ -1,0 +1,203 @@
+"""The TorchForce backend of :mod:`get_md.plugins.openmm`: a scripted wrapper module run by
+``openmmtorch.TorchForce`` inside OpenMM's own C++ loop.
+
+The wrapper takes positions [N, 3] nm (and, for periodic systems, box vectors [3, 3] nm)
+and returns energy in kJ/mol and forces in kJ/mol/nm (``setOutputsForces(True)``). It
+needs the openmm-torch plugin built for the installed torch; ``openmmtorch`` is imported
+only when a force is built (:func:`torchforce`) or probed (:func:`have_openmmtorch`).
+:func:`torchforce_module` works without openmmtorch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import subprocess
+import sys
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from get_md.graph import MolecularGraph
+from get_md.runtime import LoadedModel, atom_charges
+from get_md.units import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
+
+__all__ = ["have_openmmtorch", "torchforce", "torchforce_copies", "torchforce_module"]
+
+log = logging.getLogger("get_md.plugins.openmm")
+
+
+def have_openmmtorch() -> bool:
+    """Whether ``openmmtorch`` imports (TorchForce backend available)."""
+    try:
+        import openmmtorch  # noqa: F401
+    except Exception:  # noqa: BLE001 - ImportError, or OSError / RuntimeError from a mismatched build
+        return False
+    return True
+
+
+_COPY_PROBE = """
+import copy, torch, openmm, openmmtorch
+class M(torch.nn.Module):
+    def forward(self, positions):
+        return (positions ** 2).sum()
+system = openmm.System()
+system.addParticle(1.0)
+system.addForce(openmmtorch.TorchForce(torch.jit.script(M())))
+copy.deepcopy(system)
+openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def torchforce_copies() -> bool:
+    """Whether a System with a TorchForce can be deep-copied and deserialised here.
+
+    Probed once per process in a subprocess (a failing build segfaults, which would
+    kill the caller): PyPI's openmmtorch 1.5 wheel with OpenMM 8.6.1 crashes there.
+    False when openmmtorch does not import.
+    """
+    if not have_openmmtorch():
+        return False
+    try:
+        proc = subprocess.run([sys.executable, "-c", _COPY_PROBE], capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if proc.returncode != 0:
+        log.warning("openmmtorch is installed but a System with a TorchForce cannot be copied or "
+                    "deserialised here (probe exit code %d); backend='auto' uses PythonForce",
+                    proc.returncode)
+    return proc.returncode == 0
+
+
+class _TorchForceWrapper(torch.nn.Module):
+    """positions [N_total, 3] nm (+ box [3, 3] nm) -> (energy kJ/mol, forces [N_total, 3] kJ/mol/nm)."""
+
+    def __init__(self, model: torch.nn.Module, graph: MolecularGraph, indices: Optional[torch.Tensor],
+                 n_total: int, periodic: bool, charges: Optional[torch.Tensor]):
+        super().__init__()
+        dtype = graph.positions.dtype
+        device = graph.positions.device
+        self.model = model
+        self.register_buffer("atomic_numbers", graph.atomic_numbers.clone())
+        self.register_buffer("block_ids", graph.block_ids.clone())
+        self.register_buffer("atom_positions", graph.atom_positions.clone())
+        self.register_buffer("block_types", graph.block_types.clone())
+        self.register_buffer("segment_ids", graph.segment_ids.clone())
+        self.register_buffer("batch_ids", graph.batch_ids.clone())
+        self.register_buffer("pbc", torch.full((1, 3), bool(periodic), dtype=torch.bool, device=device))
+        self.register_buffer("zero_cell", torch.zeros(1, 3, 3, dtype=dtype, device=device))
+        self.use_subset = indices is not None
+        self.register_buffer(
+            "indices",
+            indices.to(device) if indices is not None else torch.zeros(0, dtype=torch.long, device=device),
+        )
+        self.register_buffer(
+            "charges", charges if charges is not None else torch.zeros(0, dtype=dtype, device=device)
+        )
+        self.n_total = int(n_total)
+        self.length_scale = NM_TO_ANGSTROM
+        self.energy_scale = EV_TO_KJ_PER_MOL
+        self.force_scale = EV_PER_A_TO_KJ_PER_MOL_NM
+
+    def _outputs(self, pos: torch.Tensor, cell: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return self.model(pos, self.atomic_numbers, self.block_ids, self.atom_positions, self.block_types,
+                          self.segment_ids, self.batch_ids, cell, self.pbc)
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        dtype = self.zero_cell.dtype
+        pos = positions
+        if self.use_subset:
+            pos = pos.index_select(0, self.indices)
+        pos = pos.detach()
+        # centred in OpenMM's precision before the cast (see _common.model_positions)
+        pos = (pos - pos.mean(dim=0)).to(dtype) * self.length_scale
+        cell = self.zero_cell
+        if boxvectors is not None:
+            cell = (boxvectors.detach().to(dtype) * self.length_scale).reshape(1, 3, 3)
+        out = self._outputs(pos, cell)
+        # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)
+        energy = out["energies"].detach().to(torch.float64).sum() * self.energy_scale
+        forces = out["forces"].detach() * self.force_scale
+        if self.use_subset:
+            full = torch.zeros(self.n_total, 3, dtype=forces.dtype, device=forces.device)
+            forces = full.index_copy(0, self.indices, forces)
+        return energy.to(torch.float64), forces.to(positions.dtype)
+
+
+class _ChargedTorchForceWrapper(_TorchForceWrapper):
+    """As :class:`_TorchForceWrapper`, for models that read the total charge."""
+
+    def _outputs(self, pos: torch.Tensor, cell: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return self.model.forward_with_vectors(
+            pos, torch.zeros_like(pos), self.charges, self.atomic_numbers, self.block_ids,
+            self.atom_positions, self.block_types, self.segment_ids, self.batch_ids, cell, self.pbc)
+
+
+def torchforce_module(
+    potential: LoadedModel, graph: MolecularGraph, indices: Optional[np.ndarray], n_total: int,
+    periodic: bool, total_charge: float = 0.0,
+) -> torch.jit.ScriptModule:
+    """The scripted module handed to ``openmmtorch.TorchForce`` (usable without openmmtorch).
+
+    ``module(positions_nm[, box_nm]) -> (energy kJ/mol, forces [n_total, 3] kJ/mol/nm)``.
+    """
+    idx = None if indices is None else torch.as_tensor(indices, dtype=torch.long, device=potential.device)
+    charges = None
+    cls = _TorchForceWrapper
+    if potential.needs_charge:
+        charges = atom_charges([total_charge], [graph.num_atoms], potential.device, potential.dtype)
+        cls = _ChargedTorchForceWrapper
+    wrapper = cls(potential.module, graph, idx, n_total, periodic, charges)
+    module = torch.jit.script(wrapper.eval())
+    _inline_calls(module.graph)
+    return module
+
+
+def _inline_calls(graph) -> None:
+    """Inline every method and function call into ``graph``, in place.
+
+    TorchForce runs a copy of the module whose submodule types lack their methods;
+    TorchScript's plain executor does not inline, and then failed with "Couldn't find
+    method: 'forward' on class GET". One inlining pass inlines a single level where the
+    callees' graphs were cached uninlined (after plain-executor calls), so it repeats
+    until no call is left.
+    """
+    for _ in range(1000):
+        if not (graph.findAllNodes("prim::CallMethod") or graph.findAllNodes("prim::CallFunction")):
+            return
+        torch._C._jit_pass_inline(graph)
+    raise RuntimeError("torchforce_module: TorchScript calls left after inlining 1000 levels")
+
+
+
+def torchforce(potential: LoadedModel, graph: MolecularGraph, indices: Optional[np.ndarray],
+               n_total: int, periodic: bool, total_charge: float = 0.0,
+               plain_executor: bool = True):
+    """An ``openmmtorch.TorchForce`` on :func:`torchforce_module` (forces output, periodic
+    flag set; force group and name are left to the caller).
+
+    Raises:
+        ValueError: ``openmmtorch`` does not import (not installed, or built for another
+            torch); the message says to use ``backend='pythonforce'``.
+    """
+    try:
+        import openmmtorch
+    except Exception as e:  # noqa: BLE001 - ImportError, or OSError from a mismatched build
+        raise ValueError(
+            f"create_force: backend='torchforce' needs openmm-torch built for torch "
+            f"{torch.__version__} (import openmmtorch failed: {e}); use backend='pythonforce'"
+        ) from e
+    module = torchforce_module(potential, graph, indices, n_total, periodic, total_charge)
+    force = openmmtorch.TorchForce(module)
+    if plain_executor:
+        from get_md.perf import use_plain_executor
+
+        if use_plain_executor():
+            log.info("create_force: TorchScript's plain executor is on for this thread from now "
+                     "on (get_md.perf.restore_executor(True) undoes it)")
+    force.setOutputsForces(True)
+    force.setUsesPeriodicBoundaryConditions(periodic)
+    return force
