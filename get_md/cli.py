@@ -41,7 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from get_md.errors import GetMDError
+from get_md.errors import GetMDError, ModelFileError
 
 Registrar = Callable[[Any], None]
 
@@ -252,15 +252,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         ckpt = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{src}: cannot read checkpoint ({e})") from e
+        raise ModelFileError(f"{src}: cannot read checkpoint ({e})") from e
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{src}: not a checkpoint or state dict")
+        raise ModelFileError(f"{src}: not a checkpoint or state dict")
     if "model" in ckpt and isinstance(ckpt["model"], dict):
         state, family, model_config = ckpt["model"], ckpt.get("family"), ckpt.get("model_config")
     elif all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         state, family, model_config = ckpt, None, None
     else:
-        raise ValueError(f"{src}: not a get_md checkpoint (checkpoint.pt / best.pt) or a state dict")
+        raise ModelFileError(f"{src}: not a get_md checkpoint (checkpoint.pt / best.pt) or a state dict")
     meta: dict[str, Any] = {}
     if args.config:
         cfg_path = Path(args.config)
@@ -275,13 +275,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.family:
         family = args.family
     if not family or model_config is None:
-        raise ValueError(f"{src}: holds no model family/config; pass --config (training config "
+        raise ModelFileError(f"{src}: holds no model family/config; pass --config (training config "
                          "or JSON of hyper-parameters) and --family")
     model = build_model_for(family, model_config)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{src}: weights do not fit a {family} model with this config "
+        raise ModelFileError(f"{src}: weights do not fit a {family} model with this config "
                          f"({str(e).splitlines()[0]})") from e
     if args.elements:
         meta["elements"] = [e.strip() for e in args.elements.split(",") if e.strip()]

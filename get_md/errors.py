@@ -29,6 +29,7 @@ __all__ = [
     "TrainError",
     "WorkflowError",
     "NBodyError",
+    "PluginError",
 ]
 
 
@@ -77,6 +78,11 @@ class TrainError(GetMDError, ValueError):
 # ----------------------------------------------------------------------------- workflows
 class WorkflowError(GetMDError, ValueError):
     """Bad input to a workflow (a clear one-line message; the CLI prints it and exits 2)."""
+
+
+class PluginError(GetMDError, ValueError):
+    """Bad input to an engine integration (ASE calculator, OpenMM force): wrong atom
+    selection, model task, precision or backend; the message names the call."""
 
 
 class NBodyError(GetMDError, ValueError):

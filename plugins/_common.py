@@ -11,6 +11,8 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from get_md.errors import GraphError
+
 
 def model_positions(positions: Any, device: Union[str, torch.device], dtype: torch.dtype,
                     who: str = "get_md") -> torch.Tensor:
@@ -30,12 +32,12 @@ def model_positions(positions: Any, device: Union[str, torch.device], dtype: tor
     x = np.array(positions, dtype=np.float64, copy=True).reshape(-1, 3)
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if bad.size:
-        raise ValueError(f"{who}: atom {int(bad[0]) + 1} has non-finite coordinates")
+        raise GraphError(f"{who}: atom {int(bad[0]) + 1} has non-finite coordinates")
     if x.shape[0]:
         x -= x.mean(axis=0)
     pos = torch.as_tensor(x, device=device).to(dtype)
     if not bool(torch.isfinite(pos).all()):
-        raise ValueError(f"{who}: coordinates span {float(np.ptp(x, axis=0).max()):.3g} Å, more than "
+        raise GraphError(f"{who}: coordinates span {float(np.ptp(x, axis=0).max()):.3g} Å, more than "
                          f"{str(dtype).replace('torch.', '')} holds")
     return pos
 

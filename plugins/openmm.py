@@ -58,6 +58,7 @@ from get_md.plugins.openmm_torchforce import (
 )
 
 from get_md import runtime
+from get_md.errors import PluginError
 from get_md.graph import MolecularGraph
 from get_md.runtime import LoadedModel, ModelSpec
 
@@ -101,11 +102,11 @@ def _subset(atoms: Optional[Iterable[int]], n_total: int) -> Optional[np.ndarray
         return None
     idx = np.asarray(list(atoms), dtype=np.int64).reshape(-1)
     if idx.size == 0:
-        raise ValueError("create_force: atoms= selects no atoms")
+        raise PluginError("create_force: atoms= selects no atoms")
     if idx.min() < 0 or idx.max() >= n_total:
-        raise ValueError(f"create_force: atoms= has indices outside 0..{n_total - 1}")
+        raise PluginError(f"create_force: atoms= has indices outside 0..{n_total - 1}")
     if np.unique(idx).size != idx.size:
-        raise ValueError("create_force: atoms= lists an atom more than once")
+        raise PluginError("create_force: atoms= lists an atom more than once")
     return np.sort(idx)
 
 
@@ -125,19 +126,19 @@ def _graph_template(
     missing = np.flatnonzero(z <= 0)
     if missing.size:
         i = int(idx[missing[0]])
-        raise ValueError(
+        raise PluginError(
             f"create_force: {_describe_atom(topology, i)} has no element (virtual site or extra "
             "particle); pass atoms= with the real atoms the model should see"
         )
     lm.check_elements(z.tolist(), "create_force")
     if blocks not in BLOCK_MODES:
-        raise ValueError(f"create_force: blocks must be one of {BLOCK_MODES}, got {blocks!r}")
+        raise PluginError(f"create_force: blocks must be one of {BLOCK_MODES}, got {blocks!r}")
     if blocks == "atoms":
         g = MolecularGraph.from_atoms(torch.zeros(z.size, 3, dtype=torch.float64), torch.as_tensor(z),
                                       name="openmm system")
     else:
         if topology is None:
-            raise ValueError("create_force: blocks='residues' needs a Topology, not atomic numbers")
+            raise PluginError("create_force: blocks='residues' needs a Topology, not atomic numbers")
         from get_md.build import from_openmm
 
         # distinct placeholder coordinates; only the integer tensors are kept
@@ -203,10 +204,10 @@ def create_force(
         raise ImportError(f"create_force needs OpenMM ({e}); install it with "
                           "'pip install get-md[openmm]' or from conda-forge") from e
     if backend not in BACKENDS:
-        raise ValueError(f"create_force: backend must be one of {BACKENDS}, got {backend!r}")
+        raise PluginError(f"create_force: backend must be one of {BACKENDS}, got {backend!r}")
     lm = runtime.load(model, device, dtype, who="create_force")
     if lm.task != "energy":
-        raise ValueError(f"create_force: model {lm.source} has task {lm.task!r}; an OpenMM force "
+        raise PluginError(f"create_force: model {lm.source} has task {lm.task!r}; an OpenMM force "
                          "needs an energy (potential) model")
     topology, z_all = _system_atoms(topology_or_atomic_numbers)
     indices = _subset(atoms, z_all.size)
@@ -236,7 +237,7 @@ def add_force(system, model: ModelSpec, topology_or_atomic_numbers, **kwargs):
     """
     topology, z_all = _system_atoms(topology_or_atomic_numbers)
     if z_all.size != system.getNumParticles():
-        raise ValueError(
+        raise PluginError(
             f"add_force: the System has {system.getNumParticles()} particles but the "
             f"{'topology' if topology is not None else 'atomic number list'} has {z_all.size}"
         )
@@ -270,7 +271,7 @@ class GETPotentialImpl:
             if found is None:
                 from get_md import zoo
 
-                raise ValueError(
+                raise PluginError(
                     f"MLPotential({family!r}): no shipped {family} potential (shipped models: "
                     f"{', '.join(sorted(zoo.available())) or 'none'}); pass "
                     "modelPath='path/to/model.pt' (a file written by get_md.export.save)")
@@ -279,12 +280,12 @@ class GETPotentialImpl:
         self.potential = runtime.load(source, "cpu", defaults.get("dtype") or _precision_dtype(
             defaults.get("precision")), who=f"MLPotential({name!r})")
         if self.potential.family not in (family, "unknown"):
-            raise ValueError(
+            raise PluginError(
                 f"MLPotential({name!r}): {self.potential.source} is a {self.potential.family} model; "
                 f"use MLPotential({self.potential.family!r}, modelPath=...)"
             )
         if self.potential.task != "energy":
-            raise ValueError(f"MLPotential({name!r}): {self.potential.source} is a "
+            raise PluginError(f"MLPotential({name!r}): {self.potential.source} is a "
                              f"{self.potential.task} model, not a potential")
 
     def addForces(self, topology, system, atoms: Optional[Iterable[int]], forceGroup: int, **args) -> None:
@@ -323,7 +324,7 @@ def _precision_dtype(precision: Optional[str]) -> torch.dtype:
     except ValueError:
         dtype = None
     if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
+        raise PluginError(f"precision must be 'single' or 'double', got {precision!r}")
     return dtype
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from get_md.plugins._common import model_positions
 
+from get_md.errors import PluginError
 from get_md.graph import MolecularGraph
 from get_md.runtime import LoadedModel, atom_charges
 from get_md.units import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
@@ -83,13 +84,13 @@ class GraphPotential:
         lm = self.potential
         x = np.asarray(positions_nm, dtype=np.float64)
         if x.shape != (self.n_atoms, 3):
-            raise ValueError(f"get_md force: got positions of shape {x.shape}, expected ({self.n_atoms}, 3)")
+            raise PluginError(f"get_md force: got positions of shape {x.shape}, expected ({self.n_atoms}, 3)")
         # centred in float64 before the cast (see model_positions)
         pos = model_positions(x * NM_TO_ANGSTROM, lm.device, lm.dtype, "get_md force")
         cell = self._zero_cell
         if self.periodic:
             if box_nm is None:
-                raise ValueError("get_md force: periodic force evaluated without box vectors")
+                raise PluginError("get_md force: periodic force evaluated without box vectors")
             b = np.asarray(box_nm, dtype=np.float64).reshape(1, 3, 3) * NM_TO_ANGSTROM
             cell = torch.as_tensor(b, device=lm.device).to(lm.dtype)
         out = lm.run((pos, *self._static, cell, self._pbc), self._charges)
@@ -143,7 +144,7 @@ def pythonforce(potential: LoadedModel, graph: MolecularGraph, indices: Optional
     import openmm
 
     if not hasattr(openmm, "PythonForce"):
-        raise ValueError(
+        raise PluginError(
             f"create_force: openmm {openmm.__version__} has no PythonForce (needs OpenMM >= 8.6); "
             "install openmm-torch for backend='torchforce' or upgrade OpenMM"
         )

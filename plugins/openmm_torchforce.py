@@ -19,6 +19,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from get_md.errors import PluginError
 from get_md.graph import MolecularGraph
 from get_md.runtime import LoadedModel, atom_charges
 from get_md.units import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
@@ -186,7 +187,7 @@ def torchforce(potential: LoadedModel, graph: MolecularGraph, indices: Optional[
     try:
         import openmmtorch
     except Exception as e:  # noqa: BLE001 - ImportError, or OSError from a mismatched build
-        raise ValueError(
+        raise PluginError(
             f"create_force: backend='torchforce' needs openmm-torch built for torch "
             f"{torch.__version__} (import openmmtorch failed: {e}); use backend='pythonforce'"
         ) from e

@@ -39,6 +39,7 @@ from typing import Iterable, Optional, Sequence, Union
 import torch
 
 from get_md.datasets.targets import canonical_target, is_excluded
+from get_md.errors import DatasetError
 from get_md.units import RT_LN10_KCAL_MOL, pk_from_dg
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def build_dataset(
             report.excluded.append(s.name)
             continue
         if is_excluded(s.target, s.name, Path(s.ligands).name, Path(s.protein).name):
-            raise ValueError(f"{s.name}: target {s.target} is reserved for independent evaluation")
+            raise DatasetError(f"{s.name}: target {s.target} is reserved for independent evaluation")
         kept = dup = bad = 0
         try:
             receptor = from_pdb(s.protein, segment_id=0)
@@ -259,7 +260,7 @@ def assert_no_excluded(dataset) -> None:
     for s in dataset:
         parts = s.graph.names[0].split("|")
         if is_excluded(*parts[:2]):
-            raise ValueError(f"{s.graph.names[0]}: sample of a target reserved for independent evaluation")
+            raise DatasetError(f"{s.graph.names[0]}: sample of a target reserved for independent evaluation")
 
 
 __all__ = [

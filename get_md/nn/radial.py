@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from get_md.errors import ConfigError
+
 
 class PolynomialEnvelope(nn.Module):
     """u(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2) for x < 1, else 0.
@@ -24,7 +26,7 @@ class PolynomialEnvelope(nn.Module):
     def __init__(self, exponent: int = 5):
         super().__init__()
         if exponent <= 0:
-            raise ValueError("envelope exponent must be positive")
+            raise ConfigError("envelope exponent must be positive")
         p = float(exponent)
         self.p = p
         self.a = -(p + 1.0) * (p + 2.0) / 2.0

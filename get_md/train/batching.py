@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from get_md.errors import DatasetError
 from get_md.graph import MolecularGraph, batch_graphs
 from get_md.train.data import Sample
 
@@ -42,7 +43,7 @@ class BlockBatchSampler(torch.utils.data.Sampler):
     def __init__(self, block_counts: Sequence[int], max_blocks: int, shuffle: bool = True,
                  seed: int = 0) -> None:
         if max_blocks <= 0:
-            raise ValueError(f"max_blocks must be positive, got {max_blocks}")
+            raise DatasetError(f"max_blocks must be positive, got {max_blocks}")
         self.block_counts = [int(c) for c in block_counts]
         self.max_blocks = int(max_blocks)
         self.shuffle = shuffle
@@ -101,7 +102,7 @@ def collate(samples: Sequence[Sample]) -> tuple[MolecularGraph, dict[str, torch.
         torch.Size([2])
     """
     if not samples:
-        raise ValueError("cannot collate an empty batch")
+        raise DatasetError("cannot collate an empty batch")
     graph = batch_graphs([s.graph for s in samples])
     targets = {}
     for name in samples[0].targets:

@@ -202,7 +202,7 @@ def register(
     reg["models"][name] = entry
     if default is not None:
         if default not in ("potential", "score"):
-            raise ValueError(f"default must be 'potential' or 'score', got {default!r}")
+            raise ZooError(f"default must be 'potential' or 'score', got {default!r}")
         reg[f"default_{default}"] = name
     from get_md.atomic import atomic_output
 
