@@ -24,11 +24,10 @@ import torch
 
 from get_md import vocab
 from get_md.errors import GraphError
+from get_md.model_inputs import ModelInputs
 
-TENSOR_FIELDS = (
-    "positions", "atomic_numbers", "block_ids", "atom_positions",
-    "block_types", "segment_ids", "batch_ids", "cell", "pbc",
-)
+#: The tensor fields, in model-forward order (``ModelInputs._fields``).
+TENSOR_FIELDS = ModelInputs._fields
 
 
 @dataclass
@@ -194,9 +193,10 @@ class MolecularGraph:
             )
         return replace(self, positions=positions)
 
-    def inputs(self) -> tuple[torch.Tensor, ...]:
-        """The tensors in model-forward order (see ``get_md.export``)."""
-        return tuple(getattr(self, n) for n in TENSOR_FIELDS)
+    def inputs(self) -> ModelInputs:
+        """The tensors in model-forward order, named (:class:`get_md.model_inputs.ModelInputs`);
+        ``model(*graph.inputs())`` runs a model."""
+        return ModelInputs(*(getattr(self, n) for n in TENSOR_FIELDS))
 
     def label(self) -> str:
         return ", ".join(n for n in self.names if n) or "structure"

@@ -72,7 +72,7 @@ class GraphPotential:
         lm = self.potential
         self.graph = graph
         self.n_atoms = graph.num_atoms
-        self._static = graph.inputs()[1:7]
+        self._inputs = graph.inputs()  # positions, cell and pbc are replaced per call
         self._pbc = torch.full((1, 3), self.periodic, dtype=torch.bool, device=lm.device)
         self._zero_cell = torch.zeros(1, 3, 3, dtype=lm.dtype, device=lm.device)
         self._charges = None
@@ -93,7 +93,7 @@ class GraphPotential:
                 raise PluginError("get_md force: periodic force evaluated without box vectors")
             b = np.asarray(box_nm, dtype=np.float64).reshape(1, 3, 3) * NM_TO_ANGSTROM
             cell = torch.as_tensor(b, device=lm.device).to(lm.dtype)
-        out = lm.run((pos, *self._static, cell, self._pbc), self._charges)
+        out = lm.run(self._inputs._replace(positions=pos, cell=cell, pbc=self._pbc), self._charges)
         # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)
         energy = float(out["energies"].detach().to("cpu", torch.float64).sum()) * EV_TO_KJ_PER_MOL
         forces = out["forces"].detach().to("cpu", torch.float64).numpy() * EV_PER_A_TO_KJ_PER_MOL_NM

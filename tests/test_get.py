@@ -191,7 +191,7 @@ def test_chunked_inference_equals_unchunked(pocket_complex, mode, task):
     g = pocket_complex.as_atom_blocks() if mode == "potential" else pocket_complex
     args = g.inputs()
     if task == "vectors":
-        args = (args[0], torch.randn_like(args[0]), torch.randn(g.num_atoms, dtype=args[0].dtype), *args[1:])
+        args = args.with_vectors(torch.randn_like(g.positions), torch.randn(g.num_atoms, dtype=g.positions.dtype))
     run = model.forward_with_vectors if task == "vectors" else model
     with torch.no_grad():
         for layer in model.encoder.layers:
@@ -217,7 +217,8 @@ def test_singleton_pairs_shortcut_changes_nothing(pocket_complex):
         model = tiny(task, "potential", cutoff=4.0).eval()
         args = g.inputs()
         if task == "vectors":
-            args = (args[0], torch.randn_like(args[0]), torch.randn(g.num_atoms, dtype=args[0].dtype), *args[1:])
+            args = args.with_vectors(torch.randn_like(g.positions),
+                                     torch.randn(g.num_atoms, dtype=g.positions.dtype))
         run = model.forward_with_vectors if task == "vectors" else model
         pairs = model._potential_pairs(g.positions, g.block_ids, g.segment_ids, g.batch_ids[g.block_ids],
                                        g.cell, g.pbc)
@@ -278,8 +279,7 @@ def test_forward_in_environment_equals_forward(dtype):
             assert_close(got["energies"], ref["energies"], dtype, "energies in environment")
             moved = batch.positions.clone()
             moved[0, 0] += 0.01                           # a pocket atom not where the cache has it
-            args = list(batch.inputs())
-            args[0] = moved
+            args = batch.inputs()._replace(positions=moved)
             with pytest.raises((RuntimeError, torch.jit.Error), match="not where the cache"):
                 m.forward_in_environment(*args, env_index, cache)
             part = env_index.clone()

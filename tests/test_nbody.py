@@ -336,7 +336,8 @@ def test_geomformer_encoder_matches_base_without_charge_pairs():
     base.load_state_dict({k: v for k, v in m.state_dict().items() if k in base.state_dict()})
     s = make_samples(simulate(3, seed=2, n_frames=41), dtype=torch.float64)
     inp = s.inputs()
-    args = (*inp[:7], inp[8][inp[4]], inp[9], inp[10])
+    args = (inp.positions, inp.velocities, inp.charges, inp.atomic_numbers, inp.block_ids, inp.atom_positions,
+            inp.block_types, inp.batch_ids[inp.block_ids], inp.cell, inp.pbc)
     for a, b in zip(m.encode(*args), base.encode(*args), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.manual_seed(0)

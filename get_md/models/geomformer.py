@@ -373,7 +373,7 @@ class GeoMFormer(nn.Module):
         ...                    task="vectors")
         >>> g = MolecularGraph.from_atoms(torch.randn(5, 3), torch.ones(5, dtype=torch.long))
         >>> vel = torch.randn(5, 3)
-        >>> model.forward_with_vectors(g.positions, vel, torch.ones(5), *g.inputs()[1:])["vectors"].shape
+        >>> model.forward_with_vectors(*g.inputs().with_vectors(vel, torch.ones(5)))["vectors"].shape
         torch.Size([5, 3])
     """
 

@@ -464,15 +464,16 @@ class ModelSuite:
         n = graph.num_atoms
         vel = torch.randn(n, 3, generator=gen, dtype=torch.float64)
         charges = torch.randint(0, 2, (n,), generator=gen).double() * 2 - 1
-        rest = graph.inputs()[1:]
-        zero = model.forward_with_vectors(graph.positions, torch.zeros_like(vel), torch.zeros(n, dtype=torch.float64),
-                                          *rest)["vectors"]
+        inp = graph.inputs()
+        zero = model.forward_with_vectors(*inp.with_vectors(torch.zeros_like(vel),
+                                                            torch.zeros(n, dtype=torch.float64)))["vectors"]
         assert_close(zero, run(model, graph)["vectors"], torch.float64, "zero input vectors == forward")
-        ref = model.forward_with_vectors(graph.positions, vel, charges, *rest)["vectors"].detach()
+        ref = model.forward_with_vectors(*inp.with_vectors(vel, charges))["vectors"].detach()
         assert float((ref - zero.detach()).abs().max()) > 1e-8, "input vectors are ignored"
         rot = random_rotation(gen, reflect=True)
         shift = torch.randn(3, generator=gen, dtype=torch.float64)
-        out = model.forward_with_vectors(graph.positions @ rot.T + shift, vel @ rot.T, charges, *rest)["vectors"]
+        moved = inp._replace(positions=graph.positions @ rot.T + shift)
+        out = model.forward_with_vectors(*moved.with_vectors(vel @ rot.T, charges))["vectors"]
         assert_close(out, ref @ rot.T, torch.float64, "input vectors: O(3) equivariance")
 
     # ------------------------------------------------------------ TorchScript and export
@@ -494,8 +495,9 @@ class ModelSuite:
             n = graph.num_atoms
             vel = torch.randn(n, 3, dtype=torch.float64)
             q = torch.ones(n, dtype=torch.float64)
-            ea = eager.forward_with_vectors(graph.positions, vel, q, *graph.inputs()[1:])
-            sa = scripted.forward_with_vectors(graph.positions, vel, q, *graph.inputs()[1:])
+            args = graph.inputs().with_vectors(vel, q)
+            ea = eager.forward_with_vectors(*args)
+            sa = scripted.forward_with_vectors(*args)
             for k in ea:
                 assert_close(sa[k].detach(), ea[k].detach(), torch.float64, f"{task}/{mode}: scripted "
                              f"forward_with_vectors: {k}")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from get_md.atomic import atomic_path
+from get_md.model_inputs import VectorInputs
 
 from .protocol import DATA_KEYS, FRAME_IN, FRAME_OUT, PARTICLE_Z, NBodyError, PathLike
 
@@ -125,7 +126,7 @@ class NBodySamples:
               for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
         return NBodySamples(**kw, frame_in=self.frame_in, frame_out=self.frame_out, source=self.source)
 
-    def inputs(self, index: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ...]:
+    def inputs(self, index: Optional[torch.Tensor] = None) -> VectorInputs:
         """``forward_with_vectors`` arguments for the samples at ``index`` (all if None)."""
         if index is None:
             return batch_inputs(self.positions, self.velocities, self.charges)
@@ -184,7 +185,7 @@ def _template(batch: int, n: int, device: torch.device) -> Tuple[torch.Tensor, .
 
 
 def batch_inputs(positions: torch.Tensor, velocities: torch.Tensor,
-                 charges: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+                 charges: torch.Tensor) -> VectorInputs:
     """``forward_with_vectors`` arguments for B systems: positions/velocities [B, N, 3], charges [B, N].
 
     Every particle is one block of one atom of element ``PARTICLE_Z`` (as
@@ -193,8 +194,8 @@ def batch_inputs(positions: torch.Tensor, velocities: torch.Tensor,
     b, n, _ = positions.shape
     z, block_ids, atom_pos, block_types, seg, batch_ids, pbc = _template(b, n, positions.device)
     cell = torch.zeros(b, 3, 3, dtype=positions.dtype, device=positions.device)
-    return (positions.reshape(b * n, 3), velocities.reshape(b * n, 3), charges.reshape(b * n),
-            z, block_ids, atom_pos, block_types, seg, batch_ids, cell, pbc)
+    return VectorInputs(positions.reshape(b * n, 3), velocities.reshape(b * n, 3), charges.reshape(b * n),
+                        z, block_ids, atom_pos, block_types, seg, batch_ids, cell, pbc)
 
 
 def stack_windows(windows: Sequence[NBodySamples]) -> NBodySamples:
