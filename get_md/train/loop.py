@@ -1,4 +1,13 @@
-"""The training loop: Adam, exponential LR decay, early stopping, resumable checkpoints.
+"""The training loop: an epoch driver with hooks (:func:`run_loop`) and the trainer of
+molecular datasets built on it (:func:`train`).
+
+:func:`run_loop` owns what every trainer shares: the epochs, optimiser and scheduler
+steps, validation, early stopping, ``log.csv``, ``best.pt`` and a resumable
+``checkpoint.pt``. A trainer passes its data, loss and extras as :class:`LoopHooks`
+(plain callables: batches, step, epoch loss, selection metric, per-step and per-epoch
+callbacks, checkpoint extras). :func:`train` is the core trainer (Adam, exponential LR
+decay per epoch, a weighted loss, block-count batching); the N-body workflow
+(``get_md.workflows.nbody.train``) is another user of :func:`run_loop`.
 
 Outputs in ``config.output_dir``:
 
@@ -16,6 +25,9 @@ Running again with the same output directory resumes from ``checkpoint.pt``;
 loses nor duplicates rows, and the resumed run gives the same rows and weights
 as an uninterrupted one (same device and thread count). A run that stopped early
 stays stopped; one that reached ``max_epochs`` continues when rerun with a larger one.
+File handling is in :mod:`get_md.train.checkpoint`, schedules and early stopping in
+:mod:`get_md.train.schedule`, data-fitted starting statistics in
+:mod:`get_md.train.fitting`, curves in :mod:`get_md.train.plots`.
 
 Example:
     >>> from get_md.train import TrainConfig, train
@@ -27,40 +39,54 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import importlib
-import math
 import os
-import random
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 
-from get_md.atomic import atomic_path
 from get_md.errors import TrainError
 from get_md.train.batching import BlockBatchSampler, collate
+from get_md.train.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    CHECKPOINT_VERSION,
+    CURVES_NAME,
+    LOG_NAME,
+    MODEL_NAME,
+    append_row,
+    atomic_torch_save,
+    init_weights,
+    load_checkpoint,
+    read_log,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from get_md.train.config import TrainConfig
 from get_md.train.data import LABELS, MolecularDataset, Sample
+from get_md.train.fitting import default_elements, fit_energy_statistics, fit_score_reference
 from get_md.train.loss import MetricAccumulator, WeightedLoss
+from get_md.train.plots import plot_curves
+from get_md.train.schedule import EarlyStopping, exponential
 
 __all__ = [
-    "TrainConfig", "TrainError", "TrainResult", "build_model_for", "fit_energy_statistics",
-    "plot_curves", "train",
+    "CHECKPOINT_FORMAT", "LoopHooks", "LoopSettings", "LoopState", "TrainConfig", "TrainError",
+    "TrainResult", "build_model_for", "fit_energy_statistics", "fit_score_reference",
+    "plot_curves", "run_loop", "run_pass", "train",
 ]
 
-CHECKPOINT_FORMAT = "get_md.checkpoint"
-CHECKPOINT_VERSION = 1
-LOG_NAME = "log.csv"
-CHECKPOINT_NAME = "checkpoint.pt"
-BEST_NAME = "best.pt"
-MODEL_NAME = "model.pt"
-CURVES_NAME = "curves.png"
+#: ``(model, batch, training) -> (loss or None, {target: errors}, samples in the batch)``
+StepFn = Callable[[torch.nn.Module, Any, bool],
+                  "tuple[Optional[torch.Tensor], Mapping[str, torch.Tensor], int]"]
+#: ``(state, row)``: called after each epoch's row and checkpoint are written
+EpochCallback = Callable[["LoopState", "dict[str, float]"], None]
 
 
 @dataclass
@@ -76,7 +102,253 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-# ----------------------------------------------------------------------------- models
+# ----------------------------------------------------------------------------- the loop
+@dataclass
+class LoopHooks:
+    """What a trainer plugs into :func:`run_loop`: plain callables, all optional but the first three.
+
+    Attributes:
+        batches: ``(split, epoch) -> iterable of batches`` for split ``"train"`` or
+            ``"valid"``: the data order, augmentation draws and collation.
+        step: ``(model, batch, training) -> (loss, errors, n)``: forward pass and loss of one
+            batch. ``loss`` (a scalar tensor; may be None when not training) is what the
+            optimiser minimises; ``errors`` (``{target: tensor}``) go into the epoch's
+            :class:`MetricAccumulator` (the MAE / RMSE columns); ``n`` counts its samples.
+        epoch_loss: ``(metrics, mean_batch_loss) -> float``: an epoch's ``train_loss`` /
+            ``valid_loss`` from its accumulated errors or from the sample-weighted mean of
+            the batch losses.
+        valid_metric: ``metrics -> float``, the selection metric (lower is better) that
+            picks ``best.pt`` and drives early stopping; None: the validation loss.
+        metric_name: log the selection metric as ``valid_<metric_name>`` (and in best.pt).
+        validate_at: ``epoch -> bool``, whether to validate after that epoch (default: all);
+            an epoch without validation leaves its ``valid_*`` columns nan.
+        after_step: called after every optimiser step (and per-step scheduler step).
+        before_validation, after_validation: called around validation and the best.pt write.
+        on_epoch_end: callbacks ``(state, row)`` after the epoch's row and checkpoint are written.
+        on_fresh_start: called when the run starts over (no checkpoint, old outputs removed).
+        check_resume: ``checkpoint -> None``, raises if the checkpoint's settings differ.
+        save_extra: ``() -> dict`` merged into every checkpoint; ``load_extra(checkpoint)``
+            restores it on resume.
+        grad_in_eval: keep autograd on in validation (models that differentiate for forces).
+    """
+
+    batches: Callable[[str, int], Iterable[Any]]
+    step: StepFn
+    epoch_loss: Callable[[MetricAccumulator, float], float]
+    valid_metric: Optional[Callable[[MetricAccumulator], float]] = None
+    metric_name: Optional[str] = None
+    validate_at: Callable[[int], bool] = lambda epoch: True
+    after_step: Optional[Callable[[], None]] = None
+    before_validation: Optional[Callable[[], None]] = None
+    after_validation: Optional[Callable[[], None]] = None
+    on_epoch_end: Sequence[EpochCallback] = ()
+    on_fresh_start: Optional[Callable[[], None]] = None
+    check_resume: Optional[Callable[[dict], None]] = None
+    save_extra: Optional[Callable[[], dict]] = None
+    load_extra: Optional[Callable[[dict], None]] = None
+    grad_in_eval: bool = False
+
+
+@dataclass
+class LoopSettings:
+    """Fixed settings of :func:`run_loop`.
+
+    Attributes:
+        output_dir: where ``log.csv``, ``checkpoint.pt`` and ``best.pt`` go.
+        max_epochs: the last epoch.
+        columns: the ``log.csv`` columns; the loop fills ``epoch``, ``lr``, ``train_loss``,
+            ``train_*``, ``valid_loss``, ``valid_*``, ``best``, ``epoch_time_s``,
+            ``elapsed_s`` and, if listed, ``samples_per_s`` (training samples per second).
+        config: the run's settings (JSON-able), stored in the checkpoint.
+        family, model_config: stored in ``checkpoint.pt`` and ``best.pt`` (what
+            ``get-md export`` rebuilds the model from).
+        patience, min_delta: early stopping (``patience=None``: never stop early).
+        grad_clip: max gradient norm, or None.
+        scheduler_interval: ``"epoch"`` or ``"step"``: when the LR scheduler steps.
+        resume: continue from ``checkpoint.pt`` if present (else start over).
+        say: progress messages.
+    """
+
+    output_dir: Path
+    max_epochs: int
+    columns: Sequence[str]
+    config: Mapping[str, Any]
+    family: str
+    model_config: Mapping[str, Any]
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+    grad_clip: Optional[float] = None
+    scheduler_interval: str = "epoch"
+    resume: bool = True
+    say: Callable[[str], None] = lambda msg: None
+
+
+@dataclass
+class LoopState:
+    """Where a run stands: the last epoch, early-stopping state, elapsed time, log rows."""
+
+    output_dir: Path
+    stop: EarlyStopping
+    epoch: int = 0
+    elapsed: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def last_epoch(self) -> int:
+        return int(self.history[-1]["epoch"]) if self.history else self.epoch
+
+
+def run_pass(model: torch.nn.Module, batches: Iterable[Any], step: StepFn, epoch: int,
+             optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
+             grad_clip: Optional[float] = None, after_step: Optional[Callable[[], None]] = None,
+             grad: bool = False) -> tuple[MetricAccumulator, float, int]:
+    """One pass over ``batches``; trains when given an ``optimizer`` (``scheduler``, if
+    given, steps after every optimiser step). Returns the accumulated errors, the
+    sample-weighted mean batch loss and the number of samples."""
+    training = optimizer is not None
+    model.train(training)
+    acc = MetricAccumulator()
+    total, count = 0.0, 0
+    with torch.set_grad_enabled(training or grad):
+        for b, batch in enumerate(batches):
+            loss, errs, n = step(model, batch, training)
+            if training:
+                assert optimizer is not None and loss is not None
+                if not bool(torch.isfinite(loss)):
+                    raise TrainError(f"loss became {float(loss)} in epoch {epoch}, batch {b + 1}; "
+                                     "lower lr or set grad_clip, then rerun to resume")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                if after_step is not None:
+                    after_step()
+            acc.update({k: v.detach() for k, v in errs.items()})
+            if loss is not None:
+                total += float(loss.detach()) * n
+            count += n
+    return acc, total / max(count, 1), count
+
+
+def _validate(model: torch.nn.Module, hooks: LoopHooks, settings: LoopSettings, state: LoopState,
+              epoch: int, row: dict[str, float], best_path: Path) -> bool:
+    if hooks.before_validation is not None:
+        hooks.before_validation()
+    va, va_mean, _ = run_pass(model, hooks.batches("valid", epoch), hooks.step, epoch,
+                              grad=hooks.grad_in_eval)
+    valid_loss = hooks.epoch_loss(va, va_mean)
+    metric = hooks.valid_metric(va) if hooks.valid_metric is not None else valid_loss
+    metrics = va.compute()
+    if hooks.metric_name:
+        metrics[hooks.metric_name] = metric
+    row["valid_loss"] = valid_loss
+    row.update({f"valid_{k}": v for k, v in metrics.items()})
+    improved = state.stop.update(metric, epoch)
+    if improved:
+        atomic_torch_save({"format": "get_md.best", "model": model.state_dict(),
+                           "family": settings.family, "model_config": dict(settings.model_config),
+                           "epoch": epoch, "valid_loss": valid_loss, "valid_metrics": metrics},
+                          best_path)
+    if hooks.after_validation is not None:
+        hooks.after_validation()
+    return improved
+
+
+def run_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             hooks: LoopHooks, settings: LoopSettings) -> LoopState:
+    """Train ``model`` for the epochs left; resume from ``checkpoint.pt`` if present.
+
+    Returns the final :class:`LoopState`, with the best weights (``best.pt``) loaded
+    into ``model``.
+
+    Raises:
+        TrainError: a checkpoint of other settings (``hooks.check_resume``), a non-finite
+            loss, or no validated epoch.
+
+    Example:
+        >>> state = run_loop(model, opt, sched, LoopHooks(batches, step, epoch_loss),
+        ...                  LoopSettings("runs/x", 10, columns, {}, "get", {}))  # doctest: +SKIP
+    """
+    out_dir = Path(settings.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path, ckpt_path, best_path = out_dir / LOG_NAME, out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
+    say, columns = settings.say, list(settings.columns)
+    state = LoopState(out_dir, EarlyStopping(settings.patience, settings.min_delta))
+    start = 1
+    if settings.resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if hooks.check_resume is not None:
+            hooks.check_resume(ckpt)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if hooks.load_extra is not None:
+            hooks.load_extra(ckpt)
+        start = int(ckpt["epoch"]) + 1
+        state.stop.load_state_dict(ckpt)
+        state.elapsed = float(ckpt["elapsed_s"])
+        state.history = read_log(log_path, columns, int(ckpt["epoch"]))
+        set_rng_state(ckpt["rng"])
+        say(f"resuming {out_dir} after epoch {ckpt['epoch']} (best valid {hooks.metric_name or 'loss'} "
+            f"{state.stop.best:.6g} at epoch {state.stop.best_epoch})")
+    else:
+        for p in (log_path, ckpt_path, best_path):
+            if p.exists():
+                p.unlink()
+        if hooks.on_fresh_start is not None:
+            hooks.on_fresh_start()
+    if start > 1 and state.stop.best_epoch > 0 and not best_path.exists():
+        raise TrainError(f"{best_path}: missing; cannot resume (use resume=False to start over)")
+
+    state.epoch = start - 1
+    per_step = scheduler if settings.scheduler_interval == "step" else None
+    for epoch in range(start, settings.max_epochs + 1):
+        if state.stop.stopped:
+            break
+        t0 = time.perf_counter()
+        lr = float(optimizer.param_groups[0]["lr"])
+        tr, tr_mean, n_train = run_pass(model, hooks.batches("train", epoch), hooks.step, epoch,
+                                        optimizer, per_step, settings.grad_clip, hooks.after_step)
+        t_train = time.perf_counter() - t0
+        row: dict[str, float] = {"epoch": epoch, "lr": lr, "train_loss": hooks.epoch_loss(tr, tr_mean)}
+        row.update({f"train_{k}": v for k, v in tr.compute().items()})
+        improved = hooks.validate_at(epoch) and _validate(model, hooks, settings, state, epoch, row,
+                                                          best_path)
+        if per_step is None:
+            scheduler.step()
+        dt = time.perf_counter() - t0
+        state.elapsed += dt
+        row["best"] = int(improved)
+        if "samples_per_s" in columns:
+            row["samples_per_s"] = round(n_train / max(t_train, 1e-9), 1)
+        row.update({"epoch_time_s": round(dt, 3), "elapsed_s": round(state.elapsed, 3)})
+        append_row(log_path, columns, row)
+        state.history.append(row)
+        state.epoch = epoch
+        atomic_torch_save({
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), **state.stop.state_dict(),
+            "elapsed_s": state.elapsed, "rng": rng_state(), "config": dict(settings.config),
+            "family": settings.family, "model_config": dict(settings.model_config),
+            **(hooks.save_extra() if hooks.save_extra is not None else {}),
+        }, ckpt_path)
+        for callback in hooks.on_epoch_end:
+            callback(state, row)
+        if state.stop.stopped:
+            say(f"early stop: no improvement for {settings.patience} epochs")
+
+    if not best_path.exists():
+        raise TrainError(f"{out_dir}: no epoch finished with a validation; nothing to export")
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(best["model"])
+    return state
+
+
+# ----------------------------------------------------------------------------- molecular trainer
 def build_model_for(family: str, model_config: Mapping[str, Any],
                     factory: Optional[Any] = None) -> torch.nn.Module:
     """Build a model: ``factory(**config)``, a ``"module:callable"`` family, or ``build_model``.
@@ -100,49 +372,6 @@ def build_model_for(family: str, model_config: Mapping[str, Any],
         return build_model(family, **cfg)
     except TypeError as e:
         raise TrainError(f"invalid hyper-parameters for model family {family!r}: {e}") from e
-
-
-# ----------------------------------------------------------------------------- helpers
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def _rng_state() -> dict:
-    import numpy as np
-
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": {"name": np_state[0], "key": torch.from_numpy(np_state[1].astype("int64")),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    import numpy as np
-
-    torch.set_rng_state(state["torch"])
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["key"].numpy().astype("uint32"), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _as_dataset(obj: Any, what: str) -> MolecularDataset:
@@ -191,121 +420,6 @@ def _columns(targets: list[str]) -> list[str]:
     return cols + ["best", "epoch_time_s", "elapsed_s"]
 
 
-def _read_log(path: Path, columns: list[str], up_to_epoch: int) -> list[dict[str, float]]:
-    """Rows of an existing log with epoch <= ``up_to_epoch``; rewrites the file if it had more."""
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return []
-    if rows[0] != columns:
-        raise TrainError(f"{path}: columns {rows[0]} differ from this run's {columns}; "
-                         "use a new output_dir")
-    kept: list[list[str]] = []
-    for r in rows[1:]:
-        if len(r) != len(columns):
-            break  # a partial last line from a kill
-        try:
-            if int(r[0]) > up_to_epoch:
-                break
-        except ValueError:
-            break
-        kept.append(r)
-    if len(kept) != len(rows) - 1:
-        _write_csv(path, columns, kept)
-    return [{c: float(v) for c, v in zip(columns, r, strict=True)} for r in kept]
-
-
-def _write_csv(path: Path, columns: list[str], rows: list[list[str]]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _append_row(path: Path, columns: list[str], row: Mapping[str, float]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(columns)
-        w.writerow([_fmt(row[c]) for c in columns])
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fmt(v: float) -> str:
-    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 2**53):
-        return str(int(v))
-    return repr(float(v))
-
-
-def plot_curves(history: list[Mapping[str, float]], path: Union[str, os.PathLike],
-                energy_per_atom: bool = True) -> None:
-    """Write training curves (loss, per-target MAE, learning rate) as a PNG (Agg, no pyplot).
-
-    Example:
-        >>> plot_curves(result.history, "curves.png")  # doctest: +SKIP
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    if not history:
-        return
-    epochs = [h["epoch"] for h in history]
-    targets = sorted({k[len("valid_"):-len("_mae")] for k in history[0]
-                      if k.startswith("valid_") and k.endswith("_mae")})
-    width = 3.6 * (2 + len(targets))
-    fig = Figure(figsize=(width, 3.2), dpi=90)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2 + len(targets), squeeze=False)[0]
-
-    def positive(vals: list[float]) -> bool:
-        return all(v > 0 and math.isfinite(v) for v in vals)
-
-    ax = axes[0]
-    for key, style in (("train_loss", "-"), ("valid_loss", "--")):
-        vals = [h[key] for h in history]
-        ax.plot(epochs, vals, style, marker="o", ms=3, label=key.replace("_", " "))
-    if positive([h["train_loss"] for h in history] + [h["valid_loss"] for h in history]):
-        ax.set_yscale("log")
-    best = [h["epoch"] for h in history if h.get("best")]
-    if best:
-        ax.axvline(best[-1], color="grey", lw=0.8, ls=":", label=f"best (epoch {int(best[-1])})")
-    ax.set_xlabel("epoch")
-    ax.set_title("loss")
-    ax.legend(fontsize=8)
-    units = {"energy": "eV/atom" if energy_per_atom else "eV", "forces": "eV/Å", "score": "pK", "vectors": ""}
-    for ax, t in zip(axes[1:-1], targets, strict=True):
-        for split, style in (("train", "-"), ("valid", "--")):
-            vals = [h[f"{split}_{t}_mae"] for h in history]
-            ax.plot(epochs, vals, style, marker="o", ms=3, label=f"{split} MAE")
-        if positive([h[f"valid_{t}_mae"] for h in history]):
-            ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title(f"{t} MAE" + (f" ({units[t]})" if units.get(t) else ""))
-        ax.legend(fontsize=8)
-    ax = axes[-1]
-    ax.plot(epochs, [h["lr"] for h in history], "-", marker="o", ms=3)
-    ax.set_xlabel("epoch")
-    ax.set_title("learning rate")
-    fig.subplots_adjust(left=0.9 / width, right=1 - 0.2 / width, bottom=0.16, top=0.9,
-                        wspace=0.35)  # fixed layout: tight_layout costs ~1 s per redraw
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-# ----------------------------------------------------------------------------- epochs
 def _forward(model: torch.nn.Module, graph, device: torch.device, dtype: torch.dtype,
              need_forces: bool) -> dict[str, torch.Tensor]:
     graph = graph.to(device=device, dtype=dtype)
@@ -317,162 +431,14 @@ def _forward(model: torch.nn.Module, graph, device: torch.device, dtype: torch.d
     return model(*inputs)
 
 
-def _run_epoch(model: torch.nn.Module, data: MolecularDataset, sampler: BlockBatchSampler,
-               loss_fn: WeightedLoss, device: torch.device, dtype: torch.dtype,
-               optimizer: Optional[torch.optim.Optimizer], grad_clip: Optional[float],
-               epoch: int) -> MetricAccumulator:
-    training = optimizer is not None
-    model.train(training)
-    need_forces = "forces" in loss_fn.weights
-    grad = training or need_forces or bool(getattr(model, "compute_forces", False))
-    acc = MetricAccumulator()
-    with torch.set_grad_enabled(grad):
-        for b, idx in enumerate(sampler):
-            graph, targets = collate([data[i] for i in idx])
-            targets = {k: v.to(device=device, dtype=dtype) for k, v in targets.items()}
-            num_atoms = torch.bincount(graph.atom_batch_ids, minlength=graph.num_graphs).to(device)
-            out = _forward(model, graph, device, dtype, need_forces)
-            errs = loss_fn.errors(out, targets, num_atoms)
-            if training:
-                assert optimizer is not None
-                loss, _ = loss_fn.reduce(errs)
-                if not bool(torch.isfinite(loss)):
-                    raise TrainError(f"loss became {float(loss)} in epoch {epoch}, batch {b + 1}; "
-                                     "lower lr or set grad_clip, then rerun to resume")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                optimizer.step()
-            acc.update({k: v.detach() for k, v in errs.items()})
-    return acc
-
-
-def _init_weights(path: str) -> dict:
-    """Model weights of a ``best.pt`` / ``checkpoint.pt`` file (fine-tuning start)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
-        raise TrainError(f"{path}: cannot read initial weights ({e})") from e
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise TrainError(f"{path}: not a get_md checkpoint (no 'model' weights)")
-    return ckpt["model"]
-
-
-def fit_energy_statistics(model: torch.nn.Module, data: MolecularDataset) -> dict[str, Any]:
-    """Set an energy model's per-element reference energies and output scale from data.
-
-    If the model has an ``atom_ref`` embedding (eV per element), it gets the
-    least-squares fit of the structures' energies to their element counts; if it has
-    an ``energy_scale`` buffer, it gets the RMS of the reference forces (or, without
-    forces, the RMS of the per-atom energy residuals). Models without these are left alone.
-
-    Returns:
-        What was set: ``{"atom_ref": {Z: eV}, "energy_scale": float}`` (possibly empty).
-
-    Example:
-        >>> fit_energy_statistics(model, train_set)  # doctest: +SKIP
-        {'atom_ref': {1: -13.6, 8: -2041.3}, 'energy_scale': 0.71}
-    """
-    if getattr(model, "task", "energy") != "energy" or "energy" not in data.target_names:
-        return {}
-    if "charge" in data.target_names:  # ions shift the energy by their ionisation terms
-        neutral = [s for s in data.samples if float(s.targets["charge"][0]) == 0.0]
-        if neutral:
-            data = MolecularDataset(neutral, name=data.name)
-    done: dict[str, Any] = {}
-    zs = _default_elements(data)
-    col = {z: i for i, z in enumerate(zs)}
-    counts = torch.zeros(len(data), len(zs), dtype=torch.float64)
-    energy = torch.zeros(len(data), dtype=torch.float64)
-    n_atoms = torch.zeros(len(data), dtype=torch.float64)
-    for g, s in enumerate(data.samples):
-        for z, c in zip(*torch.unique(s.graph.atomic_numbers, return_counts=True), strict=True):
-            counts[g, col[int(z)]] = float(c)
-        energy[g] = float(s.targets["energy"][0])
-        n_atoms[g] = s.num_atoms
-    residual = energy
-    ref = getattr(model, "atom_ref", None)
-    if isinstance(ref, torch.nn.Embedding) and ref.embedding_dim == 1:
-        sol = torch.linalg.lstsq(counts, energy[:, None], driver="gelsd").solution[:, 0]
-        with torch.no_grad():
-            ref.weight[torch.tensor(zs, device=ref.weight.device), 0] = sol.to(ref.weight)
-        residual = energy - counts @ sol
-        done["atom_ref"] = {z: float(v) for z, v in zip(zs, sol, strict=True)}
-    scale_buf = getattr(model, "energy_scale", None)
-    if isinstance(scale_buf, torch.Tensor) and scale_buf.numel() == 1:
-        if "forces" in data.target_names:
-            f = torch.cat([s.targets["forces"].double().reshape(-1) for s in data.samples])
-            scale = float(f.pow(2).mean().sqrt())
-        else:
-            scale = float((residual / n_atoms).pow(2).mean().sqrt())
-        if math.isfinite(scale) and scale > 1e-8:
-            with torch.no_grad():
-                scale_buf.fill_(scale)
-            done["energy_scale"] = scale
-    return done
-
-
-def fit_score_reference(model: torch.nn.Module, data: MolecularDataset) -> dict[str, Any]:
-    """Set a score model's per-element references of ligand atoms from data.
-
-    A GET score model adds ``atom_ref[Z]`` of every ligand atom (segments other than
-    0; heavy atoms only for ``heavy_atoms_only`` models) to its score. Fitted by least
-    squares of the training scores to the ligands' element counts, it starts training
-    from a size-and-composition baseline (what "bigger ligands bind better" predicts)
-    that the network then corrects: the last layer of the model's ``head`` is zeroed, so
-    that training starts from the baseline itself. Models without ``atom_ref`` are left alone.
-
-    Returns:
-        ``{"ligand_atom_ref": {Z: score units}}`` or ``{}``.
-
-    Example:
-        >>> fit_score_reference(score_model, train_set)  # doctest: +SKIP
-        {'ligand_atom_ref': {6: 0.21, 7: 0.19, 8: 0.17}}
-    """
-    ref = getattr(model, "atom_ref", None)
-    if (getattr(model, "task", "") != "score" or "score" not in data.target_names
-            or not isinstance(ref, torch.nn.Embedding) or ref.embedding_dim != 1):
-        return {}
-    heavy_only = bool(getattr(model, "heavy_atoms_only", False))
-    ligand_z = []
-    for s in data.samples:
-        z = s.graph.atomic_numbers[s.graph.atom_segment_ids != 0]
-        ligand_z.append(z[z != 1] if heavy_only else z)
-    zs = sorted({int(v) for z in ligand_z for v in z.tolist()})
-    if not zs:
-        return {}
-    col = {z: i for i, z in enumerate(zs)}
-    counts = torch.zeros(len(data), len(zs), dtype=torch.float64)
-    for g, z in enumerate(ligand_z):
-        for v, c in zip(*torch.unique(z, return_counts=True), strict=True):
-            counts[g, col[int(v)]] = float(c)
-    score = torch.tensor([float(s.targets["score"][0]) for s in data.samples], dtype=torch.float64)
-    sol = torch.linalg.lstsq(counts, score[:, None], driver="gelsd").solution[:, 0]
-    with torch.no_grad():
-        ref.weight[torch.tensor(zs, device=ref.weight.device), 0] = sol.to(ref.weight)
-        # the network starts as a correction of zero: the model starts at the baseline
-        last = model.head[-1] if isinstance(getattr(model, "head", None), torch.nn.Sequential) else None
-        if isinstance(last, torch.nn.Linear):
-            last.weight.zero_()
-            last.bias.zero_()
-    return {"ligand_atom_ref": {z: float(v) for z, v in zip(zs, sol, strict=True)}}
-
-
-def _default_elements(data: MolecularDataset) -> list[int]:
-    zs: set[int] = set()
-    for s in data.samples:
-        zs.update(int(z) for z in torch.unique(s.graph.atomic_numbers))
-    return sorted(zs)
-
-
-# ----------------------------------------------------------------------------- train
-def train(config: TrainConfig, command: Optional[str] = None) -> TrainResult:
+def train(config: TrainConfig, command: Optional[str] = None,
+          callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
     """Train a model as ``config`` says; resume from ``output_dir/checkpoint.pt`` if present.
 
     Args:
         config: the run's settings.
         command: the command line, recorded in the exported model's provenance.
+        callbacks: extra ``(state, row)`` callbacks after each epoch (see :class:`LoopHooks`).
 
     Returns:
         A :class:`TrainResult` (paths, best epoch and loss, history rows).
@@ -487,9 +453,6 @@ def train(config: TrainConfig, command: Optional[str] = None) -> TrainResult:
     """
     config.validate()
     out_dir = Path(config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path, ckpt_path = out_dir / LOG_NAME, out_dir / CHECKPOINT_NAME
-    best_path, model_path = out_dir / BEST_NAME, out_dir / MODEL_NAME
     device = torch.device(config.device)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if config.verbose else (lambda msg: None)
@@ -501,128 +464,84 @@ def train(config: TrainConfig, command: Optional[str] = None) -> TrainResult:
         raise TrainError(f"loss_weights name targets {missing} that the data lacks "
                          f"(data has {train_ds.target_names})")
     loss_fn = WeightedLoss(weights, config.loss, config.energy_per_atom, config.neutral_energy_only)
-    columns = _columns(loss_fn.targets)
 
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     model = build_model_for(config.family, config.model, config.model_factory)
     model.to(device=device, dtype=dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
-    train_sampler = BlockBatchSampler(train_ds.block_counts(), config.max_blocks, shuffle=True,
-                                      seed=config.seed)
-    valid_sampler = BlockBatchSampler(valid_ds.block_counts(), config.max_blocks, shuffle=False)
+    scheduler = exponential(optimizer, config.lr_gamma)
+    samplers = {"train": BlockBatchSampler(train_ds.block_counts(), config.max_blocks, shuffle=True,
+                                           seed=config.seed),
+                "valid": BlockBatchSampler(valid_ds.block_counts(), config.max_blocks, shuffle=False)}
+    datasets = {"train": train_ds, "valid": valid_ds}
+    need_forces = "forces" in loss_fn.weights
 
-    start_epoch, best_loss, best_epoch, bad_epochs = 1, math.inf, 0, 0
-    elapsed, stopped_early = 0.0, False
-    history: list[dict[str, float]] = []
-    if config.resume and ckpt_path.exists():
-        try:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise TrainError(f"{ckpt_path}: cannot read checkpoint ({e}); move it away to start over") from e
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise TrainError(f"{ckpt_path}: not a get_md training checkpoint")
-        diff = config.differences(ckpt["config"])
-        if diff:
-            raise TrainError(f"{ckpt_path}: checkpoint was written with different settings for "
-                             f"{diff}; use a new output_dir or resume=False to start over")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch = int(ckpt["epoch"]) + 1
-        best_loss, best_epoch = float(ckpt["best_valid_loss"]), int(ckpt["best_epoch"])
-        bad_epochs, elapsed = int(ckpt["bad_epochs"]), float(ckpt["elapsed_s"])
-        stopped_early = bool(ckpt["stopped_early"])
-        history = _read_log(log_path, columns, int(ckpt["epoch"]))
-        _set_rng_state(ckpt["rng"])
-        say(f"resuming {out_dir} after epoch {ckpt['epoch']} (best valid loss {best_loss:.6g} "
-            f"at epoch {best_epoch})")
-    else:
-        for p in (log_path, ckpt_path, best_path):
-            if p.exists():
-                p.unlink()
+    def batches(split: str, epoch: int) -> Iterable[Any]:
+        if split == "train":
+            samplers[split].set_epoch(epoch)
+        for idx in samplers[split]:
+            yield collate([datasets[split][i] for i in idx])
+
+    def step(model: torch.nn.Module, batch: Any, training: bool):
+        graph, targets = batch
+        targets = {k: v.to(device=device, dtype=dtype) for k, v in targets.items()}
+        num_atoms = torch.bincount(graph.atom_batch_ids, minlength=graph.num_graphs).to(device)
+        errs = loss_fn.errors(_forward(model, graph, device, dtype, need_forces), targets, num_atoms)
+        return (loss_fn.reduce(errs)[0] if training else None), errs, graph.num_graphs
+
+    def fresh_start() -> None:
         if config.init_from:
-            model.load_state_dict(_init_weights(config.init_from))
+            model.load_state_dict(init_weights(config.init_from))
             say(f"initial weights from {config.init_from}")
         elif config.fit_energy_reference:
             fitted = fit_energy_statistics(model, train_ds) or fit_score_reference(model, train_ds)
             if fitted:
                 say(f"fitted reference statistics: {fitted}")
 
+    def check_resume(ckpt: dict) -> None:
+        diff = config.differences(ckpt["config"])
+        if diff:
+            raise TrainError(f"{out_dir / CHECKPOINT_NAME}: checkpoint was written with different "
+                             f"settings for {diff}; use a new output_dir or resume=False to start over")
+
+    def progress(state: LoopState, row: dict[str, float]) -> None:
+        if config.plot:
+            plot_curves(state.history, out_dir / CURVES_NAME, config.energy_per_atom)
+        say(f"epoch {row['epoch']:4d}  lr {row['lr']:.3e}  train {row['train_loss']:.5g}  "
+            f"valid {row['valid_loss']:.5g}{'  *' if row['best'] else ''}  ({row['epoch_time_s']:.1f} s)")
+
     model_config = dict(getattr(model, "config", None) or config.model)
     family = str(getattr(model, "family", config.family))
-    if not best_path.exists() and start_epoch > 1:
-        raise TrainError(f"{best_path}: missing; cannot resume (use resume=False to start over)")
+    hooks = LoopHooks(batches=batches, step=step, epoch_loss=lambda acc, _mean: loss_fn.epoch_loss(acc),
+                      on_epoch_end=[progress, *callbacks], on_fresh_start=fresh_start,
+                      check_resume=check_resume, grad_in_eval=need_forces or bool(
+                          getattr(model, "compute_forces", False)))
+    settings = LoopSettings(out_dir, config.max_epochs, _columns(loss_fn.targets), config.to_dict(),
+                            family, model_config, patience=config.patience,
+                            min_delta=config.min_delta, grad_clip=config.grad_clip, resume=config.resume,
+                            say=say)
     say(f"training {family} on {data_info['n_train']} structures "
         f"(valid {data_info['n_valid']}), targets {loss_fn.targets}, output {out_dir}")
+    state = run_loop(model, optimizer, scheduler, hooks, settings)
 
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, config.max_epochs + 1):
-        if stopped_early:
-            break
-        t0 = time.perf_counter()
-        lr = float(optimizer.param_groups[0]["lr"])
-        train_sampler.set_epoch(epoch)
-        tr = _run_epoch(model, train_ds, train_sampler, loss_fn, device, dtype, optimizer,
-                        config.grad_clip, epoch)
-        va = _run_epoch(model, valid_ds, valid_sampler, loss_fn, device, dtype, None, None, epoch)
-        scheduler.step()
-        valid_loss = loss_fn.epoch_loss(va)
-        improved = valid_loss < best_loss - config.min_delta
-        if improved:
-            best_loss, best_epoch, bad_epochs = valid_loss, epoch, 0
-            _atomic_torch_save({"format": "get_md.best", "model": model.state_dict(),
-                                "family": family, "model_config": model_config,
-                                "epoch": epoch, "valid_loss": valid_loss,
-                                "valid_metrics": va.compute()}, best_path)
-        else:
-            bad_epochs += 1
-        stopped_early = bad_epochs >= config.patience
-        dt = time.perf_counter() - t0
-        elapsed += dt
-        row: dict[str, float] = {"epoch": epoch, "lr": lr, "train_loss": loss_fn.epoch_loss(tr)}
-        row.update({f"train_{k}": v for k, v in tr.compute().items()})
-        row["valid_loss"] = valid_loss
-        row.update({f"valid_{k}": v for k, v in va.compute().items()})
-        row.update({"best": int(improved), "epoch_time_s": round(dt, 3), "elapsed_s": round(elapsed, 3)})
-        _append_row(log_path, columns, row)
-        history.append(row)
-        _atomic_torch_save({
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "best_valid_loss": best_loss,
-            "best_epoch": best_epoch, "bad_epochs": bad_epochs, "stopped_early": stopped_early,
-            "elapsed_s": elapsed, "rng": _rng_state(), "config": config.to_dict(),
-            "family": family, "model_config": model_config,
-        }, ckpt_path)
-        if config.plot:
-            plot_curves(history, out_dir / CURVES_NAME, config.energy_per_atom)
-        say(f"epoch {epoch:4d}  lr {lr:.3e}  train {row['train_loss']:.5g}  "
-            f"valid {valid_loss:.5g}{'  *' if improved else ''}  ({dt:.1f} s)")
-        if stopped_early:
-            say(f"early stop: no improvement for {config.patience} epochs")
-
-    last_epoch = int(history[-1]["epoch"]) if history else epoch
-    if not best_path.exists():
-        raise TrainError(f"{out_dir}: no epoch finished; nothing to export")
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(best["model"])
+    best_epoch, best_loss = state.stop.best_epoch, state.stop.best
     meta = dict(config.export_metadata)
     if not model_config.get("elements") and not getattr(model, "elements", None):
-        meta.setdefault("elements", _default_elements(train_ds))
-    best_row = next((h for h in history if int(h["epoch"]) == best_epoch), None)
+        meta.setdefault("elements", default_elements(train_ds))
+    best_row = next((h for h in state.history if int(h["epoch"]) == best_epoch), None)
     metrics = {"best_epoch": best_epoch, "valid_loss": best_loss}
     if best_row is not None:
         metrics.update({k: v for k, v in best_row.items() if k.startswith("valid_")})
     meta["dataset"] = data_info
     meta["command"] = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     meta["metrics"] = metrics
-    meta["training"] = {"config": config.to_dict(), "epochs": last_epoch,
-                        "stopped_early": stopped_early}
+    meta["training"] = {"config": config.to_dict(), "epochs": state.last_epoch,
+                        "stopped_early": state.stop.stopped}
     from get_md import export
 
+    model_path = out_dir / MODEL_NAME
     export.save(model, model_path, meta)
     say(f"best epoch {best_epoch} (valid loss {best_loss:.6g}); model written to {model_path}")
     return TrainResult(output_dir=out_dir, model_path=model_path, best_epoch=best_epoch,
-                       best_valid_loss=best_loss, last_epoch=last_epoch,
-                       stopped_early=stopped_early, history=history)
+                       best_valid_loss=best_loss, last_epoch=state.last_epoch,
+                       stopped_early=state.stop.stopped, history=state.history)
