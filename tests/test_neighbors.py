@@ -76,6 +76,32 @@ def test_knn_block_edges_matches_brute_force():
     assert bool(((segment_ids[edges[0]] != segment_ids[edges[1]]).long() == etype).all())
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_knn_block_edges_two_stage_search_is_exact(seed):
+    """The two-stage search (all pairs to ``first_radius``, then only the groups with
+    fewer than k blocks to ``search_radius``) returns the same edges, in the same order,
+    as one search to ``search_radius``: random blocks, three segments, batches, integer
+    coordinates for ties, and the TorchScript version too."""
+    gen = torch.Generator().manual_seed(seed)
+    scripted = torch.jit.script(knn_block_edges)
+    for trial in range(40):
+        n_blocks = int(torch.randint(1, 50, (1,), generator=gen))
+        sizes = torch.randint(1, 7, (n_blocks,), generator=gen)
+        block_ids = torch.repeat_interleave(torch.arange(n_blocks), sizes)
+        batch_ids = torch.sort(torch.randint(0, 3, (n_blocks,), generator=gen)).values
+        segment_ids = torch.randint(0, 3, (n_blocks,), generator=gen)
+        pos = torch.rand(len(block_ids), 3, generator=gen, dtype=torch.float64) * (4 + 20 * trial / 40)
+        if trial % 3 == 0:
+            pos = pos.round()  # exact ties in block distances
+        k = int(torch.randint(1, 12, (1,), generator=gen))
+        radius = 1.0 + 14.0 * float(torch.rand(1, generator=gen))
+        one = knn_block_edges(pos, block_ids, batch_ids, segment_ids, k, radius, radius)
+        for first in (1.0, 3.0, 6.0):
+            for f in (knn_block_edges, scripted):
+                two = f(pos, block_ids, batch_ids, segment_ids, k, radius, first)
+                assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1]), (trial, k, radius, first)
+
+
 def test_unit_edges_keep_sparse_k_nearest():
     torch.manual_seed(0)
     block_ids = torch.tensor([0, 0, 1, 1, 1, 1, 2])

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 
@@ -176,6 +176,51 @@ def edge_vectors(
     return vec
 
 
+def query_pairs(
+    query_pos: torch.Tensor,
+    query_key: torch.Tensor,
+    ref_pos: torch.Tensor,
+    ref_key: torch.Tensor,
+    cutoff: float,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pairs (query atom, reference atom) with the same key closer than ``cutoff`` Å.
+
+    A non-periodic cell list, as in :func:`radius_graph`, between two point sets:
+    cost grows with the number of queries times the references near each, not with
+    the square of the references. ``key`` separates structures (or segments); an atom
+    present in both sets pairs with itself (the caller drops such pairs).
+
+    Returns:
+        ``(query_index, ref_index)``, [P] long each; ``ref_pos[r] - query_pos[q]`` is the
+        pair vector (the same arithmetic as :func:`radius_graph`'s).
+    """
+    device = query_pos.device
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    if query_pos.shape[0] == 0 or ref_pos.shape[0] == 0:
+        return empty, empty
+    origin = torch.minimum(ref_pos.min(dim=0).values, query_pos.min(dim=0).values)
+    r_bin = torch.floor((ref_pos - origin) / cutoff).long() + 1
+    q_bin = torch.floor((query_pos - origin) / cutoff).long() + 1
+    nb = torch.maximum(r_bin.max(dim=0).values, q_bin.max(dim=0).values) + 2
+    r_code = _bin_key(r_bin, ref_key, nb)
+    order = torch.argsort(r_code, stable=True)
+    uniq, counts = torch.unique_consecutive(r_code.index_select(0, order), return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    r = torch.arange(-1, 2, device=device)
+    offsets = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)
+    nbr_key = _bin_key((q_bin.unsqueeze(1) + offsets.unsqueeze(0)).reshape(-1, 3),
+                       query_key.repeat_interleave(27), nb)
+    loc = torch.searchsorted(uniq, nbr_key).clamp(max=uniq.shape[0] - 1)
+    found = uniq.index_select(0, loc) == nbr_key
+    cnt = torch.where(found, counts.index_select(0, loc), torch.zeros_like(loc))
+    qi = torch.arange(query_pos.shape[0], device=device).repeat_interleave(27)
+    qi = torch.repeat_interleave(qi, cnt)
+    ri = order.index_select(0, torch.repeat_interleave(starts.index_select(0, loc), cnt) + _variadic_arange(cnt))
+    vec = ref_pos.index_select(0, ri) - query_pos.index_select(0, qi)
+    keep = torch.nonzero((vec * vec).sum(dim=1) < cutoff * cutoff).squeeze(1)
+    return qi.index_select(0, keep), ri.index_select(0, keep)
+
+
 def knn_block_edges(
     positions: torch.Tensor,
     block_ids: torch.Tensor,
@@ -183,31 +228,80 @@ def knn_block_edges(
     segment_ids: torch.Tensor,
     k: int,
     search_radius: float,
+    first_radius: float = 6.0,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """k-nearest-neighbour block graph (score mode of GET).
 
     The distance between two blocks is the smallest distance between their atoms.
     Each block receives edges from its ``k`` nearest blocks of the same segment
     (intra edges, itself included at distance 0) and from its ``k`` nearest blocks
-    of other segments (inter edges). Candidates come from an atom radius graph of
-    ``search_radius`` Å, so blocks farther apart than that are never neighbours and
-    the cost stays linear in atoms.
+    of other segments (inter edges). Only blocks closer than ``search_radius`` Å are
+    candidates, so the cost stays linear in atoms.
+
+    The search runs in two stages with the same result as one search to
+    ``search_radius``: all atom pairs within ``first_radius`` Å, then, for the
+    (block, edge type) groups that found fewer than ``k`` blocks there, their atoms
+    against the atoms of their own segment (intra) or of the other segments (inter)
+    to the full radius. A group with ``k`` blocks inside the first radius already
+    has its ``k`` nearest: every block it did not find is farther away. In a pocket +
+    ligand complex the second stage is mostly residues against the few ligand atoms,
+    which is what makes this several times faster than one search at 12 Å.
 
     Returns:
         ``(edges [2, Eb], edge_type [Eb])`` with row = receiving block, col = sending
-        block, edge_type 0 intra-segment, 1 inter-segment. Sorted by row.
+        block, edge_type 0 intra-segment, 1 inter-segment. Sorted by row, then by
+        sending block (the block itself last).
     """
     device = positions.device
+    pos = positions.detach()
     n_blocks = batch_ids.shape[0]
     atom_batch = batch_ids[block_ids]
+    atom_seg = segment_ids[block_ids]
     n_graphs = int(batch_ids.max()) + 1 if n_blocks > 0 else 0
+    first = min(search_radius, first_radius)
     c, n, _ = radius_graph(
-        positions, atom_batch, search_radius,
-        torch.zeros(n_graphs, 3, 3, dtype=positions.dtype, device=device),
+        pos, atom_batch, first,
+        torch.zeros(n_graphs, 3, 3, dtype=pos.dtype, device=device),
         torch.zeros(n_graphs, 3, dtype=torch.bool, device=device),
     )
+    if search_radius > first and n_blocks > 0:
+        # blocks per (block, type) group found within the first radius (+1: the block itself)
+        bi, bj = block_ids[c], block_ids[n]
+        cross = bi != bj
+        found = torch.unique((bi * n_blocks + bj)[cross])
+        f_row, f_col = found // n_blocks, found % n_blocks
+        f_type = (segment_ids[f_row] != segment_ids[f_col]).long()
+        per_group = torch.zeros(n_blocks * 2, dtype=torch.long, device=device)
+        per_group = per_group.index_add(0, f_row * 2 + f_type, torch.ones_like(f_row))
+        per_group[0::2] += 1
+        short = (per_group < k).view(n_blocks, 2)  # [B, (intra, inter)]
+        if bool(short.any()):
+            short_atom = short[block_ids]  # [N, 2]
+            pair_type = (atom_seg[c] != atom_seg[n]).long()
+            redo = short_atom[c].gather(1, pair_type.unsqueeze(1)).squeeze(1)
+            keep = torch.nonzero(~redo).squeeze(1)
+            cs, ns = [c[keep]], [n[keep]]
+            n_seg = int(atom_seg.max()) + 1
+            # intra: short atoms against atoms of their own structure and segment
+            q = torch.nonzero(short_atom[:, 0]).squeeze(1)
+            key = atom_batch * n_seg + atom_seg
+            qi, ri = query_pairs(pos[q], key[q], pos, key, search_radius)
+            qa = q[qi]
+            diff = qa != ri
+            cs.append(qa[diff])
+            ns.append(ri[diff])
+            # inter: short atoms of each segment against the atoms of the other segments
+            q_all = torch.nonzero(short_atom[:, 1]).squeeze(1)
+            segs: List[int] = torch.unique(atom_seg[q_all]).tolist()
+            for s in segs:
+                q = q_all[atom_seg[q_all] == s]
+                refs = torch.nonzero(atom_seg != s).squeeze(1)
+                qi, ri = query_pairs(pos[q], atom_batch[q], pos[refs], atom_batch[refs], search_radius)
+                cs.append(q[qi])
+                ns.append(refs[ri])
+            c, n = torch.cat(cs), torch.cat(ns)
     bi, bj = block_ids[c], block_ids[n]
-    d = torch.linalg.vector_norm(positions.detach()[n] - positions.detach()[c], dim=-1)
+    d = torch.linalg.vector_norm(pos[n] - pos[c], dim=-1)
     cross = bi != bj
     pair_key = bi[cross] * n_blocks + bj[cross]
     keys, inverse = torch.unique(pair_key, return_inverse=True)
@@ -223,8 +317,8 @@ def knn_block_edges(
     order = order[torch.argsort(group[order], stable=True)]
     g = group[order]
     counts = torch.zeros(n_blocks * 2, dtype=torch.long, device=device).index_add(0, g, torch.ones_like(g))
-    first = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(g.shape[0], device=device) - first[g]
+    first_of = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(g.shape[0], device=device) - first_of[g]
     keep = order[rank < k]
     keep, _ = torch.sort(keep)
     sel_row, sel_col, sel_type = row[keep], col[keep], etype[keep]
