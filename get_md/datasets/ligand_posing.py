@@ -2,7 +2,7 @@
 1-4 of :mod:`get_md.datasets.reference_poses`): maximum common substructure, embedding with
 a coordinate map, restrained minimisation, least-clashing conformer.
 
-Part of :mod:`get_md.datasets.reference_poses`, which re-exports every name.
+Part of :mod:`get_md.datasets.reference_poses`, which re-exports its public names.
 """
 
 from __future__ import annotations

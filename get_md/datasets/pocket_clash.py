@@ -1,6 +1,6 @@
 """The protein pocket around a reference ligand and ligand/pocket clash metrics.
 
-Part of :mod:`get_md.datasets.reference_poses`, which re-exports every name.
+Part of :mod:`get_md.datasets.reference_poses`, which re-exports its public names.
 """
 
 from __future__ import annotations

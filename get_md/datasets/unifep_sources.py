@@ -1,7 +1,7 @@
 """The Uni-FEP benchmark repository: reading its files (bare git repository or checkout),
 listing its series, naming them and deciding which to skip.
 
-Part of :mod:`get_md.datasets.reference_poses`, which re-exports every name.
+Part of :mod:`get_md.datasets.reference_poses`, which re-exports its public names.
 """
 
 from __future__ import annotations

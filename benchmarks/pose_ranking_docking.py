@@ -1,0 +1,298 @@
+"""Docking and scoring the candidate poses of one ligand, for ``bench_pose_ranking.py``
+(which re-exports every public name): re-embedding, Vina docking, RMSD labels, candidate
+SDFs and GET scores (steps 1-4 of that benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # sibling modules, as the other benchmarks import theirs
+    sys.path.insert(0, _HERE)
+import affinity_baselines  # noqa: E402
+
+N_POSES = 9
+"""Poses asked from Vina per docking."""
+
+
+@dataclass
+class Candidate:
+    """One pose of a ligand to be ranked.
+
+    Attributes:
+        mol: RDKit molecule (all hydrogens, one conformer).
+        label: Record name in the candidates SDF.
+        is_native: True for the reference pose from the benchmark SDF.
+        rmsd: Heavy-atom RMSD to the native pose (Å, symmetry-aware, no alignment).
+        vina_docking: Vina's docking score (native: its ``score_only``), kcal/mol.
+        vina_score_only: Vina ``score_only`` of the pose, kcal/mol.
+        scores: Method name -> score signed so that higher is better (NaN: not scored).
+    """
+
+    mol: Any
+    label: str
+    is_native: bool
+    rmsd: float
+    vina_docking: float = math.nan
+    vina_score_only: float = math.nan
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def _single_conformer(mol: Any, conf_id: int) -> Any:
+    """Copies a molecule keeping only one of its conformers.
+
+    Args:
+        mol: RDKit molecule.
+        conf_id: Conformer to keep.
+
+    Returns:
+        A new molecule with that conformer only (id 0) and no properties.
+    """
+    from rdkit import Chem
+
+    out = Chem.Mol(mol)
+    out.RemoveAllConformers()
+    out.AddConformer(Chem.Conformer(mol.GetConformer(conf_id)), assignId=True)
+    for name in list(out.GetPropNames()):
+        out.ClearProp(name)
+    return out
+
+
+def heavy_rmsd(probe: Any, ref_heavy: Any) -> float:
+    """Symmetry-aware heavy-atom RMSD without alignment.
+
+    Args:
+        probe: Pose (any hydrogens, any atom order).
+        ref_heavy: Native pose without hydrogens.
+
+    Returns:
+        RMSD in Å (NaN if the molecules do not match).
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdMolAlign
+
+    try:
+        return float(rdMolAlign.CalcRMS(Chem.RemoveHs(probe), ref_heavy))
+    except Exception:  # noqa: BLE001
+        return math.nan
+
+
+def embed_start(native: Any, seed: int) -> Any:
+    """Makes a docking start conformation that does not carry the native coordinates.
+
+    Args:
+        native: Native pose with explicit hydrogens.
+        seed: ETKDG random seed.
+
+    Returns:
+        A copy of ``native`` with one ETKDGv3 conformer (MMFF-relaxed when possible).
+
+    Raises:
+        RuntimeError: If embedding fails.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.Mol(native)
+    mol.RemoveAllConformers()
+    params = AllChem.ETKDGv3()
+    params.randomSeed = int(seed)
+    if AllChem.EmbedMolecule(mol, params) != 0:
+        params.useRandomCoords = True
+        if AllChem.EmbedMolecule(mol, params) != 0:
+            raise RuntimeError("ETKDG embedding failed")
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=500)
+    return mol
+
+
+def vina_seed(seed: int) -> int:
+    """Maps the benchmark seed to Vina's: Vina draws a random seed when given 0.
+
+    Args:
+        seed: The ``--seed`` value (also ETKDG's).
+
+    Returns:
+        ``seed + 1``, never 0, so that every seed (0 included) gives a reproducible docking.
+    """
+    return seed + 1 if seed + 1 != 0 else 1
+
+
+def split_pdbqt_models(text: str) -> list[str]:
+    """Splits Vina's multi-model PDBQT output into one PDBQT string per pose.
+
+    Args:
+        text: ``Vina.poses()`` output (``MODEL``/``ENDMDL`` blocks).
+
+    Returns:
+        The blocks without their ``MODEL``/``ENDMDL`` lines, in order.
+    """
+    blocks: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("MODEL"):
+            current = []
+        elif line.startswith("ENDMDL"):
+            blocks.append("\n".join(current) + "\n")
+        else:
+            current.append(line)
+    return blocks
+
+
+def dock_ligand(
+    native: Any,
+    receptor_pdbqt: str,
+    args: argparse.Namespace,
+) -> tuple[list[Candidate], dict[str, Any]]:
+    """Docks one ligand from an ETKDG start and builds its labelled candidates.
+
+    Args:
+        native: Native pose (explicit hydrogens, 3D).
+        receptor_pdbqt: Path of the rigid receptor PDBQT.
+        args: Parsed command line (``seed``, ``cpu``, ``exhaustiveness``, ``box_padding``,
+            ``energy_range``).
+
+    Returns:
+        The docked candidates followed by the native one, and a dict of timings (s) and box.
+    """
+    from meeko import PDBQTMolecule, RDKitMolCreate
+    from rdkit import Chem
+    from vina import Vina
+
+    info: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    start = embed_start(native, args.seed)
+    start_pdbqt = affinity_baselines.ligand_pdbqt(start)
+    native_pdbqt = affinity_baselines.ligand_pdbqt(native)
+    center, size = affinity_baselines.pose_box([native], args.box_padding / 2.0)
+    info["prep_s"] = time.perf_counter() - t0
+    info["box_center"], info["box_size"] = center, size
+
+    t0 = time.perf_counter()
+    v = Vina(sf_name="vina", cpu=args.cpu, seed=vina_seed(args.seed), verbosity=0)
+    v.set_receptor(rigid_pdbqt_filename=receptor_pdbqt)
+    v.set_ligand_from_string(start_pdbqt)
+    v.compute_vina_maps(center=center, box_size=size)
+    info["maps_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    v.dock(exhaustiveness=args.exhaustiveness, n_poses=N_POSES)
+    info["dock_s"] = time.perf_counter() - t0
+    poses_text = v.poses(n_poses=N_POSES, energy_range=args.energy_range)
+    energies = np.asarray(v.energies(n_poses=N_POSES, energy_range=args.energy_range), dtype=float)
+
+    mols = RDKitMolCreate.from_pdbqt_mol(PDBQTMolecule(poses_text, skip_typing=True))
+    if len(mols) != 1 or mols[0] is None:
+        raise RuntimeError(f"meeko returned {len(mols)} molecules for the docked poses")
+    docked = mols[0]
+    blocks = split_pdbqt_models(poses_text)
+    if not (docked.GetNumConformers() == len(blocks) == len(energies)):
+        raise RuntimeError(
+            f"pose count mismatch: {docked.GetNumConformers()} conformers, "
+            f"{len(blocks)} PDBQT models, {len(energies)} energies"
+        )
+    ref_heavy = Chem.RemoveHs(native)
+    name = native.GetProp("_Name") if native.HasProp("_Name") else "ligand"
+    candidates: list[Candidate] = []
+    for i, conf in enumerate(docked.GetConformers()):
+        mol = _single_conformer(docked, conf.GetId())
+        v.set_ligand_from_string(blocks[i])
+        candidates.append(
+            Candidate(
+                mol=mol,
+                label=f"{name}_dock{i + 1}",
+                is_native=False,
+                rmsd=heavy_rmsd(mol, ref_heavy),
+                vina_docking=float(energies[i, 0]),
+                vina_score_only=float(v.score()[0]),
+            )
+        )
+    v.set_ligand_from_string(native_pdbqt)
+    native_score = float(v.score()[0])
+    candidates.append(
+        Candidate(
+            mol=_single_conformer(native, native.GetConformer().GetId()),
+            label=f"{name}_native",
+            is_native=True,
+            rmsd=heavy_rmsd(native, ref_heavy),
+            vina_docking=native_score,
+            vina_score_only=native_score,
+        )
+    )
+    return candidates, info
+
+
+def write_candidates(candidates: Sequence[Candidate], path: Path) -> None:
+    """Writes the candidates of one ligand to an SDF file with their labels as tags.
+
+    Args:
+        candidates: Candidates in ranking-input order.
+        path: Output SDF path (parent folders are created).
+    """
+    from rdkit import Chem
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = Chem.SDWriter(str(path))
+    try:
+        for c in candidates:
+            mol = Chem.Mol(c.mol)
+            mol.SetProp("_Name", c.label)
+            mol.SetProp("rmsd", f"{c.rmsd:.4f}")
+            mol.SetProp("vina_docking_score", f"{c.vina_docking:.4f}")
+            mol.SetProp("vina_score_only", f"{c.vina_score_only:.4f}")
+            mol.SetProp("is_native", "1" if c.is_native else "0")
+            writer.write(mol)
+    finally:
+        writer.close()
+
+
+def score_get(
+    protein: str, sdf: Path, model: str | None, threads: int
+) -> tuple[list[float], dict[str, Any]]:
+    """Scores the candidates of one SDF with get_md's pose rescoring workflow.
+
+    Args:
+        protein: Receptor PDB file.
+        sdf: Candidates SDF (hydrogens present).
+        model: Model file or shipped name (None: the workflow's default).
+        threads: Batches scored at once.
+
+    Returns:
+        One signed score per SDF record (higher is better; NaN where the pose failed) and a
+        dict with ``model``, ``task``, ``column`` and ``seconds``.
+    """
+    from get_md.workflows.poses import rescore_poses
+
+    t0 = time.perf_counter()
+    df = rescore_poses(
+        protein,
+        sdf,
+        model=model,
+        add_hydrogens="no",
+        sort="none",
+        progress=False,
+        parallel=threads,
+    )
+    seconds = time.perf_counter() - t0
+    task = df.attrs.get("task")
+    if task == "score" and "score" in df:
+        column, sign = "score", 1.0
+    elif "interaction_energy_eV" in df:
+        column, sign = "interaction_energy_eV", -1.0
+    else:
+        raise RuntimeError(f"rescore_poses returned neither score nor interaction energy: {task}")
+    df = df.sort_values("pose")
+    values = [
+        sign * float(val) if status == "ok" and val is not None and np.isfinite(val) else math.nan
+        for val, status in zip(df[column], df["status"], strict=True)
+    ]
+    info = {"model": str(df.attrs.get("model")), "task": task, "column": column, "seconds": seconds}
+    return values, info
