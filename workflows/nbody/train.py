@@ -1,34 +1,45 @@
-"""Training N-body models (``get-md nbody train``): settings, loop, EMA, LR schedule, logs.
+"""Training N-body models (``get-md nbody train``): settings, batches, loss, weight EMA.
 
-This is a loop of its own, not ``get_md.train.loop.train``: the core loop collates
-``MolecularGraph`` samples and calls ``model(*graph.inputs())`` with Adam, a per-epoch
-exponential LR decay, a weighted loss and early stopping. N-body training needs, at
-points the core loop has no hooks for: batches sliced from stacked tensors and fed to
-``forward_with_vectors`` (velocities, charges), per-epoch draws of charge flips and
-training windows, AdamW with a per-step warm-up + cosine schedule, a weight EMA
-updated after every step and swapped in for validation, export and the checkpoint,
-validation every ``eval_every`` epochs with the best model chosen by position MSE,
-and N-body metadata in the exported file. It reuses the core's ``plot_curves``,
-``MetricAccumulator`` and ``get_md.export.save``.
+The epochs run in the core training loop, ``get_md.train.loop.run_loop``, which owns
+the optimiser and scheduler steps, validation, best-model selection, ``log.csv``,
+``best.pt`` and the resumable ``checkpoint.pt``. This module plugs in, as
+``LoopHooks``: batches sliced from stacked tensors with per-epoch draws of the order,
+charge flips and training windows; a step that feeds ``forward_with_vectors``
+(velocities, charges) and returns the position (+ weighted velocity) MSE; a weight EMA
+updated after every optimiser step and swapped in for validation; validation every
+``eval_every`` epochs with the best model chosen by position MSE; the EMA weights in
+the checkpoint. The LR schedule is the core's per-step warm-up + cosine
+(``get_md.train.schedule.warmup_cosine``). At the end the best model is exported with
+N-body metadata.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import random
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from get_md.atomic import atomic_output, atomic_path
+from get_md.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    atomic_torch_save,
+    seed_everything,
+)
+from get_md.train.loop import (
+    EpochCallback,
+    LoopHooks,
+    LoopSettings,
+    LoopState,
+    plot_curves,
+    run_loop,
+)
+from get_md.train.schedule import warmup_cosine
 
 from .data import NBodySamples, batch_inputs, load_data, make_samples, pick_windows, stack_windows
 from .model import build_nbody_model
@@ -37,14 +48,12 @@ from .protocol import FRAME_IN, FRAME_OUT, PARTICLE_Z, PROTOCOL, NBodyError, int
 
 @dataclass
 class NBodyTrainConfig:
-    """Settings of :func:`train_nbody` (the N-body training loop).
+    """Settings of :func:`train_nbody`.
 
-    The core loop (``get_md.train``) feeds ``model(*graph.inputs())`` from samples that
-    hold a ``MolecularGraph`` and targets; N-body inputs also need velocities and
-    charges, so this loop batches tensors directly (no per-sample Python work) and
-    reuses the core's pieces: ``plot_curves``, ``MetricAccumulator`` and
-    ``get_md.export.save``. Rotation augmentation is not used: the models are
-    E(3)-equivariant.
+    N-body inputs carry velocities and charges, so batches are sliced from stacked
+    tensors (no per-sample Python work) and fed to ``forward_with_vectors``; the epochs,
+    checkpoints and logs are the core loop's (``get_md.train.loop.run_loop``). Rotation
+    augmentation is not used: the models are E(3)-equivariant.
 
     Attributes:
         family: "geomformer" or "get".
@@ -177,109 +186,52 @@ class _EMA:
                 v.copy_(tmp)
 
 
-def _lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    span = max(1, total - warmup)
-    t = min(1.0, (step - warmup) / span)
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def _write_log(path: Path, rows: Sequence[Mapping[str, float]]) -> None:
-    with atomic_output(path, newline="") as f:
-        w = csv.writer(f)
-        w.writerow(_LOG_COLUMNS)
-        for r in rows:
-            w.writerow([_fmt(r.get(c, float("nan"))) for c in _LOG_COLUMNS])
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (int, bool)) or (isinstance(v, float) and v.is_integer() and abs(v) < 2**53):
-        return str(int(v))
-    return repr(float(v))
-
-
-def _read_log(path: Path, up_to: int) -> List[Dict[str, float]]:
+def _upgrade_checkpoint(path: Path) -> None:
+    """Rewrite a checkpoint of the N-body loop before it used the core loop (format
+    ``get_md.nbody.checkpoint``) in the core format, so that such a run resumes."""
     if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0] != _LOG_COLUMNS:
-        return []
-    out = []
-    for r in rows[1:]:
-        if len(r) != len(_LOG_COLUMNS):
-            break
-        try:
-            row = {c: float(v) for c, v in zip(_LOG_COLUMNS, r, strict=True)}
-        except ValueError:
-            break
-        if row["epoch"] > up_to:
-            break
-        out.append(row)
-    return out
+        return
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or ck.get("format") != "get_md.nbody.checkpoint":
+        return
+    ck = {**ck, "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+          "best_valid_loss": ck.pop("best_valid_mse"), "bad_epochs": 0, "stopped_early": False,
+          "rng": {"torch": ck.pop("torch_rng")}}
+    atomic_torch_save(ck, path)
 
 
-def _epoch_pass(model: nn.Module, s: NBodySamples, batch_size: int, vel_weight: float,
-                optimizer: Optional[torch.optim.Optimizer] = None, sched: Any = None,
-                grad_clip: Optional[float] = None, order: Optional[torch.Tensor] = None,
-                epoch: int = 0, flip: Optional[torch.Tensor] = None,
-                ema: Optional[_EMA] = None) -> Tuple[Any, float]:
-    from get_md.train.loss import MetricAccumulator
+def _step(velocity_weight: float):
+    """The loss hook: position MSE plus ``velocity_weight`` x velocity MSE of one batch."""
 
-    training = optimizer is not None
-    model.train(training)
-    acc = MetricAccumulator()
-    n = len(s)
-    idx_all = order if order is not None else torch.arange(n)
-    total, count = 0.0, 0
-    with torch.set_grad_enabled(training):
-        for a in range(0, n, batch_size):
-            idx = idx_all[a:a + batch_size].to(s.positions.device)
-            q = s.charges[idx]
-            if flip is not None:
-                q = q * flip[idx].to(q)[:, None]
-            out = model.forward_with_vectors(*batch_inputs(s.positions[idx], s.velocities[idx], q))
-            b = idx.numel()
-            err_x = out["vectors"].view(b, -1, 3) - s.displacement[idx]
-            errs = {"vectors": err_x.detach()}
-            loss = err_x.pow(2).mean()
-            if "velocities" in out:
-                err_v = out["velocities"].view(b, -1, 3) - s.velocities_out[idx]
-                errs["velocities"] = err_v.detach()
-                if vel_weight > 0:
-                    loss = loss + vel_weight * err_v.pow(2).mean()
-            if training:
-                if not bool(torch.isfinite(loss)):
-                    raise NBodyError(f"loss became {float(loss)} in epoch {epoch}; lower lr, "
-                                     "then rerun to resume from the last checkpoint")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                optimizer.step()
-                if sched is not None:
-                    sched.step()
-                if ema is not None:
-                    ema.update(model, sched.last_epoch if sched is not None else 0)
-            acc.update(errs)
-            total += float(loss.detach()) * b
-            count += b
-    return acc, total / max(count, 1)
+    def step(model: nn.Module, batch: Any, training: bool):
+        s, idx, flip = batch
+        q = s.charges[idx]
+        if flip is not None:
+            q = q * flip[idx].to(q)[:, None]
+        out = model.forward_with_vectors(*batch_inputs(s.positions[idx], s.velocities[idx], q))
+        b = idx.numel()
+        err_x = out["vectors"].view(b, -1, 3) - s.displacement[idx]
+        errs = {"vectors": err_x.detach()}
+        loss = err_x.pow(2).mean()
+        if "velocities" in out:
+            err_v = out["velocities"].view(b, -1, 3) - s.velocities_out[idx]
+            errs["velocities"] = err_v.detach()
+            if velocity_weight > 0:
+                loss = loss + velocity_weight * err_v.pow(2).mean()
+        return loss, errs, b
+
+    return step
 
 
-def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBodyTrainResult:
-    """Train an N-body model; resumable (rerun with the same output directory).
+def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None,
+                callbacks: Sequence[EpochCallback] = ()) -> NBodyTrainResult:
+    """Train an N-body model in the core loop; resumable (rerun with the same output directory).
 
     Writes in ``output_dir``: ``log.csv`` (one row per epoch), ``curves.png``,
     ``checkpoint.pt`` (every epoch, atomic), ``best.pt`` (best valid position MSE),
     ``model.pt`` (best model exported with metadata: protocol, frames, seeds, metrics)
-    and ``metrics.json``.
+    and ``metrics.json``. ``callbacks`` are extra ``(state, row)`` callbacks after each
+    epoch (``get_md.train.loop.LoopHooks.on_epoch_end``).
 
     Example:
         >>> cfg = NBodyTrainConfig(model={"d_model": 64}, train_data="train.npz",
@@ -287,15 +239,12 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
         >>> result = train_nbody(cfg)  # doctest: +SKIP
     """
     from get_md import export
-    from get_md.train.loop import plot_curves
 
     config.validate()
     if config.threads:
         torch.set_num_threads(int(config.threads))
     out_dir = Path(config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path, ckpt_path = out_dir / "log.csv", out_dir / "checkpoint.pt"
-    best_path, model_path = out_dir / "best.pt", out_dir / "model.pt"
+    ckpt_path, model_path = out_dir / "checkpoint.pt", out_dir / "model.pt"
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if config.verbose else (lambda m: None)
     device = torch.device(config.device)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
@@ -313,9 +262,7 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
     va = make_samples(valid_raw, config.frame_in, config.frame_out, config.max_valid, dtype).to(device)
     tau = interval_time(train_raw.get("protocol"), config.frame_in, config.frame_out)
 
-    random.seed(config.seed)
-    np.random.seed(config.seed % 2**32)
-    torch.manual_seed(config.seed)
+    seed_everything(config.seed)
     model_cfg = dict(config.model)
     if config.family == "geomformer":
         model_cfg.setdefault("interval", tau)
@@ -324,19 +271,32 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
     ckpt_family = "get_md.workflows.nbody:NBodyGeoMFormer" if config.family == "geomformer" else "get"
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(tr) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    warm = steps_per_epoch * config.warmup_epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, total_steps, warm, config.min_lr_ratio))
-
+    sched = warmup_cosine(optimizer, steps_per_epoch * config.epochs,
+                          steps_per_epoch * config.warmup_epochs, config.min_lr_ratio)
     ema = _EMA(model, config.ema_decay) if config.ema_decay > 0 else None
-    start, best_mse, best_epoch, elapsed = 1, math.inf, 0, 0.0
-    history: List[Dict[str, float]] = []
-    if config.resume and ckpt_path.exists():
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise NBodyError(f"{ckpt_path}: cannot read checkpoint ({e}); move it away to start over") from e
+    gen = torch.Generator()
+
+    def batches(split: str, epoch: int) -> Iterator[tuple]:
+        """(samples, index, charge flips) per batch: training in a per-epoch order with
+        per-epoch flips and windows, validation in file order, 500 at a time."""
+        if split == "valid":
+            order = torch.arange(len(va))
+            for a in range(0, len(va), 500):
+                yield va, order[a:a + 500].to(va.positions.device), None
+            return
+        gen.manual_seed(config.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(tr), generator=gen)
+        flip = None
+        if config.charge_flip:
+            flip = torch.randint(0, 2, (len(tr),), generator=gen).mul(2).sub(1).to(tr.positions.device)
+        samples = tr
+        if windows is not None:
+            pick = torch.randint(0, windows.positions.shape[0], (len(tr),), generator=gen)
+            samples = pick_windows(windows, pick.to(tr.positions.device))
+        for a in range(0, len(samples), config.batch_size):
+            yield samples, order[a:a + config.batch_size].to(samples.positions.device), flip
+
+    def check_resume(ck: dict) -> None:
         old = ck.get("config", {})
         diff = sorted(k for k, v in config.to_dict().items()
                       if k not in _RESUMABLE and k != "model" and old.get(k) != v)
@@ -347,83 +307,40 @@ def train_nbody(config: NBodyTrainConfig, command: Optional[str] = None) -> NBod
         if diff:
             raise NBodyError(f"{ckpt_path}: checkpoint was written with different settings for {diff}; "
                              "use a new output directory (or --no-resume) to start over")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+
+    def load_ema(ck: dict) -> None:
         if ema is not None:
             ema.shadow = {k: v.to(device=device) for k, v in ck["ema"].items()}
-        start = int(ck["epoch"]) + 1
-        best_mse, best_epoch, elapsed = float(ck["best_valid_mse"]), int(ck["best_epoch"]), float(ck["elapsed_s"])
-        torch.set_rng_state(ck["torch_rng"])
-        history = _read_log(log_path, int(ck["epoch"]))
-        _write_log(log_path, history)
-        say(f"resuming {out_dir} after epoch {ck['epoch']} (best valid MSE {best_mse:.6g} at epoch {best_epoch})")
-    else:
-        for p in (log_path, ckpt_path, best_path):
-            if p.exists():
-                p.unlink()
-    n_params = sum(p.numel() for p in model.parameters())
-    say(f"training nbody {config.family} ({n_params} parameters) on {len(tr)} systems "
-        f"(valid {len(va)}), frames {config.frame_in} -> {config.frame_out}, output {out_dir}")
 
-    gen = torch.Generator()
-    for epoch in range(start, config.epochs + 1):
-        t0 = time.perf_counter()
-        lr = float(optimizer.param_groups[0]["lr"])
-        gen.manual_seed(config.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(tr), generator=gen)
-        flip = None
-        if config.charge_flip:
-            flip = torch.randint(0, 2, (len(tr),), generator=gen).mul(2).sub(1).to(tr.positions.device)
-        epoch_samples = tr
-        if windows is not None:
-            pick = torch.randint(0, windows.positions.shape[0], (len(tr),), generator=gen)
-            epoch_samples = pick_windows(windows, pick.to(tr.positions.device))
-        tr_acc, tr_loss = _epoch_pass(model, epoch_samples, config.batch_size, config.velocity_weight, optimizer,
-                                      sched, config.grad_clip, order, epoch, flip, ema)
-        t_train = time.perf_counter() - t0
-        row: Dict[str, float] = {"epoch": epoch, "lr": lr, "train_loss": tr_loss}
-        row.update({f"train_{k}": v for k, v in tr_acc.compute().items()})
-        improved = False
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            if ema is not None:
-                ema.swap(model)  # validate (and keep as best) the averaged weights
-            va_acc, va_loss = _epoch_pass(model, va, 500, config.velocity_weight)
-            mse = va_acc.mean("vectors", "mse")
-            row.update({"valid_loss": va_loss, "valid_mse": mse})
-            row.update({f"valid_{k}": v for k, v in va_acc.compute().items()})
-            if mse < best_mse:
-                improved = True
-                best_mse, best_epoch = mse, epoch
-                _atomic_save({"format": "get_md.best", "model": model.state_dict(), "family": ckpt_family,
-                              "model_config": dict(model.config), "epoch": epoch, "valid_loss": va_loss,
-                              "valid_metrics": {"mse": mse}}, best_path)
-            if ema is not None:
-                ema.swap(model)
-        dt = time.perf_counter() - t0
-        elapsed += dt
-        row.update({"best": int(improved), "samples_per_s": round(len(tr) / max(t_train, 1e-9), 1),
-                    "epoch_time_s": round(dt, 3), "elapsed_s": round(elapsed, 3)})
-        history.append(row)
-        _write_log(log_path, history)
-        _atomic_save({"format": "get_md.nbody.checkpoint", "epoch": epoch, "model": model.state_dict(),
-                      "optimizer": optimizer.state_dict(), "scheduler": sched.state_dict(),
-                      "best_valid_mse": best_mse, "best_epoch": best_epoch, "elapsed_s": elapsed,
-                      "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
-                      "ema": ema.shadow if ema is not None else {},
-                      "family": ckpt_family, "model_config": dict(model.config)}, ckpt_path)
+    def progress(state: LoopState, row: Dict[str, float]) -> None:
         if config.plot:
-            plot_rows = [dict(h) for h in history if "valid_mse" in h and math.isfinite(h["valid_mse"])]
+            plot_rows = [dict(h) for h in state.history if "valid_mse" in h and math.isfinite(h["valid_mse"])]
             if plot_rows:
                 plot_curves(plot_rows, out_dir / "curves.png", energy_per_atom=False)
         va_text = f"  valid MSE {row['valid_mse']:.5g}" if "valid_mse" in row else ""
-        say(f"epoch {epoch:4d}  lr {lr:.2e}  train {tr_loss:.5g}{va_text}{'  *' if improved else ''}  "
-            f"({dt:.1f} s, {row['samples_per_s']:.0f} samples/s)")
+        say(f"epoch {row['epoch']:4d}  lr {row['lr']:.2e}  train {row['train_loss']:.5g}{va_text}"
+            f"{'  *' if row['best'] else ''}  ({row['epoch_time_s']:.1f} s, {row['samples_per_s']:.0f} samples/s)")
 
-    if not best_path.exists():
-        raise NBodyError(f"{out_dir}: no validated epoch; nothing to export")
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(best["model"])
+    swap = (lambda: ema.swap(model)) if ema is not None else None  # validate and keep the averaged weights
+    hooks = LoopHooks(
+        batches=batches, step=_step(config.velocity_weight), epoch_loss=lambda acc, mean: mean,
+        valid_metric=lambda acc: acc.mean("vectors", "mse"), metric_name="mse",
+        validate_at=lambda epoch: epoch % config.eval_every == 0 or epoch == config.epochs,
+        after_step=(lambda: ema.update(model, sched.last_epoch)) if ema is not None else None,
+        before_validation=swap, after_validation=swap, on_epoch_end=[progress, *callbacks],
+        check_resume=check_resume, load_extra=load_ema,
+        save_extra=lambda: {"ema": ema.shadow if ema is not None else {}})
+    settings = LoopSettings(out_dir, config.epochs, _LOG_COLUMNS, config.to_dict(), ckpt_family,
+                            dict(model.config), grad_clip=config.grad_clip, scheduler_interval="step",
+                            resume=config.resume, say=say)
+    if config.resume:
+        _upgrade_checkpoint(ckpt_path)
+    n_params = sum(p.numel() for p in model.parameters())
+    say(f"training nbody {config.family} ({n_params} parameters) on {len(tr)} systems "
+        f"(valid {len(va)}), frames {config.frame_in} -> {config.frame_out}, output {out_dir}")
+    state = run_loop(model, optimizer, sched, hooks, settings)
+
+    history, best_epoch, best_mse = state.history, state.stop.best_epoch, state.stop.best
     model.to(device="cpu", dtype=torch.float32)
     metrics = {"best_epoch": best_epoch, "valid_mse": best_mse,
                "valid_mse_velocity": next((h.get("valid_velocities_rmse", float("nan")) ** 2
