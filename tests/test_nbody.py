@@ -195,6 +195,62 @@ def test_train_writes_outputs_and_resumes(trained, capsys):
     assert main([*argv[:-len(TINY)], "--d-model", "32", *TINY[2:]]) == 2
 
 
+def test_train_runs_in_the_core_loop_and_resumes_to_the_same_result(trained, tmp_path, monkeypatch):
+    """train_nbody hands its epochs to get_md.train.loop.run_loop (hooks called), and a run
+    killed after epoch 1 (before any validation, so no best.pt yet) and rerun ends with the
+    same log rows and weights as an uninterrupted one."""
+    import get_md.workflows.nbody.train as nbody_train
+    from get_md.workflows.nbody import NBodyTrainConfig, train_nbody
+
+    import get_md.train.loop as loop
+
+    root, _, _ = trained
+    calls = []
+
+    def spy(model, optimizer, scheduler, hooks, settings):
+        calls.append((hooks, settings))
+        return loop.run_loop(model, optimizer, scheduler, hooks, settings)
+
+    monkeypatch.setattr(nbody_train, "run_loop", spy)
+    model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "n_rbf": 8}
+
+    def config(out):
+        return NBodyTrainConfig(model=model, train_data=str(root / "train.npz"),
+                                valid_data=str(root / "valid41.npz"), output_dir=str(out), epochs=3,
+                                batch_size=32, eval_every=2, ema_decay=0.9, seed=1, threads=1,
+                                plot=False, verbose=False)
+
+    seen = []
+    full = train_nbody(config(tmp_path / "full"), callbacks=[lambda state, row: seen.append(row["epoch"])])
+    assert seen == [1, 2, 3] and len(calls) == 1
+    hooks, settings = calls[0]
+    assert hooks.metric_name == "mse" and settings.scheduler_interval == "step"
+    assert [hooks.validate_at(e) for e in (1, 2, 3)] == [False, True, True]
+
+    class Kill(Exception):
+        pass
+
+    def kill(state, row):
+        if row["epoch"] == 1:
+            raise Kill
+
+    with pytest.raises(Kill):
+        train_nbody(config(tmp_path / "part"), callbacks=[kill])
+    assert not (tmp_path / "part" / "best.pt").exists()
+    part = train_nbody(config(tmp_path / "part"))
+    assert len(calls) == 3 and part.best_epoch == full.best_epoch
+    timing = ("samples_per_s", "epoch_time_s", "elapsed_s")
+    rows = [[{k: v for k, v in r.items() if k not in timing}
+             for r in csv.DictReader(open(run / "log.csv"))] for run in (tmp_path / "full", tmp_path / "part")]
+    assert [int(r["epoch"]) for r in rows[1]] == [1, 2, 3] and rows[0] == rows[1]
+    assert rows[0][0]["valid_mse"] == "nan"
+    for name in ("checkpoint.pt", "best.pt"):
+        a, b = (torch.load(run / name, weights_only=True) for run in (tmp_path / "full", tmp_path / "part"))
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    a, b = (torch.load(run / "checkpoint.pt", weights_only=True)["ema"] for run in (tmp_path / "full", tmp_path / "part"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_evaluate_cli_on_50_and_41_frames(trained, capsys):
     root, out, _ = trained
     for name in ("valid50.npz", "valid41.npz"):

@@ -263,6 +263,68 @@ def test_resume_refuses_changed_settings(dataset, tmp_path):
     assert len(read_rows(tmp_path / "r" / "log.csv")) == 1 and result.last_epoch == 1
 
 
+def _toy_run(out: Path, epochs: int, callbacks=()):
+    """A linear fit through run_loop's hooks alone: batches, step, per-step scheduler,
+    after_step, validation every 2nd epoch on a named metric, extra checkpoint entries."""
+    from get_md.train.loop import LoopHooks, LoopSettings, run_loop
+    from get_md.train.schedule import warmup_cosine
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=gen)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(40, generator=gen)
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = warmup_cosine(opt, total_steps=4 * epochs, warmup_steps=2, min_ratio=0.1)
+    counts = {"steps": 0}
+
+    def batches(split, epoch):
+        idx = torch.randperm(30) if split == "train" else torch.arange(30, 40)
+        for a in range(0, len(idx), 8):
+            yield idx[a:a + 8]
+
+    def step(model, idx, training):
+        err = model(x[idx]).squeeze(-1) - y[idx]
+        return err.pow(2).mean(), {"y": err.detach()}, len(idx)
+
+    hooks = LoopHooks(batches, step, epoch_loss=lambda acc, mean: mean,
+                      valid_metric=lambda acc: acc.mean("y", "mae"), metric_name="mae",
+                      validate_at=lambda epoch: epoch % 2 == 0,
+                      after_step=lambda: counts.__setitem__("steps", counts["steps"] + 1),
+                      on_epoch_end=callbacks, save_extra=lambda: {"steps": counts["steps"]},
+                      load_extra=lambda ckpt: counts.__setitem__("steps", ckpt["steps"]))
+    columns = ["epoch", "lr", "train_loss", "train_y_mae", "train_y_rmse", "valid_loss", "valid_mae",
+               "valid_y_mae", "valid_y_rmse", "best", "samples_per_s", "epoch_time_s", "elapsed_s"]
+    settings = LoopSettings(out, epochs, columns, {"lr": 0.1}, "linear", {}, patience=3,
+                            scheduler_interval="step")
+    return run_loop(model, opt, sched, hooks, settings), counts
+
+
+def test_run_loop_hooks_and_resume(tmp_path):
+    state, counts = _toy_run(tmp_path / "full", 4)
+    rows = read_rows(tmp_path / "full" / "log.csv")
+    assert counts["steps"] == 16 and [r["valid_mae"] == "nan" for r in rows] == [True, False, True, False]
+    assert float(rows[0]["samples_per_s"]) > 0 and state.stop.best_epoch in (2, 4)
+    assert float(rows[1]["lr"]) != float(rows[0]["lr"])  # stepped per batch, not per epoch
+    best = torch.load(tmp_path / "full" / "best.pt", weights_only=True)
+    assert best["valid_metrics"]["mae"] == pytest.approx(state.stop.best)
+
+    class Kill(Exception):
+        pass
+
+    def kill(state, row):
+        if row["epoch"] == 3:
+            raise Kill
+
+    with pytest.raises(Kill):
+        _toy_run(tmp_path / "part", 4, callbacks=[kill])
+    state2, counts2 = _toy_run(tmp_path / "part", 4)
+    assert counts2["steps"] == 16 and state2.stop.best == state.stop.best
+    strip = [{k: v for k, v in r.items() if k not in (*TIMING, "samples_per_s")}
+             for r in read_rows(tmp_path / "part" / "log.csv")]
+    assert strip == [{k: v for k, v in r.items() if k not in (*TIMING, "samples_per_s")} for r in rows]
+
+
 # ----------------------------------------------------------------------------- CLI (real GET)
 def test_cli_train_info_export_with_get(tmp_path, capsys):
     make_dataset(n=6, seed=1).save(tmp_path / "data.pt")
