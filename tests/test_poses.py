@@ -4,74 +4,51 @@ Receptor and poses: prolif's GPCR and its 9 Vina poses (tests/data/prolif), Pose
 1ia1 for the PoseBusters flags. Models: 1-layer GETs of width 16 (random weights), so
 the numbers mean nothing; the tests check the workflow: one row per record, tags,
 sorting, skipped records, per-residue sums, resume after a kill, Dask = one process.
+
+Outputs, tags, skipped records and input errors here; input formats, resume, parallel
+runs, PoseBusters and the pocket in tests/test_poses_runs.py; shared inputs and models
+in tests/poses_helpers.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from get_md.workflows._common import (
-    CRASH_ENV,
-    CRASH_EXIT_CODE,
-    ProgressStore,
-    WorkflowError,
     get_module,
     resolve_model,
     run_model,
 )
 from get_md.workflows.poses import rescore_poses
+from poses_helpers import (
+    COMMON,
+    LIG_PDB,
+    POSES_SDF,
+    REC,
+    make_baseline,
+    make_models,
+    read_sdf,
+)
 from rdkit import Chem
 
 from get_md.units import EV_TO_KCAL_MOL
-
-DATA = Path(__file__).parent / "data"
-REC = DATA / "prolif" / "rec.pdb"
-LIG_PDB = DATA / "prolif" / "lig.pdb"
-POSES_SDF = DATA / "prolif" / "vina_output.sdf"
-POSES_MOL2 = DATA / "prolif" / "vina_output.mol2"
-POSE_PDBQT = DATA / "prolif" / "vina_output_ligand_1.pdbqt"
-P1IA1 = DATA / "posebusters" / "1ia1" / "1ia1_protein_one_lig_removed.pdb"
-L1IA1 = DATA / "posebusters" / "1ia1" / "1ia1_ligand.sdf"
-
-TINY = dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=5.0)
-#: small pocket (about 400 atoms) so that each run takes about a second
-COMMON = dict(reference=LIG_PDB, pocket_radius=4.0, batch_size=4, progress=False)
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from get_md.export import save
-    from get_md.models import build_model
-
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save(build_model("get", **TINY), d / "energy.pt")
-    save(build_model("get", mode="score", task="score", **TINY), d / "score.pt")
-    return {"energy": d / "energy.pt", "score": d / "score.pt"}
+    return make_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def baseline(models, tmp_path_factory):
     """One uninterrupted single-process run with a potential: table + output files."""
-    d = tmp_path_factory.mktemp("baseline")
-    df = rescore_poses(REC, POSES_SDF, models["energy"], out_csv=d / "out.csv", out_sdf=d / "out.sdf",
-                       per_residue=True, **COMMON)
-    return df, d
-
-
-def _read_sdf(path):
-    return [m for m in Chem.SDMolSupplier(str(path), removeHs=False)]
+    return make_baseline(models, tmp_path_factory)
 
 
 def test_loaded_module_forces_switch_off(models):
@@ -103,7 +80,7 @@ def test_potential_outputs_sorted_and_tagged(baseline):
 
     csv = pd.read_csv(d / "out.csv")
     assert csv["pose"].tolist() == df["pose"].tolist()
-    mols = _read_sdf(d / "out.sdf")
+    mols = read_sdf(d / "out.sdf")
     assert len(mols) == 9 and all(m is not None for m in mols)
     assert [int(m.GetProp("get_pose")) for m in mols] == df["pose"].tolist()
     assert [int(m.GetProp("get_rank")) for m in mols] == list(range(1, 10))
@@ -206,7 +183,7 @@ def test_score_model_union_pocket_per_residue_and_sort_none(models, tmp_path):
 
     allpos = torch.cat([g.positions for g in read_poses(POSES_SDF)])
     assert df.attrs["pocket_residues"] == select_pocket(from_pdb(REC), allpos, 3.0).block_labels
-    mols = _read_sdf(tmp_path / "s.sdf")
+    mols = read_sdf(tmp_path / "s.sdf")
     assert [int(m.GetProp("get_pose")) for m in mols] == list(range(1, 10))
     assert all(m.HasProp("get_score") and m.HasProp("get_rank") for m in mols)
 
@@ -235,7 +212,7 @@ def test_malformed_pose_is_reported_and_skipped(models, tmp_path, caplog):
     assert any("record 5" in r.getMessage() for r in caplog.records)
     csv = pd.read_csv(tmp_path / "o.csv")
     assert "record 5" in csv.loc[csv["pose"] == 5, "error"].iloc[0]
-    mols = _read_sdf(tmp_path / "o.sdf")
+    mols = read_sdf(tmp_path / "o.sdf")
     assert len(mols) == 8 and 5 not in [int(m.GetProp("get_pose")) for m in mols]
 
 
@@ -261,7 +238,7 @@ def test_physically_broken_poses_are_skipped_with_the_reason(models, tmp_path, c
 
     from get_md.build import from_pdb, select_pocket
 
-    mols = _read_sdf(POSES_SDF)
+    mols = read_sdf(POSES_SDF)
     pocket = select_pocket(from_pdb(REC), from_pdb(LIG_PDB), COMMON["pocket_radius"])
     pocket_atom = pocket.positions[0].double().numpy()
     broken = {
@@ -297,7 +274,7 @@ def test_physically_broken_poses_are_skipped_with_the_reason(models, tmp_path, c
         assert math.isnan(row["interaction_energy_eV"]), k
         assert row["error"].startswith(f"{poses}: record {k}: "), row["error"]
         assert atom in row["error"] and why in row["error"], (k, row["error"])
-    assert len(_read_sdf(tmp_path / "b.sdf")) == 3
+    assert len(read_sdf(tmp_path / "b.sdf")) == 3
     assert np.isfinite(df.loc[[1, 8, 9], "interaction_energy_eV"]).all()
 
 
@@ -366,256 +343,3 @@ def test_broken_receptor_is_a_clear_error_before_any_work(models, tmp_path, caps
     (line,) = [ln for ln in err.splitlines() if ln.startswith("get-md: error:")]
     assert f"{clash_rec}: pocket: atom " in line and "0.3 Å apart" in line and "(A:" in line
     assert not (tmp_path / "c.csv").exists()
-
-
-def test_mol2_and_vina_pdbqt_inputs(models, tmp_path):
-    df = rescore_poses(REC, POSES_MOL2, models["score"], out_sdf=tmp_path / "m.sdf", **COMMON)
-    assert len(df) == 9 and (df["status"] == "ok").all()
-    assert len(_read_sdf(tmp_path / "m.sdf")) == 9
-    df = rescore_poses(REC, POSE_PDBQT, models["score"], out_csv=tmp_path / "q.csv",
-                       out_sdf=tmp_path / "q.sdf", **COMMON)
-    assert len(df) == 1 and df["vina_score"].iloc[0] == pytest.approx(-11.8)
-    (mol,) = _read_sdf(tmp_path / "q.sdf")
-    assert float(mol.GetProp("vina_score")) == pytest.approx(-11.8)   # input tags kept
-    assert mol.HasProp("get_score")
-
-
-def test_resume_after_kill_gives_identical_output(models, baseline, tmp_path):
-    _, base = baseline
-    out_csv, out_sdf = tmp_path / "out.csv", tmp_path / "out.sdf"
-    argv = ["rescore-poses", str(REC), str(POSES_SDF), "--model", str(models["energy"]),
-            "--reference", str(LIG_PDB), "--pocket-radius", "4", "--batch-size", "4",
-            "--per-residue", "--out-csv", str(out_csv), "--out-sdf", str(out_sdf), "--quiet",
-            "--parallel", "2"]  # two batches at once: still committed in order
-    env = dict(os.environ, **{CRASH_ENV: "1:torn", "OMP_NUM_THREADS": "1"})
-    proc = subprocess.run([sys.executable, "-m", "get_md.cli", *argv], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == CRASH_EXIT_CODE, proc.stderr[-2000:]
-    partial = Path(str(out_csv) + ".partial")
-    raw = partial.read_bytes()
-    assert not raw.endswith(b"\n")                           # killed in the middle of a batch line
-    assert len(raw.split(b"\n")) == 3                        # header, one batch, torn line
-    assert not out_csv.exists() and not out_sdf.exists()
-
-    from get_md.cli import main
-
-    assert main(argv) == 0                                   # the same command resumes
-    assert not partial.exists()
-    assert out_csv.read_bytes() == (base / "out.csv").read_bytes()
-    assert out_sdf.read_bytes() == (base / "out.sdf").read_bytes()
-    assert (tmp_path / "out.residues.csv").read_bytes() == (base / "out.residues.csv").read_bytes()
-
-
-def test_progress_store_changed_options_start_over(tmp_path):
-    path = tmp_path / "x.partial"
-    s = ProgressStore(path, {"a": 1})
-    s.open({"batch_size": 3})
-    s.commit(0, {"rows": [{"v": 0.1}]})
-    s.close()
-    s = ProgressStore(path, {"a": 1})
-    s.open()
-    assert s.done(0) and s.state == {"batch_size": 3} and s.batches[0]["rows"][0]["v"] == 0.1
-    s.close()
-    s = ProgressStore(path, {"a": 2})                        # other inputs/options
-    s.open()
-    assert not s.done(0)
-    s.close()
-    header = json.loads(path.read_text().splitlines()[0])
-    assert header["fingerprint"] == {"a": 2}
-
-
-def test_dask_two_workers_equal_single_process(models, baseline, tmp_path):
-    pytest.importorskip("distributed")
-    df0, _ = baseline
-    df = rescore_poses(REC, POSES_SDF, models["energy"], per_residue=True, workers=2,
-                       dask_processes=False, out_csv=tmp_path / "d.csv", **COMMON)
-    pd.testing.assert_frame_equal(df, df0)
-    pd.testing.assert_frame_equal(df.attrs["per_residue"], df0.attrs["per_residue"])
-
-
-def test_pocket_reuse_changes_no_energy(models, monkeypatch):
-    """Potentials score poses reusing the pocket's terms (GET.forward_in_environment).
-    In float64 the energies equal a plain forward of every complex to 1e-8 relative to
-    the totals; the differences between poses (what ranks them) are far larger."""
-    import get_md.workflows.rescoring.poses as poses_module
-    from get_md.workflows._common import environment_cache
-    from get_md.workflows.poses import load_receptor, load_reference
-
-    from get_md.build import select_pocket
-
-    kw = {**COMMON, "dtype": "float64", "sort": "none", "per_residue": True}
-    spec, _ = resolve_model(models["energy"], dtype="float64")
-    pocket = select_pocket(load_receptor(REC), load_reference(LIG_PDB)[0], COMMON["pocket_radius"])
-    assert environment_cache(spec, pocket) is not None   # the reuse path runs
-    reused = rescore_poses(REC, POSES_SDF, models["energy"], **kw)
-    monkeypatch.setattr(poses_module, "environment_cache", lambda spec, graph: None)
-    plain = rescore_poses(REC, POSES_SDF, models["energy"], **kw)
-    assert list(plain["pose"]) == list(reused["pose"]) == list(range(1, 10))
-    bound = 1e-8 * float(reused["e_complex_eV"].abs().max())
-    for col in ("e_complex_eV", "e_ligand_eV", "e_pocket_eV", "interaction_energy_eV"):
-        assert float((plain[col] - reused[col]).abs().max()) <= bound, col
-    res0, res1 = reused.attrs["per_residue"], plain.attrs["per_residue"]
-    assert float((res0["contribution_eV"] - res1["contribution_eV"]).abs().max()) <= bound
-    e = reused["interaction_energy_eV"]
-    assert float(e.max() - e.min()) > 100 * bound           # the signal the bound protects
-
-
-def test_parallel_batches_equal_single_process(models, baseline, tmp_path):
-    df0, _ = baseline
-    df = rescore_poses(REC, POSES_SDF, models["energy"], per_residue=True, parallel=3,
-                       out_csv=tmp_path / "p.csv", **COMMON)  # 3 batches (4, 4, 1) at once
-    pd.testing.assert_frame_equal(df, df0)
-    pd.testing.assert_frame_equal(df.attrs["per_residue"], df0.attrs["per_residue"])
-    assert torch.get_num_threads() == 1                    # the caller's setting is back
-
-
-def test_fan_out_in_threads_keeps_task_order_and_raises():
-    import threading
-    import time
-
-    from get_md.workflows._common import auto_batch_size, fan_out, parallel_batches
-
-    def work(i):
-        time.sleep(0.05 * (i % 3 == 0))                   # some tasks finish out of order
-        return i, threading.current_thread().name, torch.get_num_threads()
-
-    got = []
-    torch.set_num_threads(1)
-    fan_out(work, ((i, (i,)) for i in range(10)), lambda k, r: got.append((k, r)), parallel=3)
-    assert [k for k, _ in got] == list(range(10)) and [r[0] for _, r in got] == list(range(10))
-    names = {r[1] for _, r in got}
-    assert all(n.startswith("get_md-batch") for n in names) and len(names) > 1
-    assert all(r[2] == 1 for _, r in got)                  # threads // parallel, at least 1
-
-    def failing(i):
-        if i == 4:
-            raise ValueError("record 4: bad")
-        return i
-
-    seen = []
-    with pytest.raises(ValueError, match="record 4"):
-        fan_out(failing, ((i, (i,)) for i in range(10)), lambda k, r: seen.append(k), parallel=2)
-    assert seen == [0, 1, 2, 3]
-    assert not [t for t in threading.enumerate() if t.name.startswith("get_md-batch")]
-
-    assert parallel_batches("cuda") == 1 and parallel_batches("cpu", 3) == 3
-    with pytest.raises(WorkflowError, match="--parallel"):
-        parallel_batches("cpu", 0)
-    from get_md.workflows._common import ModelRef as ModelSpec
-
-    cpu = ModelSpec(path="x.pt")
-    assert auto_batch_size(cpu, None, None, 0, n_items=9, parallel=2) == 5   # both cores busy
-    assert auto_batch_size(cpu, None, None, 0, n_items=1000, parallel=2) == 16
-    assert auto_batch_size(cpu, None, 7, 0, n_items=9, parallel=2) == 7
-
-
-def test_posebusters_flags(models, tmp_path):
-    pytest.importorskip("posebusters")
-    mol = Chem.MolFromMolFile(str(L1IA1), removeHs=False)
-    moved = Chem.Mol(mol)
-    conf = moved.GetConformer()
-    for i in range(moved.GetNumAtoms()):
-        p = conf.GetAtomPosition(i)
-        conf.SetAtomPosition(i, (p.x + 0.5, p.y, p.z))
-    poses = tmp_path / "two.sdf"
-    with Chem.SDWriter(str(poses)) as w:
-        w.write(mol)
-        w.write(moved)
-    df = rescore_poses(P1IA1, poses, models["score"], pocket_radius=4.0, batch_size=2,
-                       posebusters="dock_fast", out_sdf=tmp_path / "pb.sdf", progress=False)
-    assert "pb_valid" in df.columns and "pb_minimum_distance_to_protein" in df.columns
-    assert df["pb_valid"].map(lambda v: isinstance(v, bool)).all()
-    assert df.loc[df["pose"] == 1, "pb_minimum_distance_to_protein"].iloc[0]
-    assert all(m.HasProp("pb_valid") for m in _read_sdf(tmp_path / "pb.sdf"))
-
-
-def test_posebusters_missing_is_a_clear_error(models, monkeypatch):
-    monkeypatch.setitem(sys.modules, "posebusters", None)
-    with pytest.raises(WorkflowError, match="pip install posebusters"):
-        rescore_poses(REC, POSES_SDF, models["score"], posebusters=True, **COMMON)
-
-
-def test_bad_inputs_are_clear_errors(models, tmp_path, capsys):
-    from get_md.cli import main
-
-    with pytest.raises(WorkflowError, match="sort energy needs a potential"):
-        rescore_poses(REC, POSES_SDF, models["score"], sort="energy", **COMMON)
-    assert main(["rescore-poses", str(REC), str(tmp_path / "missing.sdf"),
-                 "--model", str(models["score"])]) == 2
-    assert "missing.sdf: file not found" in capsys.readouterr().err
-
-
-@pytest.mark.gpu
-def test_cuda_auto_batch_size(models, tmp_path):
-    if not torch.cuda.is_available():
-        pytest.skip("CUDA not available")
-    df = rescore_poses(REC, POSES_SDF, models["energy"], reference=LIG_PDB, pocket_radius=4.0,
-                       device="cuda", out_csv=tmp_path / "g.csv", progress=False)
-    assert len(df) == 9 and (df["status"] == "ok").all()
-
-
-def test_prefetch_keeps_order_raises_and_stops():
-    """The read-ahead thread of the workflows: same items in order, the source's error
-    raised in the consumer, and an abandoned generator does not read on."""
-    from get_md.workflows._common import prefetch
-
-    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
-    assert list(prefetch(iter([]))) == []
-
-    def failing():
-        yield 1
-        raise ValueError("record 2: bad")
-
-    got = []
-    with pytest.raises(ValueError, match="record 2"):
-        for x in prefetch(failing()):
-            got.append(x)
-    assert got == [1]
-
-    seen = []
-
-    def counting():
-        for i in range(1000):
-            seen.append(i)
-            yield i
-
-    gen = prefetch(counting(), depth=2)
-    assert next(gen) == 0
-    gen.close()
-    import time
-
-    time.sleep(0.5)
-    assert len(seen) <= 5
-    import threading
-
-    assert not [t for t in threading.enumerate() if t.name == "get_md-prefetch"], "reader thread left running"
-
-
-def _with_zinc(path: Path, out: Path) -> Path:
-    """``path`` (PDB) plus a Zn2+ ion 3 Å from the first atom of the reference ligand."""
-    lig = next(line for line in LIG_PDB.read_text().splitlines() if line.startswith(("ATOM", "HETATM")))
-    x, y, z = (float(lig[30 + 8 * k:38 + 8 * k]) for k in range(3))
-    zn = f"HETATM{9999:5d} ZN    ZN B 901    {x + 3.0:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00          ZN"
-    lines = path.read_text().splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith(("CONECT", "END")))
-    out.write_text("\n".join(lines[:at] + [zn] + lines[at:]) + "\n")
-    return out
-
-
-def test_unsupported_pocket_residue_is_named_or_dropped(tmp_path):
-    """A Zn ion in the pocket of a model without Zn: an error naming the residue and the
-    option, or with drop_unsupported the same energies as the receptor without it."""
-    from get_md.export import save
-    from get_md.models import build_model
-
-    torch.manual_seed(0)
-    model = tmp_path / "organic.pt"
-    save(build_model("get", **TINY), model, {"elements": ["H", "C", "N", "O", "S"]})
-    rec_zn = _with_zinc(REC, tmp_path / "rec_zn.pdb")
-    with pytest.raises(WorkflowError, match=r"rec_zn\.pdb: pocket residue\(s\) B:901:ZN hold element\(s\) Zn .*"
-                                            r"--drop-unsupported"):
-        rescore_poses(rec_zn, POSES_SDF, model, **COMMON)
-    a = rescore_poses(REC, POSES_SDF, model, **COMMON)
-    b = rescore_poses(rec_zn, POSES_SDF, model, drop_unsupported=True, **COMMON)
-    assert b["interaction_energy_eV"].tolist() == pytest.approx(a["interaction_energy_eV"].tolist(), abs=1e-9)
-    assert b.attrs["pocket_residues"] == a.attrs["pocket_residues"]
