@@ -12,7 +12,8 @@ has one module per job; this ``__init__`` re-exports the public names, so
   inputs and targets (``NBodySamples``, ``make_samples``), batches (``batch_inputs``);
 * :mod:`.model`: ``NBodyGeoMFormer``, ``build_nbody_model``, ``load_nbody_model``,
   ``predict``, ``model_config``;
-* :mod:`.train`: ``NBodyTrainConfig``, ``train_nbody`` (weight EMA, LR schedule, logs);
+* :mod:`.train`: ``NBodyTrainConfig``, ``train_nbody`` (hooks of the core loop
+  ``get_md.train.loop.run_loop``: batches, loss, weight EMA);
 * :mod:`.evaluate`: ``evaluate`` (position MSE) and ``rollout``; :mod:`.plots` its figures;
 * :mod:`.cli`: ``register_cli`` (``get-md nbody``).
 
