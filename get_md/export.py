@@ -55,6 +55,8 @@ FORMAT_VERSION = 1
 #: Newest version :func:`load` understands.
 SUPPORTED_FORMAT_VERSION = 1
 METADATA_NAME = "metadata.json"
+#: File formats :func:`save` writes: TorchScript (default) and torch.export programs.
+FORMATS = ("torchscript", "pt2")
 
 #: Forward arguments, in order (see ``MolecularGraph.inputs``).
 INPUT_NAMES = [
@@ -246,8 +248,12 @@ def build_metadata(model: torch.nn.Module, metadata: Optional[Mapping[str, Any]]
     return meta
 
 
-def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str, Any]] = None) -> dict:
+def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str, Any]] = None,
+         format: str = "torchscript") -> dict:
     """Script ``model`` and write it with its metadata to ``path`` (atomically).
+
+    ``format="pt2"`` writes a ``torch.export`` program instead (conventionally ``*.pt2``;
+    same metadata and digest, see :mod:`get_md.export_pt2`); :func:`load` reads both.
 
     Args:
         model: a get_md model (or an already scripted one) with ``family``, ``task``,
@@ -268,6 +274,20 @@ def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str,
     """
     path = Path(path)
     meta = build_metadata(model, metadata)
+    if format not in FORMATS:
+        raise ValueError(f"unknown model file format {format!r}; choose one of {FORMATS}")
+    if format == "pt2":
+        if isinstance(model, torch.jit.ScriptModule):
+            raise ValueError("a scripted module cannot be exported to pt2; pass the eager model")
+        from get_md import export_pt2
+
+        meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        was_training = model.training
+        model.eval()
+        try:
+            return export_pt2.save_program(model, path, meta, atomic_path)
+        finally:
+            model.train(was_training)
     if isinstance(model, torch.jit.ScriptModule):
         scripted = model
     else:
@@ -297,7 +317,7 @@ def _check_archive(path: Path) -> zipfile.ZipFile:
     if not zipfile.is_zipfile(path):
         if head == b"PK\x03\x04":
             raise ModelFileError(f"{path}: model file is truncated or damaged (incomplete zip archive)")
-        raise ModelFileError(f"{path}: not a get_md model file (not a TorchScript zip archive)")
+        raise ModelFileError(f"{path}: not a get_md model file (not a TorchScript or pt2 zip archive)")
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -340,6 +360,11 @@ def _read_metadata_zip(path: Path, zf: zipfile.ZipFile) -> dict:
     return meta
 
 
+def _is_pt2(names: list[str]) -> bool:
+    """A ``torch.export.save`` archive (``.pt2``) rather than TorchScript, by its members."""
+    return any(n.endswith("/archive_format") for n in names) and any("/models/" in n for n in names)
+
+
 def read_metadata(path: PathLike) -> dict:
     """Read a model file's metadata without loading its weights.
 
@@ -373,7 +398,8 @@ def load(
         check_registry: compare a shipped model file's digest with the registry's.
 
     Returns:
-        ``(module, metadata)``; the module is a ``torch.jit.ScriptModule`` in eval mode.
+        ``(module, metadata)``; the module is a ``torch.jit.ScriptModule`` in eval mode, or
+        for a pt2 file a :class:`get_md.export_pt2.Pt2Module`, called the same way.
 
     Raises:
         ModelFileError: the file is missing, not a TorchScript archive, truncated or
@@ -388,6 +414,7 @@ def load(
     with _check_archive(path) as zf:
         key = _file_key(path)
         meta = _read_metadata_zip(path, zf)
+        pt2 = meta.get("format") == "pt2" or _is_pt2(zf.namelist())
         verified = _VERIFIED.get(key)
         if verified is None:
             try:
@@ -399,11 +426,16 @@ def load(
     expected = meta.get("weights_sha256")
     if not expected:
         raise ModelFileError(f"{path}: {METADATA_NAME} has no weights_sha256")
-    try:
-        module = torch.jit.load(str(path), map_location=device)
-    except Exception as e:  # torch raises RuntimeError and friends for damaged archives
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"{path}: cannot load TorchScript model ({first})") from e
+    if pt2:
+        from get_md import export_pt2
+
+        module = export_pt2.load_program(path, meta, device)
+    else:
+        try:
+            module = torch.jit.load(str(path), map_location=device)
+        except Exception as e:  # torch raises RuntimeError and friends for damaged archives
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"{path}: cannot load TorchScript model ({first})") from e
     if verified is None:
         actual = weights_sha256(module.state_dict())
         if actual != expected:

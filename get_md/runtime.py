@@ -5,7 +5,7 @@ A model may be given as
 * ``None``: the shipped default of a task (``get_md.zoo``: ``DEFAULT_POTENTIAL`` for
   ``task="energy"``, ``DEFAULT_SCORE`` for ``"score"``);
 * a shipped model name, or a model file path (anything with a ``/``, a ``.pt`` /
-  ``.pth`` / ``.ts`` suffix, or an existing file);
+  ``.pth`` / ``.ts`` / ``.pt2`` suffix, or an existing file; TorchScript or pt2);
 * an in-memory ``nn.Module`` / ``ScriptModule`` (never changed in place: copied when it
   must move to another device or dtype, is in training mode, or is scripted);
 * a :class:`LoadedModel` (kept, or copied to another device / dtype).
@@ -191,7 +191,7 @@ def resolve_model_path(name_or_path: Optional[PathLike] = None, task: str = "ene
         return zoo.path(default_model_name(task))
     p = Path(name_or_path)
     text = os.fspath(name_or_path)
-    looks_like_path = p.exists() or os.sep in text or "/" in text or p.suffix in {".pt", ".pth", ".ts"}
+    looks_like_path = p.exists() or os.sep in text or "/" in text or p.suffix in {".pt", ".pth", ".ts", ".pt2"}
     if looks_like_path:
         return p
     return zoo.path(text)

@@ -1,0 +1,200 @@
+"""pt2 (torch.export) model files: round trips against TorchScript for every model family
+the model suite covers, dynamic sizes, metadata and digest, damaged files, and the
+runtime's torch.compile option with its fallback (issue 16)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from get_md import export, runtime
+from get_md.errors import ModelFileError
+from get_md.graph import MolecularGraph, batch_graphs
+from get_md.models import build_model
+from get_md.testing.model_suite import assert_close, random_molecule
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def _get(task: str, mode: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=2, d_edge=4,
+                        cutoff=3.0, mode=mode, task=task)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(1)
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen))
+    return model.eval()
+
+
+def _geomformer(task: str, mode: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model("geomformer", d_model=8, n_layers=2, n_heads=2, n_rbf=6, cutoff=3.0, mode=mode,
+                        task=task, elements=[1, 6, 7, 8])
+    with torch.no_grad():
+        model.atom_ref.weight.normal_()
+    return model.eval()
+
+
+def _nbody() -> torch.nn.Module:
+    from get_md.workflows.nbody import build_nbody_model
+
+    torch.manual_seed(0)
+    return build_nbody_model("geomformer", d_model=16, n_layers=1, n_heads=2, n_rbf=8, mode="dense").eval()
+
+
+CASES = {
+    "get-potential-energy": lambda: _get("energy", "potential"),
+    "get-potential-vectors": lambda: _get("vectors", "potential"),
+    "get-score": lambda: _get("score", "score"),
+    "geomformer-radius-energy": lambda: _geomformer("energy", "radius"),
+    "geomformer-dense-score": lambda: _geomformer("score", "dense"),
+    "nbody": _nbody,
+}
+NBODY_META = {"builder": "get_md.workflows.nbody:build_nbody_model (family, **config)"}
+
+
+def _residue_blocks(g: MolecularGraph, size: int = 3) -> MolecularGraph:
+    """The same atoms in blocks of ``size`` (score models see residues), last block a ligand."""
+    n = g.num_atoms
+    block_ids = torch.arange(n) // size
+    nb = int(block_ids[-1]) + 1
+    return MolecularGraph(positions=g.positions, atomic_numbers=g.atomic_numbers, block_ids=block_ids,
+                          atom_positions=g.atom_positions, block_types=g.block_types[::size].clone(),
+                          segment_ids=(torch.arange(nb) == nb - 1).long(), batch_ids=torch.zeros(nb, dtype=torch.long),
+                          cell=g.cell, pbc=g.pbc)
+
+
+def _structures(name: str, sizes, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    if name == "nbody":
+        from get_md.workflows.nbody import PARTICLE_Z
+
+        elements = (PARTICLE_Z,)
+    else:
+        elements = (1, 6, 7, 8)
+    graphs = [random_molecule(gen, n, torch.float32, elements=elements) for n in sizes]
+    if name.endswith("score"):
+        graphs = [_residue_blocks(g) for g in graphs]
+    return batch_graphs(graphs)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Each case saved as TorchScript and pt2 (float32), exported once per module."""
+    out = {}
+    root = tmp_path_factory.mktemp("pt2")
+    for name, make in CASES.items():
+        model = make()
+        meta = dict(NBODY_META) if name == "nbody" else {}
+        ts = export.save(model, root / f"{name}.pt", {**meta, "dataset": "unit-test"})
+        p2 = export.save(model, root / f"{name}.pt2", {**meta, "dataset": "unit-test"}, format="pt2")
+        out[name] = (model, root / f"{name}.pt", root / f"{name}.pt2", ts, p2)
+    return out
+
+
+def _call(module, name: str, g: MolecularGraph):
+    if name == "nbody":
+        gen = torch.Generator().manual_seed(3)
+        vel = torch.randn(g.num_atoms, 3, generator=gen)
+        q = torch.randint(0, 2, (g.num_atoms,), generator=gen).float() * 2 - 1
+        out = module.forward_with_vectors(g.positions, vel, q, *g.inputs()[1:])
+    else:
+        out = module(*g.inputs())
+    return {k: v.detach() for k, v in out.items()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_pt2_matches_torchscript(files, name):
+    """Same outputs as the TorchScript file to 1e-5 (float32), on atom counts other than the
+    export example's (9 + 13), in batches, and up to 150 atoms."""
+    _, ts_path, pt2_path, ts_meta, pt2_meta = files[name]
+    ts, _ = export.load(ts_path)
+    p2, meta = export.load(pt2_path)
+    assert meta["format"] == "pt2" and meta["family"] == ts_meta["family"] and meta["task"] == ts_meta["task"]
+    assert meta["weights_sha256"] == ts_meta["weights_sha256"]  # same weights, same digest
+    for k in ("config", "cutoff", "elements", "inputs", "outputs", "training"):
+        assert meta[k] == ts_meta[k], k
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # these sizes run in the program, not the eager fallback
+        for sizes, seed in (((5,), 1), ((17, 6, 11), 2), ((150,), 3)):
+            g = _structures(name, sizes, seed)
+            a, b = _call(p2, name, g), _call(ts, name, g)
+            assert set(a) == set(b)
+            for k in b:
+                assert_close(a[k], b[k], torch.float32, f"{name} {sizes}: {k}")
+
+
+def test_pt2_periodic_forces_and_stress(files):
+    """A periodic cell: forces and stress (autograd around the program) as TorchScript's."""
+    _, ts_path, pt2_path, _, _ = files["get-potential-energy"]
+    ts, _ = export.load(ts_path)
+    p2, _ = export.load(pt2_path)
+    gen = torch.Generator().manual_seed(19)
+    mol = random_molecule(gen, 6, torch.float32)
+    cell = torch.tensor([[4.2, 0.0, 0.0], [0.6, 4.5, 0.0], [0.3, -0.4, 4.8]])
+    g = MolecularGraph.from_atoms(mol.positions, mol.atomic_numbers, cell=cell, pbc=torch.tensor([True] * 3))
+    a, b = _call(p2, "get", g), _call(ts, "get", g)
+    assert "stress" in a and set(a) == set(b)
+    for k in b:
+        assert_close(a[k], b[k], torch.float32, f"periodic: {k}")
+
+
+def test_pt2_small_inputs_run_eagerly(files):
+    """One atom (no pair) is outside the program's shapes: the model runs eagerly, same outputs."""
+    _, ts_path, pt2_path, _, _ = files["get-potential-energy"]
+    ts, _ = export.load(ts_path)
+    p2, _ = export.load(pt2_path)
+    g = MolecularGraph.from_atoms(torch.zeros(1, 3), torch.tensor([6]))
+    with pytest.warns(UserWarning, match="eagerly"):
+        a = _call(p2, "get", g)
+    b = _call(ts, "get", g)
+    for k in b:
+        assert_close(a[k], b[k], torch.float32, f"one atom: {k}")
+
+
+def test_pt2_through_runtime(files):
+    """runtime.load / resolve_model_path take a .pt2 file like a TorchScript one."""
+    model, _, pt2_path, _, _ = files["get-potential-energy"]
+    assert runtime.resolve_model_path(pt2_path.name).suffix == ".pt2"
+    lm = runtime.load(str(pt2_path))
+    assert lm.family == "get" and lm.task == "energy" and lm.metadata["format"] == "pt2"
+    g = _structures("get", (8,), 4)
+    out = lm.run_graph(g)
+    ref = model(*g.inputs())
+    assert_close(out["forces"], ref["forces"].detach(), torch.float32, "runtime forces")
+    with pytest.raises(ModelFileError, match="dtype"):
+        runtime.load(str(pt2_path), dtype="float64")
+    assert export.read_metadata(pt2_path)["format"] == "pt2"
+
+
+def test_corrupt_pt2_names_the_file(files, tmp_path):
+    _, _, pt2_path, _, _ = files["get-potential-energy"]
+    data = bytearray(pt2_path.read_bytes())
+    truncated = tmp_path / "truncated.pt2"
+    truncated.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(ModelFileError, match="truncated.pt2"):
+        export.load(truncated)
+    # flip bytes in the middle of the weights: the zip checksum or the digest catches it
+    flipped = tmp_path / "flipped.pt2"
+    mid = len(data) // 3
+    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="flipped.pt2"):
+        export.load(flipped)
+    garbage = tmp_path / "garbage.pt2"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="garbage.pt2"):
+        export.load(garbage)
+
+
+def test_pt2_refuses_what_it_cannot_export(tmp_path):
+    model = build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, mode="score",
+                        task="score", heavy_atoms_only=True)
+    with pytest.raises(ValueError, match="heavy_atoms_only"):
+        export.save(model, tmp_path / "x.pt2", format="pt2")
+    with pytest.raises(ValueError, match="format"):
+        export.save(model, tmp_path / "x.pt", format="onnx")
+    assert not (tmp_path / "x.pt2").exists()
