@@ -33,6 +33,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from get_md.plugins._common import model_positions
 
 from get_md import runtime
+from get_md.errors import GraphError, PluginError
 from get_md.graph import MolecularGraph, batch_graphs
 from get_md.runtime import LoadedModel, ModelSpec
 
@@ -107,7 +108,7 @@ class GETCalculator(Calculator):
         if task == "score":
             self.implemented_properties = ["score"]
         elif task != "energy":
-            raise ValueError(
+            raise PluginError(
                 f"{type(self).__name__}: model {self.potential.source} has task {task!r}; "
                 "an ASE calculator needs an energy (potential) or score model"
             )
@@ -169,16 +170,16 @@ class GETCalculator(Calculator):
     def _build_graph(self, atoms, numbers: np.ndarray) -> MolecularGraph:
         who = f"{type(self).__name__}: ase.Atoms {atoms.get_chemical_formula()}"
         if len(numbers) == 0:
-            raise ValueError(f"{who}: no atoms")
+            raise GraphError(f"{who}: no atoms")
         self.potential.check_elements(numbers.tolist(), who)
         lm = self.potential
         if self.graph_builder is not None:
             g = self.graph_builder(atoms)
             if not isinstance(g, MolecularGraph) or g.num_graphs != 1 or g.num_atoms != len(numbers):
-                raise ValueError(f"{who}: graph_builder must return a MolecularGraph of one structure "
+                raise PluginError(f"{who}: graph_builder must return a MolecularGraph of one structure "
                                  f"with {len(numbers)} atoms")
             if not np.array_equal(g.atomic_numbers.cpu().numpy(), numbers):
-                raise ValueError(f"{who}: graph_builder changed the atom order or elements")
+                raise PluginError(f"{who}: graph_builder changed the atom order or elements")
             g = g.to(device=lm.device, dtype=lm.dtype)
             if (lm.task == "energy" and lm.family == "get" and not hasattr(lm.module, "uses_segments")
                     and bool((g.segment_ids != 0).any())):
@@ -207,7 +208,7 @@ class GETCalculator(Calculator):
         try:
             return float(value)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{type(self).__name__}: atoms.info['charge'] = {value!r} is not a number") from e
+            raise PluginError(f"{type(self).__name__}: atoms.info['charge'] = {value!r} is not a number") from e
 
     # ------------------------------------------------------------ evaluation
     def _evaluate(self, atoms_list: Sequence) -> list[dict]:
@@ -241,7 +242,7 @@ class GETCalculator(Calculator):
             return []
         step = len(atoms_list) if not batch_size else int(batch_size)
         if step < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise PluginError(f"batch_size must be >= 1, got {batch_size}")
         out: list[dict] = []
         for start in range(0, len(atoms_list), step):
             with self._lock:  # the graph templates are shared state
@@ -299,7 +300,7 @@ class _Template:
         if key != self._cell_key:
             if pbc.any():
                 if not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-6:
-                    raise ValueError(
+                    raise GraphError(
                         f"{who}: ase.Atoms {atoms.get_chemical_formula()} is periodic (pbc={pbc.tolist()}) "
                         f"but its cell {cell.tolist()} has no volume; set a full cell "
                         "(e.g. atoms.center(vacuum=10.0)) or pbc=False"

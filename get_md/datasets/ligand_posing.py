@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from get_md.datasets.pocket_clash import clash_metrics
+from get_md.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,12 @@ def read_reference(sdf_text: str):
     if mol is None:  # fall back to a partial sanitisation
         mol = Chem.MolFromMolBlock(sdf_text, removeHs=False, sanitize=False)
         if mol is None:
-            raise ValueError("ref_ligand.sdf unreadable")
+            raise DatasetError("ref_ligand.sdf unreadable")
         mol.UpdatePropertyCache(strict=False)
         Chem.SanitizeMol(mol, Chem.SanitizeFlags.SANITIZE_ALL
                          ^ Chem.SanitizeFlags.SANITIZE_PROPERTIES, catchErrors=True)
     if mol.GetNumConformers() == 0:
-        raise ValueError("ref_ligand.sdf has no coordinates")
+        raise DatasetError("ref_ligand.sdf has no coordinates")
     if not any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()):
         mol = Chem.AddHs(mol, addCoords=True)
     for a in mol.GetAtoms():
@@ -64,7 +65,7 @@ def _ligand_from_smiles(smiles: str):
 
     heavy = Chem.MolFromSmiles(smiles)
     if heavy is None:
-        raise ValueError("SMILES unreadable")
+        raise DatasetError("SMILES unreadable")
     return heavy, Chem.AddHs(heavy)
 
 
@@ -172,7 +173,7 @@ def _restrained_minimise(mol, conf_id: int, pairs: list[tuple[int, int]], ref_fu
         ff = AllChem.UFFGetMoleculeForceField(mol, confId=conf_id)
         add, method = ff.UFFAddPositionConstraint, "UFF"
     if ff is None:
-        raise ValueError("no force field")
+        raise DatasetError("no force field")
     for li, _ in pairs:
         add(li, 0.05, 200.0)
     ff.Initialize()

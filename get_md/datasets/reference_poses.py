@@ -113,6 +113,7 @@ from get_md.datasets.unifep_sources import (  # noqa: F401
     skip_reason,
     target_field,
 )
+from get_md.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def build_series(repo: PathLike, folder: str, out_dir: PathLike, seed: int = 0,
 
     why = skip_reason(folder)
     if why is not None:
-        raise ValueError(f"{folder}: {why}")
+        raise DatasetError(f"{folder}: {why}")
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     target = series_target(folder)
@@ -327,7 +328,7 @@ def build_all(repo: PathLike, out_root: PathLike = DEFAULT_OUT, limit: Optional[
         n_taken += 1
         safe = safe_series_name(folder)
         if safe in names:
-            raise ValueError(f"series {folder!r} and {names[safe]!r} share the name {safe}")
+            raise DatasetError(f"series {folder!r} and {names[safe]!r} share the name {safe}")
         names[safe] = folder
         if (out_root / safe).exists():
             continue
