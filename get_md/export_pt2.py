@@ -48,7 +48,7 @@ import contextlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -164,8 +164,11 @@ class _GETAdapter(_Adapter):
 
     def run(self, model, pos, vel, charges, numbers, block_ids, atom_positions, block_types,
             segment_ids, batch_ids, cell):
+        import inspect
+
+        extra = (None,) if "pairs" in inspect.signature(model._run).parameters else ()  # graph given: fed
         return model._run(pos, vel, charges, numbers, block_ids, atom_positions, block_types,
-                          segment_ids, batch_ids, cell, _Periodic(True))
+                          segment_ids, batch_ids, cell, _Periodic(True), *extra)
 
 
 class _GeoMFormerAdapter(_Adapter):
@@ -368,6 +371,8 @@ class Pt2Module(nn.Module):
         self.compute_forces = bool(config.get("compute_forces", True))
         self.dtype = next(iter(program.state_dict.values())).dtype
         self._warned = False
+        #: what runs the program: ``core``, or a compiled call (``get_md.runtime.compile_module``)
+        self.runner: Optional[Callable[..., Any]] = None
 
     def state_dict(self, *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:  # type: ignore[override]
         return program_state_dict(self.program)
@@ -395,6 +400,7 @@ class Pt2Module(nn.Module):
 
                 self.program = move_to_device_pass(self.program, device)
                 self.core = self.program.module()
+                self.runner = None
                 self._graph_model.to(device)
         return self
 
@@ -420,7 +426,7 @@ class Pt2Module(nn.Module):
                 atom_positions, block_types, segment_ids, batch_ids, cell)
         if not (self.task == "energy" and self.compute_forces):
             with torch.no_grad():
-                return dict(self.core(positions, strain, *rest, graph))
+                return dict((self.runner or self.core)(positions, strain, *rest, graph))
         want_stress = bool(pbc.any())
         with torch.enable_grad():
             pos = positions.detach().requires_grad_(True)
@@ -428,7 +434,7 @@ class Pt2Module(nn.Module):
             if want_stress:
                 strain.requires_grad_(True)
                 inputs.append(strain)
-            out = dict(self.core(pos, strain, *rest, graph))
+            out = dict((self.runner or self.core)(pos, strain, *rest, graph))
             grads = torch.autograd.grad([out["energy"].sum()], inputs, allow_unused=True)
         result = {k: v.detach() for k, v in out.items()}
         result["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)

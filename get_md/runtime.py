@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -170,6 +171,95 @@ def _element_numbers(elements: Any) -> Optional[frozenset]:
     return frozenset(out)
 
 
+# ------------------------------------------------------------------------ torch.compile
+#: Environment variable that switches :func:`compile_module` on for every model the runtime
+#: loads (``load``, ``load_model``: the ASE calculator, OpenMM's PythonForce, rescoring):
+#: "1", "true", "yes" or "on".
+COMPILE_ENV = "GET_MD_COMPILE"
+
+
+def compile_requested(compile: Optional[bool] = None) -> bool:
+    """``compile`` if given, else whether :data:`COMPILE_ENV` is set to a true value."""
+    if compile is not None:
+        return bool(compile)
+    return os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _CompiledCall:
+    """Calls ``compiled``; if that raises (no C++ compiler, an op inductor cannot take, ...),
+    warns once in one line and calls ``plain`` from then on (an error that ``plain`` raises
+    too is the caller's, and is raised)."""
+
+    def __init__(self, compiled: Any, plain: Any, source: str):
+        self.compiled, self.plain, self.source = compiled, plain, source
+        self.failed = False
+
+    def __call__(self, *args: Any) -> Any:
+        if not self.failed:
+            try:
+                return self.compiled(*args)
+            except Exception as e:  # compilation errors come in many classes
+                self.failed = True
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                warnings.warn(f"{self.source}: torch.compile failed, running uncompiled "
+                              f"({type(e).__name__}: {first})", RuntimeWarning, stacklevel=3)
+        return self.plain(*args)
+
+
+class CompiledModule(torch.nn.Module):
+    """An eager model with ``forward`` / ``forward_with_vectors`` through ``torch.compile``
+    (dynamic shapes) and a fallback to the model itself (see :func:`compile_module`)."""
+
+    def __init__(self, module: torch.nn.Module, source: str):
+        super().__init__()
+        self.inner = module
+        for key in ("family", "task", "cutoff", "config", "elements", "needs_charge"):
+            if hasattr(module, key):
+                setattr(self, key, getattr(module, key))
+        self._forward = _CompiledCall(torch.compile(module, dynamic=True), module, source)
+        self._with_vectors = None
+        if hasattr(module, "forward_with_vectors"):
+            self._with_vectors = _CompiledCall(torch.compile(module.forward_with_vectors, dynamic=True),
+                                               module.forward_with_vectors, source)
+
+    def forward(self, *inputs: torch.Tensor) -> dict:
+        return self._forward(*inputs)
+
+    def forward_with_vectors(self, *inputs: torch.Tensor) -> dict:
+        if self._with_vectors is None:
+            raise AttributeError("model has no forward_with_vectors")
+        return self._with_vectors(*inputs)
+
+
+def compile_module(module: torch.nn.Module, source: str = "model") -> torch.nn.Module:
+    """``module`` with its computation through ``torch.compile`` (opt-in: ``compile=True`` of
+    :func:`load` / :func:`load_model`, or :data:`COMPILE_ENV`).
+
+    * a pt2 file (:class:`get_md.export_pt2.Pt2Module`): its exported program is compiled
+      (dynamic shapes); graph building stays eager;
+    * an eager ``nn.Module``: wrapped in :class:`CompiledModule`;
+    * a TorchScript module cannot be compiled: a one-line warning, the module unchanged
+      (save the model with ``format="pt2"`` to compile it).
+
+    Compilation happens on the first call; where it fails (no C++ compiler, ...) a one-line
+    ``RuntimeWarning`` is given and the model runs uncompiled from then on.
+    """
+    from get_md.export_pt2 import Pt2Module
+
+    if isinstance(module, torch.jit.ScriptModule):
+        warnings.warn(f"{source}: torch.compile does not take TorchScript modules; running it as "
+                      "TorchScript (save the model with format='pt2' to compile it)", RuntimeWarning,
+                      stacklevel=2)
+        return module
+    if isinstance(module, Pt2Module):
+        plain = module.core
+        module.runner = _CompiledCall(torch.compile(plain, dynamic=True), plain, source)
+        return module
+    if isinstance(module, CompiledModule):
+        return module
+    return CompiledModule(module, source)
+
+
 # ------------------------------------------------------------------------ names, files
 def default_model_name(task: str = "energy") -> str:
     """The shipped default model of ``task``: ``zoo.DEFAULT_SCORE`` for "score", else
@@ -243,6 +333,7 @@ def load_model(
     device: Union[str, torch.device] = "cpu",
     dtype: Union[None, str, torch.dtype] = None,
     task: str = "energy",
+    compile: Optional[bool] = None,
 ) -> tuple[torch.jit.ScriptModule, dict]:
     """Load a shipped model by name (see ``get_md.zoo``) or a model file by path
     (``get_md.load_model``).
@@ -253,6 +344,8 @@ def load_model(
         dtype: floating dtype for weights (e.g. ``torch.float64`` or ``"float64"``);
             None keeps the file's.
         task: which default to use when ``name_or_path`` is None ("energy" or "score").
+        compile: run through ``torch.compile`` (:func:`compile_module`); None: as
+            :data:`COMPILE_ENV` says (off unless set).
 
     Returns:
         ``(module, metadata)`` as :func:`get_md.export.load`.
@@ -265,6 +358,8 @@ def load_model(
     dt = parse_dtype(dtype, default=None)
     if dt is not None:
         module = module.to(dtype=dt)
+    if compile_requested(compile):
+        module = compile_module(module, str(path))
     return module, meta
 
 
@@ -355,6 +450,7 @@ def load(
     dtype: Union[None, str, torch.dtype] = torch.float32,
     task: str = "energy",
     who: str = "get_md",
+    compile: Optional[bool] = None,
 ) -> LoadedModel:
     """Resolve ``model`` (None, shipped name, path, nn.Module, LoadedModel) to a
     :class:`LoadedModel`.
@@ -369,6 +465,10 @@ def load(
         dtype: floating dtype of weights and inputs (default float32; None: float32).
         task: which default to use for ``model=None``.
         who: name used in messages.
+        compile: run the model through ``torch.compile`` (:func:`compile_module`: pt2 files
+            and eager modules; a warning and TorchScript for TorchScript files); None: as
+            :data:`COMPILE_ENV` says (off unless set). Off by default: on 2 CPU cores it
+            did not pay (docs/performance.md).
 
     Raises:
         ValueError: no default model shipped, unknown name, bad file (the message says
@@ -397,7 +497,7 @@ def load(
                 raise _default_model_error(task, e, who) from e
             raise type(e)(f"{who}: {e}") from e  # same GetMDError subclass, named caller
         try:
-            module, meta = load_model(path, device=device, dtype=dtype)
+            module, meta = load_model(path, device=device, dtype=dtype, compile=False)
         except export.ModelFileError as e:
             raise type(e)(f"{who}: {e}") from e  # same GetMDError subclass, named caller
         source = str(model) if model is not None else f"{path.name} (shipped default)"
@@ -406,6 +506,8 @@ def load(
             f"{who}: model must be None, a shipped model name, a file path or a torch.nn.Module, "
             f"got {type(model).__name__}"
         )
+    if compile_requested(compile):
+        module = compile_module(module, source if path is None else str(path))
     cutoff = meta.get("cutoff")
     return LoadedModel(
         module=module,

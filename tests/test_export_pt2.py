@@ -198,3 +198,56 @@ def test_pt2_refuses_what_it_cannot_export(tmp_path):
     with pytest.raises(ValueError, match="format"):
         export.save(model, tmp_path / "x.pt", format="onnx")
     assert not (tmp_path / "x.pt2").exists()
+
+
+# ----------------------------------------------------------------------------- torch.compile
+def _failing_compile(fn, **kwargs):
+    def broken(*args, **kw):
+        raise RuntimeError("simulated: no C++ compiler\nsecond line")
+
+    return broken
+
+
+def test_compile_falls_back_with_one_warning(files, monkeypatch):
+    """A compilation that fails (simulated) warns once, in one line, and the model runs
+    uncompiled with the same outputs: pt2 files, eager modules, and GET_MD_COMPILE."""
+    model, ts_path, pt2_path, _, _ = files["get-potential-energy"]
+    monkeypatch.setattr(torch, "compile", _failing_compile)
+    g = _structures("get", (7,), 5)
+    ref = runtime.load(str(ts_path)).run_graph(g)
+    for spec in (str(pt2_path), model):
+        lm = runtime.load(spec, compile=True)
+        with pytest.warns(RuntimeWarning, match="torch.compile failed") as record:
+            out = lm.run_graph(g)
+        messages = [str(w.message) for w in record if issubclass(w.category, RuntimeWarning)]
+        assert len(messages) == 1 and "\n" not in messages[0] and "simulated" in messages[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            again = lm.run_graph(g)  # no second warning
+        for k in ("energy", "forces"):
+            assert_close(out[k], ref[k], torch.float32, f"fallback {k}")
+            assert_close(again[k], ref[k], torch.float32, f"fallback again {k}")
+    monkeypatch.setenv(runtime.COMPILE_ENV, "1")
+    module, _ = runtime.load_model(pt2_path)
+    assert isinstance(module.runner, runtime._CompiledCall)
+    monkeypatch.setenv(runtime.COMPILE_ENV, "0")
+    module, _ = runtime.load_model(pt2_path)
+    assert module.runner is None
+
+
+def test_compile_of_torchscript_warns_and_runs(files):
+    _, ts_path, _, _, _ = files["get-potential-energy"]
+    with pytest.warns(RuntimeWarning, match="TorchScript"):
+        lm = runtime.load(str(ts_path), compile=True)
+    assert isinstance(lm.module, torch.jit.ScriptModule)
+
+
+def test_model_errors_are_not_hidden_by_the_fallback(monkeypatch):
+    """An error the uncompiled model raises too (bad input) reaches the caller."""
+    monkeypatch.setattr(torch, "compile", _failing_compile)
+    model = _geomformer("energy", "dense")
+    lm = runtime.load(model, compile=True)
+    g = MolecularGraph.from_atoms(torch.rand(3, 3), torch.tensor([6, 1, 1]), cell=torch.eye(3) * 5,
+                                  pbc=torch.tensor([True] * 3))
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"), pytest.raises(RuntimeError, match="periodic"):
+        lm.run_graph(g)
