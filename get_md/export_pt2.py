@@ -34,6 +34,13 @@ Decisions (torch 2.13, measured on the GET and GeoMFormer models of this package
   :class:`Pt2Module` differentiates it: forces = -dE/dx, stress = (1/V) dE/d(strain),
   as the models' heads do. Non-strict export (``strict=False``) traces the model's
   plain Python.
+* While exporting, ``int(tensor)`` in the model modules (``n_graphs = int(batch_id.max()) + 1``
+  and the like) is shadowed by a version that keeps the value symbolic (``.item()``), row
+  chunking is off, and sizes 0/1 are not specialised (``backed_size_oblivious``). Models
+  that took counts from shapes (``cell.shape[0]``) would need none of this.
+* Inputs outside the program's shapes (fewer than 2 atoms, no pair, or blocks of several
+  atoms for a program exported on atom blocks and the reverse) run the same weights
+  eagerly in :class:`Pt2Module`, with a warning.
 * A pt2 file runs in the dtype it was exported in (the graph holds dtypes); it moves to
   another device with ``torch.export.passes.move_to_device_pass``.
 
