@@ -138,6 +138,43 @@ def test_ensemble_mean_spread_and_file_round_trip(complexes, tmp_path):
     assert torch.equal(re_out["score"], out["score"])
 
 
+def test_ensemble_members_share_one_pair_list(complexes):
+    """GET members build their k-NN block graph once per call (``score_pairs`` on the first
+    member, ``forward_with_pairs`` on each): the outputs equal, bit for bit, those of each
+    member building its own, with and without hydrogens, eager and scripted; ensembles of
+    other families keep calling their members' forward."""
+    rec, ligs = complexes
+    batch = batch_graphs([make_complex(select_pocket(rec, g, 6.0), g) for g in ligs])
+    members = [_model(seed, heavy_atoms_only=True, contact_radius=4.0).float() for seed in (0, 1)]
+    ens = ScoreEnsemble(members).eval()
+    assert ens.shared_pairs
+    calls = []
+    original = type(members[0])._score_pairs
+
+    def counting(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    for graph in (batch, _heavy(batch)[0]):
+        with torch.no_grad():
+            each = [m(*graph.inputs()) for m in members]
+            calls.clear()
+            type(members[0])._score_pairs = counting
+            try:
+                out = ens(*graph.inputs())
+            finally:
+                type(members[0])._score_pairs = original
+            assert len(calls) == 1
+            scripted = torch.jit.script(ens)(*graph.inputs())
+        assert torch.equal(out["member_scores"], torch.stack([e["score"] for e in each], dim=1))
+        assert torch.equal(out["block_scores"], torch.stack([e["block_scores"] for e in each]).mean(dim=0))
+        for key in out:
+            assert torch.equal(scripted[key], out[key]), key
+    other = build_ensemble("geomformer", members=2, d_model=16, n_layers=1, n_heads=2, task="score")
+    assert not other.shared_pairs
+    torch.jit.script(other)
+
+
 def test_ensemble_refuses_mixed_members():
     with pytest.raises(ValueError, match="score models"):
         ScoreEnsemble([build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1)])

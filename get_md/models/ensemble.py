@@ -39,6 +39,7 @@ class ScoreEnsemble(nn.Module):
     """
 
     __jit_ignored_attributes__ = ["config"]
+    __constants__ = ["shared_pairs"]
 
     def __init__(self, members: Sequence[nn.Module], elements: Optional[List[int]] = None):
         super().__init__()
@@ -59,6 +60,8 @@ class ScoreEnsemble(nn.Module):
         self.n_members = len(members)
         self.elements = elements if elements is not None else member_config.get("elements")
         self.config = dict(member_config, members=len(members))
+        #: whether the members share one pair list (GET members in score mode)
+        self.shared_pairs = all(hasattr(m, "score_pairs") and not getattr(m, "smooth", True) for m in members)
 
     def forward(
         self,
@@ -75,11 +78,21 @@ class ScoreEnsemble(nn.Module):
         """Ensemble outputs for a (batched) graph; see the module docstring."""
         scores: List[torch.Tensor] = []
         blocks: List[torch.Tensor] = []
-        for member in self.members:
-            out = member(positions, atomic_numbers, block_ids, atom_positions, block_types,
-                         segment_ids, batch_ids, cell, pbc)
-            scores.append(out["score"])
-            blocks.append(out["block_scores"])
+        if self.shared_pairs:
+            # GET members in score mode share one k-NN block graph (it depends only on the
+            # structure and on the configuration they share): built once, not per member
+            pairs = self.members[0].score_pairs(positions, atomic_numbers, block_ids, batch_ids, segment_ids)
+            for member in self.members:
+                out = member.forward_with_pairs(positions, atomic_numbers, block_ids, atom_positions,
+                                                block_types, segment_ids, batch_ids, cell, pbc, pairs)
+                scores.append(out["score"])
+                blocks.append(out["block_scores"])
+        else:
+            for member in self.members:
+                out = member(positions, atomic_numbers, block_ids, atom_positions, block_types,
+                             segment_ids, batch_ids, cell, pbc)
+                scores.append(out["score"])
+                blocks.append(out["block_scores"])
         member_scores = torch.stack(scores, dim=1)
         return {
             "score": member_scores.mean(dim=1),

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from get_md import vocab
-from get_md.models.get_layers import GETEncoder, unit_edges_from_block_edges
+from get_md.models.get_graph import contact_weights, kept_blocks, knn_unit_pairs, radius_unit_pairs
+from get_md.models.get_layers import GETEncoder
 from get_md.models.heads import energy_outputs, strained_inputs
-from get_md.nn.neighbors import knn_block_edges, radius_graph
 from get_md.nn.radial import PolynomialEnvelope
 from get_md.nn.scatter import scatter_sum
 
@@ -177,13 +177,8 @@ class GET(nn.Module):
     def _score_pairs(
         self, positions: torch.Tensor, block_ids: torch.Tensor, batch_ids: torch.Tensor, segment_ids: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        segment_ids = self._graph_segments(segment_ids)
-        with torch.no_grad():
-            edges, etype = knn_block_edges(positions, block_ids, batch_ids, segment_ids, self.k_neighbors, self.knn_radius)
-            ps, pd, pg, ga, ge, er = unit_edges_from_block_edges(
-                block_ids, edges, positions.unsqueeze(1), self.sparse_k
-            )
-        return ps, pd, pg, ga, ge, er, etype
+        return knn_unit_pairs(positions, block_ids, batch_ids, self._graph_segments(segment_ids),
+                              self.k_neighbors, self.knn_radius, self.sparse_k)
 
     def _potential_pairs(
         self,
@@ -194,37 +189,10 @@ class GET(nn.Module):
         cell: torch.Tensor,
         pbc: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-        """Radius-graph unit pairs grouped by block edge and source atom.
-
-        The last value says whether every block edge holds exactly one pair (one atom
-        per block, no periodic image counted twice); groups and edges are then numbered
-        as the pairs are (``pair_group == group_edge == arange``), which lets
-        :class:`GETLayer` skip its reductions over single members.
-        """
-        n_atoms = positions.shape[0]
-        n_blocks = segment_ids.shape[0]
-        segment_ids = self._graph_segments(segment_ids)
-        with torch.no_grad():
-            center, neighbor, shifts = radius_graph(positions, atom_batch, self.cutoff, cell, pbc)
-            bi, bj = block_ids.index_select(0, center), block_ids.index_select(0, neighbor)
-            edge_keys, pair_edge = bi, bi  # (set below where needed)
-            if self.singleton_shortcut and n_blocks == n_atoms and not bool(pbc.any()):
-                # one atom per block and no periodic images: every pair is its own block edge
-                singleton = True
-            else:
-                edge_keys, pair_edge = torch.unique(bi * n_blocks + bj, return_inverse=True)
-                singleton = self.singleton_shortcut and edge_keys.shape[0] == center.shape[0]
-            if singleton:
-                pair_group = torch.arange(center.shape[0], device=center.device)
-                group_edge, group_atom, edge_row, edge_col = pair_group, center, bi, bj
-            else:
-                edge_row = edge_keys // n_blocks
-                edge_col = edge_keys % n_blocks
-                group_keys, pair_group = torch.unique(pair_edge * n_atoms + center, return_inverse=True)
-                group_edge = group_keys // n_atoms
-                group_atom = group_keys % n_atoms
-            etype = (segment_ids.index_select(0, edge_row) != segment_ids.index_select(0, edge_col)).long()
-        return center, neighbor, pair_group, group_atom, group_edge, edge_row, etype, shifts, singleton
+        """Radius-graph unit pairs grouped by block edge and source atom (see
+        :func:`get_md.models.get_graph.radius_unit_pairs`)."""
+        return radius_unit_pairs(positions, block_ids, self._graph_segments(segment_ids), atom_batch, cell,
+                                 pbc, self.cutoff, self.singleton_shortcut)
 
     # --------------------------------------------------------------- forward
     def forward(
@@ -240,17 +208,59 @@ class GET(nn.Module):
         pbc: torch.Tensor,
     ) -> Dict[str, torch.Tensor]:
         """Outputs of the model's task for a (batched) graph; see the module docstring."""
+        return self.forward_with_pairs(positions, atomic_numbers, block_ids, atom_positions, block_types,
+                                       segment_ids, batch_ids, cell, pbc, None)
+
+    def forward_with_pairs(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        atom_positions: torch.Tensor,
+        block_types: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+        pairs: Optional[List[torch.Tensor]],
+    ) -> Dict[str, torch.Tensor]:
+        """:meth:`forward`, in score mode with the graph's pairs from :meth:`score_pairs`
+        (None: built here). Members of an ensemble share one k-NN block graph this way:
+        it depends only on the structure and on settings they share."""
         if self.heavy_atoms_only:
             keep = atomic_numbers != 1
             if not bool(keep.all()):
                 return self._score_heavy_atoms(
                     keep, positions, atomic_numbers, block_ids, atom_positions, block_types,
-                    segment_ids, batch_ids, cell, pbc,
+                    segment_ids, batch_ids, cell, pbc, pairs,
                 )
         return self._run(
             positions, None, None, atomic_numbers, block_ids, atom_positions, block_types,
-            segment_ids, batch_ids, cell, pbc,
+            segment_ids, batch_ids, cell, pbc, pairs,
         )
+
+    def score_pairs(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+        segment_ids: torch.Tensor,
+    ) -> List[torch.Tensor]:
+        """The unit pairs score mode builds for a graph (after dropping hydrogens where the
+        model does), for :meth:`forward_with_pairs`: ``[src, dst, pair_group, group_atom,
+        group_edge, edge_row, edge_type]``."""
+        if self.heavy_atoms_only:
+            keep = atomic_numbers != 1
+            if not bool(keep.all()):
+                present, new_index = kept_blocks(keep, block_ids, batch_ids.shape[0])
+                positions = positions[keep]
+                block_ids = new_index[block_ids[keep]]
+                batch_ids = batch_ids[present]
+                segment_ids = segment_ids[present]
+        ps, pd, pg, ga, ge, er, etype = self._score_pairs(positions, block_ids, batch_ids, segment_ids)
+        return [ps, pd, pg, ga, ge, er, etype]
+
 
     def _score_heavy_atoms(
         self,
@@ -264,47 +274,21 @@ class GET(nn.Module):
         batch_ids: torch.Tensor,
         cell: torch.Tensor,
         pbc: torch.Tensor,
+        pairs: Optional[List[torch.Tensor]],
     ) -> Dict[str, torch.Tensor]:
         """Score of the graph without the atoms not in ``keep`` (hydrogens); blocks left
         empty are dropped for the model and get a block score of 0."""
         n_blocks = batch_ids.shape[0]
-        kept_blocks = block_ids[keep]
-        present = torch.zeros(n_blocks, dtype=torch.bool, device=block_ids.device)
-        present[kept_blocks] = True
-        new_index = torch.cumsum(present.long(), 0) - 1
+        present, new_index = kept_blocks(keep, block_ids, n_blocks)
         out = self._run(
-            positions[keep], None, None, atomic_numbers[keep], new_index[kept_blocks],
+            positions[keep], None, None, atomic_numbers[keep], new_index[block_ids[keep]],
             atom_positions[keep], block_types[present], segment_ids[present], batch_ids[present],
-            cell, pbc,
+            cell, pbc, pairs,
         )
         block_scores = torch.zeros(n_blocks, dtype=out["block_scores"].dtype, device=block_ids.device)
         block_scores[present] = out["block_scores"]
         out["block_scores"] = block_scores
         return out
-
-    def _contact_weights(
-        self, pos: torch.Tensor, block_ids: torch.Tensor, segment_ids: torch.Tensor, batch_ids: torch.Tensor
-    ) -> torch.Tensor:
-        """Weight [B] of each block's score: 1 for blocks of segments other than 0, and for
-        segment-0 blocks a cosine switch of their closest atom's distance to an atom of
-        another segment in the same structure (see ``contact_radius``)."""
-        n_blocks = batch_ids.shape[0]
-        pos = pos.detach()
-        atom_seg = segment_ids[block_ids]
-        atom_batch = batch_ids[block_ids]
-        rec = torch.nonzero(atom_seg == 0).squeeze(1)
-        lig = torch.nonzero(atom_seg != 0).squeeze(1)
-        closest = torch.full((rec.shape[0],), 1e9, dtype=pos.dtype, device=pos.device)
-        if lig.shape[0] > 0 and rec.shape[0] > 0:
-            d = torch.cdist(pos[rec], pos[lig])
-            other = atom_batch[rec].unsqueeze(1) != atom_batch[lig].unsqueeze(0)
-            closest = d.masked_fill(other, 1e9).min(dim=1).values
-        block_d = torch.full((n_blocks,), 1e9, dtype=pos.dtype, device=pos.device)
-        block_d = block_d.scatter_reduce(0, block_ids[rec], closest, reduce="amin", include_self=True)
-        x = ((block_d - self.contact_radius) / 2.0).clamp(0.0, 1.0)
-        switch = 0.5 * (1.0 + torch.cos(3.141592653589793 * x))
-        weight = torch.where(segment_ids == 0, switch, torch.ones_like(switch))
-        return weight
 
     @torch.jit.export
     def forward_with_vectors(
@@ -324,7 +308,7 @@ class GET(nn.Module):
         """Forward with per-atom input vectors [N, 3] (e.g. velocities) and charges [N]."""
         return self._run(
             positions, velocities, charges, atomic_numbers, block_ids, atom_positions, block_types,
-            segment_ids, batch_ids, cell, pbc,
+            segment_ids, batch_ids, cell, pbc, None,
         )
 
     # ------------------------------------------------- fixed environments
@@ -442,7 +426,7 @@ class GET(nn.Module):
         n_blocks = segment_ids.shape[0]
         if not self._environment_ok(n_atoms, n_blocks, pbc, positions.device):
             return self._run(positions, None, None, atomic_numbers, block_ids, atom_positions, block_types,
-                             segment_ids, batch_ids, cell, pbc)
+                             segment_ids, batch_ids, cell, pbc, None)
         n_graphs = cell.shape[0]
         atom_batch = batch_ids[block_ids]
         env_pos, env_H0, env_energies = cache[0], cache[1], cache[2]
@@ -538,6 +522,7 @@ class GET(nn.Module):
         batch_ids: torch.Tensor,
         cell: torch.Tensor,
         pbc: torch.Tensor,
+        pairs: Optional[List[torch.Tensor]],
     ) -> Dict[str, torch.Tensor]:
         n_graphs = cell.shape[0]
         atom_batch = batch_ids[block_ids]
@@ -569,8 +554,10 @@ class GET(nn.Module):
                 r = r + shift_vec
                 pair_shift = shift_vec
             pair_weight = self._pair_weight(r)
-        else:
+        elif pairs is None:
             ps, pd, pg, ga, ge, er, etype = self._score_pairs(pos, block_ids, batch_ids, segment_ids)
+        else:
+            ps, pd, pg, ga, ge, er, etype = pairs[0], pairs[1], pairs[2], pairs[3], pairs[4], pairs[5], pairs[6]
         edge_attr: Optional[torch.Tensor] = None
         if self.use_edge_attr:
             edge_attr = self.edge_embedding(etype)
@@ -599,7 +586,7 @@ class GET(nn.Module):
             ref = self.atom_ref(atomic_numbers).squeeze(-1).to(block_scores.dtype) * lig_atom
             block_scores = block_scores + scatter_sum(ref, block_ids, batch_ids.shape[0])
             if self.contact_radius > 0:
-                block_scores = block_scores * self._contact_weights(pos, block_ids, segment_ids, batch_ids)
+                block_scores = block_scores * contact_weights(pos, block_ids, segment_ids, batch_ids, self.contact_radius)
             out["block_scores"] = block_scores
             out["score"] = scatter_sum(block_scores, batch_ids, n_graphs)
         else:
