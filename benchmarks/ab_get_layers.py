@@ -9,6 +9,14 @@ difference, each version's median and minimum, and the ratio old / new.
     git show HEAD~1:get_md/models/get_layers.py > /tmp/get_layers_old.py
     python benchmarks/ab_get_layers.py /tmp/get_layers_old.py --blocks 200 --rounds 10
     python benchmarks/ab_get_layers.py /tmp/get_layers_old.py --blocks 200 --rounds 10 --mode fwd
+
+Since issue 15 the attention layer ``GETLayer`` lives in ``get_attention.py``, which
+``get_layers.py`` imports; an old ``get_layers.py`` from after that split would import
+the working tree's layer, so pass the old ``get_attention.py`` too (older revisions hold
+both in ``get_layers.py``):
+
+    git show REV:get_md/models/get_attention.py > /tmp/get_attention_old.py
+    python benchmarks/ab_get_layers.py /tmp/get_layers_old.py --old-attention /tmp/get_attention_old.py
 """
 
 from __future__ import annotations
@@ -27,24 +35,39 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 import bench_get  # noqa: E402
 
+ATTENTION = "get_md.models.get_attention"
 
-def load_module(path: Path, name: str):
-    """Import the file at ``path`` as a module called ``name``."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+
+def load_module(path: Path, name: str, attention=None):
+    """Import the file at ``path`` as a module called ``name``; with ``attention`` (a
+    module), its ``from get_md.models.get_attention import ...`` binds that module's names."""
+    saved = sys.modules.get(ATTENTION)
+    if attention is not None:
+        sys.modules[ATTENTION] = attention
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if saved is not None:
+            sys.modules[ATTENTION] = saved
+        else:
+            sys.modules.pop(ATTENTION, None)
     return module
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("old", type=Path, help="the other get_layers.py")
+    p.add_argument("--old-attention", type=Path, default=None,
+                   help="the get_attention.py that goes with it (revisions after issue 15)")
     p.add_argument("--blocks", type=int, default=200)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--mode", choices=["fwd", "fwd_bwd"], default="fwd_bwd")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    versions = {"old": load_module(args.old, "get_layers_old"),
+    old_attention = None if args.old_attention is None else load_module(args.old_attention, "get_attention_old")
+    versions = {"old": load_module(args.old, "get_layers_old", old_attention),
                 "new": load_module(HERE.parent / "get_md" / "models" / "get_layers.py", "get_layers_new")}
     inp = bench_get.make_inputs(args.blocks, bench_get.MODEL_CONFIG["d_hidden"], 16, 0)
     models = {}

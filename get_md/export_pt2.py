@@ -90,7 +90,12 @@ def _symbolic_int(x: Any) -> Any:
 
 
 #: model modules whose ``int(tensor)`` calls stay symbolic while exporting
-_SYMBOLIC_INT_MODULES = ("get_md.models.get", "get_md.models.get_layers", "get_md.models.geomformer")
+_SYMBOLIC_INT_MODULES = (
+    "get_md.models.get",
+    "get_md.models.get_layers",
+    "get_md.models.get_attention",
+    "get_md.models.geomformer",
+)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ runtime's torch.compile option with its fallback (issue 16)."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,6 +199,28 @@ def test_pt2_refuses_what_it_cannot_export(tmp_path):
     with pytest.raises(ValueError, match="format"):
         export.save(model, tmp_path / "x.pt", format="onnx")
     assert not (tmp_path / "x.pt2").exists()
+
+
+def test_every_model_module_calling_int_keeps_sizes_symbolic():
+    """``int(tensor)`` in a model module fixes a size to the example's while exporting
+    unless the module is in ``export_pt2._SYMBOLIC_INT_MODULES``: a module split out of
+    another (issue 15) must join the list."""
+    import ast
+    import pkgutil
+
+    import get_md.models
+    from get_md import export_pt2
+
+    build_time_only = {"get_md.models.ensemble"}  # int(members) when building, not in forward
+    calls_int = set()
+    for info in pkgutil.iter_modules(get_md.models.__path__):
+        name = f"get_md.models.{info.name}"
+        tree = ast.parse(Path(info.module_finder.path, f"{info.name}.py").read_text())
+        if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "int"
+               for n in ast.walk(tree)):
+            calls_int.add(name)
+    assert "get_md.models.get_attention" in calls_int
+    assert calls_int - build_time_only <= set(export_pt2._SYMBOLIC_INT_MODULES)
 
 
 # ----------------------------------------------------------------------------- torch.compile

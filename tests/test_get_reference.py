@@ -40,10 +40,12 @@ def test_input_gradients_match_reference_apart_from_distances(case, monkeypatch)
     gradient flows through inter-atomic distances there (a bug for forces = -dE/dx).
     get_md differentiates through distances. With distances detached, as in the
     reference, every other gradient path must agree."""
+    import get_md.models.get_attention as attention
     import get_md.models.get_layers as layers
 
     exact_norm = layers.stable_norm
-    monkeypatch.setattr(layers, "stable_norm", lambda x, dim=-1: exact_norm(x.detach(), dim=dim))
+    for module in (layers, attention):  # every module of the encoder that calls stable_norm
+        monkeypatch.setattr(module, "stable_norm", lambda x, dim=-1: exact_norm(x.detach(), dim=dim))
     enc = _build(case)
     x = case["inputs"]
     H_in = x["H"].clone().requires_grad_(True)

@@ -55,7 +55,7 @@ def radius_unit_pairs(
     The last value says whether every block edge holds exactly one pair (one atom
     per block, no periodic image counted twice); groups and edges are then numbered
     as the pairs are (``pair_group == group_edge == arange``), which lets
-    :class:`~get_md.models.get_layers.GETLayer` skip its reductions over single members
+    :class:`~get_md.models.get_attention.GETLayer` skip its reductions over single members
     (only with ``singleton_shortcut``).
     """
     n_atoms = positions.shape[0]
