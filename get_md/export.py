@@ -152,7 +152,7 @@ def _element_symbols(elements: Any) -> Optional[list[str]]:
         else:
             z = int(e)
             if not 0 < z <= vocab.MAX_ATOMIC_NUMBER:
-                raise ValueError(f"element {e!r} is not an atomic number")
+                raise ModelFileError(f"element {e!r} is not an atomic number")
             out.append(vocab.ELEMENTS[z])
     return out
 
@@ -199,7 +199,7 @@ def build_metadata(model: torch.nn.Module, metadata: Optional[Mapping[str, Any]]
     user = dict(metadata or {})
     bad = sorted(_COMPUTED & set(user))
     if bad:
-        raise ValueError(f"metadata keys {bad} are computed by save() and cannot be given")
+        raise ModelFileError(f"metadata keys {bad} are computed by save() and cannot be given")
 
     family = getattr(model, "family", None) or user.get("family")
     task = getattr(model, "task", None) or user.get("task")
@@ -209,9 +209,9 @@ def build_metadata(model: torch.nn.Module, metadata: Optional[Mapping[str, Any]]
     for key in ("family", "task", "cutoff"):
         user.pop(key, None)
     if not family or not task:
-        raise ValueError("model has no 'family' / 'task' attribute and metadata gives none")
+        raise ModelFileError("model has no 'family' / 'task' attribute and metadata gives none")
     if task not in TASK_OUTPUTS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASK_OUTPUTS)}")
+        raise ModelFileError(f"unknown task {task!r}; expected one of {sorted(TASK_OUTPUTS)}")
     config = getattr(model, "config", None)  # absent on scripted modules (jit-ignored)
     given_config = user.pop("config", None) or user.pop("model_config", None)
     if config is None:
@@ -275,10 +275,10 @@ def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str,
     path = Path(path)
     meta = build_metadata(model, metadata)
     if format not in FORMATS:
-        raise ValueError(f"unknown model file format {format!r}; choose one of {FORMATS}")
+        raise ModelFileError(f"unknown model file format {format!r}; choose one of {FORMATS}")
     if format == "pt2":
         if isinstance(model, torch.jit.ScriptModule):
-            raise ValueError("a scripted module cannot be exported to pt2; pass the eager model")
+            raise ModelFileError("a scripted module cannot be exported to pt2; pass the eager model")
         from get_md import export_pt2
 
         meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -502,13 +502,13 @@ def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
     try:
         model.load_state_dict(module.state_dict())
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit a {meta['family']} model built from the file's "
+        raise ModelFileError(f"{path}: weights do not fit a {meta['family']} model built from the file's "
                          f"config with this get_md ({str(e).splitlines()[0]})") from e
     keep = {k: v for k, v in meta.items() if k not in _COMPUTED and k not in ("family", "task", "cutoff")}
     keep["rescripted_from"] = {"get_md_version": meta.get("get_md_version"), "created": meta.get("created")}
     written = save(model, out if out is not None else path, keep)
     if written["weights_sha256"] != meta["weights_sha256"]:
-        raise ValueError(f"{path}: re-scripted weights differ from the file's (digest mismatch)")
+        raise ModelFileError(f"{path}: re-scripted weights differ from the file's (digest mismatch)")
     return written
 
 

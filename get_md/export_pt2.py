@@ -153,7 +153,7 @@ class _GETAdapter(_Adapter):
 
     def check(self, model: nn.Module) -> None:
         if getattr(model, "heavy_atoms_only", False) or float(getattr(model, "contact_radius", 0.0)) > 0:
-            raise ValueError("GET score models with heavy_atoms_only or contact_radius select atoms by "
+            raise ModelFileError("GET score models with heavy_atoms_only or contact_radius select atoms by "
                              "data and cannot be exported to pt2; use format='torchscript'")
 
     def graph(self, model, pos, block_ids, segment_ids, batch_ids, cell, pbc) -> Graph:
@@ -225,7 +225,7 @@ def adapter_for(family: str, config: dict) -> _Adapter:
         return _GETAdapter(mode or "potential")
     if family == "geomformer":
         return _GeoMFormerAdapter(mode or "dense", str(config.get("task") or "energy"))
-    raise ValueError(f"no pt2 export for model family {family!r}")
+    raise ModelFileError(f"no pt2 export for model family {family!r}")
 
 
 # ----------------------------------------------------------------------------- program
@@ -311,7 +311,7 @@ def export_program(model: nn.Module) -> torch.export.ExportedProgram:
     adapter = adapter_for(family, config)
     adapter.check(model)
     if not hasattr(model, "forward_with_vectors") and family == "geomformer":
-        raise ValueError("GeoMFormer model without forward_with_vectors")
+        raise ModelFileError("GeoMFormer model without forward_with_vectors")
     energy = getattr(model, "task", "") == "energy"
     dtype = next(iter(model.parameters())).dtype
     inputs = _example_inputs(dtype, adapter.atom_blocks)
@@ -392,7 +392,7 @@ class Pt2Module(nn.Module):
     def train(self, mode: bool = True) -> Pt2Module:
         """Inference only: a program has no training mode (``eval()`` is accepted)."""
         if mode:
-            raise ValueError(f"{self.source or 'pt2 model'}: a pt2 model file is for inference; "
+            raise ModelFileError(f"{self.source or 'pt2 model'}: a pt2 model file is for inference; "
                              "train the eager model (get_md.export.rescript rebuilds it from a file)")
         self.training = False
         self._graph_model.eval()

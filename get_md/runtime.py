@@ -49,7 +49,9 @@ import numpy as np
 import torch
 
 from get_md import export, zoo
+from get_md.errors import ConfigError, GraphError
 from get_md.graph import MolecularGraph
+from get_md.model_inputs import ModelInputs
 from get_md.perf import plain_executor
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -81,12 +83,12 @@ def parse_dtype(dtype: Union[None, str, torch.dtype], default: Any = _DEFAULT) -
         return torch.float32 if default is _DEFAULT else default
     if isinstance(dtype, torch.dtype):
         if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be floating, got {dtype}")
+            raise ConfigError(f"dtype must be floating, got {dtype}")
         return dtype
     name = str(dtype).replace("torch.", "").lower()
     value = getattr(torch, _DTYPE_ALIASES.get(name, name), None)
     if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise ValueError(f"unknown floating dtype {dtype!r}")
+        raise ConfigError(f"unknown floating dtype {dtype!r}")
     return value
 
 
@@ -403,7 +405,7 @@ class LoadedModel:
 
             names = ", ".join(vocab.ELEMENTS[z] if 0 < z <= vocab.MAX_ATOMIC_NUMBER else str(z) for z in bad)
             known = ", ".join(vocab.ELEMENTS[z] for z in sorted(self.elements))
-            raise ValueError(
+            raise GraphError(
                 f"{who}: element(s) {names} not supported by model {self.source} (it supports {known})"
             )
 
@@ -413,9 +415,10 @@ class LoadedModel:
         with torch.no_grad(), plain_executor():
             if self.needs_charge:
                 if charges is None:
-                    raise ValueError(f"model {self.source} needs the total charge")
-                pos = inputs[0]
-                return self.module.forward_with_vectors(pos, torch.zeros_like(pos), charges, *inputs[1:])
+                    raise GraphError(f"model {self.source} needs the total charge")
+                inp = ModelInputs(*inputs)
+                return self.module.forward_with_vectors(
+                    *inp.with_vectors(torch.zeros_like(inp.positions), charges))
             return self.module(*inputs)
 
     def run_graph(self, graph: MolecularGraph, total_charge: Optional[Sequence[float]] = None) -> dict:

@@ -423,11 +423,11 @@ def _columns(targets: list[str]) -> list[str]:
 def _forward(model: torch.nn.Module, graph, device: torch.device, dtype: torch.dtype,
              need_forces: bool) -> dict[str, torch.Tensor]:
     graph = graph.to(device=device, dtype=dtype)
-    inputs = list(graph.inputs())
+    inputs = graph.inputs()
     if need_forces:
         # forces = -dE/dx inside the model; a leaf that requires grad lets the model
         # differentiate, and create_graph (model.training) lets the loss reach the weights
-        inputs[0] = inputs[0].detach().requires_grad_(True)
+        inputs = inputs._replace(positions=inputs.positions.detach().requires_grad_(True))
     return model(*inputs)
 
 
