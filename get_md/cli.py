@@ -41,7 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from get_md.errors import GetMDError, ModelFileError
+from get_md.errors import GetMDError, ModelFileError, WorkflowError
 
 Registrar = Callable[[Any], None]
 
@@ -399,7 +399,7 @@ def _unavailable(name: str, target: str, error: BaseException) -> Registrar:
         p.add_argument("rest", nargs=argparse.REMAINDER)
 
         def fail(args: argparse.Namespace) -> int:
-            raise RuntimeError(f"'{name}' is unavailable: importing {target} failed ({error})")
+            raise WorkflowError(f"'{name}' is unavailable: importing {target} failed ({error})")
 
         p.set_defaults(func=fail)
 

@@ -207,3 +207,16 @@ def test_generator_lives_in_datasets_and_old_module_reexports_it():
     assert "get_md.datasets.xtb" in project["packages"]
     assert "data/*.npz" in project["package-data"]["get_md.datasets"]
     assert not any("data/" in p for p in project["package-data"]["get_md.zoo"])
+
+
+def test_generator_has_no_held_out_target_source():
+    """The generator cannot label a source named for a target held out of all training."""
+    from get_md.datasets.targets import is_excluded
+    from get_md.datasets.xtb.sources import SOURCES, plan_specs
+    from get_md.datasets.xtb.spec import DEFAULT_PLAN, SOURCE_SAMPLING
+    from get_md.errors import DatasetError
+
+    for name in (*SOURCES, *DEFAULT_PLAN, *SOURCE_SAMPLING):
+        assert not is_excluded(name), name
+    with pytest.raises(DatasetError, match="'cdk2' is a target held out"):
+        plan_specs({"cdk2": 3}, seed=0)

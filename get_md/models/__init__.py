@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import nn
 
+from get_md.errors import ConfigError
+
 FAMILIES = ("get", "geomformer")
 
 
@@ -30,4 +32,4 @@ def build_model(family: str, **config: Any) -> nn.Module:
         from get_md.models.geomformer import GeoMFormer
 
         return GeoMFormer(**config)
-    raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
+    raise ConfigError(f"unknown model family {family!r}; choose one of {FAMILIES}")

@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from get_md.errors import ConfigError
+
 
 class ScoreEnsemble(nn.Module):
     """Mean and spread of the scores of ``members`` (models with task ``score``).
@@ -44,15 +46,15 @@ class ScoreEnsemble(nn.Module):
     def __init__(self, members: Sequence[nn.Module], elements: Optional[List[int]] = None):
         super().__init__()
         if len(members) < 1:
-            raise ValueError("an ensemble needs at least one member")
+            raise ConfigError("an ensemble needs at least one member")
         tasks = {getattr(m, "task", None) for m in members}
         if tasks != {"score"}:
-            raise ValueError(f"ensemble members must be score models, got tasks {sorted(map(str, tasks))}")
+            raise ConfigError(f"ensemble members must be score models, got tasks {sorted(map(str, tasks))}")
         first = members[0]
         member_config = dict(getattr(first, "config", {}) or {})
         for m in members[1:]:
             if dict(getattr(m, "config", {}) or {}) != member_config:
-                raise ValueError("ensemble members must share one configuration")
+                raise ConfigError("ensemble members must share one configuration")
         self.members = nn.ModuleList(members)
         self.family = str(getattr(first, "family", "get"))
         self.task = "score"

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from get_md import vocab
+from get_md.errors import ConfigError
 from get_md.models.geomformer_layers import (  # noqa: F401  (re-exported: the old import path)
     AttnGraph,
     EnergyHead,
@@ -133,15 +134,15 @@ class GeoMFormer(nn.Module):
     ):
         super().__init__()
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+            raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
         if d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+            raise ConfigError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         if cutoff <= 0:
-            raise ValueError(f"cutoff must be positive, got {cutoff}")
+            raise ConfigError(f"cutoff must be positive, got {cutoff}")
         if charge_pairs and mode != "dense":
-            raise ValueError("charge_pairs needs mode='dense'")
+            raise ConfigError("charge_pairs needs mode='dense'")
         self.config = dict(
             d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_rbf=n_rbf, cutoff=float(cutoff),
             mode=mode, task=task, compute_forces=compute_forces, dropout=dropout,

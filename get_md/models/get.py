@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from get_md import vocab
+from get_md.errors import ConfigError
 from get_md.models.get_graph import contact_weights, kept_blocks, knn_unit_pairs, radius_unit_pairs
 from get_md.models.get_layers import GETEncoder
 from get_md.models.heads import energy_outputs, strained_inputs
@@ -121,9 +122,9 @@ class GET(nn.Module):
     ):
         super().__init__()
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+            raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
         self.config = dict(
             d_hidden=d_hidden, d_radial=d_radial, n_rbf=n_rbf, n_head=n_head, n_layers=n_layers,
             d_edge=d_edge, cutoff=cutoff, mode=mode, task=task, k_neighbors=k_neighbors,

@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
+from get_md.errors import ConfigError
 from get_md.nn.radial import RadialBasis, stable_norm
 from get_md.nn.scatter import (
     scatter_mean,
@@ -57,7 +58,7 @@ class GETLayer(nn.Module):
         super().__init__()
         act = act_fn if act_fn is not None else nn.SiLU()
         if d_radial % n_head != 0 or n_rbf % n_head != 0 or d_hidden % n_head != 0:
-            raise ValueError(f"d_hidden, d_radial and n_rbf must be divisible by n_head ({n_head})")
+            raise ConfigError(f"d_hidden, d_radial and n_rbf must be divisible by n_head ({n_head})")
         self.residual = residual
         self.n_head = n_head
         self.d_hidden = d_hidden

@@ -45,8 +45,8 @@ Example:
 Command line (the shipped file was made with the command in
 ``get_md/datasets/data/README.md``)::
 
-    OMP_NUM_THREADS=1 python -m get_md.datasets.xtb --out get_md/datasets/data/xtb_organic_v1.npz \\
-        --store /tmp/xtb_store --n-molecules 2698 --seed 0
+    OMP_NUM_THREADS=1 python -m get_md.datasets.xtb --out get_md/datasets/data/xtb_organic_v2.npz \\
+        --store /tmp/xtb_store --seed 0      # the default plan: v2's 2,651 molecules
 """
 
 from get_md.datasets.xtb.cli import main, scaled_plan
@@ -55,7 +55,6 @@ from get_md.datasets.xtb.pockets import cut_cluster, pocket_specs
 from get_md.datasets.xtb.sampling import add_conformers, langevin_frames
 from get_md.datasets.xtb.sources import (
     SOURCES,
-    cdk2_specs,
     egfr_specs,
     from_mol,
     from_smiles,
@@ -95,7 +94,7 @@ from get_md.datasets.xtb.store import (
 __all__ = [
     "ALLOWED_Z", "DEFAULT_MAX_ABS_CHARGE", "DEFAULT_PLAN", "MAX_ABS_CHARGE", "MAX_FORCE",
     "SOURCES", "SOURCE_SAMPLING", "SPLITS", "T_RANGE", "MolSpec", "SkipMolecule",
-    "add_conformers", "assemble", "atomic_savez", "canonical_identity", "cdk2_specs",
+    "add_conformers", "assemble", "atomic_savez", "canonical_identity",
     "cut_cluster", "done_keys", "egfr_specs", "from_mol", "from_smiles", "generate",
     "label_molecule", "langevin_frames", "main", "minidrugbank_specs", "nci_specs",
     "package_data_path", "peptide_smiles", "peptide_specs", "plan_specs", "pocket_specs",

@@ -1,6 +1,11 @@
-"""Where the molecules come from: QM9, the NCI set and kinase-ligand SDFs shipped with
+"""Where the molecules come from: QM9, the NCI set and the EGFR-ligand SDF shipped with
 RDKit, MiniDrugBank (openmmforcefields), small peptides built here, and pocket clusters
 (:mod:`get_md.datasets.xtb.pockets`). :data:`SOURCES` maps a source name to its spec maker.
+
+No source may come from a target held out for independent evaluation
+(:data:`get_md.datasets.targets.EXCLUDED_TARGETS`): :func:`plan_specs` refuses such a name.
+The v1 data set had 47 ligands of RDKit's ``cdk2.sdf``; they were removed
+(``xtb_organic_v2.npz``, :func:`get_md.datasets.xtb.store.drop_excluded`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from get_md.datasets.targets import EXCLUDED_TARGETS, is_excluded
 from get_md.datasets.xtb.pockets import pocket_specs
 from get_md.datasets.xtb.spec import (
     ALLOWED_Z,
@@ -22,6 +28,7 @@ from get_md.datasets.xtb.spec import (
     rdkit_modules,
     rng_for,
 )
+from get_md.errors import DatasetError
 
 log = logging.getLogger("get_md.datasets.xtb")
 
@@ -147,14 +154,6 @@ def minidrugbank_specs(n: int, seed: int) -> List[MolSpec]:
                                                 "MiniDrugBank.sdf"), n, seed)
 
 
-def cdk2_specs(n: int, seed: int) -> List[MolSpec]:
-    """CDK2 ligands (RDKit Contrib Fastcluster test data)."""
-    from rdkit import RDConfig
-
-    return sdf_specs("cdk2", Path(RDConfig.RDContribDir, "Fastcluster", "testdata", "cdk2.sdf"),
-                     n, seed)
-
-
 def egfr_specs(n: int, seed: int) -> List[MolSpec]:
     """EGFR ligands (RDKit Contrib PBF test data)."""
     from rdkit import RDConfig
@@ -203,7 +202,7 @@ def peptide_smiles(seq: str, termini: str = "capped", charged: Sequence[bool] = 
         first = "[NH3+]" if not body.startswith("N1") else "[NH2+]1"
         body = first + body[2 if body.startswith("N1") else 1:]
         return body + "[O-]"
-    raise ValueError(f"unknown termini {termini!r}")
+    raise DatasetError(f"unknown termini {termini!r}")
 
 
 def peptide_specs(n: int, seed: int) -> List[MolSpec]:
@@ -222,7 +221,7 @@ def peptide_specs(n: int, seed: int) -> List[MolSpec]:
         smi = peptide_smiles(seq, termini, charged)
         mol = Chem.MolFromSmiles(smi)
         if mol is None:
-            raise RuntimeError(f"bad peptide SMILES {smi}")
+            raise DatasetError(f"bad peptide SMILES {smi}")
         if abs(Chem.GetFormalCharge(mol)) > DEFAULT_MAX_ABS_CHARGE or mol.GetNumAtoms() > 40:
             continue
         can = Chem.MolToSmiles(mol)
@@ -238,7 +237,6 @@ SOURCES: Dict[str, Callable[[int, int], List[MolSpec]]] = {
     "qm9": qm9_specs,
     "nci": nci_specs,
     "minidrugbank": minidrugbank_specs,
-    "cdk2": cdk2_specs,
     "egfr": egfr_specs,
     "peptide": peptide_specs,
     "pocket": pocket_specs,
@@ -251,8 +249,11 @@ def plan_specs(plan: Dict[str, int], seed: int) -> List[MolSpec]:
     for name, n in plan.items():
         if n <= 0:
             continue
+        if is_excluded(name):
+            raise DatasetError(f"source {name!r} is a target held out of all training "
+                               f"({', '.join(sorted(EXCLUDED_TARGETS))}); it cannot be labelled")
         if name not in SOURCES:
-            raise ValueError(f"unknown source {name!r}; known: {sorted(SOURCES)}")
+            raise DatasetError(f"unknown source {name!r}; known: {sorted(SOURCES)}")
         got = SOURCES[name](n, seed)
         log.info("source %s: %d molecules", name, len(got))
         specs.extend(got)

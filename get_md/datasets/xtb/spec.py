@@ -27,7 +27,6 @@ DEFAULT_PLAN: Dict[str, int] = {
     "qm9": 1200,
     "nci": 420,
     "minidrugbank": 371,
-    "cdk2": 47,
     "egfr": 150,
     "peptide": 260,
     "pocket": 250,
@@ -37,7 +36,6 @@ SOURCE_SAMPLING: Dict[str, Tuple[int, int]] = {
     "qm9": (1, 2),
     "nci": (1, 3),
     "minidrugbank": (2, 2),  # the file's conformer + one ETKDG conformer
-    "cdk2": (1, 3),
     "egfr": (1, 3),
     "peptide": (1, 3),
     "pocket": (1, 1),
