@@ -1,6 +1,6 @@
 """Train a MACE model (mace-torch) on the shipped potential's data split, as a reference point.
 
-Same data as ``get-xtb-organic``: ``get_md/datasets/data/xtb_organic_v1.npz`` (GFN2-xTB energies
+Same data as ``get-xtb-organic``: ``get_md/datasets/data/xtb_organic_v2.npz`` (GFN2-xTB energies
 and forces), its train / valid / test split, and the same energy treatment: energies of
 charged structures get weight 0 (``config_energy_weight``; both models are charge-blind),
 forces of all structures are fitted, per-element reference energies (E0s) are the
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "get_md" / "datasets" / "data" / "xtb_organic_v1.npz"
+DATA = ROOT / "get_md" / "datasets" / "data" / "xtb_organic_v2.npz"
 
 
 def write_splits(data_path: Path, work: Path) -> dict:

@@ -135,15 +135,55 @@ def test_recipe_fine_tunes_from_a_checkpoint(tmp_path):
 
 
 def test_old_shipped_data_path_names_the_new_location(tmp_path):
-    """Training commands stored in older model files read ``get_md/zoo/data/xtb_organic_v1.npz``;
-    the data moved to ``get_md/datasets/data/``, and the error says where."""
+    """Training commands stored in older model files read ``get_md/zoo/data/...`` (the data
+    moved to ``get_md/datasets/data/``) or ``xtb_organic_v1.npz`` (withdrawn: it held records
+    of a held-out target); the error says where to look instead."""
     from get_md.datasets import DATA_DIR
 
-    old = tmp_path / "get_md" / "zoo" / "data" / "xtb_organic_v1.npz"
-    with pytest.raises(DatasetError, match=r"xtb_organic_v1\.npz: labelled data file not found; "
-                                           r"the shipped data moved .* to .*datasets.data.xtb_organic_v1\.npz"):
-        load_labelled(old)
-    assert (DATA_DIR / "xtb_organic_v1.npz").is_file()
+    for old in (tmp_path / "get_md" / "zoo" / "data" / "xtb_organic_v1.npz", DATA_DIR / "xtb_organic_v1.npz"):
+        with pytest.raises(DatasetError, match=r"xtb_organic_v1\.npz: labelled data file not found; "
+                                               r"xtb_organic_v1\.npz was withdrawn .* use .*datasets.data.xtb_organic_v2\.npz"):
+            load_labelled(old)
+    assert (DATA_DIR / "xtb_organic_v2.npz").is_file()
+    moved = tmp_path / "get_md" / "zoo" / "data" / "xtb_organic_v2.npz"
+    with pytest.raises(DatasetError, match=r"the shipped data moved .* to .*datasets.data.xtb_organic_v2\.npz"):
+        load_labelled(moved)
     # any other missing file gets the plain message
     with pytest.raises(DatasetError, match=r"missing\.npz: labelled data file not found$"):
         load_labelled(tmp_path / "get_md" / "zoo" / "data" / "missing.npz")
+
+
+def test_held_out_targets_never_reach_training(tmp_path):
+    """Records from a source named for a held-out target (here "cdk2") are refused by the
+    loader; drop_excluded removes them, keeping every per-atom and per-structure array
+    aligned; the shipped data sets hold none."""
+    from get_md.datasets import DATA_DIR
+    from get_md.datasets.xtb.store import drop_excluded, excluded_mask
+
+    path = tmp_path / "mixed.npz"
+    n_atoms, split = _write_npz(path, n_struct=12)
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    data["source"] = np.array([f"cdk2:{i}:conf0:frame0" if i in (1, 9) else f"qm9:{i}:conf0:frame0"
+                               for i in range(12)])
+    data["meta"] = np.array('{"seed": 0}')
+    np.savez_compressed(path, **data)
+    with pytest.raises(DatasetError, match=r"mixed\.npz: has records of targets held out.*cdk2"):
+        load_labelled(path)
+    clean = tmp_path / "clean.npz"
+    assert drop_excluded(path, clean) == {"cdk2": 2}
+    ds = load_labelled(clean)
+    keep = [i for i in range(12) if i not in (1, 9)]
+    assert len(ds) == 10
+    offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+    for sample, i in zip(ds, keep, strict=True):
+        want = data["positions"][offsets[i]:offsets[i + 1]]
+        np.testing.assert_allclose(sample.graph.positions.numpy(), want)
+    with np.load(clean) as z:
+        assert list(z["split"]) == [split[i] for i in keep]
+        assert '"dropped": {"cdk2": 2}' in str(z["meta"])
+    shipped_files = sorted(DATA_DIR.glob("*.npz"))
+    assert shipped_files
+    for shipped in shipped_files:
+        with np.load(shipped) as z:
+            assert not excluded_mask(z["source"]).any(), shipped

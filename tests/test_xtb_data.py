@@ -201,7 +201,7 @@ def test_generator_lives_in_datasets_and_old_module_reexports_it():
         out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 0 and "--n-molecules" in out.stdout, (module, out.stderr[-500:])
-    assert (DATA_DIR / "xtb_organic_v1.npz").is_file() and (DATA_DIR / "README.md").is_file()
+    assert (DATA_DIR / "xtb_organic_v2.npz").is_file() and (DATA_DIR / "README.md").is_file()
     root = Path(__file__).resolve().parents[1]
     project = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "get_md.datasets.xtb" in project["packages"]

@@ -5,7 +5,7 @@
 * :mod:`get_md.datasets.affinity` -- congeneric series with experimental binding free
   energies, turned into pocket + ligand graphs labelled in pK;
 * :mod:`get_md.datasets.xtb` -- the GFN2-xTB (tblite) energy / force data generator
-  behind the shipped potential; its output ``xtb_organic_v1.npz`` ships in
+  behind the shipped potential; its output ``xtb_organic_v2.npz`` ships in
   :data:`DATA_DIR` (``get_md/datasets/data/``, with a README).
 """
 

@@ -7,7 +7,7 @@ The format is the one ``get_md.datasets.xtb`` writes: concatenated ``positions``
 
 Example:
     >>> from get_md.train.labelled import load_labelled
-    >>> train = load_labelled("xtb_organic_v1.npz", split="train")   # doctest: +SKIP
+    >>> train = load_labelled("xtb_organic_v2.npz", split="train")   # doctest: +SKIP
     >>> train[0].targets["forces"].shape                             # doctest: +SKIP
     torch.Size([21, 3])
 """
@@ -20,10 +20,13 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from get_md.datasets.targets import is_excluded
 from get_md.graph import MolecularGraph
 from get_md.train.data import DatasetError, MolecularDataset, Sample
 
 REQUIRED = ("positions", "atomic_numbers", "n_atoms", "energy", "forces")
+#: Shipped data files no longer shipped -> their replacement (same directory).
+WITHDRAWN = {"xtb_organic_v1.npz": "xtb_organic_v2.npz"}
 
 
 def _moved_hint(path: str) -> str:
@@ -32,8 +35,12 @@ def _moved_hint(path: str) -> str:
     the file is now, or ""."""
     from get_md.datasets import DATA_DIR
 
+    name = os.path.basename(path)
+    if name in WITHDRAWN:
+        return (f"; {name} was withdrawn (it held records of a target kept out of all training): "
+                f"use {DATA_DIR / WITHDRAWN[name]}")
     parent = os.path.dirname(os.path.abspath(path)).replace(os.sep, "/")
-    moved = DATA_DIR / os.path.basename(path)
+    moved = DATA_DIR / name
     if parent.endswith("get_md/zoo/data") and moved.is_file():
         return f"; the shipped data moved from get_md/zoo/data/ to {moved}"
     return ""
@@ -70,6 +77,11 @@ def load_labelled(
         raise DatasetError(f"{path}: n_atoms does not match the atom and energy arrays")
     splits = data["split"].astype(str) if "split" in data.files else np.array(["train"] * len(n_atoms))
     sources = data["source"].astype(str) if "source" in data.files else np.array([f"{i}" for i in range(len(n_atoms))])
+    held_out = sorted({s.split(":")[0] for s in sources if is_excluded(s.split(":")[0])})
+    if held_out:
+        raise DatasetError(
+            f"{path}: has records of targets held out of all training (sources {held_out}); "
+            "remove them with get_md.datasets.xtb.store.drop_excluded")
     if split is not None and split not in set(splits.tolist()):
         raise DatasetError(f"{path}: no structures in split {split!r} (have {sorted(set(splits.tolist()))})")
     pos_all = torch.as_tensor(data["positions"], dtype=dtype)

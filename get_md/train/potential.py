@@ -1,9 +1,9 @@
 """Train, evaluate and ship a potential on labelled energies and forces.
 
 This is the recipe behind the shipped default potential (GET, potential mode,
-trained on GFN2-xTB labels of ``get_md/datasets/data/xtb_organic_v1.npz``)::
+trained on GFN2-xTB labels of ``get_md/datasets/data/xtb_organic_v2.npz``)::
 
-    python -m get_md.train.potential --data get_md/datasets/data/xtb_organic_v1.npz \\
+    python -m get_md.train.potential --data get_md/datasets/data/xtb_organic_v2.npz \\
         --out runs/get-xtb-organic --epochs 40 --seed 0 --register get-xtb-organic
 
 The training split trains, the validation split early-stops, and the held-out

@@ -2,7 +2,7 @@
 
 This module re-exports its names so that old imports and old commands keep working,
 ``python -m get_md.train.xtb_data ...`` included (the command that made the shipped
-``xtb_organic_v1.npz``; it runs :func:`get_md.datasets.xtb.cli.main`). The helpers that
+``xtb_organic_v2.npz``; it runs :func:`get_md.datasets.xtb.cli.main`). The helpers that
 were private here before the move (``_safe_name``, ``_atomic_savez``, ``_from_smiles``,
 ``_from_mol``, ``_cut_cluster``, ``_rng_for``) are kept as aliases of their public names.
 

@@ -16,6 +16,7 @@ import numpy as np
 from get_md.atomic import atomic_output
 from get_md.datasets.xtb.label import label_molecule
 from get_md.datasets.xtb.spec import SPLITS, MolSpec, SkipMolecule
+from get_md.errors import DatasetError
 
 log = logging.getLogger("get_md.datasets.xtb")
 
@@ -132,7 +133,7 @@ def assemble(store: str | os.PathLike, out: str | os.PathLike, seed: int,
     else:
         recs.sort(key=lambda r: str(r["key"]))
     if not recs:
-        raise ValueError(f"{store}: no labelled molecules to assemble")
+        raise DatasetError(f"{store}: no labelled molecules to assemble")
     pos, zs, nat, en, frc, chg, src, spl, mol, temp = ([] for _ in range(10))
     for r in recs:
         nf, n = r["positions"].shape[:2]
@@ -174,6 +175,49 @@ def assemble(store: str | os.PathLike, out: str | os.PathLike, seed: int,
     out = Path(out)
     atomic_savez(out, **data)
     return data
+
+
+def excluded_mask(source: np.ndarray) -> np.ndarray:
+    """Which records come from a source named for a target held out of all training
+    (:func:`get_md.datasets.targets.is_excluded` on the ``source`` prefix, e.g. ``"cdk2"``).
+
+    Example:
+        >>> excluded_mask(np.array(["qm9:1:conf0:frame0", "cdk2:4:conf0:frame1"])).tolist()
+        [False, True]
+    """
+    from get_md.datasets.targets import is_excluded
+
+    prefixes = np.array([str(s).split(":")[0] for s in source])
+    return np.array([is_excluded(p) for p in prefixes], dtype=bool)
+
+
+def drop_excluded(src: str | os.PathLike, out: str | os.PathLike) -> Dict[str, Any]:
+    """Copy an assembled data set without the records of held-out targets.
+
+    Every array indexed by structure or by atom is filtered; ``meta`` gains
+    ``"dropped"`` (source prefix -> number of structures removed) and ``"derived_from"``.
+    The split of the remaining structures is unchanged (it is by molecule). Returns the
+    ``dropped`` counts. Written atomically.
+    """
+    with np.load(src, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    drop = excluded_mask(data["source"])
+    n_atoms = data["n_atoms"].astype(np.int64)
+    atom_keep = np.repeat(~drop, n_atoms)
+    per_atom = {"positions", "atomic_numbers", "forces"}
+    out_data: Dict[str, np.ndarray] = {}
+    for k, v in data.items():
+        if k == "meta":
+            continue
+        out_data[k] = v[atom_keep] if k in per_atom else v[~drop]
+    prefixes = [str(s).split(":")[0] for s in data["source"][drop]]
+    dropped = {p: prefixes.count(p) for p in sorted(set(prefixes))}
+    meta = json.loads(str(data["meta"])) if "meta" in data else {}
+    meta["dropped"] = dropped
+    meta["derived_from"] = Path(src).name
+    out_data["meta"] = np.array(json.dumps(meta))
+    atomic_savez(Path(out), **out_data)
+    return dropped
 
 
 def summary(data: Dict[str, np.ndarray]) -> Dict[str, Any]:
