@@ -62,6 +62,9 @@ class GETCalculator(Calculator):
         graph_builder: optional ``f(atoms) -> MolecularGraph`` to choose blocks and
             segments (default: every atom its own block, as for small molecules:
             ``MolecularGraph.from_atoms``). Called once per set of atomic numbers.
+        compile: run the model through ``torch.compile`` (pt2 files and in-memory models;
+            a TorchScript file warns and runs as it is); None: the ``GET_MD_COMPILE``
+            environment variable decides (see ``get_md.runtime.compile_module``).
         **kwargs: passed to ``ase.calculators.calculator.Calculator`` (``label``,
             ``directory``, ...).
 
@@ -76,9 +79,11 @@ class GETCalculator(Calculator):
         for cells periodic in all three directions. Score model: ``score``.
 
     Raises:
-        ValueError: no model given and no default shipped (the message says what to
-            pass), a model file that does not load, elements the model does not know,
-            a periodic direction without a cell vector.
+        get_md.GetMDError (a ValueError): no model given and no default shipped (the
+            message says what to pass), a model file that does not load
+            (``ModelFileError``), elements the model does not know or a periodic
+            direction without a cell vector (``GraphError``), a model of another task
+            (``PluginError``).
         ase.calculators.calculator.PropertyNotImplementedError: ``stress`` for a
             structure that is not periodic in all three directions; energy properties
             from a score model.
@@ -101,9 +106,11 @@ class GETCalculator(Calculator):
         *,
         charge: float = 0.0,
         graph_builder: Optional[Callable[..., MolecularGraph]] = None,
+        compile: Optional[bool] = None,
         **kwargs,
     ):
-        self.potential: LoadedModel = runtime.load(model, device, dtype, who=type(self).__name__)
+        self.potential: LoadedModel = runtime.load(model, device, dtype, who=type(self).__name__,
+                                                   compile=compile)
         task = self.potential.task
         if task == "score":
             self.implemented_properties = ["score"]

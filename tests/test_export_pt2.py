@@ -274,3 +274,23 @@ def test_model_errors_are_not_hidden_by_the_fallback(monkeypatch):
                                   pbc=torch.tensor([True] * 3))
     with pytest.warns(RuntimeWarning, match="torch.compile failed"), pytest.raises(RuntimeError, match="periodic"):
         lm.run_graph(g)
+
+
+def test_ase_calculator_compile_option_reaches_the_runtime(files, monkeypatch):
+    """``GETCalculator(model, compile=True)`` compiles through the runtime: with a failing
+    compiler (simulated) it warns once and gives the TorchScript file's energy and forces."""
+    from ase import Atoms
+
+    from get_md.plugins.ase import GETCalculator
+
+    _, ts_path, pt2_path, _, _ = files["get-potential-energy"]
+    monkeypatch.setattr(torch, "compile", _failing_compile)
+    atoms = Atoms("CH4", positions=[[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63],
+                                    [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]])
+    ref = atoms.copy()
+    ref.calc = GETCalculator(str(ts_path))
+    atoms.calc = GETCalculator(str(pt2_path), compile=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        energy = atoms.get_potential_energy()
+    assert energy == pytest.approx(ref.get_potential_energy(), abs=1e-4)
+    assert abs(atoms.get_forces() - ref.get_forces()).max() < 1e-4
