@@ -280,7 +280,6 @@ def test_ase_calculator_compile_option_reaches_the_runtime(files, monkeypatch):
     """``GETCalculator(model, compile=True)`` compiles through the runtime: with a failing
     compiler (simulated) it warns once and gives the TorchScript file's energy and forces."""
     from ase import Atoms
-
     from get_md.plugins.ase import GETCalculator
 
     _, ts_path, pt2_path, _, _ = files["get-potential-energy"]
