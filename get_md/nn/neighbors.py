@@ -61,6 +61,51 @@ def _bin_key(b: torch.Tensor, g: torch.Tensor, nb: torch.Tensor) -> torch.Tensor
     return ((g * nb[0] + b[:, 0]) * nb[1] + b[:, 1]) * nb[2] + b[:, 2]
 
 
+def query_pairs(
+    query_pos: torch.Tensor,
+    query_key: torch.Tensor,
+    ref_pos: torch.Tensor,
+    ref_key: torch.Tensor,
+    cutoff: float,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pairs (query atom, reference atom) with the same key closer than ``cutoff`` Å.
+
+    A non-periodic cell list, as in :func:`radius_graph`, between two point sets:
+    cost grows with the number of queries times the references near each, not with
+    the square of the references. ``key`` separates structures (or segments); an atom
+    present in both sets pairs with itself (the caller drops such pairs).
+
+    Returns:
+        ``(query_index, ref_index)``, [P] long each; ``ref_pos[r] - query_pos[q]`` is the
+        pair vector (the same arithmetic as :func:`radius_graph`'s).
+    """
+    device = query_pos.device
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    if query_pos.shape[0] == 0 or ref_pos.shape[0] == 0:
+        return empty, empty
+    origin = torch.minimum(ref_pos.min(dim=0).values, query_pos.min(dim=0).values)
+    r_bin = torch.floor((ref_pos - origin) / cutoff).long() + 1
+    q_bin = torch.floor((query_pos - origin) / cutoff).long() + 1
+    nb = torch.maximum(r_bin.max(dim=0).values, q_bin.max(dim=0).values) + 2
+    r_code = _bin_key(r_bin, ref_key, nb)
+    order = torch.argsort(r_code, stable=True)
+    uniq, counts = torch.unique_consecutive(r_code.index_select(0, order), return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    r = torch.arange(-1, 2, device=device)
+    offsets = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)
+    nbr_key = _bin_key((q_bin.unsqueeze(1) + offsets.unsqueeze(0)).reshape(-1, 3),
+                       query_key.repeat_interleave(27), nb)
+    loc = torch.searchsorted(uniq, nbr_key).clamp(max=uniq.shape[0] - 1)
+    found = uniq.index_select(0, loc) == nbr_key
+    cnt = torch.where(found, counts.index_select(0, loc), torch.zeros_like(loc))
+    qi = torch.arange(query_pos.shape[0], device=device).repeat_interleave(27)
+    qi = torch.repeat_interleave(qi, cnt)
+    ri = order.index_select(0, torch.repeat_interleave(starts.index_select(0, loc), cnt) + _variadic_arange(cnt))
+    vec = ref_pos.index_select(0, ri) - query_pos.index_select(0, qi)
+    keep = torch.nonzero((vec * vec).sum(dim=1) < cutoff * cutoff).squeeze(1)
+    return qi.index_select(0, keep), ri.index_select(0, keep)
+
+
 def radius_graph(
     positions: torch.Tensor,
     atom_batch: torch.Tensor,
@@ -117,40 +162,13 @@ def radius_graph(
         img_pos = pos
     img_batch = atom_batch[img_atom]
 
-    # bin images into cubes of side ``cutoff``
-    origin = torch.minimum(img_pos.min(dim=0).values, pos.min(dim=0).values)
-    img_bin = torch.floor((img_pos - origin) / cutoff).long()
-    q_bin = torch.floor((pos - origin) / cutoff).long()
-    nb = torch.maximum(img_bin.max(dim=0).values, q_bin.max(dim=0).values) + 1  # bins per axis
-    nb = nb + 2  # room for the +-1 neighbour offsets after shifting bins by one
-    img_bin = img_bin + 1
-    q_bin = q_bin + 1
-
-    img_key = _bin_key(img_bin, img_batch, nb)
-    order = torch.argsort(img_key, stable=True)
-    sorted_key = img_key[order]
-    uniq, counts = torch.unique_consecutive(sorted_key, return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-
-    r = torch.arange(-1, 2, device=device)
-    offsets = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)  # [27, 3]
-    nbr_bin = q_bin.unsqueeze(1) + offsets.unsqueeze(0)  # [N, 27, 3]
-    nbr_key = _bin_key(nbr_bin.reshape(-1, 3), atom_batch.repeat_interleave(27), nb)
-    loc = torch.searchsorted(uniq, nbr_key).clamp(max=uniq.shape[0] - 1)
-    found = uniq.index_select(0, loc) == nbr_key
-    cnt = torch.where(found, counts.index_select(0, loc), torch.zeros_like(loc))
-    query = torch.arange(n, device=device).repeat_interleave(27)
-    center = torch.repeat_interleave(query, cnt)
-    # (1-D gathers use index_select: several times faster than x[idx] on the CPU)
-    cand = order.index_select(0, torch.repeat_interleave(starts.index_select(0, loc), cnt) + _variadic_arange(cnt))
-
-    vec = img_pos.index_select(0, cand) - pos.index_select(0, center)
-    d2 = (vec * vec).sum(dim=1)
+    # cell list of the images (cubes of side ``cutoff``), queried by every atom
+    center, cand = query_pairs(pos, atom_batch, img_pos, img_batch, cutoff)
     if use_pbc:
         not_self = (img_atom.index_select(0, cand) != center) | (img_shift.index_select(0, cand).abs().sum(dim=1) > 0)
     else:
         not_self = cand != center  # one image per atom: image index == atom index
-    keep = torch.nonzero((d2 < cutoff * cutoff) & not_self).squeeze(1)
+    keep = torch.nonzero(not_self).squeeze(1)
     center = center.index_select(0, keep)
     cand = cand.index_select(0, keep)
     if not use_pbc:
@@ -174,51 +192,6 @@ def edge_vectors(
     if cell_shifts.numel() > 0 and bool((cell_shifts != 0).any()):
         vec = vec + torch.bmm(cell_shifts.unsqueeze(1).to(positions.dtype), cell[atom_batch[center]]).squeeze(1)
     return vec
-
-
-def query_pairs(
-    query_pos: torch.Tensor,
-    query_key: torch.Tensor,
-    ref_pos: torch.Tensor,
-    ref_key: torch.Tensor,
-    cutoff: float,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Pairs (query atom, reference atom) with the same key closer than ``cutoff`` Å.
-
-    A non-periodic cell list, as in :func:`radius_graph`, between two point sets:
-    cost grows with the number of queries times the references near each, not with
-    the square of the references. ``key`` separates structures (or segments); an atom
-    present in both sets pairs with itself (the caller drops such pairs).
-
-    Returns:
-        ``(query_index, ref_index)``, [P] long each; ``ref_pos[r] - query_pos[q]`` is the
-        pair vector (the same arithmetic as :func:`radius_graph`'s).
-    """
-    device = query_pos.device
-    empty = torch.zeros(0, dtype=torch.long, device=device)
-    if query_pos.shape[0] == 0 or ref_pos.shape[0] == 0:
-        return empty, empty
-    origin = torch.minimum(ref_pos.min(dim=0).values, query_pos.min(dim=0).values)
-    r_bin = torch.floor((ref_pos - origin) / cutoff).long() + 1
-    q_bin = torch.floor((query_pos - origin) / cutoff).long() + 1
-    nb = torch.maximum(r_bin.max(dim=0).values, q_bin.max(dim=0).values) + 2
-    r_code = _bin_key(r_bin, ref_key, nb)
-    order = torch.argsort(r_code, stable=True)
-    uniq, counts = torch.unique_consecutive(r_code.index_select(0, order), return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    r = torch.arange(-1, 2, device=device)
-    offsets = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)
-    nbr_key = _bin_key((q_bin.unsqueeze(1) + offsets.unsqueeze(0)).reshape(-1, 3),
-                       query_key.repeat_interleave(27), nb)
-    loc = torch.searchsorted(uniq, nbr_key).clamp(max=uniq.shape[0] - 1)
-    found = uniq.index_select(0, loc) == nbr_key
-    cnt = torch.where(found, counts.index_select(0, loc), torch.zeros_like(loc))
-    qi = torch.arange(query_pos.shape[0], device=device).repeat_interleave(27)
-    qi = torch.repeat_interleave(qi, cnt)
-    ri = order.index_select(0, torch.repeat_interleave(starts.index_select(0, loc), cnt) + _variadic_arange(cnt))
-    vec = ref_pos.index_select(0, ri) - query_pos.index_select(0, qi)
-    keep = torch.nonzero((vec * vec).sum(dim=1) < cutoff * cutoff).squeeze(1)
-    return qi.index_select(0, keep), ri.index_select(0, keep)
 
 
 def knn_block_edges(
