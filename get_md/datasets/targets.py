@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import re
+from typing import Iterable, List
 
 #: Canonical keys of the targets held out of every training / validation / selection set.
 EXCLUDED_TARGETS = frozenset({"BACE1", "CDK2", "JNK1", "MCL1", "P38A", "PTP1B", "THROMBIN", "TYK2"})
@@ -123,4 +124,16 @@ def is_excluded(*names: str) -> bool:
     return False
 
 
-__all__ = ["EXCLUDED_TARGETS", "canonical_target", "is_excluded"]
+def excluded_records(source_tags: Iterable[str]) -> List[bool]:
+    """For each record of a labelled data set, whether it comes from a source named for an
+    excluded target: :func:`is_excluded` on the source name before the first ``:`` of its
+    tag (``"<source>:<id>:conf<c>:frame<k>"``).
+
+    Example:
+        >>> excluded_records(["qm9:1:conf0:frame0", "cdk2:4:conf0:frame1"])
+        [False, True]
+    """
+    return [is_excluded(str(tag).split(":")[0]) for tag in source_tags]
+
+
+__all__ = ["EXCLUDED_TARGETS", "canonical_target", "excluded_records", "is_excluded"]

@@ -262,7 +262,6 @@ class GET(nn.Module):
         ps, pd, pg, ga, ge, er, etype = self._score_pairs(positions, block_ids, batch_ids, segment_ids)
         return [ps, pd, pg, ga, ge, er, etype]
 
-
     def _score_heavy_atoms(
         self,
         keep: torch.Tensor,

@@ -20,7 +20,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from get_md.datasets.targets import is_excluded
+from get_md.datasets.targets import excluded_records
 from get_md.graph import MolecularGraph
 from get_md.train.data import DatasetError, MolecularDataset, Sample
 
@@ -77,7 +77,8 @@ def load_labelled(
         raise DatasetError(f"{path}: n_atoms does not match the atom and energy arrays")
     splits = data["split"].astype(str) if "split" in data.files else np.array(["train"] * len(n_atoms))
     sources = data["source"].astype(str) if "source" in data.files else np.array([f"{i}" for i in range(len(n_atoms))])
-    held_out = sorted({s.split(":")[0] for s in sources if is_excluded(s.split(":")[0])})
+    held_out = sorted({tag.split(":")[0] for tag, bad in zip(sources, excluded_records(sources), strict=True)
+                       if bad})
     if held_out:
         raise DatasetError(
             f"{path}: has records of targets held out of all training (sources {held_out}); "

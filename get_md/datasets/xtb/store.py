@@ -179,16 +179,15 @@ def assemble(store: str | os.PathLike, out: str | os.PathLike, seed: int,
 
 def excluded_mask(source: np.ndarray) -> np.ndarray:
     """Which records come from a source named for a target held out of all training
-    (:func:`get_md.datasets.targets.is_excluded` on the ``source`` prefix, e.g. ``"cdk2"``).
+    (:func:`get_md.datasets.targets.excluded_records`), as a bool array.
 
     Example:
         >>> excluded_mask(np.array(["qm9:1:conf0:frame0", "cdk2:4:conf0:frame1"])).tolist()
         [False, True]
     """
-    from get_md.datasets.targets import is_excluded
+    from get_md.datasets.targets import excluded_records
 
-    prefixes = np.array([str(s).split(":")[0] for s in source])
-    return np.array([is_excluded(p) for p in prefixes], dtype=bool)
+    return np.array(excluded_records(source), dtype=bool)
 
 
 def drop_excluded(src: str | os.PathLike, out: str | os.PathLike) -> Dict[str, Any]:
