@@ -25,9 +25,9 @@ marked ``EXCLUDED`` by :func:`get_md.datasets.affinity.schrodinger_series`, are 
    * ``vina_score_only``: ``score_only`` for every candidate (one consistent function: the
      docking score of a pose differs from its ``score_only`` by Vina's intramolecular terms);
    * ``get``: ``get_md.workflows.poses.rescore_poses`` with ``--model`` (pocket = union of
-     the candidates, no hydrogens added); column ``score`` (higher is better) for a score
-     model, ``interaction_energy_eV`` (lower is better) when the workflow falls back to a
-     potential (no default score model shipped, or ``--model`` names a potential);
+     the candidates, no hydrogens added); column ``pose_score`` for a score model with pose
+     members (and its ``score`` as method ``get_affinity``), ``score`` for one without
+     (higher is better), ``interaction_energy_eV`` (lower is better) for a potential;
    * ``gnina`` (optional): gnina's CNNscore (higher is better) via gninatorch in its own venv
      (``affinity_baselines.run_gnina_scoring``).
 
@@ -37,7 +37,11 @@ only" (native left out); and the ceiling: the fraction of ligands for which dock
 any near-native pose at all (docked-only success cannot exceed it).
 
     python benchmarks/bench_pose_ranking.py --schrodinger DIR [--model M] \\
-        [--ligands-per-series 2] [--exhaustiveness 4] [--methods vina get gnina]
+        [--ligands-per-series 2] [--exhaustiveness 4] [--methods vina get gnina] [--reuse-poses]
+
+``--reuse-poses`` rescores the candidate SDFs of an earlier run instead of docking again
+(the docking is most of the time). The training decoys of the pose members are made the
+same way, from training targets only, by ``benchmarks/pose_decoys.py``.
 
 Result: ``benchmarks/results/bench_pose_ranking.json`` (per-ligand rows, summary, command,
 timings); candidate SDFs under ``--poses-dir`` (default ``runs/bench_pose_ranking_poses``).
@@ -74,6 +78,7 @@ from pose_ranking_docking import (  # noqa: E402,F401  (re-exported: the old nam
     dock_ligand,
     embed_start,
     heavy_rmsd,
+    read_candidates,
     score_get,
     split_pdbqt_models,
     vina_seed,
@@ -188,25 +193,32 @@ def run_series(
             from rdkit.Chem import rdMolDescriptors
 
             row["rotatable_bonds"] = int(rdMolDescriptors.CalcNumRotatableBonds(rec.mol))
-            try:
-                cands, info = dock_ligand(rec.mol, str(rec_path), args)
-            except Exception as exc:  # noqa: BLE001
-                row["error"] = f"docking: {affinity_baselines._one_line(exc)}"
-                print(f"[{series.name}] {rec.name}: {row['error']}", file=log, flush=True)
-                continue
+            sdf = args.poses_dir / _slug(series.name) / f"{rec.index:03d}_{_slug(rec.name)}.sdf"
+            if args.reuse_poses and sdf.is_file():
+                # the docking of an earlier run with the same settings: rescore only
+                cands = read_candidates(sdf)
+                info = {"prep_s": 0.0, "maps_s": 0.0, "dock_s": 0.0, "box_center": None,
+                        "box_size": None}
+            else:
+                try:
+                    cands, info = dock_ligand(rec.mol, str(rec_path), args)
+                except Exception as exc:  # noqa: BLE001
+                    row["error"] = f"docking: {affinity_baselines._one_line(exc)}"
+                    print(f"[{series.name}] {rec.name}: {row['error']}", file=log, flush=True)
+                    continue
+                write_candidates(cands, sdf)
             row["timings"] = {k: info[k] for k in ("prep_s", "maps_s", "dock_s")}
             row["box_center"], row["box_size"] = info["box_center"], info["box_size"]
             for c in cands:
                 c.scores["vina"] = -c.vina_docking
                 c.scores["vina_score_only"] = -c.vina_score_only
-            sdf = args.poses_dir / _slug(series.name) / f"{rec.index:03d}_{_slug(rec.name)}.sdf"
-            write_candidates(cands, sdf)
             row["candidates_sdf"] = str(sdf)
             if "get" in methods:
                 try:
                     values, ginfo = score_get(series.protein, sdf, args.model, args.cpu)
-                    for c, val in zip(cands, values, strict=True):
-                        c.scores["get"] = val
+                    for method, vals in values.items():
+                        for c, val in zip(cands, vals, strict=True):
+                            c.scores[method] = val
                     row["get"] = ginfo
                     row["timings"]["get_s"] = ginfo["seconds"]
                 except Exception as exc:  # noqa: BLE001
@@ -243,6 +255,8 @@ def run_series(
 
     report = ["vina", "vina_score_only"] if "vina" in methods else []
     report += [m for m in ("get", "gnina") if m in methods]
+    if any("get_affinity" in c.scores for cs in all_cands.values() for c in cs):
+        report.append("get_affinity")
     for row in rows:
         if row["record"] in all_cands:
             cands = all_cands[row["record"]]
@@ -325,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--poses-dir", type=Path, default=DEFAULT_POSES_DIR, help="folder of the candidate SDFs"
     )
+    ap.add_argument(
+        "--reuse-poses",
+        action="store_true",
+        help="rescore the candidate SDFs an earlier run left in --poses-dir instead of docking again",
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
 
@@ -346,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = ["vina", "vina_score_only"] if "vina" in args.methods else []
     report += [m for m in ("get", "gnina") if m in args.methods]
+    if any("get_affinity" in r.get("methods", {}) for r in rows):
+        report.append("get_affinity")
     summary = summarise(rows, report)
     docked = [r for r in rows if "timings" in r]
     timing_keys = sorted({k for r in docked for k in r["timings"]})

@@ -254,9 +254,40 @@ def write_candidates(candidates: Sequence[Candidate], path: Path) -> None:
         writer.close()
 
 
+def read_candidates(path: Path) -> list[Candidate]:
+    """Reads back the candidates of one ligand written by :func:`write_candidates`.
+
+    Args:
+        path: Candidates SDF.
+
+    Returns:
+        The candidates in file order, with their tags (``rmsd``, Vina scores, ``is_native``).
+
+    Raises:
+        RuntimeError: If a record cannot be read.
+    """
+    from rdkit import Chem
+
+    out: list[Candidate] = []
+    for i, mol in enumerate(Chem.SDMolSupplier(str(path), removeHs=False)):
+        if mol is None:
+            raise RuntimeError(f"{path}: record {i + 1} is unreadable")
+        out.append(
+            Candidate(
+                mol=mol,
+                label=mol.GetProp("_Name"),
+                is_native=mol.GetProp("is_native") == "1",
+                rmsd=float(mol.GetProp("rmsd")),
+                vina_docking=float(mol.GetProp("vina_docking_score")),
+                vina_score_only=float(mol.GetProp("vina_score_only")),
+            )
+        )
+    return out
+
+
 def score_get(
     protein: str, sdf: Path, model: str | None, threads: int
-) -> tuple[list[float], dict[str, Any]]:
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Scores the candidates of one SDF with get_md's pose rescoring workflow.
 
     Args:
@@ -266,8 +297,11 @@ def score_get(
         threads: Batches scored at once.
 
     Returns:
-        One signed score per SDF record (higher is better; NaN where the pose failed) and a
-        dict with ``model``, ``task``, ``column`` and ``seconds``.
+        Method -> one signed score per SDF record (higher is better; NaN where the pose
+        failed): ``get`` is the model's ``pose_score`` where it has pose members, else its
+        ``score`` (or minus the interaction energy of a potential); ``get_affinity`` is the
+        ``score`` of a model with pose members. And a dict with ``model``, ``task``,
+        ``column`` and ``seconds``.
     """
     from get_md.workflows.poses import rescore_poses
 
@@ -283,16 +317,24 @@ def score_get(
     )
     seconds = time.perf_counter() - t0
     task = df.attrs.get("task")
-    if task == "score" and "score" in df:
+    if task == "score" and "pose_score" in df:
+        column, sign = "pose_score", 1.0
+    elif task == "score" and "score" in df:
         column, sign = "score", 1.0
     elif "interaction_energy_eV" in df:
         column, sign = "interaction_energy_eV", -1.0
     else:
         raise RuntimeError(f"rescore_poses returned neither score nor interaction energy: {task}")
     df = df.sort_values("pose")
-    values = [
-        sign * float(val) if status == "ok" and val is not None and np.isfinite(val) else math.nan
-        for val, status in zip(df[column], df["status"], strict=True)
-    ]
+
+    def signed(col: str, s: float) -> list[float]:
+        return [
+            s * float(val) if status == "ok" and val is not None and np.isfinite(val) else math.nan
+            for val, status in zip(df[col], df["status"], strict=True)
+        ]
+
+    values = {"get": signed(column, sign)}
+    if column == "pose_score":
+        values["get_affinity"] = signed("score", 1.0)
     info = {"model": str(df.attrs.get("model")), "task": task, "column": column, "seconds": seconds}
     return values, info

@@ -7,7 +7,10 @@ seeds) and returns, for a batched graph:
 * ``score_std`` [G]: their standard deviation (population, over members): how far
   the members disagree, a measure of how sure the ensemble is;
 * ``member_scores`` [G, M]: each member's score;
-* ``block_scores`` [B]: the members' mean per-block contributions (they sum to ``score``).
+* ``block_scores`` [B]: the members' mean per-block contributions (they sum to ``score``);
+* ``pose_score`` [G] (only with ``pose_members``): the mean of members trained to tell
+  near-native poses from docked decoys (about 1 within 2 Å of the binding mode, 0 far from
+  it; see :mod:`get_md.datasets.pose_quality`).
 
 It exports like any get_md model (``get_md.export.save``): family ``get``, task
 ``score``, and a ``config`` from which :func:`build_ensemble` rebuilds it.
@@ -43,7 +46,8 @@ class ScoreEnsemble(nn.Module):
     __jit_ignored_attributes__ = ["config"]
     __constants__ = ["shared_pairs"]
 
-    def __init__(self, members: Sequence[nn.Module], elements: Optional[List[int]] = None):
+    def __init__(self, members: Sequence[nn.Module], elements: Optional[List[int]] = None,
+                 pose_members: Sequence[nn.Module] = ()):
         super().__init__()
         if len(members) < 1:
             raise ConfigError("an ensemble needs at least one member")
@@ -52,18 +56,23 @@ class ScoreEnsemble(nn.Module):
             raise ConfigError(f"ensemble members must be score models, got tasks {sorted(map(str, tasks))}")
         first = members[0]
         member_config = dict(getattr(first, "config", {}) or {})
-        for m in members[1:]:
+        for m in [*members[1:], *pose_members]:
             if dict(getattr(m, "config", {}) or {}) != member_config:
-                raise ConfigError("ensemble members must share one configuration")
+                raise ConfigError("ensemble members (pose members too) must share one configuration")
         self.members = nn.ModuleList(members)
+        self.pose_members = nn.ModuleList(pose_members)
+        self.n_pose_members = len(pose_members)
         self.family = str(getattr(first, "family", "get"))
         self.task = "score"
         self.cutoff = float(getattr(first, "cutoff", 0.0))
         self.n_members = len(members)
         self.elements = elements if elements is not None else member_config.get("elements")
         self.config = dict(member_config, members=len(members))
+        if pose_members:
+            self.config["pose_members"] = len(pose_members)
         #: whether the members share one pair list (GET members in score mode)
-        self.shared_pairs = all(hasattr(m, "score_pairs") and not getattr(m, "smooth", True) for m in members)
+        self.shared_pairs = all(hasattr(m, "score_pairs") and not getattr(m, "smooth", True)
+                                for m in [*members, *pose_members])
 
     def forward(
         self,
@@ -80,6 +89,7 @@ class ScoreEnsemble(nn.Module):
         """Ensemble outputs for a (batched) graph; see the module docstring."""
         scores: List[torch.Tensor] = []
         blocks: List[torch.Tensor] = []
+        poses: List[torch.Tensor] = []
         if self.shared_pairs:
             # GET members in score mode share one k-NN block graph (it depends only on the
             # structure and on the configuration they share): built once, not per member
@@ -89,23 +99,36 @@ class ScoreEnsemble(nn.Module):
                                                 block_types, segment_ids, batch_ids, cell, pbc, pairs)
                 scores.append(out["score"])
                 blocks.append(out["block_scores"])
+            for member in self.pose_members:
+                out = member.forward_with_pairs(positions, atomic_numbers, block_ids, atom_positions,
+                                                block_types, segment_ids, batch_ids, cell, pbc, pairs)
+                poses.append(out["score"])
         else:
             for member in self.members:
                 out = member(positions, atomic_numbers, block_ids, atom_positions, block_types,
                              segment_ids, batch_ids, cell, pbc)
                 scores.append(out["score"])
                 blocks.append(out["block_scores"])
+            for member in self.pose_members:
+                out = member(positions, atomic_numbers, block_ids, atom_positions, block_types,
+                             segment_ids, batch_ids, cell, pbc)
+                poses.append(out["score"])
         member_scores = torch.stack(scores, dim=1)
-        return {
+        result = {
             "score": member_scores.mean(dim=1),
             "score_std": member_scores.std(dim=1, unbiased=False),
             "member_scores": member_scores,
             "block_scores": torch.stack(blocks, dim=0).mean(dim=0),
         }
+        if len(poses) > 0:
+            result["pose_score"] = torch.stack(poses, dim=1).mean(dim=1)
+        return result
 
 
-def build_ensemble(family: str = "get", members: int = 4, **config: Any) -> ScoreEnsemble:
-    """An ensemble of ``members`` freshly built score models of ``family`` (same ``config``).
+def build_ensemble(family: str = "get", members: int = 4, pose_members: int = 0,
+                   **config: Any) -> ScoreEnsemble:
+    """An ensemble of ``members`` (and ``pose_members``) freshly built score models of
+    ``family``, all of one ``config``.
 
     The builder ``get_md.export.rescript`` uses for ensemble files
     (metadata ``builder: "get_md.models.ensemble:build_ensemble"``).
@@ -118,7 +141,8 @@ def build_ensemble(family: str = "get", members: int = 4, **config: Any) -> Scor
     """
     from get_md.models import build_model
 
-    return ScoreEnsemble([build_model(family, **config) for _ in range(int(members))])
+    return ScoreEnsemble([build_model(family, **config) for _ in range(int(members))],
+                         pose_members=[build_model(family, **config) for _ in range(int(pose_members))])
 
 
 __all__ = ["ScoreEnsemble", "build_ensemble"]

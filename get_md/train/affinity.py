@@ -172,7 +172,8 @@ def ranking_metrics(y_true: Sequence[float], y_pred: Sequence[float], groups: Se
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset, max_blocks: int = 400) -> dict[str, np.ndarray]:
-    """Model outputs (``score``, and ``score_std`` for ensembles) for every sample, in order."""
+    """Model outputs (``score``; ``score_std`` and ``pose_score`` for ensembles that give
+    them) for every sample, in order."""
     from get_md.train.batching import BlockBatchSampler, collate
 
     model.eval()
@@ -183,7 +184,7 @@ def predict(model: torch.nn.Module, dataset, max_blocks: int = 400) -> dict[str,
     for idx in sampler:
         graph, _ = collate([dataset[i] for i in idx])
         res = model(*graph.to(dtype=dtype).inputs())
-        for key in ("score", "score_std"):
+        for key in ("score", "score_std", "pose_score"):
             if key in res:
                 out.setdefault(key, []).extend(res[key].double().tolist())
         index.extend(idx)

@@ -110,7 +110,8 @@ def register_poses_cli(sub: Any) -> None:
     p.add_argument("--out-csv", metavar="F", help="result table (default POSES_rescored.csv)")
     p.add_argument("--out-sdf", metavar="F", help="scored poses with tags (default POSES_rescored.sdf)")
     p.add_argument("--sort", choices=SORT_CHOICES, default="score",
-                   help="order of the outputs: score (best first), energy, none (input order)")
+                   help="order of the outputs and of the rank column: score (best first), pose (most "
+                        "native-like pose first: pose_score), energy, none (input order)")
     p.add_argument("--per-residue", action="store_true",
                    help="also write per-residue contributions (OUT.residues.csv)")
     p.add_argument("--out-residues", metavar="F", help="per-residue table (default OUT.residues.csv)")

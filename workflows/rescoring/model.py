@@ -242,8 +242,10 @@ def environment_cache(spec: ModelRef, graph) -> Optional[list]:
 
 
 def score_columns(out: dict, k: int) -> dict:
-    """``score`` (and ``score_std`` for ensembles) of structure ``k`` of a score model's outputs."""
+    """``score`` (and ``score_std`` for ensembles, ``pose_score`` for models with pose
+    members) of structure ``k`` of a score model's outputs."""
     row = {"score": float(out["score"][k])}
-    if "score_std" in out:
-        row["score_std"] = float(out["score_std"][k])
+    for key in ("score_std", "pose_score"):
+        if key in out:
+            row[key] = float(out[key][k])
     return row

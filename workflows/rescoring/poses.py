@@ -75,13 +75,13 @@ from .store import ProgressStore, file_fingerprint, progress_path
 logger = logging.getLogger("get_md.workflows.poses")
 
 
-SORT_CHOICES = ("score", "energy", "none")
+SORT_CHOICES = ("score", "pose", "energy", "none")
 POSEBUSTERS_CONFIGS = ("dock", "dock_fast", "redock", "redock_fast")
 #: Columns written by the workflow; input properties with these names get an ``input_`` prefix.
 _OWN_COLUMNS = frozenset({
     "pose", "source", "name", "status", "error", "score", "interaction_energy_eV",
     "interaction_energy_kcal_mol", "e_complex_eV", "e_ligand_eV", "e_pocket_eV",
-    "n_ligand_atoms", "n_hydrogens_added", "rank",
+    "n_ligand_atoms", "n_hydrogens_added", "rank", "score_std", "pose_score",
 })
 
 
@@ -277,6 +277,8 @@ def _finalize(store: ProgressStore, spec: ModelRef, sort: str, posebusters: bool
         residues.extend(store.batches[key].get("residues", []))
     rows.sort(key=lambda r: r["pose"])
     value_col = "score" if spec.task == "score" else "interaction_energy_eV"
+    if sort == "pose":
+        value_col = "pose_score"
     values = [r.get(value_col) if r["status"] == "ok" else None for r in rows]
     values = [None if v is None else float(v) for v in values]
     ranks = rank_values(values, higher_is_better=spec.task == "score")
@@ -286,7 +288,7 @@ def _finalize(store: ProgressStore, spec: ModelRef, sort: str, posebusters: bool
         rows.sort(key=lambda r: (r["rank"] is None, r["rank"] if r["rank"] is not None else 0, r["pose"]))
     base = ["pose", "source", "name", "status", "error"]
     if spec.task == "score":
-        base += ["score"] + (["score_std"] if any("score_std" in r for r in rows) else [])
+        base += ["score"] + [c for c in ("score_std", "pose_score") if any(c in r for r in rows)]
     else:
         base += ["interaction_energy_eV", "interaction_energy_kcal_mol", "e_complex_eV",
                  "e_ligand_eV", "e_pocket_eV"]
@@ -386,8 +388,10 @@ def rescore_poses(
         out_residues: per-residue table (default ``<out_csv stem>.residues.csv`` when
             ``per_residue`` and ``out_csv`` are given).
         sort: "score" (best first by the model's output: highest score, lowest
-            interaction energy), "energy" (by interaction energy; potentials only) or
-            "none" (input order). Failed poses come last.
+            interaction energy), "pose" (highest ``pose_score`` first: the most
+            native-like pose; score models with pose members), "energy" (by interaction
+            energy; potentials only) or "none" (input order). Failed poses come last;
+            ``rank`` follows the same order.
         per_residue: per-residue contributions (in ``df.attrs["per_residue"]``).
         posebusters: False, True ("dock") or a PoseBusters config name
             (dock, dock_fast, redock, redock_fast; redock needs ``reference``).
@@ -439,6 +443,9 @@ def rescore_poses(
     pocket_radius = pocket_radius_for(meta, pocket_radius)
     if sort == "energy" and not spec.is_potential:
         raise WorkflowError(f"--sort energy needs a potential (task 'energy'); {spec.path} is a {spec.task} model")
+    if sort == "pose" and "pose_score" not in (meta.get("outputs") or []):
+        raise WorkflowError(f"--sort pose needs a score model with pose members (output pose_score); "
+                            f"{spec.path} has none")
 
     if add_hydrogens not in HYDROGEN_CHOICES:
         raise WorkflowError(f"add_hydrogens must be one of {HYDROGEN_CHOICES}, got {add_hydrogens!r}")

@@ -57,6 +57,8 @@ def _pose_tags(row: dict, task: str, pose: int) -> dict[str, Any]:
         tags["get_score"] = row["score"]
         if row.get("score_std") is not None:
             tags["get_score_std"] = row["score_std"]
+        if row.get("pose_score") is not None:
+            tags["get_pose_score"] = row["pose_score"]
     else:
         tags["get_interaction_energy"] = row["interaction_energy_eV"]
         tags["get_interaction_energy_kcal_mol"] = row["interaction_energy_kcal_mol"]

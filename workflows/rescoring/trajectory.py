@@ -381,7 +381,7 @@ def rescore_trajectory(
         raise WorkflowError(f"{trajectory}: no frame selected (start {start}, stop {stop}, stride {stride})")
     columns = ["frame", "time_ps", "status", "error"]
     if spec.task == "score":
-        columns += ["score"] + (["score_std"] if any("score_std" in r for r in rows) else [])
+        columns += ["score"] + [c for c in ("score_std", "pose_score") if any(c in r for r in rows)]
     else:
         columns += ["interaction_energy_eV", "interaction_energy_kcal_mol", "e_complex_eV", "e_pocket_eV",
                     "e_ligand_eV"]

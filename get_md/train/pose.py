@@ -1,0 +1,207 @@
+"""Train the pose members of the score model and ship them inside ``get-affinity``.
+
+Pose members are GET score models of the affinity members' architecture, regressed (MSE)
+onto the soft near-native label of docked poses (:mod:`get_md.datasets.pose_quality`), so
+that ``pose_score`` ranks the poses of one ligand. Four resumable steps::
+
+    # 0. docked decoys of the training targets' ligands (Vina; hours on one core; resumes)
+    python benchmarks/pose_decoys.py --schrodinger DIR --out data/pose_decoys --shard 0/2 &
+    python benchmarks/pose_decoys.py --schrodinger DIR --out data/pose_decoys --shard 1/2
+    # 1. labelled complexes, split by target like the affinity data
+    python -m get_md.train.pose data --schrodinger DIR --decoys data/pose_decoys --out data/poses
+    # 2. members (one process each: --seeds 0, --seeds 1, ...)
+    python -m get_md.train.pose train --data data/poses --out runs/poses --seeds 0
+    # 3. the affinity model file with the pose members added
+    python -m get_md.train.pose attach --runs runs/poses --data data/poses \\
+        --model get_md/zoo/get-affinity.pt --out get_md/zoo/get-affinity.pt
+
+Targets: the same split as :mod:`get_md.train.affinity` (held-out targets are never read:
+their decoys are made by ``benchmarks/bench_pose_ranking.py``, which gives the reported
+figures; ``VALID_TARGETS`` early-stop).
+
+Example:
+    >>> from get_md.train.pose import member_config
+    >>> member_config("data/poses", "runs/poses", 0).model["task"]
+    'score'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from get_md.train.affinity import (
+    DEFAULT_MODEL,
+    DEFAULT_TRAIN,
+    HELD_OUT_TARGETS,
+    POCKET_RADIUS,
+    VALID_TARGETS,
+)
+from get_md.train.config import TrainConfig, save_config
+
+#: Training settings of pose members (the affinity recipe, fewer epochs: ~8 poses a ligand).
+POSE_TRAIN = dict(DEFAULT_TRAIN, max_epochs=8, patience=3)
+
+
+def build_splits(schrodinger: str, decoys: str, out: str, pocket_radius: float = POCKET_RADIUS) -> dict:
+    """``train.pt``, ``valid.pt`` (+ ``*_poses.json``: RMSD of each sample) and ``report.json``.
+
+    Example:
+        >>> build_splits("structure_inputs", "data/pose_decoys", "data/poses")  # doctest: +SKIP
+    """
+    from get_md.datasets.affinity import schrodinger_series
+    from get_md.datasets.pose_quality import build_pose_dataset, entries_to_json
+    from get_md.datasets.targets import canonical_target
+
+    held = {canonical_target(t) for t in HELD_OUT_TARGETS}
+    valid = {canonical_target(t) for t in VALID_TARGETS}
+    series = [s for s in schrodinger_series(schrodinger) if s.target != "EXCLUDED" and s.target not in held]
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"pocket_radius": pocket_radius, "n": {}, "ligands": {}, "targets": {},
+                               "failures": []}
+    for split, chosen in (("train", [s for s in series if s.target not in valid]),
+                          ("valid", [s for s in series if s.target in valid])):
+        ds, entries, report = build_pose_dataset(chosen, decoys, pocket_radius, name=f"poses[{split}]")
+        ds.save(out_dir / f"{split}.pt")
+        (out_dir / f"{split}_poses.json").write_text(json.dumps(entries_to_json(entries)) + "\n")
+        summary["n"][split] = len(ds)
+        summary["ligands"][split] = report.ligands
+        summary["targets"][split] = sorted({e.target for e in entries})
+        summary["failures"] += report.failures
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def member_config(data: str, out: str, seed: int, **overrides: Any) -> TrainConfig:
+    """The ``get-md train`` config of pose member ``seed`` (architecture of the affinity members)."""
+    kw = dict(POSE_TRAIN, plot=True)
+    kw.update(overrides)
+    return TrainConfig(
+        family="get", model=dict(DEFAULT_MODEL),
+        train_data=str(Path(data) / "train.pt"), valid_data=str(Path(data) / "valid.pt"),
+        seed=int(seed), output_dir=str(Path(out) / f"member{seed}"), **kw,
+    )
+
+
+def train_members(data: str, out: str, seeds: Sequence[int], **overrides: Any) -> list[Path]:
+    """Train (or resume) pose members ``seeds``; each writes its ``config.json`` first."""
+    from get_md.train.loop import train
+
+    paths = []
+    for seed in seeds:
+        cfg = member_config(data, out, seed, **overrides)
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        save_config(cfg, Path(cfg.output_dir) / "config.json")
+        result = train(cfg, command=f"get-md train {Path(cfg.output_dir) / 'config.json'}")
+        paths.append(result.output_dir / "best.pt")
+    return paths
+
+
+def load_members(runs: str) -> list[torch.nn.Module]:
+    """The ``best.pt`` models of ``runs/member*``, in member order."""
+    from get_md.models import build_model
+
+    out = []
+    for d in sorted(Path(runs).glob("member*"), key=lambda p: int(p.name[6:] or 0)):
+        best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
+        m = build_model(best["family"], **best["model_config"])
+        m.load_state_dict(best["model"])
+        out.append(m.eval())
+    if not out:
+        raise FileNotFoundError(f"{runs}: no member*/best.pt")
+    return out
+
+
+def evaluate(model: torch.nn.Module, data: str, split: str = "valid", key: str = "score") -> dict:
+    """Top-1 success (< 2 Å) of ``model``'s ``key`` output on ``data/<split>.pt``, next to
+    Vina's docking score on the same poses."""
+    from get_md.datasets.pose_quality import entries_from_json, top1_success
+    from get_md.train.affinity import predict
+    from get_md.train.data import MolecularDataset
+
+    ds = MolecularDataset.load(Path(data) / f"{split}.pt")
+    entries = entries_from_json(json.loads((Path(data) / f"{split}_poses.json").read_text()))
+    pred = predict(model, ds)[key]
+    return {"model": top1_success(entries, pred),
+            "vina": top1_success(entries, [-e.vina_docking_score for e in entries])}
+
+
+def attach(runs: str, data: str, model: str, out: str, command: Optional[str] = None) -> dict:
+    """Write ``model`` (an affinity ensemble file) with the pose members of ``runs`` added.
+
+    The affinity members' weights are the file's own (checked by their digest); the pose
+    members' validation top-1 success is stored under ``metrics.pose_valid``.
+    """
+    from get_md import export
+    from get_md.errors import ModelFileError
+    from get_md.models.ensemble import ScoreEnsemble, build_ensemble
+
+    module, meta = export.load(model)
+    config = {k: v for k, v in dict(meta["config"]).items() if k not in ("members", "pose_members")}
+    base = build_ensemble(meta["family"], members=int(meta["config"]["members"]), **config)
+    state = {k: v for k, v in module.state_dict().items() if not k.startswith("pose_members.")}
+    base.load_state_dict(state)
+    poses = load_members(runs)
+    ens = ScoreEnsemble(list(base.members), pose_members=poses)
+    training = dict(meta.get("training") or {})
+    metrics = dict(training.get("metrics") or {})
+    metrics["pose_valid"] = evaluate(ens, data, "valid", key="pose_score")
+    training["metrics"] = metrics
+    report = json.loads((Path(data) / "report.json").read_text())
+    training["pose_members"] = {
+        "dataset": {"n": report["n"], "ligands": report["ligands"], "targets": report["targets"]},
+        "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+    keep = {k: v for k, v in meta.items() if k not in export._COMPUTED and k not in ("family", "task", "cutoff")}
+    keep.pop("rescripted_from", None)
+    keep["outputs"] = ["score", "score_std", "member_scores", "block_scores", "pose_score"]
+    keep["training"] = training
+    keep["units"] = dict(meta.get("units") or {}, pose_score="near-native label (1 at the binding mode, 0.5 at 2 A)")
+    keep["description"] = str(meta.get("description", "")) + (
+        f"; pose_score: mean of {len(poses)} pose members trained on Vina-docked decoys "
+        "(near-native label, 1 within 2 Å of the binding mode)")
+    written = export.save(ens, out, keep)
+    if int(export.read_metadata(out)["config"].get("pose_members", 0)) != len(poses):
+        raise ModelFileError(f"{out}: written without its pose members")
+    return {"path": str(out), "pose_valid": metrics["pose_valid"], "weights_sha256": written["weights_sha256"]}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m get_md.train.pose", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="step", required=True)
+    d = sub.add_parser("data", help="label docked poses and split them by target")
+    d.add_argument("--schrodinger", required=True, help="structure_inputs folder of the Schrödinger FEP+ benchmark")
+    d.add_argument("--decoys", required=True, help="folder of benchmarks/pose_decoys.py")
+    d.add_argument("--out", required=True)
+    d.add_argument("--pocket-radius", type=float, default=POCKET_RADIUS)
+    t = sub.add_parser("train", help="train (or resume) pose members")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    t.add_argument("--epochs", type=int, default=POSE_TRAIN["max_epochs"])
+    a = sub.add_parser("attach", help="add the pose members to an affinity model file")
+    a.add_argument("--runs", required=True)
+    a.add_argument("--data", required=True)
+    a.add_argument("--model", required=True)
+    a.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    if args.step == "data":
+        summary = build_splits(args.schrodinger, args.decoys, args.out, args.pocket_radius)
+        print(json.dumps({k: summary[k] for k in ("n", "ligands", "targets")}, indent=1))
+    elif args.step == "train":
+        train_members(args.data, args.out, args.seeds, max_epochs=args.epochs)
+    else:
+        res = attach(args.runs, args.data, args.model, args.out)
+        print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
