@@ -111,7 +111,11 @@ def build_pose_dataset(series: Iterable, decoys: str, pocket_radius: float = 6.0
             continue
         if is_excluded(s.target, s.name):
             raise DatasetError(f"{s.name}: target {s.target} is reserved for independent evaluation")
-        receptor = from_pdb(s.protein, segment_id=0)
+        try:
+            receptor = from_pdb(s.protein, segment_id=0)
+        except Exception as e:  # noqa: BLE001 - one unreadable receptor must not stop the build
+            report.failures.append(f"{s.protein}: {e}")
+            continue
         for sdf in sorted(folder.glob("*.sdf")):
             records = [r for r in iter_poses(sdf, segment_id=1)]
             good = [r for r in records if r.error is None and r.graph is not None]
