@@ -123,11 +123,17 @@ def train_members(data: str, out: str, members: int = 4, seeds: Optional[Sequenc
                   **overrides: Any) -> list[Path]:
     """Train (or resume) members ``0..members-1`` (or ``seeds``); each writes its config
     next to its run, so ``get-md train runs/affinity/memberK/config.json`` repeats it."""
+    seeds = range(members) if seeds is None else seeds
+    return train_configs([member_config(data, out, seed, **overrides) for seed in seeds])
+
+
+def train_configs(configs: Sequence[TrainConfig]) -> list[Path]:
+    """Train (or resume) each config in turn, writing its ``config.json`` into its run first;
+    the ``best.pt`` paths."""
     from get_md.train.loop import train
 
     paths = []
-    for seed in (range(members) if seeds is None else seeds):
-        cfg = member_config(data, out, seed, **overrides)
+    for cfg in configs:
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         save_config(cfg, Path(cfg.output_dir) / "config.json")
         result = train(cfg, command=f"get-md train {Path(cfg.output_dir) / 'config.json'}")
@@ -223,8 +229,14 @@ def _ligand_heavy_atoms(graph) -> int:
 def assemble(runs: str, members: Optional[int] = None):
     """A :class:`~get_md.models.ensemble.ScoreEnsemble` of the ``best.pt`` of each
     ``runs/member*`` (or the first ``members`` of them)."""
-    from get_md.models import build_model
     from get_md.models.ensemble import ScoreEnsemble
+
+    return ScoreEnsemble(load_members(runs, members))
+
+
+def load_members(runs: str, members: Optional[int] = None) -> list[torch.nn.Module]:
+    """The ``best.pt`` models of ``runs/member*`` (or the first ``members``), in member order."""
+    from get_md.models import build_model
 
     dirs = sorted(Path(runs).glob("member*"), key=lambda p: int(p.name[6:] or 0))
     if members is not None:
@@ -237,7 +249,7 @@ def assemble(runs: str, members: Optional[int] = None):
         models.append(m.eval())
     if not models:
         raise FileNotFoundError(f"{runs}: no member*/best.pt")
-    return ScoreEnsemble(models)
+    return models
 
 
 def ship(runs: str, data: str, out: str, register: Optional[str] = None,

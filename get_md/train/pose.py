@@ -42,8 +42,10 @@ from get_md.train.affinity import (
     HELD_OUT_TARGETS,
     POCKET_RADIUS,
     VALID_TARGETS,
+    load_members,
+    train_configs,
 )
-from get_md.train.config import TrainConfig, save_config
+from get_md.train.config import TrainConfig
 
 #: Training settings of pose members (the affinity recipe, fewer epochs: ~8 poses a ligand).
 POSE_TRAIN = dict(DEFAULT_TRAIN, max_epochs=8, patience=3)
@@ -92,31 +94,7 @@ def member_config(data: str, out: str, seed: int, **overrides: Any) -> TrainConf
 
 def train_members(data: str, out: str, seeds: Sequence[int], **overrides: Any) -> list[Path]:
     """Train (or resume) pose members ``seeds``; each writes its ``config.json`` first."""
-    from get_md.train.loop import train
-
-    paths = []
-    for seed in seeds:
-        cfg = member_config(data, out, seed, **overrides)
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        save_config(cfg, Path(cfg.output_dir) / "config.json")
-        result = train(cfg, command=f"get-md train {Path(cfg.output_dir) / 'config.json'}")
-        paths.append(result.output_dir / "best.pt")
-    return paths
-
-
-def load_members(runs: str) -> list[torch.nn.Module]:
-    """The ``best.pt`` models of ``runs/member*``, in member order."""
-    from get_md.models import build_model
-
-    out = []
-    for d in sorted(Path(runs).glob("member*"), key=lambda p: int(p.name[6:] or 0)):
-        best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
-        m = build_model(best["family"], **best["model_config"])
-        m.load_state_dict(best["model"])
-        out.append(m.eval())
-    if not out:
-        raise FileNotFoundError(f"{runs}: no member*/best.pt")
-    return out
+    return train_configs([member_config(data, out, seed, **overrides) for seed in seeds])
 
 
 def evaluate(model: torch.nn.Module, data: str, split: str = "valid", key: str = "score") -> dict:
@@ -186,6 +164,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--out", required=True)
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     t.add_argument("--epochs", type=int, default=POSE_TRAIN["max_epochs"])
+    t.add_argument("--lr", type=float, default=POSE_TRAIN["lr"])
+    t.add_argument("--init", help="start from these weights ({'model': state_dict}, e.g. an affinity member's)")
     a = sub.add_parser("attach", help="add the pose members to an affinity model file")
     a.add_argument("--runs", required=True)
     a.add_argument("--data", required=True)
@@ -196,7 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_splits(args.schrodinger, args.decoys, args.out, args.pocket_radius)
         print(json.dumps({k: summary[k] for k in ("n", "ligands", "targets")}, indent=1))
     elif args.step == "train":
-        train_members(args.data, args.out, args.seeds, max_epochs=args.epochs)
+        train_members(args.data, args.out, args.seeds, max_epochs=args.epochs, lr=args.lr,
+                      init_from=args.init)
     else:
         res = attach(args.runs, args.data, args.model, args.out)
         print(json.dumps(res, indent=1))
