@@ -474,6 +474,17 @@ def add_load_check(name: str, check: Callable[[Path, str], None]) -> None:
     LOAD_CHECKS[name] = check
 
 
+def carried_metadata(meta: Mapping[str, Any]) -> dict:
+    """The part of a file's metadata that a new file of the same model keeps: everything but
+    what :func:`save` computes again (digest, versions, dates, inputs, family, task, cutoff).
+
+    Example:
+        >>> carried_metadata({"family": "get", "weights_sha256": "ab", "description": "d"})
+        {'description': 'd'}
+    """
+    return {k: v for k, v in meta.items() if k not in _COMPUTED and k not in ("family", "task", "cutoff")}
+
+
 def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
     """Re-script a model file with the installed get_md's code: same weights, same metadata.
 
@@ -504,7 +515,7 @@ def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
     except RuntimeError as e:
         raise ModelFileError(f"{path}: weights do not fit a {meta['family']} model built from the file's "
                          f"config with this get_md ({str(e).splitlines()[0]})") from e
-    keep = {k: v for k, v in meta.items() if k not in _COMPUTED and k not in ("family", "task", "cutoff")}
+    keep = carried_metadata(meta)
     keep["rescripted_from"] = {"get_md_version": meta.get("get_md_version"), "created": meta.get("created")}
     written = save(model, out if out is not None else path, keep)
     if written["weights_sha256"] != meta["weights_sha256"]:

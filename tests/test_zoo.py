@@ -253,20 +253,3 @@ def test_shipped_score_model_on_its_held_out_met_series(name, tmp_path):
                         progress=False, parallel=1)
     assert (df2["score"] - df["score"]).abs().max() < 1e-4
 
-
-@pytest.mark.parametrize("name", [n for n in SHIPPED
-                                  if "pose_score" in (export.read_metadata(zoo.path(n)).get("outputs") or [])])
-def test_shipped_pose_members_never_saw_held_out_or_excluded_targets(name):
-    """The pose members' decoys come from training targets only, and the file records their
-    validation figure next to Vina's on the same docked poses."""
-    from get_md.datasets.targets import is_excluded
-    from get_md.train.affinity import HELD_OUT_TARGETS
-
-    meta = export.read_metadata(zoo.path(name))
-    pose = meta["training"]["pose_members"]["dataset"]["targets"]
-    seen = pose["train"] + pose["valid"]
-    assert seen and not set(seen) & set(HELD_OUT_TARGETS)
-    assert not any(is_excluded(t) for t in seen)
-    valid = meta["training"]["metrics"]["pose_valid"]
-    assert 0.0 <= valid["model"]["top1"] <= valid["model"]["ceiling"] <= 1.0
-    assert meta["config"]["pose_members"] >= 1

@@ -137,7 +137,7 @@ def attach(runs: str, data: str, model: str, out: str, command: Optional[str] = 
         "dataset": {"n": report["n"], "ligands": report["ligands"], "targets": report["targets"]},
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
-    keep = {k: v for k, v in meta.items() if k not in export._COMPUTED and k not in ("family", "task", "cutoff")}
+    keep = export.carried_metadata(meta)
     keep.pop("rescripted_from", None)
     keep["outputs"] = ["score", "score_std", "member_scores", "block_scores", "pose_score"]
     keep["training"] = training
