@@ -195,10 +195,11 @@ def run_series(
             row["rotatable_bonds"] = int(rdMolDescriptors.CalcNumRotatableBonds(rec.mol))
             sdf = args.poses_dir / _slug(series.name) / f"{rec.index:03d}_{_slug(rec.name)}.sdf"
             if args.reuse_poses and sdf.is_file():
-                # the docking of an earlier run with the same settings: rescore only
+                # the docking of an earlier run with the same settings: rescore only (no
+                # docking timings for this ligand, so the means cover docked ligands only)
                 cands = read_candidates(sdf)
-                info = {"prep_s": 0.0, "maps_s": 0.0, "dock_s": 0.0, "box_center": None,
-                        "box_size": None}
+                info = {"box_center": None, "box_size": None}
+                row["poses_reused"] = True
             else:
                 try:
                     cands, info = dock_ligand(rec.mol, str(rec_path), args)
@@ -207,7 +208,7 @@ def run_series(
                     print(f"[{series.name}] {rec.name}: {row['error']}", file=log, flush=True)
                     continue
                 write_candidates(cands, sdf)
-            row["timings"] = {k: info[k] for k in ("prep_s", "maps_s", "dock_s")}
+            row["timings"] = {k: info[k] for k in ("prep_s", "maps_s", "dock_s") if k in info}
             row["box_center"], row["box_size"] = info["box_center"], info["box_size"]
             for c in cands:
                 c.scores["vina"] = -c.vina_docking
@@ -227,8 +228,9 @@ def run_series(
             all_cands[rec.index] = cands
             best = min((c.rmsd for c in cands if not c.is_native), default=math.nan)
             print(
-                f"[{series.name}] {rec.name}: docked {len(cands) - 1} poses in "
-                f"{info['dock_s']:.1f} s, best RMSD {best:.2f} Å",
+                f"[{series.name}] {rec.name}: {len(cands) - 1} poses "
+                + (f"docked in {info['dock_s']:.1f} s" if "dock_s" in info else "reused")
+                + f", best RMSD {best:.2f} Å",
                 file=log,
                 flush=True,
             )

@@ -47,23 +47,10 @@ def spaced(n: int, k: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
 
 
-def training_series(root: str) -> list:
-    """Series of ``root`` whose target may be trained on (not held out, not excluded)."""
-    from get_md.datasets.affinity import schrodinger_series
-    from get_md.datasets.targets import is_excluded
-    from get_md.train.affinity import HELD_OUT_TARGETS
-
-    out = []
-    for s in schrodinger_series(root):
-        if s.target == "EXCLUDED" or is_excluded(s.target) or s.target in HELD_OUT_TARGETS:
-            continue
-        out.append(s)
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    import re
+    from get_md.datasets.pose_quality import series_slug
+    from get_md.train.pose import training_series
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--schrodinger", required=True, help="structure_inputs folder")
@@ -89,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmpdir = args.out / f".receptors_{shard}"
     tmpdir.mkdir(parents=True, exist_ok=True)
     for s, rec in mine:
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", s.name)
-        path = args.out / slug / f"{rec.index:03d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', rec.name)}.sdf"
+        # the folder name get_md.datasets.pose_quality looks for
+        slug = series_slug(s.name)
+        path = args.out / slug / f"{rec.index:03d}_{series_slug(rec.name)}.sdf"
         if path.exists() or rec.mol is None:
             continue
         if s.name not in receptors:

@@ -17,8 +17,9 @@ if _HERE not in sys.path:  # sibling modules, as the other benchmarks import the
     sys.path.insert(0, _HERE)
 from pose_ranking_docking import Candidate  # noqa: E402
 
-NEAR_NATIVE_A = 2.0
-"""RMSD threshold (Å) below which a pose counts as near-native."""
+# RMSD threshold (Å) below which a pose counts as near-native: the one the pose members'
+# training labels are centred on
+from get_md.datasets.pose_quality import NEAR_NATIVE_A  # noqa: E402
 
 
 def top1(candidates: Sequence[Candidate], method: str, with_native: bool) -> Candidate | None:

@@ -117,7 +117,7 @@ def build_pose_dataset(series: Iterable, decoys: str, pocket_radius: float = 6.0
             report.failures.append(f"{s.protein}: {e}")
             continue
         for sdf in sorted(folder.glob("*.sdf")):
-            records = [r for r in iter_poses(sdf, segment_id=1)]
+            records = list(iter_poses(sdf, segment_id=1))
             good = [r for r in records if r.error is None and r.graph is not None]
             for r in records:
                 if r.error is not None or r.graph is None:

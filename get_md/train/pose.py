@@ -37,7 +37,6 @@ from typing import Any, Optional, Sequence
 import torch
 
 from get_md.train.affinity import (
-    DEFAULT_MODEL,
     DEFAULT_TRAIN,
     HELD_OUT_TARGETS,
     POCKET_RADIUS,
@@ -45,10 +44,27 @@ from get_md.train.affinity import (
     load_members,
     train_configs,
 )
+from get_md.train.affinity import member_config as affinity_member_config
 from get_md.train.config import TrainConfig
 
 #: Training settings of pose members (the affinity recipe, fewer epochs: ~8 poses a ligand).
 POSE_TRAIN = dict(DEFAULT_TRAIN, max_epochs=8, patience=3)
+
+
+def training_series(schrodinger: str) -> list:
+    """Series of the Schrödinger ``structure_inputs`` folder whose target may be trained on or
+    used for early stopping: neither held out (:data:`HELD_OUT_TARGETS`) nor excluded.
+
+    Example:
+        >>> [s.target for s in training_series("structure_inputs")][:2]  # doctest: +SKIP
+        ['BRD4', 'FTASE']
+    """
+    from get_md.datasets.affinity import schrodinger_series
+    from get_md.datasets.targets import canonical_target, is_excluded
+
+    held = {canonical_target(t) for t in HELD_OUT_TARGETS}
+    return [s for s in schrodinger_series(schrodinger)
+            if s.target != "EXCLUDED" and not is_excluded(s.target) and s.target not in held]
 
 
 def build_splits(schrodinger: str, decoys: str, out: str, pocket_radius: float = POCKET_RADIUS) -> dict:
@@ -57,13 +73,11 @@ def build_splits(schrodinger: str, decoys: str, out: str, pocket_radius: float =
     Example:
         >>> build_splits("structure_inputs", "data/pose_decoys", "data/poses")  # doctest: +SKIP
     """
-    from get_md.datasets.affinity import schrodinger_series
     from get_md.datasets.pose_quality import build_pose_dataset, entries_to_json
     from get_md.datasets.targets import canonical_target
 
-    held = {canonical_target(t) for t in HELD_OUT_TARGETS}
     valid = {canonical_target(t) for t in VALID_TARGETS}
-    series = [s for s in schrodinger_series(schrodinger) if s.target != "EXCLUDED" and s.target not in held]
+    series = training_series(schrodinger)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"pocket_radius": pocket_radius, "n": {}, "ligands": {}, "targets": {},
@@ -82,14 +96,9 @@ def build_splits(schrodinger: str, decoys: str, out: str, pocket_radius: float =
 
 
 def member_config(data: str, out: str, seed: int, **overrides: Any) -> TrainConfig:
-    """The ``get-md train`` config of pose member ``seed`` (architecture of the affinity members)."""
-    kw = dict(POSE_TRAIN, plot=True)
-    kw.update(overrides)
-    return TrainConfig(
-        family="get", model=dict(DEFAULT_MODEL),
-        train_data=str(Path(data) / "train.pt"), valid_data=str(Path(data) / "valid.pt"),
-        seed=int(seed), output_dir=str(Path(out) / f"member{seed}"), **kw,
-    )
+    """The ``get-md train`` config of pose member ``seed``: an affinity member's
+    (:func:`get_md.train.affinity.member_config`) with :data:`POSE_TRAIN` settings."""
+    return affinity_member_config(data, out, seed, **dict(POSE_TRAIN, **overrides))
 
 
 def train_members(data: str, out: str, seeds: Sequence[int], **overrides: Any) -> list[Path]:
@@ -114,8 +123,8 @@ def evaluate(model: torch.nn.Module, data: str, split: str = "valid", key: str =
 def attach(runs: str, data: str, model: str, out: str, command: Optional[str] = None) -> dict:
     """Write ``model`` (an affinity ensemble file) with the pose members of ``runs`` added.
 
-    The affinity members' weights are the file's own (checked by their digest); the pose
-    members' validation top-1 success is stored under ``metrics.pose_valid``.
+    The affinity members keep the file's weights (pose members it already had are replaced);
+    the pose members' validation top-1 success is stored under ``training.metrics.pose_valid``.
     """
     from get_md import export
     from get_md.errors import ModelFileError
