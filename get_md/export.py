@@ -485,7 +485,7 @@ def carried_metadata(meta: Mapping[str, Any]) -> dict:
     return {k: v for k, v in meta.items() if k not in _COMPUTED and k not in ("family", "task", "cutoff")}
 
 
-def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
+def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[dict] = None) -> dict:
     """Re-script a model file with the installed get_md's code: same weights, same metadata.
 
     A TorchScript file carries the code it was scripted from, so a model file keeps
@@ -494,14 +494,19 @@ def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
     it again (to ``out``, or in place); ``weights_sha256`` is unchanged and checked.
     The previous ``get_md_version`` and ``created`` are kept under ``rescripted_from``.
 
+    ``config``: settings to change that hold no weights (e.g. a score model's
+    ``receptor_radius``); recorded under ``rescripted_from.config_changes``.
+
     Example:
         >>> meta = rescript("potential.pt", "potential-new.pt")  # doctest: +SKIP
+        >>> meta = rescript("get-affinity.pt", config={"receptor_radius": 6.0})  # doctest: +SKIP
     """
     import importlib
 
     path = Path(path)
     module, meta = load(path)
-    config = dict(meta.get("config") or {})
+    config = {**(meta.get("config") or {}), **(config or {})}
+    changes = {k: v for k, v in config.items() if (meta.get("config") or {}).get(k, None) != v}
     builder = str(meta.get("builder") or "").split(" ")[0]
     if builder and ":" in builder:
         mod_name, _, attr = builder.partition(":")
@@ -517,6 +522,8 @@ def rescript(path: PathLike, out: Optional[PathLike] = None) -> dict:
                          f"config with this get_md ({str(e).splitlines()[0]})") from e
     keep = carried_metadata(meta)
     keep["rescripted_from"] = {"get_md_version": meta.get("get_md_version"), "created": meta.get("created")}
+    if changes:
+        keep["rescripted_from"]["config_changes"] = changes
     written = save(model, out if out is not None else path, keep)
     if written["weights_sha256"] != meta["weights_sha256"]:
         raise ModelFileError(f"{path}: re-scripted weights differ from the file's (digest mismatch)")

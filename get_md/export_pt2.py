@@ -45,7 +45,8 @@ Decisions (torch 2.13, measured on the GET and GeoMFormer models of this package
   another device with ``torch.export.passes.move_to_device_pass``.
 
 Not exportable here (``save`` raises ValueError): GET score models with
-``heavy_atoms_only`` or ``contact_radius`` (data-dependent selections of atoms) and
+``heavy_atoms_only``, ``contact_radius`` or ``receptor_radius`` (data-dependent selections
+of atoms) and
 model ensembles; export their members, or use TorchScript.
 """
 
@@ -152,9 +153,10 @@ class _GETAdapter(_Adapter):
                            ("pairs",) * 3 + ("groups",) * 2 + ("block_edges",) * 2)
 
     def check(self, model: nn.Module) -> None:
-        if getattr(model, "heavy_atoms_only", False) or float(getattr(model, "contact_radius", 0.0)) > 0:
-            raise ModelFileError("GET score models with heavy_atoms_only or contact_radius select atoms by "
-                             "data and cannot be exported to pt2; use format='torchscript'")
+        if (getattr(model, "heavy_atoms_only", False) or float(getattr(model, "contact_radius", 0.0)) > 0
+                or float(getattr(model, "receptor_radius", 0.0)) > 0):
+            raise ModelFileError("GET score models with heavy_atoms_only, contact_radius or receptor_radius "
+                                 "select atoms by data and cannot be exported to pt2; use format='torchscript'")
 
     def graph(self, model, pos, block_ids, segment_ids, batch_ids, cell, pbc) -> Graph:
         with torch.no_grad():

@@ -280,3 +280,80 @@ def test_rescoring_with_an_ensemble_reports_spread_and_uses_its_pocket_radius(tm
                                 progress=False, parallel=1)
     assert list(frames.columns) == ["frame", "time_ps", "status", "error", "score", "score_std"]
     assert len(frames) == 2 and (frames["status"] == "ok").all()
+
+
+def test_receptor_radius_cuts_each_structures_own_pocket(complexes):
+    """A model with receptor_radius scores a pose alike in any pocket that holds its own
+    (6 Å, 9 Å, the whole receptor), batched or not, scripted or eager; far residues get a
+    block score of 0, and a structure without a ligand keeps every block."""
+    rec, ligs = complexes
+    m = _model(heavy_atoms_only=True, contact_radius=4.0, receptor_radius=6.0)
+    plain = _model(heavy_atoms_only=True, contact_radius=4.0)
+    bare_rec = _heavy(rec)[0]
+    # its own pocket: residues with a heavy atom within 6 Å of a heavy atom of the ligand
+    own_pockets = [select_pocket(bare_rec, _heavy(g)[0], 6.0) for g in ligs]
+    own = [make_complex(p, g).to(dtype=torch.float64) for p, g in zip(own_pockets, ligs, strict=True)]
+    wide = [make_complex(select_pocket(rec, g, 9.0), g).to(dtype=torch.float64) for g in ligs]
+    whole = make_complex(rec, ligs[0]).to(dtype=torch.float64)
+    ref = torch.cat([m(*g.inputs())["score"] for g in own])
+    assert torch.allclose(torch.cat([m(*g.inputs())["score"] for g in wide]), ref, atol=1e-10)
+    assert float(m(*whole.inputs())["score"].detach()) == pytest.approx(float(ref[0].detach()), abs=1e-10)
+    assert torch.allclose(m(*batch_graphs(wide).inputs())["score"], ref, atol=1e-10)
+    # hydrogens decide nothing: the ligand without them keeps the same residues
+    bare_lig = make_complex(select_pocket(rec, ligs[0], 9.0), _heavy(ligs[0])[0]).to(dtype=torch.float64)
+    assert float(m(*bare_lig.inputs())["score"].detach()) == pytest.approx(float(ref[0].detach()), abs=1e-10)
+    # in its own pocket the radius changes nothing; in a wider one the plain model differs
+    assert torch.allclose(torch.cat([plain(*g.inputs())["score"] for g in own]), ref, atol=1e-10)
+    assert not torch.allclose(torch.cat([plain(*g.inputs())["score"] for g in wide]), ref, atol=1e-6)
+    scripted = torch.jit.script(m)
+    assert torch.allclose(scripted(*batch_graphs(wide).inputs())["score"], ref, atol=1e-10)
+    # blocks outside the model's pocket score 0
+    out = m(*wide[0].inputs())
+    g = wide[0]
+    heavy_rec = (g.atomic_numbers != 1) & (g.segment_ids[g.block_ids] == 0)
+    heavy_lig = (g.atomic_numbers != 1) & (g.segment_ids[g.block_ids] == 1)
+    d = torch.cdist(g.positions[heavy_rec], g.positions[heavy_lig]).min(dim=1).values
+    closest = torch.full((g.num_blocks,), 1e9, dtype=d.dtype).scatter_reduce(
+        0, g.block_ids[heavy_rec], d, reduce="amin")
+    far = (closest > 6.0) & (g.segment_ids == 0)
+    assert bool(far.any()) and bool((out["block_scores"][far] == 0).all())
+    # no ligand segment: nothing is cut
+    protein = select_pocket(rec, ligs[0], 6.0).to(dtype=torch.float64)
+    assert torch.equal(m(*protein.inputs())["score"], plain(*protein.inputs())["score"])
+
+
+def test_rescript_changes_a_setting_without_touching_the_weights(complexes, tmp_path):
+    rec, ligs = complexes
+    ens = ScoreEnsemble([_model(s, heavy_atoms_only=True, contact_radius=4.0).float() for s in range(2)]).eval()
+    path = tmp_path / "ens.pt"
+    before = export.save(ens, path, {"builder": "get_md.models.ensemble:build_ensemble", "pocket_radius": 6.0})
+    after = export.rescript(path, tmp_path / "rr.pt", config={"receptor_radius": 6.0})
+    assert after["weights_sha256"] == before["weights_sha256"]
+    assert after["config"]["receptor_radius"] == 6.0 and "receptor_radius" not in before["config"]
+    assert after["rescripted_from"]["config_changes"] == {"receptor_radius": 6.0}
+    wide = make_complex(select_pocket(rec, ligs[0], 9.0), ligs[0])
+    own = make_complex(select_pocket(_heavy(rec)[0], _heavy(ligs[0])[0], 6.0), ligs[0])  # heavy-atom rule
+    loaded = export.load(tmp_path / "rr.pt")[0]
+    assert torch.allclose(loaded(*wide.inputs())["score"], loaded(*own.inputs())["score"], atol=1e-5)
+    assert torch.allclose(loaded(*own.inputs())["score"], ens(*own.inputs())["score"], atol=1e-5)
+
+
+def test_rescoring_a_model_with_its_own_pocket_does_not_depend_on_the_pocket_cut(tmp_path, caplog):
+    """rescore-poses: with or without a reference and for any pocket radius at least the
+    model's, each pose is scored in its own pocket; a smaller radius warns."""
+    from get_md.workflows.poses import rescore_poses
+
+    torch.set_num_threads(1)
+    ens = ScoreEnsemble([_model(s, heavy_atoms_only=True, contact_radius=3.0, receptor_radius=4.0).float()
+                         for s in range(2)])
+    path = tmp_path / "ens.pt"
+    export.save(ens, path, {"pocket_radius": 4.0, "builder": "get_md.models.ensemble:build_ensemble"})
+    lig = DATA / "prolif" / "lig.pdb"
+    common = dict(batch_size=5, progress=False, parallel=1, sort="none")
+    base = rescore_poses(REC, POSES, path, **common)["score"].to_numpy()
+    for kw in (dict(reference=lig), dict(reference=lig, pocket_radius=8.0), dict(pocket_radius=7.0)):
+        again = rescore_poses(REC, POSES, path, **common, **kw)["score"].to_numpy()
+        assert again == pytest.approx(base, abs=1e-5), kw
+    with caplog.at_level("WARNING", logger="get_md.workflows"):
+        rescore_poses(REC, POSES, path, pocket_radius=3.0, **common)
+    assert "smaller than the 4 Å pocket the model was trained on" in caplog.text

@@ -34,7 +34,13 @@ from torch import nn
 
 from get_md import vocab
 from get_md.errors import ConfigError
-from get_md.models.get_graph import contact_weights, kept_blocks, knn_unit_pairs, radius_unit_pairs
+from get_md.models.get_graph import (
+    contact_weights,
+    kept_blocks,
+    knn_unit_pairs,
+    near_ligand_blocks,
+    radius_unit_pairs,
+)
 from get_md.models.get_layers import GETEncoder
 from get_md.models.heads import energy_outputs, strained_inputs
 from get_md.nn.radial import PolynomialEnvelope
@@ -86,6 +92,13 @@ class GET(nn.Module):
             distance ``d`` to any atom of another segment of the same structure: 1 for
             ``d <= contact_radius``, a cosine to 0 at ``contact_radius + 2``. The score
             then does not grow with the size of the pocket cut around a ligand.
+        receptor_radius: score task, Å (0: off): the model's own pocket. Before anything
+            else, blocks of segment 0 with no atom closer than ``receptor_radius`` to an
+            atom of another segment of the same structure are dropped (block score 0):
+            :func:`get_md.build.select_pocket`'s rule applied to each structure, between
+            heavy atoms with ``heavy_atoms_only``. A score then does not depend on how
+            large a pocket the caller cut (a union pocket of many poses, a trajectory's
+            pocket chosen in its first frame), as long as it holds this one.
         uses_segments: whether the graph reads ``segment_ids`` (edge types intra / inter
             segment, k-NN relations in score mode). False: every block is taken as one
             segment when the graph is built, so outputs do not depend on how a caller
@@ -119,6 +132,7 @@ class GET(nn.Module):
         heavy_atoms_only: bool = False,
         contact_radius: float = 0.0,
         uses_segments: Optional[bool] = None,
+        receptor_radius: float = 0.0,
     ):
         super().__init__()
         if mode not in MODES:
@@ -133,6 +147,9 @@ class GET(nn.Module):
             heavy_atoms_only=heavy_atoms_only, contact_radius=contact_radius,
             uses_segments=resolve_uses_segments(uses_segments, task),
         )
+        if receptor_radius:
+            # only where set, so files written before this option rebuild from their config
+            self.config["receptor_radius"] = float(receptor_radius)
         self.family = "get"
         self.mode = mode
         self.task = task
@@ -143,6 +160,7 @@ class GET(nn.Module):
         self.compute_forces = compute_forces
         self.heavy_atoms_only = bool(heavy_atoms_only) and task == "score"
         self.contact_radius = float(contact_radius) if task == "score" else 0.0
+        self.receptor_radius = float(receptor_radius) if task == "score" else 0.0
         self.uses_segments: bool = bool(self.config["uses_segments"])
         self.smooth = mode == "potential"
         #: potential mode: elementwise reductions when every block edge is one atom pair
@@ -228,13 +246,12 @@ class GET(nn.Module):
         """:meth:`forward`, in score mode with the graph's pairs from :meth:`score_pairs`
         (None: built here). Members of an ensemble share one k-NN block graph this way:
         it depends only on the structure and on settings they share."""
-        if self.heavy_atoms_only:
-            keep = atomic_numbers != 1
-            if not bool(keep.all()):
-                return self._score_heavy_atoms(
-                    keep, positions, atomic_numbers, block_ids, atom_positions, block_types,
-                    segment_ids, batch_ids, cell, pbc, pairs,
-                )
+        keep = self._kept_atoms(positions, atomic_numbers, block_ids, segment_ids, batch_ids)
+        if keep is not None:
+            return self._score_kept(
+                keep, positions, atomic_numbers, block_ids, atom_positions, block_types,
+                segment_ids, batch_ids, cell, pbc, pairs,
+            )
         return self._run(
             positions, None, None, atomic_numbers, block_ids, atom_positions, block_types,
             segment_ids, batch_ids, cell, pbc, pairs,
@@ -251,18 +268,44 @@ class GET(nn.Module):
         """The unit pairs score mode builds for a graph (after dropping hydrogens where the
         model does), for :meth:`forward_with_pairs`: ``[src, dst, pair_group, group_atom,
         group_edge, edge_row, edge_type]``."""
-        if self.heavy_atoms_only:
-            keep = atomic_numbers != 1
-            if not bool(keep.all()):
-                present, new_index = kept_blocks(keep, block_ids, batch_ids.shape[0])
-                positions = positions[keep]
-                block_ids = new_index[block_ids[keep]]
-                batch_ids = batch_ids[present]
-                segment_ids = segment_ids[present]
+        keep = self._kept_atoms(positions, atomic_numbers, block_ids, segment_ids, batch_ids)
+        if keep is not None:
+            present, new_index = kept_blocks(keep, block_ids, batch_ids.shape[0])
+            positions = positions[keep]
+            block_ids = new_index[block_ids[keep]]
+            batch_ids = batch_ids[present]
+            segment_ids = segment_ids[present]
         ps, pd, pg, ga, ge, er, etype = self._score_pairs(positions, block_ids, batch_ids, segment_ids)
         return [ps, pd, pg, ga, ge, er, etype]
 
-    def _score_heavy_atoms(
+    def _kept_atoms(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+    ) -> Optional[torch.Tensor]:
+        """The atoms [N] (bool) score mode sees, or None for all: with ``heavy_atoms_only``,
+        no hydrogens; with ``receptor_radius``, no receptor blocks beyond it (measured
+        between the atoms the model sees, so heavy atoms only where it drops hydrogens:
+        a crystal structure and a protonated pose keep the same residues)."""
+        keep: Optional[torch.Tensor] = None
+        if self.heavy_atoms_only:
+            keep = atomic_numbers != 1
+        if self.receptor_radius > 0:
+            if keep is None:
+                near = near_ligand_blocks(positions, block_ids, segment_ids, batch_ids, self.receptor_radius)
+                keep = near[block_ids]
+            else:  # decided on the heavy atoms too, so that hydrogens change nothing
+                near = near_ligand_blocks(positions[keep], block_ids[keep], segment_ids, batch_ids,
+                                          self.receptor_radius)
+                keep = keep & near[block_ids]
+        if keep is not None and bool(keep.all()):
+            return None
+        return keep
+
+    def _score_kept(
         self,
         keep: torch.Tensor,
         positions: torch.Tensor,
@@ -276,8 +319,8 @@ class GET(nn.Module):
         pbc: torch.Tensor,
         pairs: Optional[List[torch.Tensor]],
     ) -> Dict[str, torch.Tensor]:
-        """Score of the graph without the atoms not in ``keep`` (hydrogens); blocks left
-        empty are dropped for the model and get a block score of 0."""
+        """Score of the graph without the atoms not in ``keep`` (see :meth:`_kept_atoms`);
+        blocks left empty are dropped for the model and get a block score of 0."""
         n_blocks = batch_ids.shape[0]
         present, new_index = kept_blocks(keep, block_ids, n_blocks)
         out = self._run(

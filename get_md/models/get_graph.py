@@ -7,7 +7,9 @@
   by block edge and source atom;
 * :func:`contact_weights`: the switch that lets a receptor block's score count only near
   the ligand (``contact_radius``);
-* :func:`kept_blocks`: the blocks left after dropping atoms (hydrogens).
+* :func:`near_ligand_blocks`: the receptor blocks a score model sees
+  (``receptor_radius``: its own pocket, whatever the caller cut);
+* :func:`kept_blocks`: the blocks left after dropping atoms (hydrogens, far residues).
 
 All run without gradients and return index tensors (``[src, dst, pair_group,
 group_atom, group_edge, edge_row, edge_type]`` as :class:`~get_md.models.get_layers.GETEncoder`
@@ -19,7 +21,7 @@ from typing import Tuple
 import torch
 
 from get_md.models.get_layers import unit_edges_from_block_edges
-from get_md.nn.neighbors import knn_block_edges, radius_graph
+from get_md.nn.neighbors import knn_block_edges, query_pairs, radius_graph
 
 
 def knn_unit_pairs(
@@ -109,6 +111,31 @@ def contact_weights(
     weight = torch.where(segment_ids == 0, switch, torch.ones_like(switch))
     return weight
 
+
+def near_ligand_blocks(
+    positions: torch.Tensor, block_ids: torch.Tensor, segment_ids: torch.Tensor, batch_ids: torch.Tensor,
+    radius: float,
+) -> torch.Tensor:
+    """Blocks [B] (bool) within ``radius`` Å of the ligand: every block of a segment other
+    than 0, and each segment-0 (receptor) block with an atom closer than ``radius`` to an
+    atom of another segment of the same structure. In a structure with no other segment
+    every block is kept. This is :func:`get_md.build.select_pocket`'s rule applied to each
+    structure on its own, over the atoms given (``block_ids`` of a subset of the atoms,
+    e.g. the heavy ones, is fine: blocks are counted by ``batch_ids``)."""
+    n_blocks = batch_ids.shape[0]
+    pos = positions.detach()
+    atom_seg = segment_ids[block_ids]
+    atom_batch = batch_ids[block_ids]
+    rec = torch.nonzero(atom_seg == 0).squeeze(1)
+    lig = torch.nonzero(atom_seg != 0).squeeze(1)
+    near = torch.zeros(n_blocks, dtype=torch.bool, device=block_ids.device)
+    with torch.no_grad():
+        _, ri = query_pairs(pos[lig], atom_batch[lig], pos[rec], atom_batch[rec], radius)
+    near[block_ids[rec[ri]]] = True
+    has_ligand = torch.zeros(int(batch_ids.max()) + 1 if n_blocks > 0 else 0, dtype=torch.bool,
+                             device=block_ids.device)
+    has_ligand[atom_batch[lig]] = True
+    return near | (segment_ids != 0) | ~has_ligand[batch_ids]
 
 
 def kept_blocks(keep: torch.Tensor, block_ids: torch.Tensor, n_blocks: int) -> Tuple[torch.Tensor, torch.Tensor]:

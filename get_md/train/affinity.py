@@ -48,7 +48,7 @@ POCKET_RADIUS = 6.0
 DEFAULT_MODEL = dict(
     d_hidden=48, d_radial=16, n_rbf=16, n_head=4, n_layers=2, d_edge=16, cutoff=10.0,
     mode="score", task="score", k_neighbors=9, sparse_k=3, knn_radius=12.0, dropout=0.1,
-    heavy_atoms_only=True, contact_radius=4.0,
+    heavy_atoms_only=True, contact_radius=4.0, receptor_radius=POCKET_RADIUS,
 )
 # small batches (about 4 complexes): per complex, a 16-complex batch costs 3-5x as much on
 # the CPU (its pair tensors leave the cache)

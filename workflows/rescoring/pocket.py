@@ -1,6 +1,8 @@
 """The pocket a complex is scored in, and the elements the model supports.
 
-* radius: :func:`pocket_radius_for` (given, else the model file's training radius);
+* radius: :func:`pocket_radius_for` (given, else the model file's training radius;
+  score models that cut their own pocket, :func:`model_pocket`, get a margin for
+  trajectories);
 * selection: :func:`union_pocket` (receptor residues near any pose, poses streamed
   once), :func:`choose_pocket` (residues near the ligand in a trajectory frame);
 * elements: :func:`element_check`, :func:`screen_pocket` (residues with elements the
@@ -26,9 +28,32 @@ logger = logging.getLogger("get_md.workflows")
 DEFAULT_POCKET_RADIUS = 10.0
 
 
-def pocket_radius_for(meta: dict, given: Optional[float]) -> float:
+#: Å added to the pocket of a model that cuts its own (:func:`model_pocket`) where the
+#: pocket is chosen once for structures that move (a trajectory's first frame): the
+#: model's pocket of a later frame lies inside it while no ligand atom has moved more.
+MOVING_LIGAND_MARGIN = 4.0
+
+
+def model_pocket(meta: dict) -> Optional[float]:
+    """The radius (Å) within which a score model keeps receptor residues itself
+    (config ``receptor_radius``, see :class:`get_md.models.get.GET`), or None.
+
+    Example:
+        >>> model_pocket({"config": {"receptor_radius": 6.0}}), model_pocket({})
+        (6.0, None)
+    """
+    r = (meta.get("config") or {}).get("receptor_radius")
+    return float(r) if r else None
+
+
+def pocket_radius_for(meta: dict, given: Optional[float], margin: float = 0.0) -> float:
     """The pocket radius (Å) to use: ``given``, else the model file's ``pocket_radius``
-    (the radius its training complexes were cut with), else ``DEFAULT_POCKET_RADIUS``.
+    (the radius its training complexes were cut with) plus ``margin`` for a model that
+    cuts its own pocket (:func:`model_pocket`), else ``DEFAULT_POCKET_RADIUS``.
+
+    A model that cuts its own pocket sees the same residues in any larger pocket; a
+    smaller one than its own is allowed with a warning (it then sees fewer residues
+    than it was trained with).
 
     Raises:
         WorkflowError: a radius that is not positive.
@@ -36,10 +61,21 @@ def pocket_radius_for(meta: dict, given: Optional[float]) -> float:
     Example:
         >>> pocket_radius_for({"pocket_radius": 6.0}, None), pocket_radius_for({}, 8.0)
         (6.0, 8.0)
+        >>> pocket_radius_for({"pocket_radius": 6.0, "config": {"receptor_radius": 6.0}}, None, margin=4.0)
+        10.0
     """
-    radius = given if given is not None else meta.get("pocket_radius") or DEFAULT_POCKET_RADIUS
+    own = model_pocket(meta)
+    if given is not None:
+        radius = given
+    elif own is not None:
+        radius = max(own, float(meta.get("pocket_radius") or own)) + margin
+    else:
+        radius = meta.get("pocket_radius") or DEFAULT_POCKET_RADIUS
     if not radius or not float(radius) > 0:
         raise WorkflowError(f"--pocket-radius must be positive, got {radius}")
+    if own is not None and float(radius) < own:
+        logger.warning("pocket radius %g Å is smaller than the %g Å pocket the model was trained on: "
+                       "it sees fewer residues than it learnt from", float(radius), own)
     return float(radius)
 
 
@@ -121,8 +157,10 @@ def screen_pocket(pocket, meta: dict, drop: bool, where: str, blocks=None):
     return pocket.select_blocks(keep.to(pocket.device)), keep
 
 
-def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bool] = None):
-    """Receptor blocks with any atom within ``radius`` Å of any atom of any pose.
+def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bool] = None,
+                 include=None):
+    """Receptor blocks with any atom within ``radius`` Å of any atom of any pose (or of
+    ``include``, further [M, 3] coordinates in Å, e.g. a reference ligand's).
 
     Streams the poses once; memory stays bounded (pose coordinates are tested in
     buffers of about 10^5 atoms against receptor atoms not yet selected that lie in the
@@ -139,7 +177,7 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
 
     rpos = receptor.positions.to(torch.float64)
     selected = torch.zeros(receptor.num_atoms, dtype=torch.bool)
-    buf: list = []
+    buf: list = [] if include is None else [torch.as_tensor(include).reshape(-1, 3)]
     n_buf = 0
     n_records = n_ok = 0
     first_error = ""

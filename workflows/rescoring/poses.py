@@ -3,7 +3,11 @@
 The receptor (PDB, mmCIF or PDBQT) is read once and cut to a pocket: the receptor
 residues with any atom within ``pocket_radius`` Å of the reference ligand, or,
 without a reference, of any atom of any pose (the poses are streamed once to find
-it). Every pose becomes a pocket + pose complex; complexes are scored in batches.
+it). A score model that cuts each pose's own pocket (``receptor_radius`` in its
+config, e.g. ``get-affinity``) gets the union of the poses' pockets, with the
+reference's when one is given, so that every pose is scored in the pocket the model
+was trained with. Every pose becomes a pocket + pose complex; complexes are scored in
+batches.
 
 * With a **potential** (task ``energy``): the interaction energy
   ``E(complex) - E(pocket) - E(ligand)`` in eV and kcal/mol; ``E(pocket)`` is
@@ -52,7 +56,7 @@ from .model import ModelRef, environment_cache, resolve_model, run_model, score_
 from .options import PathLike, accepts_run_options
 from .outputs import claims_outputs, write_csv_atomic
 from .parallel import auto_batch_size, chunked, fan_out, parallel_batches, prefetch, progress_bar
-from .pocket import element_check, pocket_radius_for, screen_pocket, union_pocket
+from .pocket import element_check, model_pocket, pocket_radius_for, screen_pocket, union_pocket
 from .pose_records import (
     count_records,
     is_nan,
@@ -367,7 +371,8 @@ def rescore_poses(
         model: model file or shipped name; None: the shipped default score model, else
             the default potential.
         reference: ligand file whose first record defines the pocket; None: the union
-            of all poses.
+            of all poses (and for a model that cuts its own pocket, that union always,
+            the reference's pocket added).
         pocket_radius: Å; None: the model file's ``pocket_radius`` (what it was trained
             with), else 10.
         drop_unsupported: leave pocket residues with elements the model does not support
@@ -460,8 +465,11 @@ def rescore_poses(
 
         ref_graph, ref_rec = load_reference(reference)
         reference_mol = ref_rec.mol if ref_rec.mol is not None else mol_from_graph(ref_graph, "reference")
-        pocket = select_pocket(rec, ref_graph, pocket_radius)
-        n_records = count_records(poses)
+        if model_pocket(meta) is not None:  # the model cuts each pose's pocket: hold them all
+            pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress, include=ref_graph.positions)
+        else:
+            pocket = select_pocket(rec, ref_graph, pocket_radius)
+            n_records = count_records(poses)
     else:
         pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress)
     logger.info("pocket: %d residues, %d atoms", pocket.num_blocks, pocket.num_atoms)

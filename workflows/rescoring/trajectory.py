@@ -8,7 +8,9 @@ trajectory is never held in memory whole.
 **Pocket.** The receptor residues (``--receptor`` selection) with any atom within
 ``pocket_radius`` Å of a ligand atom (``--ligand`` selection) are chosen **once, in
 the first analysed frame** (frame ``start``), and kept for every frame, so that all
-frames are scored on the same set of atoms. Distances are plain Euclidean: image the
+frames are scored on the same set of atoms. A score model that cuts its own pocket
+(``receptor_radius``, e.g. ``get-affinity``) then keeps, in each frame, the residues
+within that radius of the ligand; its default pocket is 4 Å wider for that. Distances are plain Euclidean: image the
 trajectory first so that the complex is whole and not split across the periodic box
 (e.g. ``gmx trjconv -pbc mol -center``, ``cpptraj autoimage``, ``mdtraj.Trajectory.image_molecules``).
 Graphs are not periodic.
@@ -61,7 +63,13 @@ from .model import (
 from .options import PathLike, accepts_run_options
 from .outputs import atomic_path, claims_outputs, write_csv_atomic
 from .parallel import auto_batch_size, fan_out, parallel_batches, prefetch, progress_bar
-from .pocket import choose_pocket, element_check, pocket_radius_for, screen_pocket
+from .pocket import (
+    MOVING_LIGAND_MARGIN,
+    choose_pocket,
+    element_check,
+    pocket_radius_for,
+    screen_pocket,
+)
 from .store import ProgressStore, file_fingerprint, progress_path
 
 logger = logging.getLogger("get_md.workflows.trajectory")
@@ -204,7 +212,9 @@ def rescore_trajectory(
         stride, start, stop: frames ``start, start + stride, ...`` below ``stop``.
         chunk: frames read per ``iterload`` step (memory).
         pocket_radius: Å, applied to the first analysed frame (see the module docs); None:
-            the model file's ``pocket_radius``, else 10.
+            the model file's ``pocket_radius``, else 10; for a model that cuts its own
+            pocket (``receptor_radius``), that radius + 4 Å, so that the model's pocket
+            of each frame lies inside while no ligand atom moves more than 4 Å.
         drop_unsupported: leave pocket residues with elements the model does not support
             (metal ions, ...) out of the pocket, with a warning; False: such residues are
             an error that names them. Ligand atoms of such elements are always an error.
@@ -256,7 +266,7 @@ def rescore_trajectory(
 
     n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
-    pocket_radius = pocket_radius_for(meta, pocket_radius)
+    pocket_radius = pocket_radius_for(meta, pocket_radius, margin=MOVING_LIGAND_MARGIN)
     top = load_topology(topology)
     rec_idx = select_atoms(top, receptor, "receptor", topology)
     lig_idx = select_atoms(top, ligand, "ligand", topology)
