@@ -357,3 +357,14 @@ def test_rescoring_a_model_with_its_own_pocket_does_not_depend_on_the_pocket_cut
     with caplog.at_level("WARNING", logger="get_md.workflows"):
         rescore_poses(REC, POSES, path, pocket_radius=3.0, **common)
     assert "smaller than the 4 Å pocket the model was trained on" in caplog.text
+
+
+def test_recipe_architecture_settings_are_checked():
+    from get_md.errors import ConfigError
+    from get_md.train.affinity import parse_settings
+
+    assert parse_settings(["k_neighbors=6", "sparse_k=2", "dropout=0.2"]) == {
+        "k_neighbors": 6, "sparse_k": 2, "dropout": 0.2}
+    for bad in (["k_neighbours=6"], ["k_neighbors"]):
+        with pytest.raises(ConfigError, match="KEY=VALUE"):
+            parse_settings(bad)

@@ -132,8 +132,8 @@ def near_ligand_blocks(
     with torch.no_grad():
         _, ri = query_pairs(pos[lig], atom_batch[lig], pos[rec], atom_batch[rec], radius)
     near[block_ids[rec[ri]]] = True
-    has_ligand = torch.zeros(int(batch_ids.max()) + 1 if n_blocks > 0 else 0, dtype=torch.bool,
-                             device=block_ids.device)
+    # indexed by structure; a structure has at least one block, so n_blocks rows suffice
+    has_ligand = torch.zeros(n_blocks, dtype=torch.bool, device=block_ids.device)
     has_ligand[atom_batch[lig]] = True
     return near | (segment_ids != 0) | ~has_ligand[batch_ids]
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from get_md.errors import ConfigError
 from get_md.train.config import TrainConfig, save_config
 
 #: Targets whose every ligand is held out of training and model selection (evaluation).
@@ -289,6 +290,26 @@ def ship(runs: str, data: str, out: str, register: Optional[str] = None,
 
 
 # ----------------------------------------------------------------------------- CLI
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """``["k_neighbors=6", "dropout=0.2"]`` -> ``{"k_neighbors": 6, "dropout": 0.2}`` (values
+    read as JSON, else kept as text); keys must be settings of :data:`DEFAULT_MODEL`.
+
+    Example:
+        >>> parse_settings(["k_neighbors=6", "mode=score"])
+        {'k_neighbors': 6, 'mode': 'score'}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in DEFAULT_MODEL:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(DEFAULT_MODEL)}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m get_md.train.affinity", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="step", required=True)
@@ -303,6 +324,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--members", type=int, default=4)
     t.add_argument("--seeds", type=int, nargs="*", help="train only these members (e.g. one per process)")
     t.add_argument("--epochs", type=int, default=DEFAULT_TRAIN["max_epochs"])
+    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="model_set",
+                   help="change the members' architecture (e.g. k_neighbors=6 sparse_k=2; values as JSON)")
     e = sub.add_parser("ensemble", help="assemble, evaluate on the held-out targets, export")
     e.add_argument("--runs", required=True)
     e.add_argument("--data", required=True)
@@ -314,7 +337,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius)
         print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
     elif args.step == "train":
-        train_members(args.data, args.out, args.members, args.seeds, max_epochs=args.epochs)
+        model = dict(DEFAULT_MODEL, **parse_settings(args.model_set))
+        train_members(args.data, args.out, args.members, args.seeds, max_epochs=args.epochs, model=model)
     else:
         res = ship(args.runs, args.data, args.out, args.register, args.members)
         m = res["metrics"]
