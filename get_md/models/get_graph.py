@@ -85,6 +85,17 @@ def radius_unit_pairs(
     return center, neighbor, pair_group, group_atom, group_edge, edge_row, etype, shifts, singleton
 
 
+def receptor_and_ligand_atoms(
+    block_ids: torch.Tensor, segment_ids: torch.Tensor, batch_ids: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each atom's structure, and the indices of the receptor (segment 0) and the ligand
+    (any other segment) atoms."""
+    atom_seg = segment_ids[block_ids]
+    rec = torch.nonzero(atom_seg == 0).squeeze(1)
+    lig = torch.nonzero(atom_seg != 0).squeeze(1)
+    return batch_ids[block_ids], rec, lig
+
+
 def contact_weights(
     pos: torch.Tensor, block_ids: torch.Tensor, segment_ids: torch.Tensor, batch_ids: torch.Tensor,
     contact_radius: float,
@@ -95,10 +106,7 @@ def contact_weights(
     ``contact_radius + 2`` Å."""
     n_blocks = batch_ids.shape[0]
     pos = pos.detach()
-    atom_seg = segment_ids[block_ids]
-    atom_batch = batch_ids[block_ids]
-    rec = torch.nonzero(atom_seg == 0).squeeze(1)
-    lig = torch.nonzero(atom_seg != 0).squeeze(1)
+    atom_batch, rec, lig = receptor_and_ligand_atoms(block_ids, segment_ids, batch_ids)
     closest = torch.full((rec.shape[0],), 1e9, dtype=pos.dtype, device=pos.device)
     if lig.shape[0] > 0 and rec.shape[0] > 0:
         d = torch.cdist(pos[rec], pos[lig])
@@ -124,10 +132,7 @@ def near_ligand_blocks(
     e.g. the heavy ones, is fine: blocks are counted by ``batch_ids``)."""
     n_blocks = batch_ids.shape[0]
     pos = positions.detach()
-    atom_seg = segment_ids[block_ids]
-    atom_batch = batch_ids[block_ids]
-    rec = torch.nonzero(atom_seg == 0).squeeze(1)
-    lig = torch.nonzero(atom_seg != 0).squeeze(1)
+    atom_batch, rec, lig = receptor_and_ligand_atoms(block_ids, segment_ids, batch_ids)
     near = torch.zeros(n_blocks, dtype=torch.bool, device=block_ids.device)
     with torch.no_grad():
         _, ri = query_pairs(pos[lig], atom_batch[lig], pos[rec], atom_batch[rec], radius)
