@@ -58,3 +58,13 @@ def test_excluded_series_is_refused_unread(tmp_path):
     # nothing is on disk for it: refusing must not need to read anything
     with pytest.raises(ValueError, match="(?i)exclud|reserved"):
         build_series(tmp_path / "repo", "ChEMBL|MAPK14|CHEMBL1", tmp_path / "out" / "p38")
+
+
+def test_build_all_targets_builds_only_those_series(tmp_path):
+    from get_md.datasets.reference_poses import build_all
+
+    _series(tmp_path / "repo", "ChEMBL|DHFR|CHEMBL1")
+    _series(tmp_path / "repo", "Hermite|Eg5")
+    df = build_all(tmp_path / "repo", tmp_path / "out", targets=["KIF11"])  # Eg5's gene name
+    assert list(df.folder) == ["Hermite|Eg5"]
+    assert [s.target for s in posed_series(tmp_path / "out")] == ["KIF11"]

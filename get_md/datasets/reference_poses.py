@@ -102,6 +102,7 @@ from get_md.datasets.pocket_clash import (  # noqa: F401
     pocket_near_reference,
     read_pocket_atoms,
 )
+from get_md.datasets.targets import canonical_target
 from get_md.datasets.unifep_sources import (  # noqa: F401
     SERIES_DIR,
     SOURCE,
@@ -288,7 +289,8 @@ def read_manifest(out_root: PathLike) -> pd.DataFrame:
 
 
 def build_all(repo: PathLike, out_root: PathLike = DEFAULT_OUT, limit: Optional[int] = None,
-              workers: int = 1, seed: int = 0, any_atom_fallback: bool = True) -> pd.DataFrame:
+              workers: int = 1, seed: int = 0, any_atom_fallback: bool = True,
+              targets: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """Build every series of the benchmark not excluded, skipping those already built.
 
     Writes ``manifest.csv`` (built series) and ``skipped.csv`` (excluded, skipped and
@@ -301,6 +303,8 @@ def build_all(repo: PathLike, out_root: PathLike = DEFAULT_OUT, limit: Optional[
         workers: worker processes (1: in this process).
         seed: random seed of the embeddings.
         any_atom_fallback: see :func:`pose_ligand`.
+        targets: build only the series of these targets (any spelling
+            :func:`~get_md.datasets.targets.canonical_target` knows, e.g. ``"Eg5"``).
 
     Returns:
         The manifest: one row per built series (``folder``, ``target``, ``n_ligands``,
@@ -318,10 +322,13 @@ def build_all(repo: PathLike, out_root: PathLike = DEFAULT_OUT, limit: Optional[
     todo: list[tuple] = []
     names: dict[str, str] = {}
     n_taken = 0
+    wanted = None if targets is None else {canonical_target(t) for t in targets}
     for folder in list_series(repo):
         why = skip_reason(folder)
         if why is not None:
             skipped.append((folder, why))
+            continue
+        if wanted is not None and series_target(folder) not in wanted:
             continue
         if limit is not None and n_taken >= limit:
             continue
@@ -356,7 +363,7 @@ def build_all(repo: PathLike, out_root: PathLike = DEFAULT_OUT, limit: Optional[
 
     manifest = read_manifest(out_root)
     manifest = manifest[manifest.folder.isin(names.values())].reset_index(drop=True) \
-        if limit is not None else manifest
+        if limit is not None or targets is not None else manifest
     _atomic_csv(read_manifest(out_root), out_root / "manifest.csv")
     _atomic_csv(pd.DataFrame(skipped, columns=["folder", "reason"]), out_root / "skipped.csv")
     manifest.attrs["skipped"] = skipped
@@ -377,6 +384,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="at most this many series")
     ap.add_argument("--workers", type=int, default=1, help="worker processes")
     ap.add_argument("--seed", type=int, default=0, help="embedding seed")
+    ap.add_argument("--targets", nargs="+", default=None,
+                    help="only the series of these targets (e.g. JAK2 Eg5), to build a split first")
     ap.add_argument("--elements-only", action="store_true",
                     help="no any-heavy-atom MCS fallback for ligands below 50%% coverage")
     args = ap.parse_args(argv)
@@ -385,7 +394,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     RDLogger.DisableLog("rdApp.*")
     df = build_all(args.repo, args.out, limit=args.limit, workers=args.workers, seed=args.seed,
-                   any_atom_fallback=not args.elements_only)
+                   any_atom_fallback=not args.elements_only, targets=args.targets)
     failed = [s for s in df.attrs["skipped"] if s[1].startswith("failed")]
     print(f"{len(df)} series built, {int(df.n_posed.sum())} ligands posed, "
           f"{int(df.n_dropped.sum())} dropped; {len(df.attrs['skipped']) - len(failed)} "
