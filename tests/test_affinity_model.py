@@ -183,7 +183,7 @@ def test_ensemble_refuses_mixed_members():
     assert build_ensemble("get", members=2, **TINY).n_members == 2
 
 
-def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path):
+def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path, monkeypatch):
     """`python -m get_md.train.affinity` data -> train -> ensemble, on a tiny real set."""
     from affinity_helpers import _sdf_with_dg
     from rdkit import Chem
@@ -212,6 +212,7 @@ def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path):
 
         train(cfg)
     out = tmp_path / "affinity.pt"
+    monkeypatch.setattr(recipe, "MIN_SERIES_LIGANDS", 4)   # the one 4-ligand series counts
     res = recipe.ship(str(runs), str(data), str(out), command="test")
     meta = export.read_metadata(out)
     assert meta["task"] == "score" and meta["config"]["members"] == 2
@@ -220,6 +221,9 @@ def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path):
     assert held["model"]["n"] == 4 and set(held["model"]["per_group"]) == {"MET"}
     assert held["heavy_atoms"]["per_group"]["MET"]["n"] == 4
     assert "spearman_std_vs_abs_error" in held["uncertainty"]
+    assert set(held["by_series"]["model"]["per_group"]) == {"MET|MET-series"}
+    assert set(res["validation"]["model"]["per_group"]) == {"FAAH"}   # chosen by, kept apart
+    assert meta["training"]["metrics"]["validation"]["model"]["n"] == 4
 
 
 def test_fit_score_reference_starts_training_at_the_element_count_baseline(tmp_path):

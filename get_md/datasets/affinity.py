@@ -239,6 +239,12 @@ def sample_target(sample) -> str:
     return sample.graph.names[0].split("|", 1)[0]
 
 
+def sample_series(sample) -> str:
+    """The series of a sample built here: its name without the ligand (the last field),
+    e.g. ``"JAK2|ChEMBL|JAK2|CHEMBL1044318"``."""
+    return sample.graph.names[0].rsplit("|", 1)[0]
+
+
 def split_by_target(dataset, held_out: Sequence[str]):
     """``(kept, held_out)`` datasets: samples of the ``held_out`` targets go to the second.
 
@@ -265,5 +271,5 @@ def assert_no_excluded(dataset) -> None:
 
 __all__ = [
     "DG_TAG", "RT_LN10_KCAL_MOL", "BuildReport", "Series", "assert_no_excluded", "build_dataset",
-    "pk_from_dg", "posed_series", "sample_target", "schrodinger_series", "split_by_target",
+    "pk_from_dg", "posed_series", "sample_series", "sample_target", "schrodinger_series", "split_by_target",
 ]

@@ -45,6 +45,8 @@ VALID_TARGETS = ("TNKS2", "KIF11", "FAAH", "JAK2")
 #: Residues within this distance (Å) of the ligand form the pocket (as in the GET
 #: paper's LBA task, after Atom3D); the model file records it for the workflows.
 POCKET_RADIUS = 6.0
+#: Series with fewer ligands are left out of the per-series figures (their Spearman is noise).
+MIN_SERIES_LIGANDS = 8
 
 DEFAULT_MODEL = dict(
     d_hidden=48, d_radial=16, n_rbf=16, n_head=4, n_layers=2, d_edge=16, cutoff=10.0,
@@ -206,7 +208,7 @@ def evaluate(model: torch.nn.Module, dataset) -> dict:
     Example:
         >>> evaluate(ensemble, MolecularDataset.load("data/affinity/test.pt"))  # doctest: +SKIP
     """
-    from get_md.datasets.affinity import sample_target
+    from get_md.datasets.affinity import sample_series, sample_target
 
     pred = predict(model, dataset)
     y = np.array([float(s.targets["score"][0]) for s in dataset])
@@ -214,6 +216,13 @@ def evaluate(model: torch.nn.Module, dataset) -> dict:
     heavy = np.array([_ligand_heavy_atoms(s.graph) for s in dataset], dtype=float)
     res = {"model": ranking_metrics(y, pred["score"], groups),
            "heavy_atoms": ranking_metrics(y, heavy, groups)}
+    # one target can hold several series (assays, papers); a congeneric series is the unit
+    # a user ranks, so the same figures per series of at least MIN_SERIES_LIGANDS ligands
+    series = np.array([sample_series(s) for s in dataset])
+    names, counts = np.unique(series, return_counts=True)
+    big = np.isin(series, names[counts >= MIN_SERIES_LIGANDS])
+    res["by_series"] = {"model": ranking_metrics(y[big], pred["score"][big], series[big]),
+                        "heavy_atoms": ranking_metrics(y[big], heavy[big], series[big])}
     if "score_std" in pred:
         err = np.abs(pred["score"] - y)
         res["uncertainty"] = {"mean_score_std": float(pred["score_std"].mean()),
@@ -255,14 +264,16 @@ def load_members(runs: str, members: Optional[int] = None) -> list[torch.nn.Modu
 
 def ship(runs: str, data: str, out: str, register: Optional[str] = None,
          members: Optional[int] = None, command: Optional[str] = None) -> dict:
-    """Assemble, evaluate on ``data/test.pt`` and export; optionally register in the zoo
-    as the default score model."""
+    """Assemble, evaluate on ``data/valid.pt`` (the targets that stopped training: the
+    figures to choose between recipes by) and ``data/test.pt`` (held out: the figures to
+    report), export; optionally register in the zoo as the default score model."""
     from get_md import export
     from get_md.train.data import MolecularDataset
 
     model = assemble(runs, members)
     test = MolecularDataset.load(Path(data) / "test.pt")
     metrics = evaluate(model, test)
+    validation = evaluate(model, MolecularDataset.load(Path(data) / "valid.pt"))
     report = json.loads((Path(data) / "report.json").read_text())
     elements = sorted({int(z) for s in MolecularDataset.load(Path(data) / "train.pt")
                        for z in s.graph.atomic_numbers.tolist()})
@@ -278,7 +289,7 @@ def ship(runs: str, data: str, out: str, register: Optional[str] = None,
         "dataset": {"n": report["n"], "targets": report["targets"],
                     "excluded_series": report["excluded_series"],
                     "sources": sorted({s["source"] for s in report["series"]})},
-        "metrics": {"held_out": metrics},
+        "metrics": {"held_out": metrics, "validation": validation},
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
     written = export.save(model, out, meta)
@@ -286,7 +297,8 @@ def ship(runs: str, data: str, out: str, register: Optional[str] = None,
         from get_md import zoo
 
         zoo.register(register, out, default="score")
-    return {"path": str(out), "metrics": metrics, "weights_sha256": written["weights_sha256"]}
+    return {"path": str(out), "metrics": metrics, "validation": validation,
+            "weights_sha256": written["weights_sha256"]}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -341,9 +353,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         train_members(args.data, args.out, args.members, args.seeds, max_epochs=args.epochs, model=model)
     else:
         res = ship(args.runs, args.data, args.out, args.register, args.members)
-        m = res["metrics"]
-        print(json.dumps({"path": res["path"], "mean_spearman": m["model"]["mean_spearman"],
-                          "heavy_atoms_mean_spearman": m["heavy_atoms"]["mean_spearman"]}, indent=1))
+        brief = {"path": res["path"]}
+        for split, m in (("validation", res["validation"]), ("held_out", res["metrics"])):
+            brief[split] = {f"{who}_mean_spearman_{level}": figures[who]["mean_spearman"]
+                            for level, figures in (("per_target", m), ("per_series", m["by_series"]))
+                            for who in ("model", "heavy_atoms")}
+        print(json.dumps(brief, indent=1))
     return 0
 
 
