@@ -248,9 +248,34 @@ def build_metadata(model: torch.nn.Module, metadata: Optional[Mapping[str, Any]]
     return meta
 
 
+def flush_subnormal_(model: torch.nn.Module) -> int:
+    """Set the model's floating-point weights and buffers that are subnormal (nonzero but
+    smaller in magnitude than the dtype's smallest normal number, e.g. 1.2e-38 in float32)
+    to zero, in place; the number changed. Training with weight decay leaves some: they
+    change no output, but CPU arithmetic on them takes a slow path (the affinity ensemble
+    of 2026-12-05 rescored 1.2x slower with 1.7 % of its weights subnormal).
+
+    Example:
+        >>> m = torch.nn.Linear(2, 1)
+        >>> with torch.no_grad():
+        ...     m.weight[0, 0] = 1e-40
+        >>> flush_subnormal_(m)
+        1
+    """
+    n = 0
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                tiny = (t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)
+                n += int(tiny.sum())
+                t.masked_fill_(tiny, 0.0)
+    return n
+
+
 def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str, Any]] = None,
          format: str = "torchscript") -> dict:
-    """Script ``model`` and write it with its metadata to ``path`` (atomically).
+    """Script ``model`` and write it with its metadata to ``path`` (atomically). Subnormal
+    weights are zeroed first (:func:`flush_subnormal_`).
 
     ``format="pt2"`` writes a ``torch.export`` program instead (conventionally ``*.pt2``;
     same metadata and digest, see :mod:`get_md.export_pt2`); :func:`load` reads both.
@@ -274,6 +299,7 @@ def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str,
     """
     path = Path(path)
     meta = build_metadata(model, metadata)
+    flush_subnormal_(model)
     if format not in FORMATS:
         raise ModelFileError(f"unknown model file format {format!r}; choose one of {FORMATS}")
     if format == "pt2":

@@ -96,6 +96,28 @@ def test_round_trip_gives_identical_outputs(exported, model, graph):
         torch.testing.assert_close(out[key], ref[key], rtol=1e-5, atol=1e-6)
 
 
+def test_subnormal_weights_are_written_as_zero(graph, tmp_path):
+    """Subnormal weights (left by weight decay) slow CPU arithmetic and change nothing:
+    the file holds zeros there, and the outputs are the same."""
+    torch.manual_seed(0)
+    m = build_model("get", **TINY_GET).eval()
+    w = next(p for p in m.parameters() if p.dim() == 2)
+    with torch.no_grad():
+        w[0, 0] = 1e-40
+        w[0, 1] = -3e-39
+        w[0, 2] = 1.5e-38          # normal: kept
+    ref = m(*graph.inputs())
+    export.save(m, tmp_path / "m.pt", PROVENANCE)
+    loaded, _ = export.load(tmp_path / "m.pt")
+    tiny = torch.finfo(torch.float32).tiny
+    for t in loaded.state_dict().values():
+        if t.is_floating_point():
+            assert not bool(((t != 0) & (t.abs() < tiny)).any())
+    assert any(bool((t == 1.5e-38).any()) for t in loaded.state_dict().values())
+    out = loaded(*graph.inputs())
+    torch.testing.assert_close(out["energy"], ref["energy"], rtol=1e-5, atol=1e-6)
+
+
 def test_rescript_keeps_weights_metadata_and_outputs(exported, graph, tmp_path):
     """A model file re-scripted with this get_md's code (``export.rescript`` and
     ``get-md export MODEL.pt OUT.pt``): same weights digest, metadata and outputs."""
