@@ -52,7 +52,7 @@ from get_md import export, zoo
 from get_md.errors import ConfigError, GraphError
 from get_md.graph import MolecularGraph
 from get_md.model_inputs import ModelInputs
-from get_md.perf import plain_executor
+from get_md.perf import flush_denormals, plain_executor
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -412,7 +412,7 @@ class LoadedModel:
     def run(self, inputs: Sequence[torch.Tensor], charges: Optional[torch.Tensor] = None) -> dict:
         """Forward under ``torch.no_grad()`` (the model takes forces by autograd internally),
         with TorchScript's plain executor (see :func:`get_md.perf.plain_executor`)."""
-        with torch.no_grad(), plain_executor():
+        with torch.no_grad(), plain_executor(), flush_denormals():
             if self.needs_charge:
                 if charges is None:
                     raise GraphError(f"model {self.source} needs the total charge")

@@ -156,7 +156,7 @@ def run_model(spec: ModelRef, graph, environment: Optional[tuple] = None,
     """
     import torch
 
-    from get_md.perf import plain_executor
+    from get_md.perf import flush_denormals, plain_executor
     from get_md.runtime import module_dtype
 
     mod = get_module(spec)
@@ -164,7 +164,7 @@ def run_model(spec: ModelRef, graph, environment: Optional[tuple] = None,
         graph = graph.as_atom_blocks()
     g = graph.to(device=spec.device, dtype=module_dtype(mod))
     try:
-        with torch.no_grad(), plain_executor():
+        with torch.no_grad(), plain_executor(), flush_denormals():
             if environment is not None:
                 out = mod.forward_in_environment(*g.inputs(), environment[0].to(spec.device),
                                                  environment[1])
@@ -208,7 +208,7 @@ def build_environment(spec: ModelRef, graph) -> Optional[list]:
     environment's per-atom energies (eV)."""
     import torch
 
-    from get_md.perf import plain_executor
+    from get_md.perf import flush_denormals, plain_executor
     from get_md.runtime import module_dtype
 
     if not (spec.is_potential and spec.atom_blocks) or spec.device.startswith("cuda"):
@@ -218,7 +218,7 @@ def build_environment(spec: ModelRef, graph) -> Optional[list]:
         return None
     g = graph.as_atom_blocks().to(device=spec.device, dtype=module_dtype(mod))
     try:
-        with torch.no_grad(), plain_executor():
+        with torch.no_grad(), plain_executor(), flush_denormals():
             return list(mod.environment_cache(*g.inputs()))
     except (RuntimeError, torch.jit.Error) as e:  # a model or structure the method does not cover
         logger.debug("no environment reuse: %s", str(e).splitlines()[0])
