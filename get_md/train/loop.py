@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import torch
 
 from get_md.errors import TrainError
+from get_md.perf import flush_denormals
 from get_md.train.batching import BlockBatchSampler, collate
 from get_md.train.checkpoint import (
     BEST_NAME,
@@ -310,13 +311,14 @@ def run_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
             break
         t0 = time.perf_counter()
         lr = float(optimizer.param_groups[0]["lr"])
-        tr, tr_mean, n_train = run_pass(model, hooks.batches("train", epoch), hooks.step, epoch,
-                                        optimizer, per_step, settings.grad_clip, hooks.after_step)
-        t_train = time.perf_counter() - t0
-        row: dict[str, float] = {"epoch": epoch, "lr": lr, "train_loss": hooks.epoch_loss(tr, tr_mean)}
-        row.update({f"train_{k}": v for k, v in tr.compute().items()})
-        improved = hooks.validate_at(epoch) and _validate(model, hooks, settings, state, epoch, row,
-                                                          best_path)
+        with flush_denormals():  # subnormal activations as zero: 1.55x faster (see get_md.perf)
+            tr, tr_mean, n_train = run_pass(model, hooks.batches("train", epoch), hooks.step, epoch,
+                                            optimizer, per_step, settings.grad_clip, hooks.after_step)
+            t_train = time.perf_counter() - t0
+            row: dict[str, float] = {"epoch": epoch, "lr": lr, "train_loss": hooks.epoch_loss(tr, tr_mean)}
+            row.update({f"train_{k}": v for k, v in tr.compute().items()})
+            improved = hooks.validate_at(epoch) and _validate(model, hooks, settings, state, epoch, row,
+                                                              best_path)
         if per_step is None:
             scheduler.step()
         dt = time.perf_counter() - t0
