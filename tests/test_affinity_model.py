@@ -372,3 +372,41 @@ def test_recipe_architecture_settings_are_checked():
     for bad in (["k_neighbours=6"], ["k_neighbors"]):
         with pytest.raises(ConfigError, match="KEY=VALUE"):
             parse_settings(bad)
+
+
+def test_recipe_fine_tunes_members_with_the_within_series_loss(tmp_path):
+    """`affinity train --series-weight W --init RUNS`: member K starts from RUNS/memberK,
+    trains on batches of one series with score + W * score_series, and logs both terms
+    for training and validation."""
+    import csv
+
+    from affinity_helpers import _sdf_with_dg
+
+    from get_md.datasets.affinity import Series, build_dataset
+    from get_md.train import affinity as recipe
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, -8.0, -7.0, -6.5], ["a", "b", "c", "d"])
+    train, _ = build_dataset([Series("SYK", "SYK-1", str(REC), str(sdf), "test"),
+                              Series("SYK", "SYK-2", str(REC), str(sdf), "test")], pocket_radius=5.0)
+    valid, _ = build_dataset([Series("FAAH", "FAAH-1", str(REC), str(sdf), "test")], pocket_radius=5.0)
+    train.save(data / "train.pt")
+    valid.save(data / "valid.pt")
+    tiny = ["--set", "d_hidden=16", "d_radial=8", "n_rbf=8", "n_head=2", "n_layers=1"]
+    common = ["train", "--data", str(data), "--seeds", "0"]
+    recipe.main([*common, "--out", str(tmp_path / "a"), "--epochs", "1", *tiny])
+    recipe.main([*common, "--out", str(tmp_path / "b"), "--epochs", "2", "--series-weight", "0.5",
+                 "--init", str(tmp_path / "a"), "--lr", "1e-4", *tiny])
+    cfg = json.loads((tmp_path / "b" / "member0" / "config.json").read_text())
+    assert cfg["init_from"] == str(tmp_path / "a" / "member0" / "best.pt")
+    assert cfg["loss_weights"] == {"score": 1.0, "score_series": 0.5} and cfg["lr"] == 1e-4
+    with open(tmp_path / "b" / "member0" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for row in rows:
+        for split in ("train", "valid"):
+            assert float(row[f"{split}_score_series_mae"]) >= 0.0   # a number, not nan
+            series = float(row[f"{split}_score_series_rmse"]) ** 2
+            pointwise = float(row[f"{split}_score_rmse"]) ** 2
+            assert float(row[f"{split}_loss"]) == pytest.approx(pointwise + 0.5 * series, rel=1e-6)

@@ -209,6 +209,46 @@ def test_weighted_loss_and_metrics():
         loss_fn({"energy": out["energy"]}, ref, torch.tensor([2, 1]))
 
 
+def test_series_centred_loss_ignores_each_series_offset():
+    """score_series: the score errors minus their mean within each series of the batch;
+    zero for predictions off by one constant per series, singletons left out; the
+    pointwise term still sees the offsets."""
+    from get_md.train.loss import series_centred
+
+    loss_fn = WeightedLoss({"score": 1.0, "score_series": 1.0})
+    assert loss_fn.needs_groups and not WeightedLoss({"score": 1.0}).needs_groups
+    ref = {"score": torch.tensor([5.0, 6.0, 7.0, 8.0, 4.0])}
+    groups = torch.tensor([0, 0, 1, 1, 2])
+    shifted = {"score": ref["score"] + torch.tensor([1.0, 1.0, -2.0, -2.0, 3.0])}
+    errs = loss_fn.errors(shifted, ref, groups=groups)
+    assert errs["score_series"].shape == (4,) and torch.count_nonzero(errs["score_series"]) == 0
+    assert errs["score"].abs().sum() > 0
+    swapped = {"score": torch.tensor([6.0, 5.0, 7.0, 8.0, 4.0])}   # series 0 ranked the wrong way
+    _, terms = loss_fn(swapped, ref, groups=groups)
+    assert terms["score_series"].item() == pytest.approx((1.0 + 1.0 + 0.0 + 0.0) / 4)  # errors +1, -1
+    assert torch.equal(series_centred(torch.tensor([2.0]), torch.tensor([0])), torch.tensor([]))
+    with pytest.raises(ValueError, match="series"):
+        loss_fn.errors(shifted, ref)
+
+
+def test_series_batches_hold_one_series_each_and_cover_every_sample_once():
+    from get_md.train.batching import SeriesBatchSampler, series_of
+
+    groups = [series_of(f"T|s{i % 3}|lig{i}") for i in range(20)]
+    counts = [1 + i % 4 for i in range(20)]
+    sampler = SeriesBatchSampler(groups, counts, max_blocks=6, seed=3)
+    sampler.set_epoch(1)
+    first = sampler.batches()
+    assert sorted(i for b in first for i in b) == list(range(20))
+    assert all(len({groups[i] for i in b}) == 1 for b in first)
+    assert all(len(b) > 1 for b in first)   # a lone leftover joins its series' last batch
+    assert sampler.batches() == first        # same epoch, same batches (resume)
+    sampler.set_epoch(2)
+    assert sampler.batches() != first
+    with pytest.raises(DatasetError, match="series labels"):
+        SeriesBatchSampler(groups[:3], counts, max_blocks=6)
+
+
 # ----------------------------------------------------------------------------- loop
 def test_training_decreases_loss_and_writes_outputs(dataset, tmp_path):
     result = train(pair_config(dataset, tmp_path / "run", max_epochs=6))

@@ -242,7 +242,9 @@ def sample_target(sample) -> str:
 def sample_series(sample) -> str:
     """The series of a sample built here: its name without the ligand (the last field),
     e.g. ``"JAK2|ChEMBL|JAK2|CHEMBL1044318"``."""
-    return sample.graph.names[0].rsplit("|", 1)[0]
+    from get_md.train.batching import series_of
+
+    return series_of(sample.graph.names[0])
 
 
 def split_by_target(dataset, held_out: Sequence[str]):

@@ -6,7 +6,7 @@ Example:
     >>> result = train(cfg)                                              # doctest: +SKIP
 """
 
-from get_md.train.batching import BlockBatchSampler, collate
+from get_md.train.batching import BlockBatchSampler, SeriesBatchSampler, collate, series_of
 from get_md.train.config import ConfigError, TrainConfig, load_config, save_config
 from get_md.train.data import TARGETS, DatasetError, MolecularDataset, Sample
 from get_md.train.loop import TrainError, TrainResult, build_model_for, plot_curves, train
@@ -14,7 +14,7 @@ from get_md.train.loss import LossError, MetricAccumulator, WeightedLoss
 
 __all__ = [
     "TARGETS", "BlockBatchSampler", "ConfigError", "DatasetError", "LossError",
-    "MetricAccumulator", "MolecularDataset", "Sample", "TrainConfig", "TrainError",
-    "TrainResult", "WeightedLoss", "build_model_for", "collate", "load_config",
-    "plot_curves", "save_config", "train",
+    "MetricAccumulator", "MolecularDataset", "Sample", "SeriesBatchSampler", "TrainConfig",
+    "TrainError", "TrainResult", "WeightedLoss", "build_model_for", "collate", "load_config",
+    "plot_curves", "save_config", "series_of", "train",
 ]

@@ -123,11 +123,17 @@ def member_config(data: str, out: str, seed: int, model: Optional[dict] = None,
 
 
 def train_members(data: str, out: str, members: int = 4, seeds: Optional[Sequence[int]] = None,
-                  **overrides: Any) -> list[Path]:
+                  init: Optional[str] = None, **overrides: Any) -> list[Path]:
     """Train (or resume) members ``0..members-1`` (or ``seeds``); each writes its config
-    next to its run, so ``get-md train runs/affinity/memberK/config.json`` repeats it."""
+    next to its run, so ``get-md train runs/affinity/memberK/config.json`` repeats it.
+    ``init``: a runs folder whose ``memberK/best.pt`` starts member K (fine-tuning)."""
     seeds = range(members) if seeds is None else seeds
-    return train_configs([member_config(data, out, seed, **overrides) for seed in seeds])
+    configs = []
+    for seed in seeds:
+        start = {} if init is None else {"init_from": str(Path(init) / f"member{seed}" / "best.pt"),
+                                         "fit_energy_reference": False}
+        configs.append(member_config(data, out, seed, **{**overrides, **start}))
+    return train_configs(configs)
 
 
 def train_configs(configs: Sequence[TrainConfig]) -> list[Path]:
@@ -338,6 +344,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--epochs", type=int, default=DEFAULT_TRAIN["max_epochs"])
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="model_set",
                    help="change the members' architecture (e.g. k_neighbors=6 sparse_k=2; values as JSON)")
+    t.add_argument("--series-weight", type=float, default=0.0,
+                   help="weight of the within-series loss (score_series: errors minus their series "
+                        "mean, batches of one series each); 0: pointwise MSE only")
+    t.add_argument("--init", metavar="RUNS", help="start member K from RUNS/memberK/best.pt")
+    t.add_argument("--lr", type=float, default=DEFAULT_TRAIN["lr"])
     e = sub.add_parser("ensemble", help="assemble, evaluate on the held-out targets, export")
     e.add_argument("--runs", required=True)
     e.add_argument("--data", required=True)
@@ -350,7 +361,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
     elif args.step == "train":
         model = dict(DEFAULT_MODEL, **parse_settings(args.model_set))
-        train_members(args.data, args.out, args.members, args.seeds, max_epochs=args.epochs, model=model)
+        extra = {"loss_weights": {"score": 1.0, "score_series": args.series_weight}} if args.series_weight else {}
+        train_members(args.data, args.out, args.members, args.seeds, init=args.init, max_epochs=args.epochs,
+                      model=model, lr=args.lr, **extra)
     else:
         res = ship(args.runs, args.data, args.out, args.register, args.members)
         brief = {"path": res["path"]}

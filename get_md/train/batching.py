@@ -90,6 +90,73 @@ class BlockBatchSampler(torch.utils.data.Sampler):
         return len(self.batches())
 
 
+class SeriesBatchSampler(BlockBatchSampler):
+    """Batches of one series each, at most ``max_blocks`` blocks (as far as a series
+    allows), for losses that compare the structures of a series
+    (``score_series``, :func:`get_md.train.loss.series_centred`).
+
+    Each epoch the ligands of every series are shuffled and cut into batches greedily,
+    each of at least two structures (a lone structure teaches a within-series loss
+    nothing: a batch may pass ``max_blocks`` by its second structure, and a last single
+    one joins the batch before it); then the batches are shuffled. Every sample is used
+    exactly once per epoch; the order depends only on ``seed`` and the epoch.
+
+    Args:
+        groups: the series of each sample (any hashable; see :func:`series_of`).
+        block_counts, max_blocks, shuffle, seed: as for :class:`BlockBatchSampler`.
+
+    Example:
+        >>> s = SeriesBatchSampler(["a", "b", "a", "a"], [3, 3, 3, 3], max_blocks=6, shuffle=False)
+        >>> list(s)
+        [[0, 2, 3], [1]]
+    """
+
+    def __init__(self, groups: Sequence, block_counts: Sequence[int], max_blocks: int,
+                 shuffle: bool = True, seed: int = 0) -> None:
+        super().__init__(block_counts, max_blocks, shuffle, seed)
+        if len(groups) != len(self.block_counts):
+            raise DatasetError(f"{len(groups)} series labels for {len(self.block_counts)} samples")
+        self.members: dict = {}
+        for i, g in enumerate(groups):
+            self.members.setdefault(g, []).append(i)
+
+    def batches(self) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        out: list[list[int]] = []
+        for members in self.members.values():
+            if self.shuffle:
+                members = [members[i] for i in torch.randperm(len(members), generator=gen).tolist()]
+            cut: list[list[int]] = []
+            current: list[int] = []
+            used = 0
+            for i in members:
+                c = self.block_counts[i]
+                if len(current) > 1 and used + c > self.max_blocks:
+                    cut.append(current)
+                    current, used = [], 0
+                current.append(i)
+                used += c
+            if len(current) == 1 and cut:
+                cut[-1].extend(current)
+            elif current:
+                cut.append(current)
+            out.extend(cut)
+        if self.shuffle:
+            out = [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
+        return out
+
+
+def series_of(name: str) -> str:
+    """The series of a structure named ``TARGET|series...|ligand`` (the affinity datasets'
+    names): everything before the last ``|``.
+
+    Example:
+        >>> series_of("JAK2|ChEMBL|JAK2|CHEMBL1044318|lig7")
+        'JAK2|ChEMBL|JAK2|CHEMBL1044318'
+    """
+    return name.rsplit("|", 1)[0]
+
+
 def collate(samples: Sequence[Sample]) -> tuple[MolecularGraph, dict[str, torch.Tensor]]:
     """Batch samples: one ``MolecularGraph`` and targets concatenated.
 

@@ -52,7 +52,7 @@ import torch
 
 from get_md.errors import TrainError
 from get_md.perf import flush_denormals
-from get_md.train.batching import BlockBatchSampler, collate
+from get_md.train.batching import BlockBatchSampler, SeriesBatchSampler, collate, series_of
 from get_md.train.checkpoint import (
     BEST_NAME,
     CHECKPOINT_FORMAT,
@@ -73,7 +73,7 @@ from get_md.train.checkpoint import (
 from get_md.train.config import TrainConfig
 from get_md.train.data import LABELS, MolecularDataset, Sample
 from get_md.train.fitting import default_elements, fit_energy_statistics, fit_score_reference
-from get_md.train.loss import MetricAccumulator, WeightedLoss
+from get_md.train.loss import DERIVED, MetricAccumulator, WeightedLoss
 from get_md.train.plots import plot_curves
 from get_md.train.schedule import EarlyStopping, exponential
 
@@ -461,7 +461,7 @@ def train(config: TrainConfig, command: Optional[str] = None,
 
     train_ds, valid_ds, data_info = _datasets(config)
     weights = config.loss_weights or {t: 1.0 for t in train_ds.target_names if t not in LABELS}
-    missing = sorted(set(weights) - set(train_ds.target_names))
+    missing = sorted({DERIVED.get(t, t) for t in weights} - set(train_ds.target_names))
     if missing:
         raise TrainError(f"loss_weights name targets {missing} that the data lacks "
                          f"(data has {train_ds.target_names})")
@@ -472,9 +472,15 @@ def train(config: TrainConfig, command: Optional[str] = None,
     model.to(device=device, dtype=dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = exponential(optimizer, config.lr_gamma)
-    samplers = {"train": BlockBatchSampler(train_ds.block_counts(), config.max_blocks, shuffle=True,
-                                           seed=config.seed),
-                "valid": BlockBatchSampler(valid_ds.block_counts(), config.max_blocks, shuffle=False)}
+    if loss_fn.needs_groups:  # a within-series loss: batches of one series each
+        samplers = {split: SeriesBatchSampler([series_of(ds[i].graph.names[0]) for i in range(len(ds))],
+                                              ds.block_counts(), config.max_blocks,
+                                              shuffle=split == "train", seed=config.seed)
+                    for split, ds in (("train", train_ds), ("valid", valid_ds))}
+    else:
+        samplers = {"train": BlockBatchSampler(train_ds.block_counts(), config.max_blocks, shuffle=True,
+                                               seed=config.seed),
+                    "valid": BlockBatchSampler(valid_ds.block_counts(), config.max_blocks, shuffle=False)}
     datasets = {"train": train_ds, "valid": valid_ds}
     need_forces = "forces" in loss_fn.weights
 
@@ -488,7 +494,12 @@ def train(config: TrainConfig, command: Optional[str] = None,
         graph, targets = batch
         targets = {k: v.to(device=device, dtype=dtype) for k, v in targets.items()}
         num_atoms = torch.bincount(graph.atom_batch_ids, minlength=graph.num_graphs).to(device)
-        errs = loss_fn.errors(_forward(model, graph, device, dtype, need_forces), targets, num_atoms)
+        groups = None
+        if loss_fn.needs_groups:
+            keys = [series_of(name) for name in graph.names]
+            groups = torch.tensor([keys.index(k) for k in keys])
+        errs = loss_fn.errors(_forward(model, graph, device, dtype, need_forces), targets, num_atoms,
+                              groups)
         return (loss_fn.reduce(errs)[0] if training else None), errs, graph.num_graphs
 
     def fresh_start() -> None:

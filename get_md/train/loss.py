@@ -23,6 +23,28 @@ from get_md.errors import LossError
 from get_md.train.data import LABELS, TARGETS
 
 KINDS = ("mse", "mae")
+#: Loss terms derived from a data target: ``score_series`` is the score error minus its
+#: mean over the structures of the same series in the batch (see :func:`series_centred`).
+DERIVED = {"score_series": "score"}
+
+
+def series_centred(err: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Errors minus their mean within each group, for the groups of two or more [n'].
+
+    Zero when the predictions of a group are its references shifted by one constant: a
+    loss on these ranks (and spaces) the members of a congeneric series without asking
+    the model for each series' offset. Singleton groups carry no such information and
+    are left out.
+
+    Example:
+        >>> import torch
+        >>> series_centred(torch.tensor([1.0, 3.0, 5.0]), torch.tensor([0, 0, 1]))
+        tensor([-1.,  1.])
+    """
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    sums = torch.zeros(counts.shape[0], dtype=err.dtype, device=err.device).index_add_(0, inverse, err)
+    keep = counts[inverse] > 1
+    return (err - sums[inverse] / counts[inverse].to(err.dtype))[keep]
 
 
 class WeightedLoss:
@@ -39,9 +61,10 @@ class WeightedLoss:
 
     def __init__(self, weights: Mapping[str, float], kind: Union[str, Mapping[str, str]] = "mse",
                  energy_per_atom: bool = True, neutral_energy_only: bool = False) -> None:
-        unknown = sorted(set(weights) - (set(TARGETS) - set(LABELS)))
+        unknown = sorted(set(weights) - (set(TARGETS) - set(LABELS)) - set(DERIVED))
         if unknown:
-            raise LossError(f"unknown loss targets {unknown}; expected some of {sorted(TARGETS)}")
+            raise LossError(f"unknown loss targets {unknown}; expected some of "
+                            f"{sorted((set(TARGETS) - set(LABELS)) | set(DERIVED))}")
         self.weights = {k: float(v) for k, v in weights.items()}
         kinds = {k: kind for k in self.weights} if isinstance(kind, str) else dict(kind)
         for k in self.weights:
@@ -57,11 +80,20 @@ class WeightedLoss:
     def targets(self) -> list[str]:
         return sorted(self.weights)
 
+    @property
+    def needs_groups(self) -> bool:
+        """Whether :meth:`errors` needs each structure's group (a ``score_series`` term)."""
+        return any(name in DERIVED for name in self.weights)
+
     def errors(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
-               num_atoms: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """Prediction minus reference for each weighted target (energy per atom if set)."""
+               num_atoms: Optional[torch.Tensor] = None,
+               groups: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """Prediction minus reference for each weighted target (energy per atom if set);
+        ``groups`` [G]: each structure's series, for ``score_series``."""
         errs = {}
         for name in self.targets:
+            if name in DERIVED:
+                continue
             if name not in targets:
                 raise LossError(f"loss needs target {name!r} but the data has {sorted(targets)}")
             if name not in outputs:
@@ -80,6 +112,15 @@ class WeightedLoss:
             if name == "energy" and self.neutral_energy_only and "charge" in targets:
                 err = err[targets["charge"].reshape(-1) == 0]
             errs[name] = err
+        for name, base in DERIVED.items():
+            if name not in self.weights:
+                continue
+            if groups is None:
+                raise LossError(f"loss term {name!r} needs the series of each structure")
+            if base not in targets or base not in outputs:
+                raise LossError(f"loss term {name!r} needs target and output {base!r}")
+            err = outputs[base] - targets[base].to(outputs[base].dtype)
+            errs[name] = series_centred(err.reshape(-1), groups.to(err.device))
         return errs
 
     def reduce(self, errs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -98,15 +139,17 @@ class WeightedLoss:
         return total, terms
 
     def __call__(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
-                 num_atoms: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 num_atoms: Optional[torch.Tensor] = None,
+                 groups: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of one batch: ``(total, {target: term})``.
 
         Args:
             outputs: model outputs.
             targets: batched targets (see ``collate``).
             num_atoms: [G] atom count per structure (for ``energy_per_atom``).
+            groups: [G] series of each structure (for ``score_series``).
         """
-        return self.reduce(self.errors(outputs, targets, num_atoms))
+        return self.reduce(self.errors(outputs, targets, num_atoms, groups))
 
     def epoch_loss(self, metrics: MetricAccumulator) -> float:
         """The loss over a whole epoch from accumulated errors (independent of batching)."""
