@@ -231,6 +231,15 @@ def test_series_centred_loss_ignores_each_series_offset():
         loss_fn.errors(shifted, ref)
 
 
+def test_series_loss_refuses_structures_without_a_series_name(tmp_path):
+    samples = [Sample(MolecularGraph.from_atoms(torch.rand(3, 3) * 3, torch.tensor([6, 8, 1]), name=f"mol{i}"),
+                      {"score": torch.tensor([float(i)])}) for i in range(6)]
+    cfg = pair_config(MolecularDataset(samples, name="unnamed"), tmp_path / "run",
+                      loss_weights={"score": 1.0, "score_series": 1.0})
+    with pytest.raises(TrainError, match="sample 0 has no 'TARGET\\|series\\|ligand' name"):
+        train(cfg)
+
+
 def test_series_batches_hold_one_series_each_and_cover_every_sample_once():
     from get_md.train.batching import SeriesBatchSampler, series_of
 

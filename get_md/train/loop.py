@@ -415,6 +415,18 @@ def _datasets(config: TrainConfig) -> tuple[MolecularDataset, MolecularDataset, 
     return train_ds, valid, info
 
 
+def _series_labels(ds: MolecularDataset) -> list[str]:
+    """Each sample's series (name up to the last ``|``) for a ``score_series`` loss."""
+    labels = []
+    for i in range(len(ds)):
+        names = ds[i].graph.names
+        if not names or "|" not in names[0]:
+            raise TrainError(f"{ds.name or 'dataset'}: sample {i} has no 'TARGET|series|ligand' name; "
+                             "a score_series loss needs each structure's series")
+        labels.append(series_of(names[0]))
+    return labels
+
+
 def _columns(targets: list[str]) -> list[str]:
     cols = ["epoch", "lr", "train_loss"]
     cols += [f"train_{t}_{m}" for t in targets for m in ("mae", "rmse")]
@@ -473,8 +485,7 @@ def train(config: TrainConfig, command: Optional[str] = None,
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = exponential(optimizer, config.lr_gamma)
     if loss_fn.needs_groups:  # a within-series loss: batches of one series each
-        samplers = {split: SeriesBatchSampler([series_of(ds[i].graph.names[0]) for i in range(len(ds))],
-                                              ds.block_counts(), config.max_blocks,
+        samplers = {split: SeriesBatchSampler(_series_labels(ds), ds.block_counts(), config.max_blocks,
                                               shuffle=split == "train", seed=config.seed)
                     for split, ds in (("train", train_ds), ("valid", valid_ds))}
     else:
