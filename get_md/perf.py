@@ -109,10 +109,18 @@ def _gomp_parallel():
     which exports it too), typed for a ``void (*)(void *)`` callback; None where not found."""
     if not sys.platform.startswith("linux"):
         return None
+    import os
+
+    import torch
+
+    torch_dir = os.path.dirname(torch.__file__)
     try:
         with open("/proc/self/maps") as maps:
+            # the runtime in torch's own folder first (another library may have loaded a
+            # second OpenMP runtime, whose threads are not torch's)
             paths = sorted({line.split()[-1] for line in maps
-                            if any(name in line for name in ("libgomp", "libomp", "libiomp"))})
+                            if any(name in line for name in ("libgomp", "libomp", "libiomp"))},
+                           key=lambda path: (not path.startswith(torch_dir), path))
         parallel = ctypes.CDLL(paths[0]).GOMP_parallel if paths else None
     except (OSError, AttributeError):
         return None
