@@ -151,15 +151,15 @@ def _openmp_team_call(fn) -> int:
     return len(ran)
 
 
-def _set_flush_denormal(enable: bool) -> int:
-    """FTZ/DAZ on or off on the calling thread and its OpenMP team; threads set."""
+def _set_flush_denormal(enable: bool) -> None:
+    """FTZ/DAZ on or off on the calling thread and its OpenMP team."""
     import torch
 
     def on_thread() -> None:
         torch.set_flush_denormal(enable)
 
     on_thread()
-    return max(1, _openmp_team_call(on_thread))
+    _openmp_team_call(on_thread)
 
 
 @contextlib.contextmanager
@@ -173,8 +173,9 @@ def flush_denormals():
     zeroes those in saved files). Each subnormal operand sends an x86 multiply down a
     microcode path about 100 times slower, and a matrix product waits for its slowest
     thread. Measured on get-affinity rescoring (32 poses, 10 A pocket, 2 threads):
-    19.6-22.0 poses/s instead of 12.4-13.1 (``benchmarks/results/bench_rescore_affinity_flush.json``). Values of that size change no output a model reports
-    (they are 1e-30 of the activations around them).
+    19.6-22.0 poses/s instead of 12.4-13.1
+    (``benchmarks/results/bench_rescore_affinity_flush.json``). Values of that size
+    change no output a model reports (they are 1e-30 of the activations around them).
 
     ``torch.set_flush_denormal`` sets only the thread that calls it, and torch's
     OpenMP workers keep the mode they had when they started; this manager therefore

@@ -61,20 +61,19 @@ class BlockBatchSampler(torch.utils.data.Sampler):
         """Select the shuffle of ``epoch`` (call before iterating)."""
         self.epoch = int(epoch)
 
-    def batches(self) -> list[list[int]]:
-        """The batches of the current epoch."""
-        n = len(self.block_counts)
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=gen).tolist()
-        else:
-            order = list(range(n))
+    def _generator(self) -> torch.Generator:
+        """The shuffling generator of the current epoch."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def _fill(self, order: Sequence[int], min_size: int = 1) -> list[list[int]]:
+        """``order`` cut greedily into batches of at most ``max_blocks`` blocks, each
+        closed only once it holds ``min_size`` samples (the last one may hold fewer)."""
         out: list[list[int]] = []
         current: list[int] = []
         used = 0
         for i in order:
             c = self.block_counts[i]
-            if current and used + c > self.max_blocks:
+            if len(current) >= min_size and used + c > self.max_blocks:
                 out.append(current)
                 current, used = [], 0
             current.append(i)
@@ -82,6 +81,12 @@ class BlockBatchSampler(torch.utils.data.Sampler):
         if current:
             out.append(current)
         return out
+
+    def batches(self) -> list[list[int]]:
+        """The batches of the current epoch."""
+        n = len(self.block_counts)
+        order = torch.randperm(n, generator=self._generator()).tolist() if self.shuffle else list(range(n))
+        return self._fill(order)
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
@@ -121,25 +126,14 @@ class SeriesBatchSampler(BlockBatchSampler):
             self.members.setdefault(g, []).append(i)
 
     def batches(self) -> list[list[int]]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        gen = self._generator()
         out: list[list[int]] = []
         for members in self.members.values():
             if self.shuffle:
                 members = [members[i] for i in torch.randperm(len(members), generator=gen).tolist()]
-            cut: list[list[int]] = []
-            current: list[int] = []
-            used = 0
-            for i in members:
-                c = self.block_counts[i]
-                if len(current) > 1 and used + c > self.max_blocks:
-                    cut.append(current)
-                    current, used = [], 0
-                current.append(i)
-                used += c
-            if len(current) == 1 and cut:
-                cut[-1].extend(current)
-            elif current:
-                cut.append(current)
+            cut = self._fill(members, min_size=2)
+            if len(cut) > 1 and len(cut[-1]) == 1:
+                cut[-2].extend(cut.pop())
             out.extend(cut)
         if self.shuffle:
             out = [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
