@@ -7,6 +7,7 @@ test trains two one-epoch members on a handful of real complexes.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,33 @@ def test_heavy_atom_model_scores_with_and_without_hydrogens_alike(complexes):
     # a model that sees hydrogens scores the two differently: the test can fail
     plain = _model()
     assert abs(float(plain(*cplx.inputs())["score"]) - float(plain(*heavy.inputs())["score"])) > 1e-6
+
+
+def test_contact_weights_match_all_pairs_per_structure(complexes):
+    """The cell-list contact weights equal a brute-force switch of each receptor block's
+    closest ligand atom in its own structure, in a batch of poses (and a structure
+    without a ligand: all receptor weights 0)."""
+    from get_md.models.get_graph import contact_weights
+
+    rec, ligs = complexes
+    pocket = select_pocket(rec, ligs[0], 10.0)
+    batch = batch_graphs([make_complex(pocket, lig) for lig in ligs[:4]] + [pocket]).to(dtype=torch.float64)
+    got = contact_weights(batch.positions, batch.block_ids, batch.segment_ids, batch.batch_ids, 4.0)
+    atom_batch, atom_seg = batch.atom_batch_ids, batch.atom_segment_ids
+    for b in range(batch.num_blocks):
+        if int(batch.segment_ids[b]) != 0:
+            assert float(got[b]) == 1.0
+            continue
+        mine = batch.positions[batch.block_ids == b]
+        g = int(batch.batch_ids[b])
+        lig = batch.positions[(atom_batch == g) & (atom_seg != 0)]
+        if lig.shape[0] == 0:
+            assert float(got[b]) == 0.0
+            continue
+        d = float(torch.cdist(mine, lig).min())
+        x = min(max((d - 4.0) / 2.0, 0.0), 1.0)
+        assert float(got[b]) == pytest.approx(0.5 * (1.0 + math.cos(math.pi * x)), abs=1e-9)
+    assert 0 < int((got[batch.segment_ids == 0] == 0).sum()) < int((batch.segment_ids == 0).sum())
 
 
 def test_contact_radius_zeroes_far_residues_and_keeps_the_ligand(complexes):

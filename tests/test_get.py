@@ -199,6 +199,7 @@ def test_chunked_inference_equals_unchunked(pocket_complex, mode, task):
         ref = run(*args)
         for layer in model.encoder.layers:
             layer.chunk_rows = layer.stream_rows = 37  # many chunks, a ragged last one
+            layer.pair_chunk_numbers = 53 * layer.d_radial  # pair MLPs in 53-row chunks
         got = run(*args)
         scripted = torch.jit.script(model)
         got_script = (scripted.forward_with_vectors if task == "vectors" else scripted)(*args)

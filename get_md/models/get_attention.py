@@ -30,10 +30,13 @@ from get_md.nn.scatter import (
     sink_softmax_single,
 )
 
-__all__ = ["CHUNK_ROWS", "STREAM_ROWS", "GETLayer"]
+__all__ = ["CHUNK_ROWS", "PAIR_CHUNK_NUMBERS", "STREAM_ROWS", "GETLayer"]
 
 #: Default rows per chunk of GETLayer's pair/group MLPs in inference (see ``GETLayer._rows``).
 CHUNK_ROWS = 2048
+#: Numbers per chunk of the per-head pair MLPs (rows of ``d_radial`` numbers) in inference:
+#: narrow rows make 2048-row chunks so small that the per-call cost dominates (see ``_rows``).
+PAIR_CHUNK_NUMBERS = 2 ** 19
 #: Default pairs per chunk of GETLayer's streamed one-pair-per-edge inference
 #: (``GETLayer._singleton_inference``; 8192 was fastest with 1 and 2 threads on the
 #: prolif pose batches, 4096 / 16384 within 7 %).
@@ -101,6 +104,9 @@ class GETLayer(nn.Module):
         #: rows per chunk of the pair- and group-level MLPs without autograd, on the CPU
         #: (0: no chunking)
         self.chunk_rows = CHUNK_ROWS
+        #: numbers per chunk of the per-head pair MLPs (kinds 0-2 of :meth:`_mlp`): at
+        #: least ``chunk_rows`` rows of ``d_radial`` numbers each
+        self.pair_chunk_numbers = PAIR_CHUNK_NUMBERS
         #: pairs per chunk of :meth:`_singleton_inference` (CPU; 0: not used)
         self.stream_rows = STREAM_ROWS
 
@@ -132,10 +138,19 @@ class GETLayer(nn.Module):
         whole MLP in cache (measured 2x faster for a 147k-row 32-64-64 MLP on one
         thread). Row-wise, so the result is the same. Under autograd chunking does not
         pay (the backward pass re-reads every saved activation anyway).
+
+        The per-head pair MLPs (kinds 0-2) have rows of only ``d_radial`` numbers (16 in
+        the affinity members): their chunks hold ``pair_chunk_numbers`` numbers instead,
+        as many rows as that allows but at least ``chunk_rows``; in 2048-row chunks their
+        thousands of tiny GEMM and SiLU calls cost more than the cache saves (get-affinity
+        on 32 prolif poses, 2 threads: 16.6-17.1 poses/s in 2048-row chunks, 19.2-19.6 in
+        8192, 20.3 in 32768, 18.6-18.7 unchunked).
         """
         n = x.shape[0]
         c = self.chunk_rows
-        if not self._chunked(x):
+        if kind <= 2:
+            c = max(c, self.pair_chunk_numbers // self.d_radial)
+        if not self._chunked(x) or n <= c:
             return self._mlp(kind, x)
         return torch.cat([self._mlp(kind, x[i:i + c]) for i in range(0, n, c)])
 

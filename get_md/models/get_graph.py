@@ -109,9 +109,11 @@ def contact_weights(
     atom_batch, rec, lig = receptor_and_ligand_atoms(block_ids, segment_ids, batch_ids)
     closest = torch.full((rec.shape[0],), 1e9, dtype=pos.dtype, device=pos.device)
     if lig.shape[0] > 0 and rec.shape[0] > 0:
-        d = torch.cdist(pos[rec], pos[lig])
-        other = atom_batch[rec].unsqueeze(1) != atom_batch[lig].unsqueeze(0)
-        closest = d.masked_fill(other, 1e9).min(dim=1).values
+        # only pairs inside the switch's range matter (weight 0 beyond): a cell-list query,
+        # linear in the atoms, where all receptor-ligand distances of a batch grow with its square
+        li, ri = query_pairs(pos[lig], atom_batch[lig], pos[rec], atom_batch[rec], contact_radius + 2.0)
+        d = torch.linalg.vector_norm(pos[rec[ri]] - pos[lig[li]], dim=-1)
+        closest = closest.scatter_reduce(0, ri, d, reduce="amin", include_self=True)
     block_d = torch.full((n_blocks,), 1e9, dtype=pos.dtype, device=pos.device)
     block_d = block_d.scatter_reduce(0, block_ids[rec], closest, reduce="amin", include_self=True)
     x = ((block_d - contact_radius) / 2.0).clamp(0.0, 1.0)
