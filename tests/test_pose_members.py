@@ -172,3 +172,34 @@ def test_recipe_trains_a_pose_member_and_attaches_it_to_an_affinity_file(tmp_pat
     with pytest.raises(WorkflowError, match="pose members"):
         rescore_poses(REC, POSES, aff_path, progress=False, parallel=1, sort="pose")
     assert not math.isnan(float(after["pose_score"].iloc[0]))
+
+
+def test_pose_names_group_by_ligand_and_train_cli_keeps_the_init_architecture(tmp_path):
+    """``--ligand-weight`` groups a ligand's poses (``series_of`` of a pose name is its ligand),
+    and ``--init`` from a run's best.pt trains that run's architecture, so attach can add it."""
+    from get_md.train import pose as recipe
+    from get_md.train.batching import series_of
+
+    _decoys(tmp_path / "decoys", "set/faah")
+    data = tmp_path / "data"
+    data.mkdir()
+    ds, entries, _ = build_pose_dataset([Series("FAAH", "set/faah", str(REC), "unused.sdf")],
+                                        str(tmp_path / "decoys"), 5.0)
+    assert {series_of(e.name) for e in entries} == {"FAAH|set/faah|000_lig"}
+    for split in ("train", "valid"):
+        ds.save(data / f"{split}.pt")
+    torch.manual_seed(0)
+    arch = dict(TINY, k_neighbors=4, sparse_k=2)
+    init = tmp_path / "init.pt"
+    torch.save({"model": build_model("get", **arch).state_dict(), "model_config": arch}, init)
+    assert recipe.init_architecture(str(init)) == arch
+    torch.save({"model": build_model("get", **arch).state_dict()}, tmp_path / "bare.pt")
+    assert recipe.init_architecture(str(tmp_path / "bare.pt")) is None
+
+    torch.set_num_threads(1)
+    assert recipe.main(["train", "--data", str(data), "--out", str(tmp_path / "runs"), "--seeds", "0",
+                        "--epochs", "1", "--init", str(init), "--ligand-weight", "2"]) == 0
+    cfg = json.loads((tmp_path / "runs" / "member0" / "config.json").read_text())
+    assert cfg["model"] == arch and cfg["loss_weights"] == {"score": 1.0, "score_series": 2.0}
+    header = (tmp_path / "runs" / "member0" / "log.csv").read_text().splitlines()[0]
+    assert "train_score_series_rmse" in header

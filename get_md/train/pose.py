@@ -9,7 +9,9 @@ that ``pose_score`` ranks the poses of one ligand. Four resumable steps::
     python benchmarks/pose_decoys.py --schrodinger DIR --out data/pose_decoys --shard 1/2
     # 1. labelled complexes, split by target like the affinity data
     python -m get_md.train.pose data --schrodinger DIR --decoys data/pose_decoys --out data/poses
-    # 2. members (one process each: --seeds 0, --seeds 1, ...)
+    # 2. members (one process each: --seeds 0, --seeds 1, ...); --init RUN/best.pt starts
+    #    from an affinity member with its architecture, --ligand-weight W adds a loss
+    #    that ranks the poses of one ligand (see docs/affinity.md for what each gave)
     python -m get_md.train.pose train --data data/poses --out runs/poses --seeds 0
     # 3. the affinity model file with the pose members added
     python -m get_md.train.pose attach --runs runs/poses --data data/poses \\
@@ -101,6 +103,15 @@ def member_config(data: str, out: str, seed: int, **overrides: Any) -> TrainConf
     return affinity_member_config(data, out, seed, **dict(POSE_TRAIN, **overrides))
 
 
+def init_architecture(path: str) -> Optional[dict]:
+    """The model configuration recorded with the weights at ``path`` (a run's ``best.pt`` or
+    ``checkpoint.pt``: ``model_config``), or None for a bare ``{"model": state_dict}``: pose
+    members started from an affinity member keep its architecture, as :func:`attach` needs."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    config = saved.get("model_config") if isinstance(saved, dict) else None
+    return dict(config) if config else None
+
+
 def train_members(data: str, out: str, seeds: Sequence[int], **overrides: Any) -> list[Path]:
     """Train (or resume) pose members ``seeds``; each writes its ``config.json`` first."""
     return train_configs([member_config(data, out, seed, **overrides) for seed in seeds])
@@ -175,6 +186,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--epochs", type=int, default=POSE_TRAIN["max_epochs"])
     t.add_argument("--lr", type=float, default=POSE_TRAIN["lr"])
     t.add_argument("--init", help="start from these weights ({'model': state_dict}, e.g. an affinity member's)")
+    t.add_argument("--ligand-weight", type=float, default=0.0,
+                   help="weight of a within-ligand loss: each pose's label error minus the mean over the "
+                        "poses of its ligand in the batch (score_series; batches of one ligand's poses "
+                        "each), so that members learn to rank one ligand's poses; 0: pointwise MSE only")
     a = sub.add_parser("attach", help="add the pose members to an affinity model file")
     a.add_argument("--runs", required=True)
     a.add_argument("--data", required=True)
@@ -185,8 +200,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_splits(args.schrodinger, args.decoys, args.out, args.pocket_radius)
         print(json.dumps({k: summary[k] for k in ("n", "ligands", "targets")}, indent=1))
     elif args.step == "train":
+        extra: dict[str, Any] = {}
+        if args.ligand_weight:
+            extra["loss_weights"] = {"score": 1.0, "score_series": args.ligand_weight}
+        if args.init:  # the architecture of the weights started from (attach needs the affinity members')
+            extra["model"] = init_architecture(args.init)
         train_members(args.data, args.out, args.seeds, max_epochs=args.epochs, lr=args.lr,
-                      init_from=args.init)
+                      init_from=args.init, **extra)
     else:
         res = attach(args.runs, args.data, args.model, args.out)
         print(json.dumps(res, indent=1))
