@@ -25,7 +25,7 @@ from get_md.datasets.pose_quality import (
     series_slug,
     top1_success,
 )
-from get_md.errors import DatasetError, WorkflowError
+from get_md.errors import DatasetError, TrainError, WorkflowError
 from get_md.graph import batch_graphs
 from get_md.models import build_model
 from get_md.models.ensemble import ScoreEnsemble
@@ -195,6 +195,9 @@ def test_pose_names_group_by_ligand_and_train_cli_keeps_the_init_architecture(tm
     assert recipe.init_architecture(str(init)) == arch
     torch.save({"model": build_model("get", **arch).state_dict()}, tmp_path / "bare.pt")
     assert recipe.init_architecture(str(tmp_path / "bare.pt")) is None
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainError, match="corrupt.pt: cannot read initial weights"):
+        recipe.init_architecture(str(tmp_path / "corrupt.pt"))
 
     torch.set_num_threads(1)
     assert recipe.main(["train", "--data", str(data), "--out", str(tmp_path / "runs"), "--seeds", "0",

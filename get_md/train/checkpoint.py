@@ -28,7 +28,7 @@ from get_md.errors import TrainError
 
 __all__ = [
     "BEST_NAME", "CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CHECKPOINT_VERSION", "CURVES_NAME",
-    "LOG_NAME", "MODEL_NAME", "append_row", "atomic_torch_save", "format_value", "init_weights",
+    "LOG_NAME", "MODEL_NAME", "append_row", "atomic_torch_save", "format_value", "init_weights", "read_init",
     "load_checkpoint", "read_log", "rng_state", "seed_everything", "set_rng_state", "write_log",
 ]
 
@@ -102,15 +102,21 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def init_weights(path: str) -> dict:
-    """Model weights of a ``best.pt`` / ``checkpoint.pt`` file (fine-tuning start)."""
+def read_init(path: str) -> dict:
+    """A ``best.pt`` / ``checkpoint.pt`` file (fine-tuning start): its ``model`` weights and,
+    where recorded, ``model_config``; a clear error for anything else."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
         raise TrainError(f"{path}: cannot read initial weights ({e})") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise TrainError(f"{path}: not a get_md checkpoint (no 'model' weights)")
-    return ckpt["model"]
+    return ckpt
+
+
+def init_weights(path: str) -> dict:
+    """Model weights of a ``best.pt`` / ``checkpoint.pt`` file (fine-tuning start)."""
+    return read_init(path)["model"]
 
 
 # ----------------------------------------------------------------------------- log.csv

@@ -106,9 +106,11 @@ def member_config(data: str, out: str, seed: int, **overrides: Any) -> TrainConf
 def init_architecture(path: str) -> Optional[dict]:
     """The model configuration recorded with the weights at ``path`` (a run's ``best.pt`` or
     ``checkpoint.pt``: ``model_config``), or None for a bare ``{"model": state_dict}``: pose
-    members started from an affinity member keep its architecture, as :func:`attach` needs."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    config = saved.get("model_config") if isinstance(saved, dict) else None
+    members started from an affinity member keep its architecture, as :func:`attach` needs.
+    Raises ``TrainError`` naming ``path`` for a file that is not such a checkpoint."""
+    from get_md.train.checkpoint import read_init
+
+    config = read_init(path).get("model_config")
     return dict(config) if config else None
 
 
