@@ -244,6 +244,9 @@ def build_metadata(model: torch.nn.Module, metadata: Optional[Mapping[str, Any]]
         "get_md_version": get_md.__version__,
         "torch_version": torch.__version__,
     }
+    builder = getattr(model, "builder", None)  # e.g. ensembles: not get_md.models.build_model
+    if isinstance(builder, str) and builder:
+        meta["builder"] = builder
     meta.update(_jsonable(user))
     return meta
 
@@ -511,28 +514,22 @@ def carried_metadata(meta: Mapping[str, Any]) -> dict:
     return {k: v for k, v in meta.items() if k not in _COMPUTED and k not in ("family", "task", "cutoff")}
 
 
-def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[dict] = None) -> dict:
-    """Re-script a model file with the installed get_md's code: same weights, same metadata.
+def rebuild(path: PathLike, config: Optional[dict] = None) -> tuple[torch.nn.Module, dict]:
+    """The model of a file as an eager ``nn.Module`` of the installed get_md, and its metadata.
 
-    A TorchScript file carries the code it was scripted from, so a model file keeps
-    running the code of the get_md that wrote it. This rebuilds the model from the
-    file's ``config`` (and ``builder``, if any), loads the file's weights, and writes
-    it again (to ``out``, or in place); ``weights_sha256`` is unchanged and checked.
-    The previous ``get_md_version`` and ``created`` are kept under ``rescripted_from``.
-
-    ``config``: settings to change that hold no weights (e.g. a score model's
-    ``receptor_radius``); recorded under ``rescripted_from.config_changes``.
+    Built from the file's ``config`` (updated with ``config``: settings that hold no
+    weights) by its ``builder`` (or :func:`get_md.models.build_model`), then given the
+    file's weights. For what needs the Python model rather than the compiled file:
+    :func:`rescript`, refitting a score head (:mod:`get_md.train.readout`).
 
     Example:
-        >>> meta = rescript("potential.pt", "potential-new.pt")  # doctest: +SKIP
-        >>> meta = rescript("get-affinity.pt", config={"receptor_radius": 6.0})  # doctest: +SKIP
+        >>> model, meta = rebuild("get-affinity.pt")  # doctest: +SKIP
     """
     import importlib
 
     path = Path(path)
     module, meta = load(path)
     config = {**(meta.get("config") or {}), **(config or {})}
-    changes = {k: v for k, v in config.items() if (meta.get("config") or {}).get(k, None) != v}
     builder = str(meta.get("builder") or "").split(" ")[0]
     if builder and ":" in builder:
         mod_name, _, attr = builder.partition(":")
@@ -545,7 +542,30 @@ def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[di
         model.load_state_dict(module.state_dict())
     except RuntimeError as e:
         raise ModelFileError(f"{path}: weights do not fit a {meta['family']} model built from the file's "
-                         f"config with this get_md ({str(e).splitlines()[0]})") from e
+                             f"config with this get_md ({str(e).splitlines()[0]})") from e
+    return model.eval(), meta
+
+
+def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[dict] = None) -> dict:
+    """Re-script a model file with the installed get_md's code: same weights, same metadata.
+
+    A TorchScript file carries the code it was scripted from, so a model file keeps
+    running the code of the get_md that wrote it. This rebuilds the model from the
+    file's ``config`` (and ``builder``, if any; :func:`rebuild`), loads the file's
+    weights, and writes it again (to ``out``, or in place); ``weights_sha256`` is
+    unchanged and checked. The previous ``get_md_version`` and ``created`` are kept
+    under ``rescripted_from``.
+
+    ``config``: settings to change that hold no weights (e.g. a score model's
+    ``receptor_radius``); recorded under ``rescripted_from.config_changes``.
+
+    Example:
+        >>> meta = rescript("potential.pt", "potential-new.pt")  # doctest: +SKIP
+        >>> meta = rescript("get-affinity.pt", config={"receptor_radius": 6.0})  # doctest: +SKIP
+    """
+    path = Path(path)
+    model, meta = rebuild(path, config)
+    changes = {k: v for k, v in (config or {}).items() if (meta.get("config") or {}).get(k, None) != v}
     keep = carried_metadata(meta)
     keep["rescripted_from"] = {"get_md_version": meta.get("get_md_version"), "created": meta.get("created")}
     if changes:

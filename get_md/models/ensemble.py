@@ -43,8 +43,10 @@ class ScoreEnsemble(nn.Module):
         elements: supported atomic numbers (metadata only; None = the members').
     """
 
-    __jit_ignored_attributes__ = ["config"]
+    __jit_ignored_attributes__ = ["config", "builder"]
     __constants__ = ["shared_pairs"]
+    #: what rebuilds it from a file's ``config`` (written to the metadata by ``export.save``)
+    builder = "get_md.models.ensemble:build_ensemble"
 
     def __init__(self, members: Sequence[nn.Module], elements: Optional[List[int]] = None,
                  pose_members: Sequence[nn.Module] = ()):

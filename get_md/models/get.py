@@ -552,6 +552,36 @@ class GET(nn.Module):
         out_dict["energy"] = scatter_sum(energies, atom_batch, n_graphs)
         return out_dict
 
+    def _score_terms(
+        self,
+        H: torch.Tensor,
+        pos: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        block_ids: torch.Tensor,
+        segment_ids: torch.Tensor,
+        batch_ids: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the score head reads, per block: the unit-length sum of the block's atom
+        features [B, d_hidden], its reference [B] and its weight [B]; a block scores
+        ``(head(features) + reference) * weight``.
+
+        The reference is the per-element term of the ligand's atoms (segments other than
+        0): a size and composition baseline (zero unless fitted before training, see
+        ``get_md.train.loop.fit_score_reference``) that the network corrects. The weight is
+        the contact switch (:func:`contact_weights`; 1 without ``contact_radius``).
+        (:mod:`get_md.train.readout` refits the head on these terms.)
+        """
+        n_blocks = batch_ids.shape[0]
+        block_h = torch.nn.functional.normalize(scatter_sum(H, block_ids, n_blocks), dim=-1)
+        lig_atom = (segment_ids[block_ids] != 0).to(H.dtype)
+        ref = self.atom_ref(atomic_numbers).squeeze(-1).to(H.dtype) * lig_atom
+        block_ref = scatter_sum(ref, block_ids, n_blocks)
+        if self.contact_radius > 0:
+            weight = contact_weights(pos, block_ids, segment_ids, batch_ids, self.contact_radius)
+        else:
+            weight = torch.ones(n_blocks, dtype=H.dtype, device=H.device)
+        return block_h, block_ref, weight
+
     def _run(
         self,
         positions: torch.Tensor,
@@ -619,17 +649,9 @@ class GET(nn.Module):
             )
             torch.set_grad_enabled(grad_was_enabled)
         elif self.task == "score":
-            block_h = scatter_sum(H, block_ids, batch_ids.shape[0])
-            block_h = torch.nn.functional.normalize(block_h, dim=-1)
-            block_scores = self.head(block_h).squeeze(-1)
-            # per-element reference of the ligand's atoms (segments other than 0): a size and
-            # composition baseline (zero unless fitted before training, see
-            # ``get_md.train.loop.fit_score_reference``) that the network corrects
-            lig_atom = (segment_ids[block_ids] != 0).to(block_scores.dtype)
-            ref = self.atom_ref(atomic_numbers).squeeze(-1).to(block_scores.dtype) * lig_atom
-            block_scores = block_scores + scatter_sum(ref, block_ids, batch_ids.shape[0])
-            if self.contact_radius > 0:
-                block_scores = block_scores * contact_weights(pos, block_ids, segment_ids, batch_ids, self.contact_radius)
+            block_h, block_ref, block_weight = self._score_terms(H, pos, atomic_numbers, block_ids, segment_ids,
+                                                                 batch_ids)
+            block_scores = (self.head(block_h).squeeze(-1) + block_ref) * block_weight
             out["block_scores"] = block_scores
             out["score"] = scatter_sum(block_scores, batch_ids, n_graphs)
         else:

@@ -355,7 +355,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     e.add_argument("--out", required=True)
     e.add_argument("--members", type=int)
     e.add_argument("--register", metavar="NAME", help="add to the zoo as the default score model")
-    args = p.parse_args(argv)
+    r = sub.add_parser("readout", help="refit the heads of a score-model file on frozen features "
+                                       "(get_md.train.readout), choose the step on valid.pt")
+    r.add_argument("--model", required=True, help="score-model file or shipped name (e.g. get-affinity)")
+    r.add_argument("--data", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--steps", type=int, default=3000, help="full-batch Adam steps")
+    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--series-weight", type=float, default=1.0,
+                   help="weight of the within-series error next to the pointwise MSE")
+    r.add_argument("--weight-decay", type=float, default=0.0)
+    r.add_argument("--eval-every", type=int, default=50, help="steps between validation checks")
+    argv_ = list(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(argv_)
     if args.step == "data":
         summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius)
         print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
@@ -364,15 +376,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         extra = {"loss_weights": {"score": 1.0, "score_series": args.series_weight}} if args.series_weight else {}
         train_members(args.data, args.out, args.members, args.seeds, init=args.init, max_epochs=args.epochs,
                       model=model, lr=args.lr, **extra)
+    elif args.step == "readout":
+        from get_md.train.readout import refit
+
+        res = refit(args.model, args.data, args.out, steps=args.steps, lr=args.lr,
+                    series_weight=args.series_weight, weight_decay=args.weight_decay,
+                    eval_every=args.eval_every, command=shlex.join(["python -m get_md.train.affinity", *argv_]))
+        print(json.dumps(dict(brief(res), best_step=res["best_step"],
+                              step0_valid_series_spearman=res["curve"][0]["valid_series_spearman"]), indent=1))
     else:
-        res = ship(args.runs, args.data, args.out, args.register, args.members)
-        brief = {"path": res["path"]}
-        for split, m in (("validation", res["validation"]), ("held_out", res["metrics"])):
-            brief[split] = {f"{who}_mean_spearman_{level}": figures[who]["mean_spearman"]
-                            for level, figures in (("per_target", m), ("per_series", m["by_series"]))
-                            for who in ("model", "heavy_atoms")}
-        print(json.dumps(brief, indent=1))
+        print(json.dumps(brief(ship(args.runs, args.data, args.out, args.register, args.members)), indent=1))
     return 0
+
+
+def brief(result: dict) -> dict:
+    """Mean Spearman per target and per series, model and heavy-atom count, on the
+    validation and held-out splits of a :func:`ship` (or readout refit) result."""
+    out = {"path": result["path"]}
+    for split, m in (("validation", result["validation"]), ("held_out", result["metrics"])):
+        out[split] = {f"{who}_mean_spearman_{level}": figures[who]["mean_spearman"]
+                      for level, figures in (("per_target", m), ("per_series", m["by_series"]))
+                      for who in ("model", "heavy_atoms")}
+    return out
 
 
 if __name__ == "__main__":
