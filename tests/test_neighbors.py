@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from get_md.models.get_layers import unit_edges_from_block_edges
+from get_md.models.get_layers import nearest_in_groups, unit_edges_from_block_edges
 from get_md.nn.neighbors import edge_vectors, knn_block_edges, radius_graph
 
 
@@ -119,3 +119,21 @@ def test_unit_edges_keep_sparse_k_nearest():
         expect = set(cand[torch.argsort(d)[:2]].tolist())
         assert set(members.tolist()) == expect
         assert bool((ps[pg == g] == src).all())
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_nearest_in_groups_matches_stable_sort(k):
+    """The k nearest of each group, ties to the lower index: what ranking every
+    candidate by a stable sort (distance, then group) and keeping the first k gives."""
+    g = torch.Generator().manual_seed(k)
+    sizes = torch.randint(1, 7, (300,), generator=g)
+    group = torch.repeat_interleave(torch.arange(300), sizes)
+    dist = torch.randint(0, 6, (group.numel(),), generator=g).float() / 3  # many ties
+    order = torch.argsort(dist, stable=True)
+    order = order[torch.argsort(group[order], stable=True)]
+    first = torch.cumsum(sizes, 0) - sizes
+    rank = torch.arange(order.numel()) - first[group[order]]
+    expect = torch.sort(order[rank < k]).values
+    got = nearest_in_groups(dist, group, 300, k)
+    assert torch.equal(got, expect)
+    assert torch.equal(torch.jit.script(nearest_in_groups)(dist, group, 300, k), expect)

@@ -41,6 +41,7 @@ __all__ = [
     "EquivariantLayerNorm",
     "GETEncoder",
     "GETLayer",
+    "nearest_in_groups",
     "unit_edges_from_block_edges",
 ]
 
@@ -86,15 +87,36 @@ def unit_edges_from_block_edges(
     pair_dst = starts[col][group_edge][pair_group] + _variadic_arange(group_size)
     if sparse_k > 0 and pair_src.numel() > 0:
         dist = torch.linalg.vector_norm(Z[pair_src] - Z[pair_dst], dim=-1).sum(dim=-1)
-        order = torch.argsort(dist, stable=True)
-        order = order[torch.argsort(pair_group[order], stable=True)]
-        g = pair_group[order]
-        first = torch.cumsum(group_size, 0) - group_size
-        rank = torch.arange(g.shape[0], device=device) - first[g]
-        keep = order[rank < sparse_k]
-        keep, _ = torch.sort(keep)
+        keep = nearest_in_groups(dist, pair_group, group_edge.shape[0], sparse_k)
         pair_src, pair_dst, pair_group = pair_src[keep], pair_dst[keep], pair_group[keep]
     return pair_src, pair_dst, pair_group, group_atom, group_edge, row
+
+
+def nearest_in_groups(dist: torch.Tensor, group: torch.Tensor, n_groups: int, k: int) -> torch.Tensor:
+    """Indices (ascending) of the ``k`` smallest ``dist`` of each group (all of a group
+    with fewer); ties go to the lower index, as a stable sort by distance would.
+
+    ``k`` passes of a scatter-min over the candidates instead of sorting them all: for
+    GET's ``sparse_k`` of 2-3 this is several times faster than two stable argsorts of
+    every candidate pair (the score-mode graph's largest cost).
+
+    Example:
+        >>> d = torch.tensor([3.0, 1.0, 2.0, 5.0, 4.0])
+        >>> nearest_in_groups(d, torch.tensor([0, 0, 0, 1, 1]), 2, 2).tolist()
+        [1, 2, 3, 4]
+    """
+    n = dist.shape[0]
+    chosen = torch.zeros(n, dtype=torch.bool, device=dist.device)
+    index = torch.arange(n, device=dist.device)
+    for _ in range(k):
+        d = dist.masked_fill(chosen, float("inf"))
+        best = torch.full((n_groups,), float("inf"), dtype=dist.dtype, device=dist.device)
+        best = best.scatter_reduce(0, group, d, reduce="amin", include_self=True)
+        cand = torch.nonzero((d == best.index_select(0, group)) & ~chosen).squeeze(1)
+        first = torch.full((n_groups,), n, dtype=torch.long, device=dist.device)
+        first = first.scatter_reduce(0, group.index_select(0, cand), cand, reduce="amin", include_self=True)
+        chosen[first[first < n]] = True
+    return index[chosen]
 
 
 class EquivariantFFN(nn.Module):
