@@ -252,6 +252,14 @@ def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path, monkeypatch):
     assert set(held["by_series"]["model"]["per_group"]) == {"MET|MET-series"}
     assert set(res["validation"]["model"]["per_group"]) == {"FAAH"}   # chosen by, kept apart
     assert meta["training"]["metrics"]["validation"]["model"]["n"] == 4
+    assert "train_labels" not in meta["training"]["dataset"]
+    # members trained on a teacher's labels (`affinity relabel`): the file says so
+    report = json.loads((data / "report.json").read_text())
+    report["train_labels"] = {"labels": "teacher", "teacher_weights_sha256": "ab"}
+    (data / "report.json").write_text(json.dumps(report))
+    recipe.ship(str(runs), str(data), str(tmp_path / "distilled.pt"), command="test")
+    labels = export.read_metadata(tmp_path / "distilled.pt")["training"]["dataset"]["train_labels"]
+    assert labels == {"labels": "teacher", "teacher_weights_sha256": "ab"}
 
 
 def test_fit_score_reference_starts_training_at_the_element_count_baseline(tmp_path):

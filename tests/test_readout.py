@@ -133,3 +133,31 @@ def test_readout_cli_writes_a_file_with_the_refit_heads(series_data, tmp_path, m
     graph, _ = collate(list(ds))
     with torch.no_grad():
         assert torch.allclose(module(*graph.inputs())["score"], new(*graph.inputs())["score"], atol=1e-5)
+
+
+def test_relabel_replaces_training_labels_by_the_teachers_scores_only(series_data, tmp_path):
+    """`affinity relabel` (distillation data): train.pt labels become the teacher file's
+    scores; valid.pt and test.pt keep the experimental labels; the report names the teacher."""
+    from get_md.train import affinity as recipe
+    from get_md.train.affinity import predict
+    from get_md.train.data import MolecularDataset
+
+    teacher = _ensemble(3)
+    src = tmp_path / "teacher.pt"
+    export.save(teacher, src, {"description": "tiny", "pocket_radius": 8.0})
+    out = tmp_path / "distill"
+    recipe.main(["relabel", "--teacher", str(src), "--data", str(series_data), "--out", str(out)])
+    before = MolecularDataset.load(series_data / "train.pt")
+    after = MolecularDataset.load(out / "train.pt")
+    y_old = np.array([float(s.targets["score"][0]) for s in before])
+    y_new = np.array([float(s.targets["score"][0]) for s in after])
+    np.testing.assert_allclose(y_new, predict(teacher, before)["score"], atol=1e-5)
+    assert not np.allclose(y_new, y_old)
+    assert [s.graph.num_atoms for s in after] == [s.graph.num_atoms for s in before]
+    for split in ("valid", "test"):
+        a, b = MolecularDataset.load(series_data / f"{split}.pt"), MolecularDataset.load(out / f"{split}.pt")
+        assert [float(s.targets["score"][0]) for s in a] == [float(s.targets["score"][0]) for s in b]
+    labels = json.loads((out / "report.json").read_text())["train_labels"]
+    assert labels["labels"] == "teacher"
+    assert labels["teacher_weights_sha256"] == export.read_metadata(src)["weights_sha256"]
+    assert labels["teacher_train_rmse"] == pytest.approx(float(np.sqrt(np.mean((y_new - y_old) ** 2))), rel=1e-4)

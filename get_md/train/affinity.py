@@ -241,6 +241,50 @@ def _ligand_heavy_atoms(graph) -> int:
     return int(((graph.atomic_numbers != 1) & lig).sum())
 
 
+# ----------------------------------------------------------------------------- distillation
+def relabel(teacher: str, data: str, out: str) -> dict:
+    """Knowledge distillation data: ``data`` with each training ``score`` label replaced by
+    the score-model file ``teacher``'s prediction (pK), written to ``out``.
+
+    ``valid.pt`` and ``test.pt`` are copied unchanged, so early stopping and every
+    reported figure stay on experiment; ``report.json`` records the teacher (path and
+    ``weights_sha256``) under ``train_labels``, which :func:`ship` writes into the model
+    file's dataset metadata. Members trained on ``out`` learn the teacher's function
+    with the architecture they are given (e.g. one layer instead of two, for speed).
+
+    Example:
+        >>> relabel("get-affinity", "data/affinity", "data/affinity_distill")  # doctest: +SKIP
+    """
+    import shutil
+
+    from get_md import export
+    from get_md.runtime import resolve_model_path
+    from get_md.train.data import MolecularDataset
+
+    src, dst = Path(data), Path(out)
+    dst.mkdir(parents=True, exist_ok=True)
+    path = resolve_model_path(teacher, task="score")
+    model, meta = export.rebuild(path)
+    train = MolecularDataset.load(src / "train.pt")
+    with torch.no_grad():
+        pred = predict(model, train)["score"]
+    y = np.array([float(s.targets["score"][0]) for s in train])
+    for sample, p in zip(train.samples, pred):  # noqa: B905
+        label = sample.targets["score"]
+        sample.targets["score"] = torch.full_like(label, float(p))
+    train.save(dst / "train.pt")
+    for name in ("valid.pt", "test.pt"):
+        shutil.copyfile(src / name, dst / name)
+    report = json.loads((src / "report.json").read_text())
+    report["train_labels"] = {
+        "labels": "teacher", "teacher": str(path), "teacher_weights_sha256": meta.get("weights_sha256"),
+        "teacher_train_rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
+        "teacher_train_pearson": _corr(y, pred),
+    }
+    (dst / "report.json").write_text(json.dumps(report, indent=1))
+    return report["train_labels"]
+
+
 # ----------------------------------------------------------------------------- ensemble
 def assemble(runs: str, members: Optional[int] = None):
     """A :class:`~get_md.models.ensemble.ScoreEnsemble` of the ``best.pt`` of each
@@ -294,7 +338,8 @@ def ship(runs: str, data: str, out: str, register: Optional[str] = None,
         "outputs": ["score", "score_std", "member_scores", "block_scores"],
         "dataset": {"n": report["n"], "targets": report["targets"],
                     "excluded_series": report["excluded_series"],
-                    "sources": sorted({s["source"] for s in report["series"]})},
+                    "sources": sorted({s["source"] for s in report["series"]}),
+                    **({"train_labels": report["train_labels"]} if "train_labels" in report else {})},
         "metrics": {"held_out": metrics, "validation": validation},
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
@@ -355,6 +400,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     e.add_argument("--out", required=True)
     e.add_argument("--members", type=int)
     e.add_argument("--register", metavar="NAME", help="add to the zoo as the default score model")
+    lb = sub.add_parser("relabel", help="distillation data: training labels replaced by a score-model "
+                                         "file's predictions (valid and test kept)")
+    lb.add_argument("--teacher", required=True, help="score-model file or shipped name (e.g. get-affinity)")
+    lb.add_argument("--data", required=True)
+    lb.add_argument("--out", required=True)
     r = sub.add_parser("readout", help="refit the heads of a score-model file on frozen features "
                                        "(get_md.train.readout), choose the step on valid.pt")
     r.add_argument("--model", required=True, help="score-model file or shipped name (e.g. get-affinity)")
@@ -376,6 +426,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         extra = {"loss_weights": {"score": 1.0, "score_series": args.series_weight}} if args.series_weight else {}
         train_members(args.data, args.out, args.members, args.seeds, init=args.init, max_epochs=args.epochs,
                       model=model, lr=args.lr, **extra)
+    elif args.step == "relabel":
+        print(json.dumps(relabel(args.teacher, args.data, args.out), indent=1))
     elif args.step == "readout":
         from get_md.train.readout import refit
 
