@@ -161,3 +161,20 @@ def test_relabel_replaces_training_labels_by_the_teachers_scores_only(series_dat
     assert labels["labels"] == "teacher"
     assert labels["teacher_weights_sha256"] == export.read_metadata(src)["weights_sha256"]
     assert labels["teacher_train_rmse"] == pytest.approx(float(np.sqrt(np.mean((y_new - y_old) ** 2))), rel=1e-4)
+
+
+def test_relabel_refuses_a_teacher_trained_on_validation_or_held_out_targets(series_data, tmp_path):
+    from get_md.errors import ConfigError
+    from get_md.train import affinity as recipe
+
+    (tmp_path / "data").mkdir()
+    for name in ("train.pt", "valid.pt", "test.pt"):
+        (tmp_path / "data" / name).write_bytes((series_data / name).read_bytes())
+    (tmp_path / "data" / "report.json").write_text(json.dumps({"targets": {"train": ["SYK"], "valid": ["FAAH"],
+                                                                          "test": ["MET"]}}))
+    src = tmp_path / "teacher.pt"
+    export.save(_ensemble(4), src, {"description": "tiny", "dataset": {"targets": {"train": ["SYK", "MET"]}}})
+    assert export.read_metadata(src)["training"]["dataset"]["targets"]["train"] == ["SYK", "MET"]
+    with pytest.raises(ConfigError, match="MET"):
+        recipe.relabel(str(src), str(tmp_path / "data"), str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "train.pt").exists()

@@ -247,9 +247,10 @@ def relabel(teacher: str, data: str, out: str) -> dict:
     the score-model file ``teacher``'s prediction (pK), written to ``out``.
 
     ``valid.pt`` and ``test.pt`` are copied unchanged, so early stopping and every
-    reported figure stay on experiment; ``report.json`` records the teacher (path and
-    ``weights_sha256``) under ``train_labels``, which :func:`ship` writes into the model
-    file's dataset metadata. Members trained on ``out`` learn the teacher's function
+    reported figure stay on experiment (a teacher whose file says it trained on one of
+    their targets is refused: :class:`~get_md.errors.ConfigError`); ``report.json``
+    records the teacher (path and ``weights_sha256``) under ``train_labels``, which
+    :func:`ship` writes into the model file's dataset metadata. Members trained on ``out`` learn the teacher's function
     with the architecture they are given (e.g. one layer instead of two, for speed).
 
     Example:
@@ -262,12 +263,18 @@ def relabel(teacher: str, data: str, out: str) -> dict:
     from get_md.train.data import MolecularDataset
 
     src, dst = Path(data), Path(out)
-    dst.mkdir(parents=True, exist_ok=True)
     path = resolve_model_path(teacher, task="score")
     model, meta = export.rebuild(path)
+    report = json.loads((src / "report.json").read_text())
+    taught = set((((meta.get("training") or {}).get("dataset") or {}).get("targets") or {}).get("train", []))
+    kept = set((report.get("targets") or {}).get("valid", [])) | set((report.get("targets") or {}).get("test", []))
+    if taught & kept:
+        raise ConfigError(f"{path}: the teacher was trained on {sorted(taught & kept)}, validation or held-out "
+                          f"targets of {src}; its scores would carry them into training")
     train = MolecularDataset.load(src / "train.pt")
     with torch.no_grad():
         pred = predict(model, train)["score"]
+    dst.mkdir(parents=True, exist_ok=True)
     y = np.array([float(s.targets["score"][0]) for s in train])
     for sample, p in zip(train.samples, pred):  # noqa: B905
         label = sample.targets["score"]
@@ -275,7 +282,6 @@ def relabel(teacher: str, data: str, out: str) -> dict:
     train.save(dst / "train.pt")
     for name in ("valid.pt", "test.pt"):
         shutil.copyfile(src / name, dst / name)
-    report = json.loads((src / "report.json").read_text())
     report["train_labels"] = {
         "labels": "teacher", "teacher": str(path), "teacher_weights_sha256": meta.get("weights_sha256"),
         "teacher_train_rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
