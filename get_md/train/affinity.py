@@ -186,6 +186,11 @@ def ranking_metrics(y_true: Sequence[float], y_pred: Sequence[float], groups: Se
 
 
 @torch.no_grad()
+def score_labels(dataset) -> np.ndarray:
+    """The ``score`` label (pK) of every sample of ``dataset``, in order."""
+    return np.array([float(s.targets["score"][0]) for s in dataset])
+
+
 def predict(model: torch.nn.Module, dataset, max_blocks: int = 400) -> dict[str, np.ndarray]:
     """Model outputs (``score``; ``score_std`` and ``pose_score`` for ensembles that give
     them) for every sample, in order."""
@@ -217,7 +222,7 @@ def evaluate(model: torch.nn.Module, dataset) -> dict:
     from get_md.datasets.affinity import sample_series, sample_target
 
     pred = predict(model, dataset)
-    y = np.array([float(s.targets["score"][0]) for s in dataset])
+    y = score_labels(dataset)
     groups = [sample_target(s) for s in dataset]
     heavy = np.array([_ligand_heavy_atoms(s.graph) for s in dataset], dtype=float)
     res = {"model": ranking_metrics(y, pred["score"], groups),
@@ -250,8 +255,9 @@ def relabel(teacher: str, data: str, out: str) -> dict:
     reported figure stay on experiment (a teacher whose file says it trained on one of
     their targets is refused: :class:`~get_md.errors.ConfigError`); ``report.json``
     records the teacher (path and ``weights_sha256``) under ``train_labels``, which
-    :func:`ship` writes into the model file's dataset metadata. Members trained on ``out`` learn the teacher's function
-    with the architecture they are given (e.g. one layer instead of two, for speed).
+    :func:`ship` writes into the model file's dataset metadata. Members trained on ``out``
+    learn the teacher's function with the architecture they are given (e.g. one layer
+    instead of two, for speed).
 
     Example:
         >>> relabel("get-affinity", "data/affinity", "data/affinity_distill")  # doctest: +SKIP
@@ -275,7 +281,7 @@ def relabel(teacher: str, data: str, out: str) -> dict:
     with torch.no_grad():
         pred = predict(model, train)["score"]
     dst.mkdir(parents=True, exist_ok=True)
-    y = np.array([float(s.targets["score"][0]) for s in train])
+    y = score_labels(train)
     for sample, p in zip(train.samples, pred):  # noqa: B905
         label = sample.targets["score"]
         sample.targets["score"] = torch.full_like(label, float(p))

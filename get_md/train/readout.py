@@ -174,9 +174,9 @@ def fit_heads(
 
 def _labels(dataset) -> tuple[np.ndarray, list[str]]:
     from get_md.datasets.affinity import sample_series
+    from get_md.train.affinity import score_labels
 
-    return (np.array([float(s.targets["score"][0]) for s in dataset]),
-            [sample_series(s) for s in dataset])
+    return score_labels(dataset), [sample_series(s) for s in dataset]
 
 
 def refit(model_path: str, data: str, out: str, steps: int = 3000, lr: float = 1e-3,
