@@ -39,15 +39,14 @@ VARIANTS = {
 }
 
 
-def write_variant(name: str, out: Path, seed: int = 0) -> Path:
-    """A random-weight ensemble file of the shipped config with ``VARIANTS[name]`` applied."""
+def write_variant(name: str, meta: dict, out: Path, seed: int = 0) -> tuple[Path, int]:
+    """A random-weight ensemble file of the shipped config (``meta``: the shipped file's
+    metadata) with ``VARIANTS[name]`` applied, and its number of weights."""
     import torch
 
     from get_md import export
     from get_md.models.ensemble import build_ensemble
-    from get_md.runtime import resolve_model_path
 
-    _, meta = export.rebuild(resolve_model_path("get-affinity", task="score"))
     config = {**meta["config"], **VARIANTS[name]}
     members = int(config.pop("members", 4))
     torch.manual_seed(seed)
@@ -56,20 +55,20 @@ def write_variant(name: str, out: Path, seed: int = 0) -> Path:
     keep["description"] = f"random weights, shape {name} (bench_member_shapes.py)"
     path = out / f"{name}.pt"
     export.save(model, path, keep)
-    return path
+    return path, sum(p.numel() for p in model.parameters())
 
 
 def time_file(model: str, threads: int, out: Path) -> dict:
-    args = ["--model", model if model == "get-affinity" else Path(model).name, "--radii", "10",
-            "--target-atoms", "0", "--n-poses", "32", "--threads", str(threads), "--repeats", "2",
-            "--skip", "frames", "vina"]
-    cmd = [sys.executable, str(HERE / "bench_rescore.py"), *args, "--out", str(out)]
-    cmd[3] = model  # the file itself (its name alone is recorded)
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    """``bench_rescore.py`` on ``model`` (a file or shipped name) in its own process; the
+    command is recorded with the file's name only (it lives in a temporary folder)."""
+    settings = ["--radii", "10", "--target-atoms", "0", "--n-poses", "32", "--threads", str(threads),
+                "--repeats", "2", "--skip", "frames", "vina"]
+    subprocess.run([sys.executable, str(HERE / "bench_rescore.py"), "--model", model, *settings, "--out", str(out)],
+                   check=True, capture_output=True, text=True)
     res = json.loads(out.read_text())
     return {"e2e_poses_per_s": res["poses"]["e2e"]["poses_per_s_best"],
             "model_poses_per_s": res["poses"]["model"]["poses_per_s_best"],
-            "command": "python benchmarks/bench_rescore.py " + " ".join(args)}
+            "command": " ".join(["python benchmarks/bench_rescore.py --model", Path(model).name, *settings])}
 
 
 def main(argv=None) -> int:
@@ -79,14 +78,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results" / "bench_member_shapes.json")
     args = p.parse_args(argv)
     from get_md import export
+    from get_md.runtime import resolve_model_path
 
+    meta = export.read_metadata(resolve_model_path("get-affinity", task="score"))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results["shipped"] = time_file("get-affinity", args.threads, tmp / "shipped.json")
         for name in args.variants:
-            path = write_variant(name, tmp)
-            n_params = sum(t.numel() for t in export.load(path)[0].parameters())
+            path, n_params = write_variant(name, meta, tmp)
             results[name] = {"settings": VARIANTS[name], "parameters": n_params,
                              **time_file(str(path), args.threads, tmp / f"{name}.json")}
             print(name, results[name]["e2e_poses_per_s"], results[name]["model_poses_per_s"], flush=True)
