@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -223,6 +224,187 @@ def dock_ligand(
             label=f"{name}_native",
             is_native=True,
             rmsd=heavy_rmsd(native, ref_heavy),
+            vina_docking=native_score,
+            vina_score_only=native_score,
+        )
+    )
+    return candidates, info
+
+
+def rotatable_dihedrals(mol: Any) -> list[tuple[int, int, int, int]]:
+    """One dihedral (four atom indices) per rotatable bond: a single, non-ring bond between
+    two atoms that each have another heavy neighbour.
+
+    Args:
+        mol: RDKit molecule (hydrogens allowed).
+
+    Returns:
+        ``(a, b, c, d)`` per rotatable bond ``b-c``, with ``a`` and ``d`` heavy neighbours.
+    """
+    from rdkit import Chem
+
+    out = []
+    for bond in mol.GetBonds():
+        if bond.GetBondType() != Chem.BondType.SINGLE or bond.IsInRing():
+            continue
+        b, c = bond.GetBeginAtom(), bond.GetEndAtom()
+        a = [n.GetIdx() for n in b.GetNeighbors() if n.GetAtomicNum() > 1 and n.GetIdx() != c.GetIdx()]
+        d = [n.GetIdx() for n in c.GetNeighbors() if n.GetAtomicNum() > 1 and n.GetIdx() != b.GetIdx()]
+        if a and d:
+            out.append((a[0], b.GetIdx(), c.GetIdx(), d[0]))
+    return out
+
+
+def perturbed_pose(native: Any, scale: float, rng: np.random.Generator) -> Any:
+    """A copy of the native pose moved away from it by an amount set by ``scale``.
+
+    Each rotatable bond turns, with probability 1/2, by up to ``60° * scale``; then the whole
+    ligand rotates about its centroid by up to ``40° * scale`` (random axis) and shifts by up
+    to ``1.5 Å * scale`` (random direction). ``scale = 0`` returns the native pose.
+
+    Args:
+        native: Native pose (explicit hydrogens, one conformer).
+        scale: Size of the move (0 to ~3 gives heavy-atom RMSDs of 0 to ~6 Å).
+        rng: Random generator.
+
+    Returns:
+        A new molecule with one conformer; bond lengths and angles are the native ones.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdMolTransforms
+
+    mol = Chem.Mol(native)
+    conf = mol.GetConformer()
+    if scale > 0:
+        for a, b, c, d in rotatable_dihedrals(mol):
+            if rng.random() < 0.5:
+                angle = rdMolTransforms.GetDihedralDeg(conf, a, b, c, d)
+                rdMolTransforms.SetDihedralDeg(conf, a, b, c, d, angle + rng.uniform(-60, 60) * scale)
+        xyz = np.asarray(conf.GetPositions(), dtype=float)
+        centre = xyz.mean(axis=0)
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        theta = np.radians(rng.uniform(0.0, 40.0 * scale))
+        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        rot = np.eye(3) + np.sin(theta) * k + (1 - np.cos(theta)) * (k @ k)  # Rodrigues
+        shift = rng.normal(size=3)
+        shift *= rng.uniform(0.0, 1.5 * scale) / np.linalg.norm(shift)
+        xyz = (xyz - centre) @ rot.T + centre + shift
+        for i, (x, y, z) in enumerate(xyz):
+            conf.SetAtomPosition(i, (float(x), float(y), float(z)))
+    return mol
+
+
+def inside_box(mol: Any, center: Sequence[float], size: Sequence[float], margin: float = 1.0) -> Any:
+    """Shifts a pose (in place) so that every atom lies ``margin`` Å inside a box, per axis
+    as far as the pose's extent allows (Vina refuses a ligand outside its grid).
+
+    Args:
+        mol: Molecule with one conformer.
+        center: Box centre (Å).
+        size: Box edges (Å).
+        margin: Distance kept from the faces (Å).
+
+    Returns:
+        ``mol``.
+    """
+    conf = mol.GetConformer()
+    xyz = np.asarray(conf.GetPositions(), dtype=float)
+    lo = np.asarray(center, dtype=float) - np.asarray(size, dtype=float) / 2 + margin
+    hi = np.asarray(center, dtype=float) + np.asarray(size, dtype=float) / 2 - margin
+    shift = np.maximum(lo - xyz.min(axis=0), 0.0) - np.maximum(xyz.max(axis=0) - hi, 0.0)
+    if np.any(shift != 0):
+        for i, (x, y, z) in enumerate(xyz + shift):
+            conf.SetAtomPosition(i, (float(x), float(y), float(z)))
+    return mol
+
+
+#: Vina local-optimisation steps of a perturbed pose (Vina's default, ~20 for a drug-sized
+#: ligand, leaves clashes of the larger moves unresolved).
+OPTIMIZE_STEPS = 200
+
+#: Move sizes of :func:`perturb_ligand`'s poses (one pose each, in this order).
+PERTURB_SCALES = (0.0, 0.3, 0.6, 0.9, 1.2, 1.6, 2.0, 2.5)
+
+
+def perturb_ligand(
+    native: Any,
+    receptor_pdbqt: str,
+    args: argparse.Namespace,
+    scales: Sequence[float] = PERTURB_SCALES,
+) -> tuple[list[Candidate], dict[str, Any]]:
+    """Decoys of one ligand made by moving its native pose and relaxing it with Vina.
+
+    A cheaper alternative to :func:`dock_ligand` for training data: every pose is
+    :func:`perturbed_pose` of the native one, then locally optimised in the receptor with
+    Vina (``Vina.optimize``: rigid-body moves and torsions, so bond lengths and angles stay
+    the native ones and the poses of one ligand differ in binding mode only). ``scale = 0``
+    gives the native pose relaxed in Vina's function. Scores and labels as for docked poses.
+
+    Args:
+        native: Native pose (explicit hydrogens, 3D).
+        receptor_pdbqt: Path of the rigid receptor PDBQT.
+        args: Parsed command line (``seed``, ``cpu``, ``box_padding``).
+        scales: Move sizes, one pose each.
+
+    Returns:
+        The relaxed poses followed by the native one, and a dict of timings (s) and box.
+    """
+    from meeko import PDBQTMolecule, RDKitMolCreate
+    from rdkit import Chem
+    from vina import Vina
+
+    info: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(args.seed)
+    native_pdbqt = affinity_baselines.ligand_pdbqt(native)
+    center, size = affinity_baselines.pose_box([native], args.box_padding / 2.0)
+    v = Vina(sf_name="vina", cpu=args.cpu, seed=vina_seed(args.seed), verbosity=0)
+    v.set_receptor(rigid_pdbqt_filename=receptor_pdbqt)
+    v.set_ligand_from_string(native_pdbqt)
+    v.compute_vina_maps(center=center, box_size=size)
+    info["maps_s"] = time.perf_counter() - t0
+    info["box_center"], info["box_size"] = center, size
+
+    t0 = time.perf_counter()
+    ref_heavy = Chem.RemoveHs(native)
+    name = native.GetProp("_Name") if native.HasProp("_Name") else "ligand"
+    candidates: list[Candidate] = []
+    out_pdbqt = Path(receptor_pdbqt).with_suffix(f".pose_{os.getpid()}.pdbqt")
+    for i, scale in enumerate(scales):
+        moved = inside_box(perturbed_pose(native, float(scale), rng), center, size)
+        try:
+            v.set_ligand_from_string(affinity_baselines.ligand_pdbqt(moved))
+            energy = float(v.optimize(max_steps=OPTIMIZE_STEPS)[0])
+        except Exception:  # noqa: BLE001 - a move that leaves Vina's box: skip that pose only
+            info["skipped"] = info.get("skipped", 0) + 1
+            continue
+        v.write_pose(str(out_pdbqt), overwrite=True)
+        text = out_pdbqt.read_text()
+        mols = RDKitMolCreate.from_pdbqt_mol(PDBQTMolecule(text, skip_typing=True))
+        if len(mols) != 1 or mols[0] is None:
+            continue
+        mol = _single_conformer(mols[0], mols[0].GetConformers()[0].GetId())
+        candidates.append(
+            Candidate(
+                mol=mol,
+                label=f"{name}_pert{i + 1}",
+                is_native=False,
+                rmsd=heavy_rmsd(mol, ref_heavy),
+                vina_docking=energy,
+                vina_score_only=float(v.score()[0]),
+            )
+        )
+    out_pdbqt.unlink(missing_ok=True)
+    info["optimize_s"] = time.perf_counter() - t0
+    v.set_ligand_from_string(native_pdbqt)
+    native_score = float(v.score()[0])
+    candidates.append(
+        Candidate(
+            mol=_single_conformer(native, native.GetConformer().GetId()),
+            label=f"{name}_native",
+            is_native=True,
+            rmsd=0.0,
             vina_docking=native_score,
             vina_score_only=native_score,
         )
