@@ -96,7 +96,8 @@ def summarise(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[st
         ``with_native`` / ``docked_only`` success, ``docked_only_given_ceiling`` (success among
         the ligands whose docking found a near-native pose), ``native_top1`` (native ranked
         first) and ``n_missing`` (ligands the method could not score; left out of its
-        fractions).
+        fractions); ``random``: the same fractions expected of a pick at random among each
+        ligand's candidates (the floor a scoring function must clear).
     """
     ok = [r for r in rows if not r.get("error")]
     out: dict[str, Any] = {
@@ -104,6 +105,7 @@ def summarise(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[st
         "n_failed": len(rows) - len(ok),
         "near_native_A": NEAR_NATIVE_A,
         "ceiling": _frac([r["any_near_native"] for r in ok]),
+        "random": random_pick(ok),
         "methods": {},
     }
     for m in methods:
@@ -122,6 +124,31 @@ def summarise(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[st
             "native_top1": _frac([r["methods"][m]["top1_is_native_with_native"] for r in scored]),
         }
     return out
+
+
+def random_pick(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Top-1 success expected of a uniformly random pick among each ligand's candidates.
+
+    Args:
+        rows: Per-ligand rows without errors (``docked_rmsd``: RMSD of each docked pose).
+
+    Returns:
+        ``with_native`` (native pose among the candidates), ``docked_only`` and
+        ``native_top1``, each the mean over ligands of the chance of a random pick.
+
+    Example:
+        >>> random_pick([{"docked_rmsd": [0.5, 3.0, 4.0]}])
+        {'with_native': 0.5, 'docked_only': 0.3333333333333333, 'native_top1': 0.25}
+    """
+    near = [int(np.sum(np.asarray(r["docked_rmsd"], dtype=float) < NEAR_NATIVE_A)) for r in rows]
+    n = [len(r["docked_rmsd"]) for r in rows]
+    if not rows:
+        return {"with_native": math.nan, "docked_only": math.nan, "native_top1": math.nan}
+    return {
+        "with_native": float(np.mean([(k + 1) / (m + 1) for k, m in zip(near, n, strict=True)])),
+        "docked_only": float(np.mean([k / m if m else math.nan for k, m in zip(near, n, strict=True)])),
+        "native_top1": float(np.mean([1 / (m + 1) for m in n])),
+    }
 
 
 def _success(row: dict[str, Any], method: str, key: str) -> bool:
@@ -158,7 +185,8 @@ def markdown(summary: dict[str, Any]) -> str:
         summary: Output of :func:`summarise`.
 
     Returns:
-        The table, with the docking ceiling as last row.
+        The table, with the expected success of a random pick and the docking ceiling as
+        last rows.
     """
     lines = [
         "| method | top-1 < 2 Å, with native | top-1 < 2 Å, docked only | native ranked 1st | n |",
@@ -168,6 +196,12 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {m} | {s['with_native']:.2f} | {s['docked_only']:.2f} | {s['native_top1']:.2f} "
             f"| {s['n']} |"
+        )
+    if "random" in summary:
+        r = summary["random"]
+        lines.append(
+            f"| *random pick (expected)* | {r['with_native']:.2f} | {r['docked_only']:.2f} "
+            f"| {r['native_top1']:.2f} | {summary['n_ligands']} |"
         )
     lines.append(
         f"| *ceiling: any docked pose < 2 Å* | | {summary['ceiling']:.2f} | "
