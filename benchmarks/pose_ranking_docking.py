@@ -149,6 +149,32 @@ def split_pdbqt_models(text: str) -> list[str]:
     return blocks
 
 
+def native_candidate(v: Any, native: Any, native_pdbqt: str, ref_heavy: Any, name: str) -> Candidate:
+    """The native pose as a candidate, scored with Vina's ``score_only`` (its "docking" score
+    too: the native pose is not docked).
+
+    Args:
+        v: ``Vina`` object with the receptor and maps set (its ligand is replaced).
+        native: Native pose (explicit hydrogens).
+        native_pdbqt: Its PDBQT string.
+        ref_heavy: The native pose without hydrogens (RMSD reference).
+        name: Ligand name (the label is ``{name}_native``).
+
+    Returns:
+        The candidate.
+    """
+    v.set_ligand_from_string(native_pdbqt)
+    score = float(v.score()[0])
+    return Candidate(
+        mol=_single_conformer(native, native.GetConformer().GetId()),
+        label=f"{name}_native",
+        is_native=True,
+        rmsd=heavy_rmsd(native, ref_heavy),
+        vina_docking=score,
+        vina_score_only=score,
+    )
+
+
 def dock_ligand(
     native: Any,
     receptor_pdbqt: str,
@@ -216,18 +242,7 @@ def dock_ligand(
                 vina_score_only=float(v.score()[0]),
             )
         )
-    v.set_ligand_from_string(native_pdbqt)
-    native_score = float(v.score()[0])
-    candidates.append(
-        Candidate(
-            mol=_single_conformer(native, native.GetConformer().GetId()),
-            label=f"{name}_native",
-            is_native=True,
-            rmsd=heavy_rmsd(native, ref_heavy),
-            vina_docking=native_score,
-            vina_score_only=native_score,
-        )
-    )
+    candidates.append(native_candidate(v, native, native_pdbqt, ref_heavy, name))
     return candidates, info
 
 
@@ -397,18 +412,7 @@ def perturb_ligand(
         )
     out_pdbqt.unlink(missing_ok=True)
     info["optimize_s"] = time.perf_counter() - t0
-    v.set_ligand_from_string(native_pdbqt)
-    native_score = float(v.score()[0])
-    candidates.append(
-        Candidate(
-            mol=_single_conformer(native, native.GetConformer().GetId()),
-            label=f"{name}_native",
-            is_native=True,
-            rmsd=0.0,
-            vina_docking=native_score,
-            vina_score_only=native_score,
-        )
-    )
+    candidates.append(native_candidate(v, native, native_pdbqt, ref_heavy, name))
     return candidates, info
 
 
