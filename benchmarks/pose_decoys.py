@@ -74,11 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="dock: Vina docking from an ETKDG start; perturb: the native pose moved and "
         "relaxed with Vina (pose_ranking_docking.perturb_ligand, ~4x cheaper)",
     )
+    ap.add_argument("--targets", nargs="+", metavar="T",
+                    help="only the series of these targets (e.g. the validation targets)")
     args = ap.parse_args(argv)
     shard, n_shards = (int(x) for x in args.shard.split("/"))
+    from get_md.datasets.targets import canonical_target
+
+    wanted = None if not args.targets else {canonical_target(t) for t in args.targets}
 
     jobs = []
     for s in training_series(args.schrodinger):
+        if wanted is not None and s.target not in wanted:
+            continue
         records = affinity_baselines.read_pose_records(s.ligands)
         for i in spaced(len(records), args.per_series):
             jobs.append((s, records[i]))

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from .rescoring.cli import register_poses_cli as register_cli
+from .rescoring.ligands import PICK_CHOICES, per_ligand
 from .rescoring.options import RunOptions
 from .rescoring.pocket import union_pocket
 from .rescoring.pose_records import count_records
@@ -35,7 +36,7 @@ from .rescoring.receptor import (
 from .rescoring.sdf_output import write_pose_sdf
 
 __all__ = [
-    "HYDROGEN_CHOICES", "POSEBUSTERS_CONFIGS", "SORT_CHOICES", "RunOptions", "check_receptor",
-    "count_records", "load_receptor", "load_reference", "pocket_index", "receptor_with_hydrogens",
+    "HYDROGEN_CHOICES", "PICK_CHOICES", "POSEBUSTERS_CONFIGS", "SORT_CHOICES", "RunOptions", "check_receptor",
+    "count_records", "load_receptor", "load_reference", "per_ligand", "pocket_index", "receptor_with_hydrogens",
     "register_cli", "rescore_poses", "score_batch", "union_pocket", "write_pose_sdf",
 ]

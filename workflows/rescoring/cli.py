@@ -11,7 +11,9 @@ from typing import Any, Optional
 
 from get_md.errors import WorkflowError
 
+from .ligands import PICK_CHOICES, per_ligand
 from .options import RunOptions, add_drop_unsupported_option, add_run_options
+from .outputs import check_outputs, write_csv_atomic
 from .poses import POSEBUSTERS_CONFIGS, SORT_CHOICES, rescore_poses
 from .receptor import HYDROGEN_CHOICES
 from .trajectory import rescore_trajectory
@@ -58,6 +60,8 @@ def _cmd_poses(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     out_csv = args.out_csv or _default_out(args.poses, ".csv")
     out_sdf = args.out_sdf or _default_out(args.poses, ".sdf")
+    if args.out_ligands:
+        check_outputs({"--out-csv": out_csv, "--out-sdf": out_sdf, "--out-ligands": args.out_ligands})
     table = rescore_poses(
         args.receptor, args.poses, reference=args.reference, add_hydrogens=args.add_hydrogens,
         out_sdf=out_sdf, out_residues=args.out_residues, sort=args.sort,
@@ -78,6 +82,11 @@ def _cmd_poses(args: argparse.Namespace) -> int:
     if ok == 0:
         print("get-md: error: no pose could be scored", file=sys.stderr)
         return 2
+    if args.out_ligands:
+        ligands = per_ligand(table, pick=args.pick, key=args.ligand_key)
+        write_csv_atomic(ligands, args.out_ligands)
+        picked = ", ".join(f"{k} {v}" for k, v in ligands["picked_by"].value_counts().items())
+        print(f"wrote {args.out_ligands}: {len(ligands)} ligand(s), pose picked by {picked}")
     return 0
 
 
@@ -115,6 +124,14 @@ def register_poses_cli(sub: Any) -> None:
     p.add_argument("--per-residue", action="store_true",
                    help="also write per-residue contributions (OUT.residues.csv)")
     p.add_argument("--out-residues", metavar="F", help="per-residue table (default OUT.residues.csv)")
+    p.add_argument("--out-ligands", metavar="F",
+                   help="also write one row per ligand (poses grouped by --ligand-key), best first")
+    p.add_argument("--pick", choices=PICK_CHOICES, default="docking",
+                   help="the pose that stands for a ligand in --out-ligands: docking (default: lowest "
+                        "docking score of the input tags, e.g. minimizedAffinity; else the first pose), "
+                        "first (first pose in the file), score (the model's best)")
+    p.add_argument("--ligand-key", default="name", metavar="COLUMN",
+                   help="column of the pose table that names a pose's ligand (default: name, the record name)")
     p.add_argument("--posebusters", nargs="?", const="dock", choices=POSEBUSTERS_CONFIGS,
                    metavar="CONFIG", help="add PoseBusters validity flags (config: dock [default], "
                    "dock_fast, redock, redock_fast); needs the posebusters package")

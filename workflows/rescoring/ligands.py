@@ -1,0 +1,136 @@
+"""One row per ligand from a pose table: which pose stands for each ligand, and its score.
+
+Docking writes several poses of each ligand; ranking ligands needs one value each. The
+score model was trained on bound poses only and scores the poses of one ligand within a
+few tenths of a pK of each other, so it is a poor judge of which pose is right (held-out
+top-1 < 2 Å: 0.30, against 0.55 for Vina's own ranking; docs/affinity.md#pose-ranking).
+By default a ligand is therefore represented by the pose its docking program ranked best:
+
+* ``pick="docking"``: the pose with the lowest docking score found in the input tags
+  (:data:`DOCKING_TAGS`: smina / gnina ``minimizedAffinity``, Glide ``r_i_docking_score``,
+  Vina through meeko's ``meeko`` JSON ``free_energy``, ...); where none is tagged, the
+  first pose in the file (docking programs write the best first);
+* ``pick="first"``: the first readable pose of each ligand in the file;
+* ``pick="score"``: the pose with the model's best value (highest score, lowest
+  interaction energy).
+
+Poses belong to one ligand when they share the record name (``name`` column), as docking
+programs write them; ``key`` names another column (an input tag such as an ID).
+
+Example:
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"pose": [1, 2, 3], "name": ["a", "a", "b"], "status": ["ok"] * 3,
+    ...                   "score": [6.0, 7.0, 5.0], "minimizedAffinity": [-9.1, -8.0, -7.5]})
+    >>> per_ligand(t)[["ligand", "pose", "score", "picked_by"]].values.tolist()
+    [['a', 1, 6.0, 'minimizedAffinity'], ['b', 3, 5.0, 'minimizedAffinity']]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Optional
+
+from get_md.errors import WorkflowError
+
+#: Input tags that hold a docking score (lower is better), in the order they are looked for;
+#: ``meeko:free_energy`` is the ``free_energy`` field of meeko's ``meeko`` JSON tag (Vina
+#: poses written by meeko). A tag may also reach the table as ``input_<tag>``.
+DOCKING_TAGS = (
+    "minimizedAffinity",
+    "r_i_docking_score",
+    "docking_score",
+    "vina_docking_score",
+    "meeko:free_energy",
+    "SCORE",
+)
+PICK_CHOICES = ("docking", "first", "score")
+
+
+def _meeko_free_energy(value: Any) -> float:
+    """``free_energy`` of a meeko JSON tag (NaN where absent or unreadable)."""
+    try:
+        return float(json.loads(value)["free_energy"])
+    except (TypeError, ValueError, KeyError):
+        return math.nan
+
+
+def docking_scores(table) -> tuple[Optional[str], Any]:
+    """The first :data:`DOCKING_TAGS` tag present in ``table`` with a number for some pose.
+
+    Returns:
+        ``(tag, values)`` with ``values`` a float Series (NaN where a pose has none), or
+        ``(None, None)``.
+    """
+    import pandas as pd
+
+    for tag in DOCKING_TAGS:
+        column = tag.split(":")[0]
+        for name in (column, f"input_{column}"):
+            if name not in table:
+                continue
+            if tag == "meeko:free_energy":
+                values = table[name].map(_meeko_free_energy).astype(float)
+            else:
+                values = pd.to_numeric(table[name], errors="coerce").astype(float)
+            if values.notna().any():
+                return tag, values
+    return None, None
+
+
+def per_ligand(table, pick: str = "docking", key: str = "name"):
+    """One row per ligand of a :func:`~get_md.workflows.poses.rescore_poses` table.
+
+    Args:
+        table: the pose table (``pose``, ``status``, ``score`` or
+            ``interaction_energy_kcal_mol``, input tags).
+        pick: which pose represents a ligand: ``"docking"``, ``"first"`` or ``"score"``
+            (module docstring).
+        key: column that names a pose's ligand (default ``name``, the record name).
+
+    Returns:
+        DataFrame, best ligand first, with ``ligand``, ``n_poses`` (scored poses of the
+        ligand), ``pose`` (the chosen one), ``picked_by`` (the docking tag, ``first`` or
+        the model column), the chosen pose's model values (``score``, ``score_std``,
+        ``pose_score`` where present; or the interaction energies), ``docking_score``
+        where tagged, ``best_of_poses`` (the best model value over the ligand's poses) and
+        ``rank``. Ligands with no scored pose are left out.
+
+    Raises:
+        WorkflowError: unknown ``pick`` or ``key``.
+    """
+    import pandas as pd
+
+    if pick not in PICK_CHOICES:
+        raise WorkflowError(f"pick must be one of {PICK_CHOICES}, got {pick!r}")
+    if key not in table:
+        raise WorkflowError(f"per-ligand key {key!r} is not a column of the pose table "
+                            f"(columns: {', '.join(map(str, table.columns))})")
+    is_score = "score" in table
+    value = "score" if is_score else "interaction_energy_kcal_mol"
+    ok = table[table["status"] == "ok"].sort_values("pose", kind="stable").copy()
+    tag, dock = docking_scores(ok) if pick == "docking" else (None, None)
+    if dock is not None:
+        ok["_dock"] = dock
+    keep = [c for c in ("score", "score_std", "pose_score", "interaction_energy_eV",
+                        "interaction_energy_kcal_mol") if c in ok]
+    rows = []
+    for ligand, group in ok.groupby(key, sort=False, dropna=False):
+        if pick == "score":
+            chosen, by = group.loc[group[value].idxmax() if is_score else group[value].idxmin()], value
+        elif tag is not None and group["_dock"].notna().any():
+            chosen, by = group.loc[group["_dock"].idxmin()], tag
+        else:
+            chosen, by = group.iloc[0], "first"
+        row = {"ligand": ligand, "n_poses": len(group), "pose": int(chosen["pose"]), "picked_by": by}
+        row.update({c: chosen[c] for c in keep})
+        if tag is not None:
+            row["docking_score"] = chosen["_dock"]
+        row["best_of_poses"] = group[value].max() if is_score else group[value].min()
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out = out.sort_values(value, ascending=not is_score, kind="stable").reset_index(drop=True)
+    out["rank"] = range(1, len(out) + 1)
+    return out
