@@ -100,3 +100,10 @@ def test_cli_writes_one_row_per_ligand(tmp_path_factory, tmp_path, capsys):
     for _, row in ligands.iterrows():
         assert row["score"] == pytest.approx(poses.loc[row["pose"], "score"])
     assert ligands["score"].is_monotonic_decreasing
+
+
+def test_vina_pdbqt_scores_are_docking_scores():
+    t = _table(vina_score=[-7.0, -6.0, -8.0, -5.0, -9.0, -6.0], minimizedAffinity=[None] * 6)
+    out = per_ligand(t)                      # an empty tag column is passed over
+    assert out.set_index("ligand")["pose"].to_dict() == {"a": 3, "b": 6}
+    assert set(out["picked_by"]) == {"vina_score"}

@@ -7,7 +7,8 @@ top-1 < 2 Å: 0.30, against 0.55 for Vina's own ranking; docs/affinity.md#pose-r
 By default a ligand is therefore represented by the pose its docking program ranked best:
 
 * ``pick="docking"``: the pose with the lowest docking score found in the input tags
-  (:data:`DOCKING_TAGS`: smina / gnina ``minimizedAffinity``, Glide ``r_i_docking_score``,
+  (:data:`DOCKING_TAGS`: smina / gnina ``minimizedAffinity``, ``vina_score`` of a Vina
+  PDBQT's ``REMARK VINA RESULT``, Glide ``r_i_docking_score``,
   Vina through meeko's ``meeko`` JSON ``free_energy``, ...); where none is tagged, the
   first pose in the file (docking programs write the best first);
 * ``pick="first"``: the first readable pose of each ligand in the file;
@@ -38,6 +39,7 @@ from get_md.errors import WorkflowError
 #: poses written by meeko). A tag may also reach the table as ``input_<tag>``.
 DOCKING_TAGS = (
     "minimizedAffinity",
+    "vina_score",
     "r_i_docking_score",
     "docking_score",
     "vina_docking_score",
