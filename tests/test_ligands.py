@@ -70,6 +70,14 @@ def test_score_pick_and_potential_tables():
     assert out["ligand"].tolist() == ["b", "a"]
 
 
+def test_poses_without_a_name_are_one_ligand_with_a_warning(caplog):
+    t = _table(name=["", "", "", "", "", ""])
+    with caplog.at_level("WARNING", logger="get_md.workflows.poses"):
+        out = per_ligand(t)
+    assert len(out) == 1 and out["n_poses"].iloc[0] == 5
+    assert "5 pose(s) have no 'name'" in caplog.text
+
+
 def test_ligand_key_and_bad_options():
     t = _table(ID=["x", "y", "x", "y", "y", "y"])
     assert per_ligand(t, key="ID").set_index("ligand")["n_poses"].to_dict() == {"x": 2, "y": 3}

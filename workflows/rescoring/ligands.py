@@ -29,10 +29,13 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Any, Optional
 
 from get_md.errors import WorkflowError
+
+logger = logging.getLogger("get_md.workflows.poses")
 
 #: Input tags that hold a docking score (lower is better), in the order they are looked for;
 #: ``meeko:free_energy`` is the ``free_energy`` field of meeko's ``meeko`` JSON tag (Vina
@@ -111,6 +114,10 @@ def per_ligand(table, pick: str = "docking", key: str = "name"):
     is_score = "score" in table
     value = "score" if is_score else "interaction_energy_kcal_mol"
     ok = table[table["status"] == "ok"].sort_values("pose", kind="stable").copy()
+    unnamed = ok[key].isna() | (ok[key].astype(str).str.strip() == "")
+    if unnamed.any():
+        logger.warning("%d pose(s) have no %r; they are grouped as one ligand (name a column that "
+                       "identifies ligands with --ligand-key)", int(unnamed.sum()), key)
     tag, dock = docking_scores(ok) if pick == "docking" else (None, None)
     if dock is not None:
         ok["_dock"] = dock
