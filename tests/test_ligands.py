@@ -45,6 +45,13 @@ def test_docking_pick_takes_the_lowest_docking_score_and_ranks_ligands():
     assert out["rank"].tolist() == [1, 2]
 
 
+def test_first_and_score_picks_still_report_the_docking_score():
+    t = _table(minimizedAffinity=[-8.0, -9.5, -7.0, -6.0, -12.0, -5.5])
+    out = per_ligand(t, pick="first").set_index("ligand")
+    assert out["pose"].to_dict() == {"a": 1, "b": 4} and set(out["picked_by"]) == {"first"}
+    assert out["docking_score"].to_dict() == {"a": -8.0, "b": -6.0}
+
+
 def test_meeko_free_energy_and_prefixed_tags_are_read():
     meeko = [json.dumps({"free_energy": e}) for e in (-7.0, -6.0, -8.0, -5.0, -9.0, -6.0)]
     out = per_ligand(_table(input_meeko=meeko))

@@ -118,7 +118,7 @@ def per_ligand(table, pick: str = "docking", key: str = "name"):
     if unnamed.any():
         logger.warning("%d pose(s) have no %r; they are grouped as one ligand (name a column that "
                        "identifies ligands with --ligand-key)", int(unnamed.sum()), key)
-    tag, dock = docking_scores(ok) if pick == "docking" else (None, None)
+    tag, dock = docking_scores(ok)  # reported with every pick, used by "docking"
     if dock is not None:
         ok["_dock"] = dock
     keep = [c for c in ("score", "score_std", "pose_score", "interaction_energy_eV",
@@ -127,7 +127,7 @@ def per_ligand(table, pick: str = "docking", key: str = "name"):
     for ligand, group in ok.groupby(key, sort=False, dropna=False):
         if pick == "score":
             chosen, by = group.loc[group[value].idxmax() if is_score else group[value].idxmin()], value
-        elif tag is not None and group["_dock"].notna().any():
+        elif pick == "docking" and tag is not None and group["_dock"].notna().any():
             chosen, by = group.loc[group["_dock"].idxmin()], tag
         else:
             chosen, by = group.iloc[0], "first"
