@@ -1,6 +1,7 @@
 """Docking and scoring the candidate poses of one ligand, for ``bench_pose_ranking.py``
 (which re-exports every public name): re-embedding, Vina docking, RMSD labels, candidate
-SDFs and GET scores (steps 1-4 of that benchmark)."""
+SDFs and GET scores (steps 1-4 of that benchmark); also the moved-and-relaxed decoys of
+``pose_decoys.py --method perturb`` (:func:`perturb_ligand`)."""
 
 from __future__ import annotations
 
