@@ -185,12 +185,12 @@ def ranking_metrics(y_true: Sequence[float], y_pred: Sequence[float], groups: Se
     }
 
 
-@torch.no_grad()
 def score_labels(dataset) -> np.ndarray:
     """The ``score`` label (pK) of every sample of ``dataset``, in order."""
     return np.array([float(s.targets["score"][0]) for s in dataset])
 
 
+@torch.no_grad()
 def predict(model: torch.nn.Module, dataset, max_blocks: int = 400) -> dict[str, np.ndarray]:
     """Model outputs (``score``; ``score_std`` and ``pose_score`` for ensembles that give
     them) for every sample, in order."""
@@ -278,11 +278,10 @@ def relabel(teacher: str, data: str, out: str) -> dict:
         raise ConfigError(f"{path}: the teacher was trained on {sorted(taught & kept)}, validation or held-out "
                           f"targets of {src}; its scores would carry them into training")
     train = MolecularDataset.load(src / "train.pt")
-    with torch.no_grad():
-        pred = predict(model, train)["score"]
+    pred = predict(model, train)["score"]
     dst.mkdir(parents=True, exist_ok=True)
     y = score_labels(train)
-    for sample, p in zip(train.samples, pred):  # noqa: B905
+    for sample, p in zip(train.samples, pred, strict=True):
         label = sample.targets["score"]
         sample.targets["score"] = torch.full_like(label, float(p))
     train.save(dst / "train.pt")
