@@ -35,6 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # sibling modules, as the other benchmarks import theirs
+    sys.path.insert(0, _HERE)
+
 NEAR_NATIVE_A = 2.0
 RULES = ("docking", "score", "first", "native", "vina", "heavy_atoms")
 GNINA_RULES = ("gnina_docking", "gnina_cnnscore")
@@ -78,7 +82,6 @@ def ligand_values(receptor: str, sdf: Path, model: str | None) -> dict:
 
 def gnina_values(receptor: str, sdfs: list[Path]) -> dict[str, dict]:
     """gnina CNNaffinity of Vina's top pose and of CNNscore's top pose, per candidates SDF."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import affinity_baselines
     from pose_ranking_docking import read_candidates
 

@@ -150,6 +150,30 @@ def split_pdbqt_models(text: str) -> list[str]:
     return blocks
 
 
+def pose_candidate(v: Any, mol: Any, label: str, ref_heavy: Any, docking: float) -> Candidate:
+    """A docked or relaxed pose as a candidate: labelled by its RMSD to the native pose and
+    scored with Vina's ``score_only`` of the ligand ``v`` currently holds (that pose).
+
+    Args:
+        v: ``Vina`` object whose current ligand is this pose.
+        mol: The pose (RDKit, one conformer).
+        label: Record name.
+        ref_heavy: The native pose without hydrogens (RMSD reference).
+        docking: Vina's docking (or relaxed) energy of the pose, kcal/mol.
+
+    Returns:
+        The candidate.
+    """
+    return Candidate(
+        mol=mol,
+        label=label,
+        is_native=False,
+        rmsd=heavy_rmsd(mol, ref_heavy),
+        vina_docking=docking,
+        vina_score_only=float(v.score()[0]),
+    )
+
+
 def native_candidate(v: Any, native: Any, native_pdbqt: str, ref_heavy: Any, name: str) -> Candidate:
     """The native pose as a candidate, scored with Vina's ``score_only`` (its "docking" score
     too: the native pose is not docked).
@@ -233,16 +257,7 @@ def dock_ligand(
     for i, conf in enumerate(docked.GetConformers()):
         mol = _single_conformer(docked, conf.GetId())
         v.set_ligand_from_string(blocks[i])
-        candidates.append(
-            Candidate(
-                mol=mol,
-                label=f"{name}_dock{i + 1}",
-                is_native=False,
-                rmsd=heavy_rmsd(mol, ref_heavy),
-                vina_docking=float(energies[i, 0]),
-                vina_score_only=float(v.score()[0]),
-            )
-        )
+        candidates.append(pose_candidate(v, mol, f"{name}_dock{i + 1}", ref_heavy, float(energies[i, 0])))
     candidates.append(native_candidate(v, native, native_pdbqt, ref_heavy, name))
     return candidates, info
 
@@ -401,16 +416,7 @@ def perturb_ligand(
         if len(mols) != 1 or mols[0] is None:
             continue
         mol = _single_conformer(mols[0], mols[0].GetConformers()[0].GetId())
-        candidates.append(
-            Candidate(
-                mol=mol,
-                label=f"{name}_pert{i + 1}",
-                is_native=False,
-                rmsd=heavy_rmsd(mol, ref_heavy),
-                vina_docking=energy,
-                vina_score_only=float(v.score()[0]),
-            )
-        )
+        candidates.append(pose_candidate(v, mol, f"{name}_pert{i + 1}", ref_heavy, energy))
     out_pdbqt.unlink(missing_ok=True)
     info["optimize_s"] = time.perf_counter() - t0
     candidates.append(native_candidate(v, native, native_pdbqt, ref_heavy, name))
