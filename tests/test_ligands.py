@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -115,6 +116,20 @@ def test_cli_writes_one_row_per_ligand(tmp_path_factory, tmp_path, capsys):
     for _, row in ligands.iterrows():
         assert row["score"] == pytest.approx(poses.loc[row["pose"], "score"])
     assert ligands["score"].is_monotonic_decreasing
+    assert not Path(str(out) + ".lock").exists()
+
+
+def test_cli_refuses_a_ligands_file_another_run_is_writing(tmp_path, capsys):
+    from get_md.workflows._common import OutputLock
+
+    out = tmp_path / "ligands.csv"
+    with OutputLock(out, "the other run"):
+        rc = main(["rescore-poses", str(REC), str(POSES_SDF), "--model", "get-affinity",
+                   "--out-csv", str(tmp_path / "p.csv"), "--out-sdf", str(tmp_path / "p.sdf"),
+                   "--out-ligands", str(out), "--quiet"])
+    assert rc != 0
+    assert "ligands.csv is being written by another get-md run" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists() and not out.exists()   # refused before any work
 
 
 def test_vina_pdbqt_scores_are_docking_scores():

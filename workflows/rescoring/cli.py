@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from get_md.errors import WorkflowError
 
 from .ligands import PICK_CHOICES, per_ligand
 from .options import RunOptions, add_drop_unsupported_option, add_run_options
-from .outputs import check_outputs, write_csv_atomic
+from .outputs import OutputLock, check_outputs, write_csv_atomic
 from .poses import POSEBUSTERS_CONFIGS, SORT_CHOICES, rescore_poses
 from .receptor import HYDROGEN_CHOICES
 from .trajectory import rescore_trajectory
@@ -60,8 +61,15 @@ def _cmd_poses(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     out_csv = args.out_csv or _default_out(args.poses, ".csv")
     out_sdf = args.out_sdf or _default_out(args.poses, ".sdf")
-    if args.out_ligands:
-        check_outputs({"--out-csv": out_csv, "--out-sdf": out_sdf, "--out-ligands": args.out_ligands})
+    with contextlib.ExitStack() as claims:
+        if args.out_ligands:
+            check_outputs({"--out-csv": out_csv, "--out-sdf": out_sdf, "--out-ligands": args.out_ligands})
+            # held for the whole run, like --out-csv / --out-sdf inside rescore_poses
+            claims.enter_context(OutputLock(args.out_ligands))
+        return _rescore_poses_cli(args, out_csv, out_sdf)
+
+
+def _rescore_poses_cli(args: argparse.Namespace, out_csv: str, out_sdf: str) -> int:
     table = rescore_poses(
         args.receptor, args.poses, reference=args.reference, add_hydrogens=args.add_hydrogens,
         out_sdf=out_sdf, out_residues=args.out_residues, sort=args.sort,
