@@ -262,6 +262,57 @@ def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path, monkeypatch):
     assert labels == {"labels": "teacher", "teacher_weights_sha256": "ab"}
 
 
+def test_recipe_continues_a_model_files_members_and_the_new_file_says_so(tmp_path, monkeypatch):
+    """`affinity train --init FILE`: member K starts from member K of a score-model file
+    (its architecture kept); the shipped result records that file as `continued_from`, and
+    is refused when that file trained on a validation or held-out target of the new data."""
+    from affinity_helpers import _sdf_with_dg
+
+    from get_md.datasets.affinity import Series, build_dataset
+    from get_md.errors import ConfigError
+    from get_md.train import affinity as recipe
+    from get_md.train.checkpoint import init_weights
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, -8.0, -7.0, -6.5], ["a", "b", "c", "d"])
+    for split, target in (("train", "SYK"), ("valid", "FAAH"), ("test", "MET")):
+        ds, _ = build_dataset([Series(target, f"{target}-series", str(REC), str(sdf), "test")],
+                              pocket_radius=5.0)
+        ds.save(data / f"{split}.pt")
+    report = {"pocket_radius": 5.0, "n": {"train": 4, "valid": 4, "test": 4},
+              "targets": {"train": ["SYK"], "valid": ["FAAH"], "test": ["MET"]},
+              "excluded_series": [], "series": [{"source": "test"}]}
+    (data / "report.json").write_text(json.dumps(report))
+    monkeypatch.setattr(recipe, "MIN_SERIES_LIGANDS", 4)
+    tiny = ["--set", "d_hidden=16", "d_radial=8", "n_rbf=8", "n_head=2", "n_layers=1", "k_neighbors=5"]
+    recipe.main(["train", "--data", str(data), "--out", str(tmp_path / "a"), "--members", "2",
+                 "--epochs", "1", *tiny])
+    first = tmp_path / "first.pt"
+    recipe.ship(str(tmp_path / "a"), str(data), str(first), command="test")
+
+    # no --set: the architecture comes from the file (k_neighbors 5, not the recipe's 9)
+    recipe.main(["train", "--data", str(data), "--out", str(tmp_path / "b"), "--members", "2",
+                 "--epochs", "1", "--init", str(first), "--lr", "1e-4"])
+    cfg = json.loads((tmp_path / "b" / "member1" / "config.json").read_text())
+    assert cfg["init_from"] == str(tmp_path / "b" / "init" / "member1.pt")
+    assert cfg["model"]["k_neighbors"] == 5 and cfg["model"]["d_hidden"] == 16
+    start = init_weights(str(tmp_path / "b" / "init" / "member1.pt"))
+    before = torch.load(tmp_path / "a" / "member1" / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(start[k], before[k]) for k in before)
+    second = tmp_path / "second.pt"
+    recipe.ship(str(tmp_path / "b"), str(data), str(second), command="test")
+    source = export.read_metadata(second)["training"]["dataset"]["continued_from"]
+    assert source["weights_sha256"] == export.read_metadata(first)["weights_sha256"]
+    assert source["dataset"]["targets"]["train"] == ["SYK"]
+    assert "continued_from" not in export.read_metadata(first)["training"]["dataset"]
+    # the file it continued trained on SYK: SYK may not validate or be held out here
+    (data / "report.json").write_text(json.dumps(dict(report, targets={"train": ["MET"], "valid": ["FAAH"],
+                                                                        "test": ["SYK"]})))
+    with pytest.raises(ConfigError, match=r"trained on \['SYK'\]"):
+        recipe.ship(str(tmp_path / "b"), str(data), str(tmp_path / "third.pt"), command="test")
+
+
 def test_fit_score_reference_starts_training_at_the_element_count_baseline(tmp_path):
     """After the fit, the model's score is the least-squares element-count fit of the ligands'
     heavy atoms (the network's head is zeroed): training starts from that baseline."""

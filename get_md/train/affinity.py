@@ -126,14 +126,69 @@ def train_members(data: str, out: str, members: int = 4, seeds: Optional[Sequenc
                   init: Optional[str] = None, **overrides: Any) -> list[Path]:
     """Train (or resume) members ``0..members-1`` (or ``seeds``); each writes its config
     next to its run, so ``get-md train runs/affinity/memberK/config.json`` repeats it.
-    ``init``: a runs folder whose ``memberK/best.pt`` starts member K (fine-tuning)."""
+    ``init`` (fine-tuning): a runs folder whose ``memberK/best.pt`` starts member K, or a
+    score-model file / shipped name whose member K does (:func:`init_from_model_file`)."""
     seeds = range(members) if seeds is None else seeds
+    starts = None
+    if init is not None and not Path(init).is_dir():
+        starts = init_from_model_file(init, Path(out) / "init")
     configs = []
     for seed in seeds:
-        start = {} if init is None else {"init_from": str(Path(init) / f"member{seed}" / "best.pt"),
-                                         "fit_energy_reference": False}
+        if init is None:
+            start = {}
+        else:
+            path = starts[seed] if starts is not None else Path(init) / f"member{seed}" / "best.pt"
+            start = {"init_from": str(path), "fit_energy_reference": False}
         configs.append(member_config(data, out, seed, **{**overrides, **start}))
     return train_configs(configs)
+
+
+#: Written beside the start weights by :func:`init_from_model_file`; read by :func:`ship`.
+INIT_SOURCE = "source.json"
+
+
+def init_from_model_file(model: str, out: str | Path) -> list[Path]:
+    """Start weights for fine-tuning from a score-model file's members: ``out/memberK.pt``
+    (the weights and architecture of member K, as a ``best.pt`` holds them) and
+    ``out/source.json`` (the file, its ``weights_sha256`` and training data), which
+    :func:`ship` records in the new file's metadata as ``continued_from``.
+
+    Example:
+        >>> init_from_model_file("get-affinity", "runs/more/init")  # doctest: +SKIP
+        [PosixPath('runs/more/init/member0.pt'), ...]
+    """
+    from get_md import export
+    from get_md.runtime import resolve_model_path
+
+    path = resolve_model_path(model, task="score")
+    ensemble, meta = export.rebuild(path)
+    members = list(getattr(ensemble, "members", []))
+    if not members:
+        raise ConfigError(f"{path}: not a score ensemble (no members to start from)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, member in enumerate(members):
+        dest = out / f"member{k}.pt"
+        torch.save({"family": meta.get("family", "get"), "model_config": dict(member.config),
+                    "model": member.state_dict()}, dest)
+        paths.append(dest)
+    dataset = (meta.get("training") or {}).get("dataset") or {}
+    source = {"model": str(model), "path": str(path), "weights_sha256": meta.get("weights_sha256"),
+              "dataset": {"n": dataset.get("n"), "targets": dataset.get("targets"),
+                          "sources": dataset.get("sources")}}
+    (out / INIT_SOURCE).write_text(json.dumps(source, indent=1) + "\n")
+    return paths
+
+
+def model_file_member_config(model: str) -> dict:
+    """The architecture of a score-model file's members (for ``train --init FILE``)."""
+    from get_md import export
+    from get_md.runtime import resolve_model_path
+
+    config = dict(export.read_metadata(resolve_model_path(model, task="score")).get("config") or {})
+    config.pop("members", None)
+    return {k: v for k, v in config.items() if k in DEFAULT_MODEL}
 
 
 def train_configs(configs: Sequence[TrainConfig]) -> list[Path]:
@@ -336,6 +391,7 @@ def ship(runs: str, data: str, out: str, register: Optional[str] = None,
     metrics = evaluate(model, test)
     validation = evaluate(model, MolecularDataset.load(Path(data) / "valid.pt"))
     report = json.loads((Path(data) / "report.json").read_text())
+    continued = _continued_from(runs, report)
     elements = sorted({int(z) for s in MolecularDataset.load(Path(data) / "train.pt")
                        for z in s.graph.atomic_numbers.tolist()})
     meta = {
@@ -350,7 +406,8 @@ def ship(runs: str, data: str, out: str, register: Optional[str] = None,
         "dataset": {"n": report["n"], "targets": report["targets"],
                     "excluded_series": report["excluded_series"],
                     "sources": sorted({s["source"] for s in report["series"]}),
-                    **({"train_labels": report["train_labels"]} if "train_labels" in report else {})},
+                    **({"train_labels": report["train_labels"]} if "train_labels" in report else {}),
+                    **({"continued_from": continued} if continued else {})},
         "metrics": {"held_out": metrics, "validation": validation},
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
@@ -361,6 +418,21 @@ def ship(runs: str, data: str, out: str, register: Optional[str] = None,
         zoo.register(register, out, default="score")
     return {"path": str(out), "metrics": metrics, "validation": validation,
             "weights_sha256": written["weights_sha256"]}
+
+
+def _continued_from(runs: str, report: dict) -> Optional[dict]:
+    """``runs/init/source.json`` (members fine-tuned from a model file), refused when that
+    file trained on a validation or held-out target of this data."""
+    path = Path(runs) / "init" / INIT_SOURCE
+    if not path.exists():
+        return None
+    source = json.loads(path.read_text())
+    taught = set(((source.get("dataset") or {}).get("targets") or {}).get("train") or [])
+    kept = set((report.get("targets") or {}).get("valid", [])) | set((report.get("targets") or {}).get("test", []))
+    if taught & kept:
+        raise ConfigError(f"{source.get('path')}: the members started from a file trained on "
+                          f"{sorted(taught & kept)}, validation or held-out targets here")
+    return source
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -403,7 +475,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--series-weight", type=float, default=0.0,
                    help="weight of the within-series loss (score_series: errors minus their series "
                         "mean, batches of one series each); 0: pointwise MSE only")
-    t.add_argument("--init", metavar="RUNS", help="start member K from RUNS/memberK/best.pt")
+    t.add_argument("--init", metavar="RUNS|MODEL",
+                   help="start member K from RUNS/memberK/best.pt, or from member K of a score-model "
+                        "file or shipped name (e.g. get-affinity: its architecture is kept)")
     t.add_argument("--lr", type=float, default=DEFAULT_TRAIN["lr"])
     e = sub.add_parser("ensemble", help="assemble, evaluate on the held-out targets, export")
     e.add_argument("--runs", required=True)
@@ -433,7 +507,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius)
         print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
     elif args.step == "train":
-        model = dict(DEFAULT_MODEL, **parse_settings(args.model_set))
+        base = (model_file_member_config(args.init) if args.init and not Path(args.init).is_dir()
+                else DEFAULT_MODEL)
+        model = dict(base, **parse_settings(args.model_set))
         extra = {"loss_weights": {"score": 1.0, "score_series": args.series_weight}} if args.series_weight else {}
         train_members(args.data, args.out, args.members, args.seeds, init=args.init, max_epochs=args.epochs,
                       model=model, lr=args.lr, **extra)
