@@ -10,6 +10,10 @@ The recipe behind the shipped ``get-affinity`` model, in four resumable steps::
     python -m get_md.train.affinity ensemble --runs runs/affinity --data data/affinity \\
         --out get_md/zoo/get-affinity.pt --register get-affinity
 
+A file's members can also continue training on new data (``train --init get-affinity``:
+member K starts from the file's member K, keeping its architecture); the new file then
+names the one it continued (``dataset.continued_from``: path, ``weights_sha256``, targets).
+
 Splits go by target (every ligand of a protein on one side): ``HELD_OUT_TARGETS``
 are never trained on nor used for model selection (they give the reported
 figures), ``VALID_TARGETS`` early-stop training, the rest train. The targets of
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -168,16 +173,21 @@ def init_from_model_file(model: str, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
+    # written whole, then renamed: the recipe runs one process per member, each writing these
     for k, member in enumerate(members):
         dest = out / f"member{k}.pt"
+        tmp = out / f".member{k}.pt.{os.getpid()}"
         torch.save({"family": meta.get("family", "get"), "model_config": dict(member.config),
-                    "model": member.state_dict()}, dest)
+                    "model": member.state_dict()}, tmp)
+        os.replace(tmp, dest)
         paths.append(dest)
     dataset = (meta.get("training") or {}).get("dataset") or {}
     source = {"model": str(model), "path": str(path), "weights_sha256": meta.get("weights_sha256"),
               "dataset": {"n": dataset.get("n"), "targets": dataset.get("targets"),
                           "sources": dataset.get("sources")}}
-    (out / INIT_SOURCE).write_text(json.dumps(source, indent=1) + "\n")
+    tmp = out / f".{INIT_SOURCE}.{os.getpid()}"
+    tmp.write_text(json.dumps(source, indent=1) + "\n")
+    os.replace(tmp, out / INIT_SOURCE)
     return paths
 
 
