@@ -311,6 +311,8 @@ def test_recipe_continues_a_model_files_members_and_the_new_file_says_so(tmp_pat
                                                                         "test": ["SYK"]})))
     with pytest.raises(ConfigError, match=r"trained on \['SYK'\]"):
         recipe.ship(str(tmp_path / "b"), str(data), str(tmp_path / "third.pt"), command="test")
+    with pytest.raises(ConfigError, match=r"--init .*typo: neither a runs folder"):
+        recipe.train_members(str(data), str(tmp_path / "c"), 1, init=str(tmp_path / "typo"))
 
 
 def test_fit_score_reference_starts_training_at_the_element_count_baseline(tmp_path):

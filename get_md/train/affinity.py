@@ -163,10 +163,15 @@ def init_from_model_file(model: str, out: str | Path) -> list[Path]:
         [PosixPath('runs/more/init/member0.pt'), ...]
     """
     from get_md import export
+    from get_md.errors import ModelFileError
     from get_md.runtime import resolve_model_path
 
-    path = resolve_model_path(model, task="score")
-    ensemble, meta = export.rebuild(path)
+    try:
+        path = resolve_model_path(model, task="score")
+        ensemble, meta = export.rebuild(path)
+    except ModelFileError as e:
+        raise ConfigError(f"--init {model}: neither a runs folder (memberK/best.pt) nor a readable "
+                          f"score-model file ({e})") from e
     members = list(getattr(ensemble, "members", []))
     if not members:
         raise ConfigError(f"{path}: not a score ensemble (no members to start from)")
