@@ -140,10 +140,10 @@ def random_pick(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         >>> random_pick([{"docked_rmsd": [0.5, 3.0, 4.0]}])
         {'with_native': 0.5, 'docked_only': 0.3333333333333333, 'native_top1': 0.25}
     """
-    near = [int(np.sum(np.asarray(r["docked_rmsd"], dtype=float) < NEAR_NATIVE_A)) for r in rows]
-    n = [len(r["docked_rmsd"]) for r in rows]
     if not rows:
         return {"with_native": math.nan, "docked_only": math.nan, "native_top1": math.nan}
+    near = [int(np.sum(np.asarray(r["docked_rmsd"], dtype=float) < NEAR_NATIVE_A)) for r in rows]
+    n = [len(r["docked_rmsd"]) for r in rows]
     return {
         "with_native": float(np.mean([(k + 1) / (m + 1) for k, m in zip(near, n, strict=True)])),
         "docked_only": float(np.mean([k / m if m else math.nan for k, m in zip(near, n, strict=True)])),

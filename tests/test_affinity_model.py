@@ -295,9 +295,9 @@ def test_recipe_continues_a_model_files_members_and_the_new_file_says_so(tmp_pat
     recipe.main(["train", "--data", str(data), "--out", str(tmp_path / "b"), "--members", "2",
                  "--epochs", "1", "--init", str(first), "--lr", "1e-4"])
     cfg = json.loads((tmp_path / "b" / "member1" / "config.json").read_text())
-    assert cfg["init_from"] == str(tmp_path / "b" / "init" / "member1.pt")
+    assert cfg["init_from"] == str(tmp_path / "b" / "init" / "member1" / "best.pt")
     assert cfg["model"]["k_neighbors"] == 5 and cfg["model"]["d_hidden"] == 16
-    start = init_weights(str(tmp_path / "b" / "init" / "member1.pt"))
+    start = init_weights(str(tmp_path / "b" / "init" / "member1" / "best.pt"))
     before = torch.load(tmp_path / "a" / "member1" / "best.pt", weights_only=True)["model"]
     assert all(torch.equal(start[k], before[k]) for k in before)
     second = tmp_path / "second.pt"

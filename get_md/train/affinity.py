@@ -134,16 +134,12 @@ def train_members(data: str, out: str, members: int = 4, seeds: Optional[Sequenc
     ``init`` (fine-tuning): a runs folder whose ``memberK/best.pt`` starts member K, or a
     score-model file / shipped name whose member K does (:func:`init_from_model_file`)."""
     seeds = range(members) if seeds is None else seeds
-    starts = None
     if init is not None and not Path(init).is_dir():
-        starts = init_from_model_file(init, Path(out) / "init")
+        init = str(init_from_model_file(init, Path(out) / "init"))
     configs = []
     for seed in seeds:
-        if init is None:
-            start = {}
-        else:
-            path = starts[seed] if starts is not None else Path(init) / f"member{seed}" / "best.pt"
-            start = {"init_from": str(path), "fit_energy_reference": False}
+        start = {} if init is None else {"init_from": str(Path(init) / f"member{seed}" / "best.pt"),
+                                         "fit_energy_reference": False}
         configs.append(member_config(data, out, seed, **{**overrides, **start}))
     return train_configs(configs)
 
@@ -152,15 +148,15 @@ def train_members(data: str, out: str, members: int = 4, seeds: Optional[Sequenc
 INIT_SOURCE = "source.json"
 
 
-def init_from_model_file(model: str, out: str | Path) -> list[Path]:
-    """Start weights for fine-tuning from a score-model file's members: ``out/memberK.pt``
-    (the weights and architecture of member K, as a ``best.pt`` holds them) and
-    ``out/source.json`` (the file, its ``weights_sha256`` and training data), which
-    :func:`ship` records in the new file's metadata as ``continued_from``.
+def init_from_model_file(model: str, out: str | Path) -> Path:
+    """A score-model file's members as a runs folder to fine-tune from: ``out/memberK/best.pt``
+    (the weights and architecture of member K) and ``out/source.json`` (the file, its
+    ``weights_sha256`` and training data), which :func:`ship` records in the new file's
+    metadata as ``continued_from``. Returns ``out``.
 
     Example:
         >>> init_from_model_file("get-affinity", "runs/more/init")  # doctest: +SKIP
-        [PosixPath('runs/more/init/member0.pt'), ...]
+        PosixPath('runs/more/init')
     """
     from get_md import export
     from get_md.errors import ModelFileError
@@ -176,16 +172,14 @@ def init_from_model_file(model: str, out: str | Path) -> list[Path]:
     if not members:
         raise ConfigError(f"{path}: not a score ensemble (no members to start from)")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
     # written whole, then renamed: the recipe runs one process per member, each writing these
     for k, member in enumerate(members):
-        dest = out / f"member{k}.pt"
-        tmp = out / f".member{k}.pt.{os.getpid()}"
+        dest = out / f"member{k}" / "best.pt"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".best.pt.{os.getpid()}"
         torch.save({"family": meta.get("family", "get"), "model_config": dict(member.config),
                     "model": member.state_dict()}, tmp)
         os.replace(tmp, dest)
-        paths.append(dest)
     dataset = (meta.get("training") or {}).get("dataset") or {}
     source = {"model": str(model), "path": str(path), "weights_sha256": meta.get("weights_sha256"),
               "dataset": {"n": dataset.get("n"), "targets": dataset.get("targets"),
@@ -193,7 +187,7 @@ def init_from_model_file(model: str, out: str | Path) -> list[Path]:
     tmp = out / f".{INIT_SOURCE}.{os.getpid()}"
     tmp.write_text(json.dumps(source, indent=1) + "\n")
     os.replace(tmp, out / INIT_SOURCE)
-    return paths
+    return out
 
 
 def model_file_member_config(model: str) -> dict:
