@@ -278,6 +278,57 @@ def test_physically_broken_poses_are_skipped_with_the_reason(models, tmp_path, c
     assert np.isfinite(df.loc[[1, 8, 9], "interaction_energy_eV"]).all()
 
 
+def test_hydrogen_contact_with_the_pocket_is_scored_by_a_model_that_drops_hydrogens(models, tmp_path):
+    """A ligand hydrogen 0.3 Å from a receptor hydrogen, heavy atoms clear: a potential
+    (reads every hydrogen) skips the pose as overlapping atoms, a score model with
+    ``heavy_atoms_only`` scores it, and exactly as the unmoved pose (it reads no
+    hydrogen). Two heavy atoms that close are still refused by both."""
+    import numpy as np
+    from poses_helpers import TINY
+
+    from get_md.build import from_pdb, select_pocket
+    from get_md.export import save
+    from get_md.models import build_model
+
+    torch.manual_seed(0)
+    heavy_model = tmp_path / "heavy.pt"
+    save(build_model("get", mode="score", task="score", heavy_atoms_only=True, **TINY), heavy_model)
+    mols = read_sdf(POSES_SDF)[:2]
+    pocket = select_pocket(from_pdb(REC), from_pdb(LIG_PDB), COMMON["pocket_radius"])
+    pxyz = pocket.positions.double().numpy()
+    pz = pocket.atomic_numbers.numpy()
+    lig = mols[0]
+    lxyz = lig.GetConformer().GetPositions()
+    lz = np.array([a.GetAtomicNum() for a in lig.GetAtoms()])
+    lh, ph = np.flatnonzero(lz == 1), np.flatnonzero(pz == 1)
+    d = np.linalg.norm(lxyz[lh, None] - pxyz[None, ph], axis=2)
+    a, b = np.unravel_index(np.argmin(d), d.shape)
+    h, q = int(lh[a]), int(ph[b])
+    target = pxyz[q] + 0.3 * (lxyz[h] - pxyz[q]) / np.linalg.norm(lxyz[h] - pxyz[q])
+    moved = _moved(lig, lambda i, xyz: target if i == h else xyz)
+    # preconditions: only the hydrogen pair is closer than 0.5 Å
+    assert np.linalg.norm(pxyz[pz != 1] - target, axis=1).min() > 0.5
+    assert np.delete(np.linalg.norm(lxyz - target, axis=1), h).min() > 0.5
+    heavy = int(np.flatnonzero(lz != 1)[0])
+    clash = _moved(lig, lambda i, xyz: pxyz[pz != 1][0] + [0.2, 0.0, 0.0] if i == heavy else xyz)
+    poses = tmp_path / "h_contact.sdf"
+    with Chem.SDWriter(str(poses)) as w:
+        for m in (lig, moved, clash):
+            w.write(m)
+
+    common = {**COMMON, "sort": "none"}
+    pot = rescore_poses(REC, poses, models["energy"], **common).set_index("pose")
+    assert list(pot["status"]) == ["ok", "skipped", "skipped"]
+    assert f"atom {h + 1} (H)" in pot.loc[2, "error"] and "from pocket" in pot.loc[2, "error"]
+    score = rescore_poses(REC, poses, heavy_model, **common).set_index("pose")
+    assert list(score["status"]) == ["ok", "ok", "skipped"], score["error"].tolist()
+    assert score.loc[2, "score"] == score.loc[1, "score"]
+    assert f"atom {heavy + 1} (" in score.loc[3, "error"] and "from pocket" in score.loc[3, "error"]
+    # the same file with a model that reads hydrogens: the tiny score model of `models`
+    plain = rescore_poses(REC, poses, models["score"], **common).set_index("pose")
+    assert list(plain["status"]) == ["ok", "skipped", "skipped"]
+
+
 def _receptor_with(tmp_path: Path, name: str, edit) -> Path:
     """REC with ``edit(atom_lines)`` applied to its ATOM lines (a list, changed in place)."""
     lines = REC.read_text().splitlines()

@@ -195,6 +195,8 @@ def pose_problem(
     min_distance: float = MIN_DISTANCE,
     max_coordinate: float = MAX_COORDINATE,
     isolated: float = ISOLATED_DISTANCE,
+    ligand_read: Optional[np.ndarray] = None,
+    pocket_read: Optional[np.ndarray] = None,
 ) -> Optional[str]:
     """Why a pose must not be scored against ``pocket``, or None.
 
@@ -202,8 +204,23 @@ def pose_problem(
     ``isolated`` from every other ligand atom (poses of two or more atoms); no two
     ligand atoms, nor a ligand and a pocket atom, closer than ``min_distance``; some
     ligand atom within ``pocket_radius`` of a pocket atom (else the pose is not in the
-    pocket, and its score means nothing). ``pocket_tree``: a ``scipy.spatial.cKDTree``
-    of ``pocket`` to reuse across poses.
+    pocket, and its score means nothing).
+
+    ``ligand_read`` / ``pocket_read`` ([N] bool, default all): the atoms the model
+    reads. The two ligand–pocket checks use only those, so that a model that drops
+    hydrogens scores a pose whose hydrogen touches a receptor hydrogen (a common
+    artefact of protonating a receptor and its ligands separately); the checks of the
+    ligand on its own always take every atom. ``pocket_tree``: a
+    ``scipy.spatial.cKDTree`` of ``pocket[pocket_read]`` to reuse across poses.
+
+    Example:
+        >>> import numpy as np
+        >>> lig = np.array([[0.0, 0, 0], [1.0, 0, 0]]); pocket = np.array([[0.0, 0.3, 0], [4.0, 0, 0]])
+        >>> name = lambda i: f"atom {i + 1}"
+        >>> pose_problem(lig, pocket, name, name, 6.0)[:44]
+        'ligand atom 1 is 0.3 Å from pocket atom 1 (c'
+        >>> pose_problem(lig, pocket, name, name, 6.0, pocket_read=np.array([False, True])) is None
+        True
     """
     from scipy.spatial import cKDTree
 
@@ -218,14 +235,22 @@ def pose_problem(
     pair = closest_pair(lig, min_distance)
     if pair is not None:
         return overlap_text(ligand_name(pair[0]), ligand_name(pair[1]), pair[2], min_distance)
-    tree = pocket_tree if pocket_tree is not None else cKDTree(as_array(pocket))
-    d, j = tree.query(lig, k=1)
-    i = int(np.argmin(d))
-    if d[i] < min_distance:
-        return (f"ligand {ligand_name(i)} is {d[i]:.3g} Å from pocket {pocket_name(int(j[i]))} "
+    lig_idx = np.arange(len(lig)) if ligand_read is None else np.flatnonzero(ligand_read)
+    pocket_xyz = as_array(pocket)
+    pocket_idx = np.arange(len(pocket_xyz)) if pocket_read is None else np.flatnonzero(pocket_read)
+    if lig_idx.size == 0:
+        return "the pose has no atom the model reads (hydrogens only?)"
+    if pocket_idx.size == 0:
+        return "the pocket has no atom the model reads (hydrogens only?)"
+    tree = pocket_tree if pocket_tree is not None else cKDTree(pocket_xyz[pocket_idx])
+    d, j = tree.query(lig[lig_idx], k=1)
+    k = int(np.argmin(d))
+    i, near = int(lig_idx[k]), int(pocket_idx[int(j[k])])
+    if d[k] < min_distance:
+        return (f"ligand {ligand_name(i)} is {d[k]:.3g} Å from pocket {pocket_name(near)} "
                 f"(closer than {min_distance:g} Å): overlapping atoms")
-    if d[i] > pocket_radius:
-        return (f"the pose is not in the pocket: its closest atom, {ligand_name(i)}, is {d[i]:.6g} Å from "
+    if d[k] > pocket_radius:
+        return (f"the pose is not in the pocket: its closest atom, {ligand_name(i)}, is {d[k]:.6g} Å from "
                 f"the nearest pocket atom (pocket radius {pocket_radius:g} Å); wrong frame or another site?")
     return None
 

@@ -26,8 +26,9 @@ A pose that cannot be read or built is reported (record number, reason) in the
 ``error`` column and the log and skipped; the others are scored. So is a pose whose
 coordinates must not be scored (:mod:`~get_md.workflows.geometry_checks`): a coordinate
 that is not finite or reaches 1e5 Å, an atom more than 10 Å from the rest of its pose,
-two atoms closer than 0.5 Å (within the pose or to a pocket atom), or no atom within
-the pocket radius of the pocket. A receptor with such coordinates (an atom of a
+two atoms closer than 0.5 Å (within the pose or to a pocket atom; to a pocket atom,
+heavy atoms only for a model that drops hydrogens, such as ``get-affinity``), or no
+atom within the pocket radius of the pocket. A receptor with such coordinates (an atom of a
 residue 10 Å from everything, or two pocket atoms closer than 0.5 Å) is an error
 naming the file and the atom, raised before any pose is scored. Runs resume after
 an interruption: finished batches are kept in ``OUT.csv.partial`` and the final
@@ -147,7 +148,9 @@ def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) ->
         terms: :func:`_pocket_terms` (potential models).
         items: ``(index, source, name, graph or None, error or None, properties, mol)``.
         opts: ``per_residue``, ``elements``, ``posebusters`` (config or None),
-            ``receptor_pdb`` (text), ``reference_mol``.
+            ``receptor_pdb`` (text), ``reference_mol``, ``pocket_radius``,
+            ``heavy_atoms_only`` (the model drops hydrogens: the ligand-pocket checks
+            take heavy atoms only).
 
     Returns:
         ``{"rows": [...], "residues": [[pose, label, value], ...]}``.
@@ -163,7 +166,12 @@ def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) ->
 
     from ..geometry_checks import as_array
 
-    pocket_tree = cKDTree(as_array(pocket.positions))  # shared by the poses' checks
+    # The ligand-pocket checks take the atoms the model reads: heavy atoms only for a
+    # model that drops hydrogens (see geometry_checks.pose_problem).
+    heavy_only = bool(opts.get("heavy_atoms_only"))
+    pocket_read = as_array(pocket.atomic_numbers) != 1 if heavy_only else None
+    pocket_xyz = as_array(pocket.positions)
+    pocket_tree = cKDTree(pocket_xyz if pocket_read is None else pocket_xyz[pocket_read])  # shared by the poses
     pocket_name = graph_atom_namer(pocket)
     radius = float(opts.get("pocket_radius") or math.inf)
     rows: list[dict] = []
@@ -175,8 +183,9 @@ def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) ->
         if graph is not None and error is None:
             error = check(graph.atomic_numbers)
             if error is None:  # coordinates that must not be scored (see geometry_checks)
+                ligand_read = as_array(graph.atomic_numbers) != 1 if heavy_only else None
                 error = pose_problem(graph.positions, pocket.positions, graph_atom_namer(graph), pocket_name,
-                                     radius, pocket_tree)
+                                     radius, pocket_tree, ligand_read=ligand_read, pocket_read=pocket_read)
             if error is not None:
                 error = f"{source}: record {index}: {error}"
         if graph is not None and error is None:
@@ -506,7 +515,8 @@ def rescore_poses(
     terms: Optional[dict] = None
     opts = {"per_residue": bool(per_residue), "elements": meta.get("elements"),
             "posebusters": pb_config, "receptor_pdb": receptor_pdb, "reference_mol": reference_mol,
-            "pocket_radius": float(pocket_radius)}
+            "pocket_radius": float(pocket_radius),
+            "heavy_atoms_only": bool((meta.get("config") or {}).get("heavy_atoms_only"))}
 
     from get_md.build import iter_poses
 
