@@ -372,6 +372,24 @@ def test_pdb_duplicate_atoms(tmp_path):
         from_pdb(_write(tmp_path, "stacked.pdb", stacked))
 
 
+def test_pdb_hydrogens_sharing_a_name_are_distinct_atoms(tmp_path):
+    """Maestro writes an uncapped chain's protonated N-terminus as several atoms named H
+    (the FEP+ benchmark's urokinase receptor): accepted as distinct atoms; a hydrogen
+    with another's name and coordinates is still a duplicate."""
+    lines = _atom_lines(REC)[:60]
+    k = next(i for i, ln in enumerate(lines) if ln[76:78].strip() == "H")
+    res = lines[k][17:27]
+    moved = lines[k][:30] + "".join(f"{float(lines[k][30 + 8 * j:38 + 8 * j]) + 1.0:8.3f}" for j in range(3)) \
+        + lines[k][54:]
+    g = from_pdb(_write(tmp_path, "nterm.pdb", [*lines[:k + 1], moved, *lines[k + 1:]]))
+    assert g.num_atoms == len(lines) + 1
+    name = lines[k][12:16].strip()
+    same = [ln for ln in lines if ln[17:27] == res and ln[12:16].strip() == name]
+    assert len(same) == 1  # the file had one such hydrogen; the graph now holds two
+    with pytest.raises(GraphError, match=r"copy\.pdb: duplicate atoms.*identical coordinates"):
+        from_pdb(_write(tmp_path, "copy.pdb", [*lines[:k + 1], lines[k], *lines[k + 1:]]))
+
+
 def test_empty_selection(tmp_path):
     with pytest.raises(GraphError, match=r"rec\.pdb: selection is empty"):
         from_pdb(REC, chains=["Z"])

@@ -363,12 +363,21 @@ def check_positions(positions: torch.Tensor, who: str, identity) -> None:
 
 
 def check_duplicate_names(table: AtomTable, who: str) -> None:
-    """Raise GraphError if two atoms of one residue share a name."""
+    """Raise GraphError if two atoms of one residue share a name.
+
+    Two *hydrogens* of one residue may share a name: Maestro writes the protonated
+    N-terminus of an uncapped chain as two or three atoms named ``H`` (the Schrödinger
+    FEP+ benchmark's urokinase receptor, for one). They are distinct atoms (their
+    coordinates are checked by :func:`check_positions`); a heavy atom repeated under
+    one name is a duplicated record or an unmarked alternate location, and an error.
+    """
     if len(table) < 2:
         return
     order = np.lexsort((table.atom_names, table.res_index))
     ri, nm = table.res_index[order], table.atom_names[order]
+    hydrogen = table.z[order] == 1
     same = (ri[1:] == ri[:-1]) & (nm[1:] == nm[:-1]) & (table.kinds[order][1:] != "ligand")
+    same &= ~(hydrogen[1:] & hydrogen[:-1])
     if same.any():
         k = int(np.flatnonzero(same)[0])
         a, b = sorted((int(order[k]), int(order[k + 1])))
