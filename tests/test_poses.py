@@ -394,3 +394,45 @@ def test_broken_receptor_is_a_clear_error_before_any_work(models, tmp_path, caps
     (line,) = [ln for ln in err.splitlines() if ln.startswith("get-md: error:")]
     assert f"{clash_rec}: pocket: atom " in line and "0.3 Å apart" in line and "(A:" in line
     assert not (tmp_path / "c.csv").exists()
+    assert "nm" not in line  # one clash in an intact receptor: no hint at units
+
+
+def test_files_in_nm_are_named_as_wrong_units(models, tmp_path, capsys):
+    """Poses, then a receptor, written in nm instead of Å: the overlap each trips says
+    that the whole structure is ten times too small (coordinates in nm?), where one
+    clash in an intact pose says nothing of units."""
+    from get_md.workflows.geometry_checks import pose_problem
+
+    from get_md.cli import main
+
+    mols = read_sdf(POSES_SDF)
+    poses = tmp_path / "poses_nm.sdf"
+    with Chem.SDWriter(str(poses)) as w:
+        for mol in mols:
+            w.write(_moved(mol, lambda i, xyz: xyz / 10.0))
+    out_csv = tmp_path / "nm.csv"
+    argv = ["rescore-poses", str(REC), str(poses), "--model", str(models["energy"]), "--reference",
+            str(LIG_PDB), "--pocket-radius", "4", "--out-csv", str(out_csv), "--out-sdf",
+            str(tmp_path / "nm.sdf"), "--quiet"]
+    assert main(argv) != 0  # no pose could be scored
+    capsys.readouterr()
+    df = pd.read_csv(out_csv)
+    assert df["status"].eq("skipped").all()
+    assert df["error"].str.contains("coordinates in nm").all(), df["error"][0]
+
+    def shrink(lines, atoms):
+        for i in atoms:
+            lines[i] = _set_xyz(lines[i], [float(lines[i][30 + 8 * k:38 + 8 * k]) / 10 for k in range(3)])
+
+    rec_nm = _receptor_with(tmp_path, "rec_nm.pdb", shrink)
+    argv = ["rescore-poses", str(rec_nm), str(POSES_SDF), "--model", str(models["energy"]),
+            "--pocket-radius", "4", "--out-csv", str(tmp_path / "r.csv"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("get-md: error:")]
+    assert f"{rec_nm}: " in line and "coordinates in nm" in line
+
+    lig = mols[0].GetConformer().GetPositions()
+    lig[1] = lig[0] + [0.001, 0.0, 0.0]
+    why = pose_problem(lig, lig + 50.0, lambda i: f"atom {i + 1}", str, 6.0)
+    assert "overlapping atoms" in why and "nm" not in why

@@ -98,9 +98,36 @@ def closest_pair(positions: Any, threshold: float = MIN_DISTANCE) -> Optional[tu
     return i, j, float(d[k])
 
 
-def overlap_text(name_i: str, name_j: str, distance: float, threshold: float = MIN_DISTANCE) -> str:
+def units_hint(positions: Any) -> str:
+    """A clause for an overlap message when the whole structure looks shrunk: empty
+    unless most atoms have their nearest neighbour closer than :data:`MIN_DISTANCE`
+    (bonded atoms are 0.96–1.6 Å apart), as in a file written in nm (factor 10).
+
+    Example:
+        >>> import numpy as np
+        >>> units_hint(np.array([[0.0, 0, 0], [0.15, 0, 0], [0.3, 0, 0]]))[:40]
+        '; its atoms are 0.15 Å from their neares'
+    """
+    from scipy.spatial import cKDTree
+
+    p = as_array(positions)
+    if p.shape[0] < 3:
+        return ""
+    d, _ = cKDTree(p).query(p, k=2)
+    typical = float(np.median(d[:, 1]))
+    if not typical < MIN_DISTANCE:
+        return ""
+    return (f"; its atoms are {typical:.3g} Å from their nearest neighbour (median) where bonded "
+            f"atoms are about 1–1.5 Å apart: coordinates in nm (x10 to Å) or another unit?")
+
+
+def overlap_text(name_i: str, name_j: str, distance: float, threshold: float = MIN_DISTANCE,
+                 positions: Any = None) -> str:
+    """Why two atoms are too close; with ``positions`` (the structure) a hint at wrong
+    units where the whole structure looks shrunk (:func:`units_hint`)."""
+    hint = "" if positions is None else units_hint(positions)
     return (f"{name_i} and {name_j} are {distance:.3g} Å apart (closer than {threshold:g} Å): "
-            "overlapping atoms")
+            f"overlapping atoms{hint}")
 
 
 def frame_problems(
@@ -126,7 +153,8 @@ def frame_problems(
             out.append(describe_coordinate(a[f, i], name(i), max_coordinate))
             continue
         pair = closest_pair(a[f], min_distance)
-        out.append(None if pair is None else overlap_text(name(pair[0]), name(pair[1]), pair[2], min_distance))
+        out.append(None if pair is None else overlap_text(name(pair[0]), name(pair[1]), pair[2], min_distance,
+                                                        a[f]))
     return out
 
 
@@ -181,7 +209,7 @@ def structure_problem(
     if min_distance is not None:
         pair = closest_pair(p, min_distance)
         if pair is not None:
-            return overlap_text(name(pair[0]), name(pair[1]), pair[2], min_distance)
+            return overlap_text(name(pair[0]), name(pair[1]), pair[2], min_distance, p)
     return None
 
 
@@ -234,7 +262,7 @@ def pose_problem(
                 f"of the pose (more than {isolated:g} Å): misplaced atom or disconnected fragment?")
     pair = closest_pair(lig, min_distance)
     if pair is not None:
-        return overlap_text(ligand_name(pair[0]), ligand_name(pair[1]), pair[2], min_distance)
+        return overlap_text(ligand_name(pair[0]), ligand_name(pair[1]), pair[2], min_distance, lig)
     lig_idx = np.arange(len(lig)) if ligand_read is None else np.flatnonzero(ligand_read)
     pocket_xyz = as_array(pocket)
     pocket_idx = np.arange(len(pocket_xyz)) if pocket_read is None else np.flatnonzero(pocket_read)
