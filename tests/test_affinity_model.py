@@ -262,7 +262,7 @@ def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path, monkeypatch):
     assert labels == {"labels": "teacher", "teacher_weights_sha256": "ab"}
 
 
-def test_recipe_continues_a_model_files_members_and_the_new_file_says_so(tmp_path, monkeypatch):
+def test_recipe_continues_a_model_files_members_and_the_new_file_says_so(tmp_path, monkeypatch, capsys):
     """`affinity train --init FILE`: member K starts from member K of a score-model file
     (its architecture kept); the shipped result records that file as `continued_from`, and
     is refused when that file trained on a validation or held-out target of the new data."""
@@ -300,6 +300,15 @@ def test_recipe_continues_a_model_files_members_and_the_new_file_says_so(tmp_pat
     start = init_weights(str(tmp_path / "b" / "init" / "member1" / "best.pt"))
     before = torch.load(tmp_path / "a" / "member1" / "best.pt", weights_only=True)["model"]
     assert all(torch.equal(start[k], before[k]) for k in before)
+    # a runs folder keeps its architecture too; one changed with --set is trained, with a warning
+    recipe.main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--members", "1",
+                 "--epochs", "1", "--init", str(tmp_path / "a"), "--lr", "1e-4"])
+    cfg = json.loads((tmp_path / "r" / "member0" / "config.json").read_text())
+    assert cfg["model"]["k_neighbors"] == 5 and cfg["model"]["d_hidden"] == 16
+    capsys.readouterr()
+    recipe.main(["train", "--data", str(data), "--out", str(tmp_path / "s"), "--members", "1",
+                 "--epochs", "1", "--init", str(tmp_path / "a"), "--set", "k_neighbors=7"])
+    assert "another architecture: k_neighbors 5 -> 7" in capsys.readouterr().err
     second = tmp_path / "second.pt"
     recipe.ship(str(tmp_path / "b"), str(data), str(second), command="test")
     source = export.read_metadata(second)["training"]["dataset"]["continued_from"]

@@ -190,14 +190,20 @@ def init_from_model_file(model: str, out: str | Path) -> Path:
     return out
 
 
-def model_file_member_config(model: str) -> dict:
-    """The architecture of a score-model file's members (for ``train --init FILE``)."""
-    from get_md import export
-    from get_md.runtime import resolve_model_path
+def init_member_config(init: str, seed: int) -> dict:
+    """The architecture member ``seed`` of a runs folder ``init`` was trained with
+    (``memberK/best.pt``'s ``model_config``, the recipe's settings only), so that ``train
+    --init`` continues the members as they are; :data:`DEFAULT_MODEL` for a checkpoint
+    that records none. ``TrainError`` naming the file if it is not a checkpoint.
 
-    config = dict(export.read_metadata(resolve_model_path(model, task="score")).get("config") or {})
-    config.pop("members", None)
-    return {k: v for k, v in config.items() if k in DEFAULT_MODEL}
+    Example:
+        >>> init_member_config("runs/affinity", 0)["k_neighbors"]  # doctest: +SKIP
+        6
+    """
+    from get_md.train.checkpoint import read_init
+
+    config = read_init(str(Path(init) / f"member{seed}" / "best.pt")).get("model_config") or {}
+    return dict(DEFAULT_MODEL, **{k: v for k, v in config.items() if k in DEFAULT_MODEL})
 
 
 def train_configs(configs: Sequence[TrainConfig]) -> list[Path]:
@@ -486,7 +492,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "mean, batches of one series each); 0: pointwise MSE only")
     t.add_argument("--init", metavar="RUNS|MODEL",
                    help="start member K from RUNS/memberK/best.pt, or from member K of a score-model "
-                        "file or shipped name (e.g. get-affinity: its architecture is kept)")
+                        "file or shipped name (e.g. get-affinity); the start's architecture is kept "
+                        "(--set changes it, with a warning in the log)")
     t.add_argument("--lr", type=float, default=DEFAULT_TRAIN["lr"])
     e = sub.add_parser("ensemble", help="assemble, evaluate on the held-out targets, export")
     e.add_argument("--runs", required=True)
@@ -516,11 +523,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius)
         print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
     elif args.step == "train":
-        base = (model_file_member_config(args.init) if args.init and not Path(args.init).is_dir()
-                else DEFAULT_MODEL)
+        init = args.init
+        if init is not None and not Path(init).is_dir():
+            init = str(init_from_model_file(init, Path(args.out) / "init"))
+        first = args.seeds[0] if args.seeds else 0
+        base = DEFAULT_MODEL if init is None else init_member_config(init, first)
         model = dict(base, **parse_settings(args.model_set))
         extra = {"loss_weights": {"score": 1.0, "score_series": args.series_weight}} if args.series_weight else {}
-        train_members(args.data, args.out, args.members, args.seeds, init=args.init, max_epochs=args.epochs,
+        train_members(args.data, args.out, args.members, args.seeds, init=init, max_epochs=args.epochs,
                       model=model, lr=args.lr, **extra)
     elif args.step == "relabel":
         print(json.dumps(relabel(args.teacher, args.data, args.out), indent=1))

@@ -63,8 +63,8 @@ from get_md.train.checkpoint import (
     MODEL_NAME,
     append_row,
     atomic_torch_save,
-    init_weights,
     load_checkpoint,
+    read_init,
     read_log,
     rng_state,
     seed_everything,
@@ -515,8 +515,15 @@ def train(config: TrainConfig, command: Optional[str] = None,
 
     def fresh_start() -> None:
         if config.init_from:
-            model.load_state_dict(init_weights(config.init_from))
+            start = read_init(config.init_from)
+            model.load_state_dict(start["model"])
             say(f"initial weights from {config.init_from}")
+            built = dict(getattr(model, "config", {}) or {})
+            changed = {k: (v, built.get(k)) for k, v in (start.get("model_config") or {}).items()
+                       if k in built and built[k] != v}
+            if changed:  # weights fit, but e.g. another k-NN graph reads them differently
+                say("warning: the initial weights were trained with another architecture: "
+                    + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())))
         elif config.fit_energy_reference:
             fitted = fit_energy_statistics(model, train_ds) or fit_score_reference(model, train_ds)
             if fitted:
