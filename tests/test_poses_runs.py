@@ -303,3 +303,25 @@ def test_unsupported_pocket_residue_is_named_or_dropped(tmp_path):
     b = rescore_poses(rec_zn, POSES_SDF, model, drop_unsupported=True, **COMMON)
     assert b["interaction_energy_eV"].tolist() == pytest.approx(a["interaction_energy_eV"].tolist(), abs=1e-9)
     assert b.attrs["pocket_residues"] == a.attrs["pocket_residues"]
+
+
+def test_score_model_leaves_an_unsupported_ion_out_by_default(tmp_path, caplog):
+    """A score model (not trained with Zn) scores the pocket without the ion by default,
+    with a warning naming it, as the receptor without it; drop_unsupported=False makes
+    it the potential's error."""
+    import logging
+
+    from get_md.export import save
+    from get_md.models import build_model
+
+    torch.manual_seed(0)
+    model = tmp_path / "score_organic.pt"
+    save(build_model("get", mode="score", task="score", **TINY), model, {"elements": ["H", "C", "N", "O", "S"]})
+    rec_zn = _with_zinc(REC, tmp_path / "rec_zn.pdb")
+    a = rescore_poses(REC, POSES_SDF, model, **COMMON)
+    with caplog.at_level(logging.WARNING):
+        b = rescore_poses(rec_zn, POSES_SDF, model, **COMMON)
+    assert b["score"].tolist() == pytest.approx(a["score"].tolist(), abs=1e-9)
+    assert any("B:901:ZN" in r.getMessage() and "left out of the pocket" in r.getMessage() for r in caplog.records)
+    with pytest.raises(WorkflowError, match=r"B:901:ZN hold element\(s\) Zn"):
+        rescore_poses(rec_zn, POSES_SDF, model, drop_unsupported=False, **COMMON)

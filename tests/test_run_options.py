@@ -37,7 +37,7 @@ def test_from_args_reads_the_shared_command_line_options():
 
 
 def test_options_fill_the_keywords_and_a_conflict_is_an_error():
-    def workflow(a, model=None, *, pocket_radius=None, drop_unsupported=False, batch_size=None,
+    def workflow(a, model=None, *, pocket_radius=None, drop_unsupported=None, batch_size=None,
                  device="cpu", dtype=None, out_csv=None, workers=None, scheduler=None,
                  dask_processes=True, parallel=None, progress=None, resume=True, extra=0):
         return dict(locals())

@@ -35,7 +35,8 @@ class RunOptions:
             the default potential.
         pocket_radius: Å; None: the model file's ``pocket_radius``, else 10.
         drop_unsupported: leave pocket residues with elements the model does not
-            support out of the pocket, with a warning (False: an error naming them).
+            support out of the pocket, with a warning (False: an error naming them;
+            None: left out for a score model, an error for a potential).
         batch_size: structures per model call; None: 16 on CPU (fewer when the inputs
             would not fill ``parallel`` batches), from free memory on CUDA.
         device, dtype: where and in which precision the model runs (dtype None: the
@@ -52,7 +53,7 @@ class RunOptions:
 
     model: Optional[PathLike] = None
     pocket_radius: Optional[float] = None
-    drop_unsupported: bool = False
+    drop_unsupported: Optional[bool] = None
     batch_size: Optional[int] = None
     device: str = "cpu"
     dtype: Optional[str] = None
@@ -115,9 +116,10 @@ def accepts_run_options(func: Callable) -> Callable:
 
 def add_drop_unsupported_option(p: Any) -> None:
     """``--drop-unsupported``, shared by the rescoring subcommands (see :func:`~get_md.workflows.rescoring.pocket.screen_pocket`)."""
-    p.add_argument("--drop-unsupported", action="store_true",
+    p.add_argument("--drop-unsupported", action="store_true", default=None,
                    help="leave pocket residues with elements the model does not support (metal "
-                        "ions, ...) out of the pocket, with a warning (default: an error naming them)")
+                        "ions, ...) out of the pocket, with a warning (default: so for a score model; "
+                        "for a potential an error naming them)")
 
 
 def add_run_options(p: Any, unit: str) -> None:

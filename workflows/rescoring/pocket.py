@@ -119,11 +119,25 @@ def unsupported_blocks(graph, meta: dict):
     return scatter_sum(bad_atom.long(), graph.block_ids.cpu(), graph.num_blocks) > 0
 
 
-def screen_pocket(pocket, meta: dict, drop: bool, where: str, blocks=None):
+def resolve_drop_unsupported(drop: Optional[bool], meta: dict) -> bool:
+    """Whether pocket residues of elements the model does not support are left out:
+    ``drop`` as given, and for None (the workflows' default) yes for a score model (it
+    was not trained with those elements: the Mg²⁺ of a kinase pocket, for one) and no
+    for a potential (an interaction energy without the ion's share misleads).
+
+    Example:
+        >>> resolve_drop_unsupported(None, {"task": "score"}), resolve_drop_unsupported(None, {"task": "energy"})
+        (True, False)
+    """
+    return bool(drop) if drop is not None else meta.get("task") == "score"
+
+
+def screen_pocket(pocket, meta: dict, drop: Optional[bool], where: str, blocks=None):
     """The pocket without residues of elements the model does not support, or an error.
 
     ``blocks``: [B] bool, the pocket's blocks among ``pocket``'s (default: all). Such
-    residues (metal ions, ...) are an error naming them unless ``drop``; then they are
+    residues (metal ions, ...) are an error naming them unless ``drop``
+    (:func:`resolve_drop_unsupported`: None drops them for a score model); then they are
     left out of the pocket, with a warning, and the mask of blocks kept is returned
     with the pocket: ``(pocket, keep)``. ``where`` names the input in messages.
 
@@ -147,10 +161,11 @@ def screen_pocket(pocket, meta: dict, drop: bool, where: str, blocks=None):
     text = (f"{where}: pocket residue(s) {shown} hold element(s) "
             f"{', '.join(vocab.ELEMENTS[z] for z in elems)} that the model does not support "
             f"(it supports {', '.join(meta['elements'])})")
-    if not drop:
+    if not resolve_drop_unsupported(drop, meta):
         raise WorkflowError(text + "; remove them from the receptor, or pass --drop-unsupported "
                             "(drop_unsupported=True) to leave them out of the pocket")
-    logger.warning("%s: left out of the pocket (--drop-unsupported)", text)
+    why = "--drop-unsupported" if drop else "a score model scores the pocket without them"
+    logger.warning("%s: left out of the pocket (%s)", text, why)
     keep = ~bad
     if not bool(keep.any()) or (blocks is not None and not bool((keep & blocks.cpu()).any())):
         raise WorkflowError(f"{where}: no pocket residue left after dropping {shown}")

@@ -57,7 +57,14 @@ from .model import ModelRef, environment_cache, resolve_model, run_model, score_
 from .options import PathLike, accepts_run_options
 from .outputs import claims_outputs, write_csv_atomic
 from .parallel import auto_batch_size, chunked, fan_out, parallel_batches, prefetch, progress_bar
-from .pocket import element_check, model_pocket, pocket_radius_for, screen_pocket, union_pocket
+from .pocket import (
+    element_check,
+    model_pocket,
+    pocket_radius_for,
+    resolve_drop_unsupported,
+    screen_pocket,
+    union_pocket,
+)
 from .pose_records import (
     count_records,
     is_nan,
@@ -354,7 +361,7 @@ def rescore_poses(
     *,
     reference: Optional[PathLike] = None,
     pocket_radius: Optional[float] = None,
-    drop_unsupported: bool = False,
+    drop_unsupported: Optional[bool] = None,
     add_hydrogens: str = "auto",
     batch_size: Optional[int] = None,
     device: str = "cpu",
@@ -386,7 +393,9 @@ def rescore_poses(
             with), else 10.
         drop_unsupported: leave pocket residues with elements the model does not support
             (metal ions, ...) out of the pocket, with a warning; False: such residues are
-            an error that names them.
+            an error that names them; None (default): left out for a score model (it was
+            not trained with those elements), an error for a potential (its energy
+            would lack their share).
         add_hydrogens: "auto" (default): with a potential, a receptor without any
             hydrogen gets them (OpenMM Modeller, pH 7) and so does each SDF / MOL2 pose
             without any (RDKit, valences as in the file); "yes": missing hydrogens are
@@ -499,7 +508,7 @@ def rescore_poses(
         "inputs": {"receptor": file_fingerprint(receptor), "poses": file_fingerprint(poses),
                    "reference": file_fingerprint(reference)},
         "model": {"sha256": spec.sha256, "task": spec.task},
-        "options": {"pocket_radius": float(pocket_radius), "drop_unsupported": bool(drop_unsupported),
+        "options": {"pocket_radius": float(pocket_radius), "drop_unsupported": resolve_drop_unsupported(drop_unsupported, meta),
                     "add_hydrogens": add_hydrogens,
                     "per_residue": bool(per_residue),
                     "posebusters": pb_config, "device": spec.device, "dtype": spec.dtype,

@@ -68,6 +68,7 @@ from .pocket import (
     choose_pocket,
     element_check,
     pocket_radius_for,
+    resolve_drop_unsupported,
     screen_pocket,
 )
 from .store import ProgressStore, file_fingerprint, progress_path
@@ -188,7 +189,7 @@ def rescore_trajectory(
     stop: Optional[int] = None,
     chunk: int = 100,
     pocket_radius: Optional[float] = None,
-    drop_unsupported: bool = False,
+    drop_unsupported: Optional[bool] = None,
     batch_size: Optional[int] = None,
     device: str = "cpu",
     dtype: Optional[str] = None,
@@ -217,7 +218,9 @@ def rescore_trajectory(
             of each frame lies inside while no ligand atom moves more than 4 Å.
         drop_unsupported: leave pocket residues with elements the model does not support
             (metal ions, ...) out of the pocket, with a warning; False: such residues are
-            an error that names them. Ligand atoms of such elements are always an error.
+            an error that names them; None (default): left out for a score model (it was
+            not trained with those elements), an error for a potential (its energy
+            would lack their share). Ligand atoms of such elements are always an error.
         batch_size: frames per model call (default 16 on CPU, fewer when the frames would
             not fill ``parallel`` batches; from free memory on CUDA).
         device, dtype: where and in which precision the model runs.
@@ -339,7 +342,7 @@ def rescore_trajectory(
         "model": {"sha256": spec.sha256, "task": spec.task},
         "options": {"receptor": receptor, "ligand": ligand, "stride": int(stride), "start": int(start),
                     "stop": stop, "pocket_radius": float(pocket_radius),
-                    "drop_unsupported": bool(drop_unsupported), "device": spec.device,
+                    "drop_unsupported": resolve_drop_unsupported(drop_unsupported, meta), "device": spec.device,
                     "dtype": spec.dtype, "batch_size": batch_size if batch_size is not None else "auto"},
     }
     store = ProgressStore(progress_path(out_csv), fingerprint, resume=resume)
