@@ -1,10 +1,12 @@
 """Docked decoy poses of training ligands, made exactly as ``bench_pose_ranking.py`` makes the
 held-out ones: the training data of the pose head (``python -m get_md.train.pose``).
 
-For ``--per-series`` ligands of every series of the Schrödinger public FEP+ benchmark whose
-target is *not* held out (neither :data:`get_md.train.affinity.HELD_OUT_TARGETS` nor a target
-excluded from all training, :func:`get_md.datasets.targets.is_excluded`; those series are
-never read), evenly spaced through the series' SDF, the ligand is re-embedded with ETKDG and
+For ``--per-series`` ligands of every series of the Schrödinger public FEP+ benchmark (and of
+``--posed`` folders of :mod:`get_md.datasets.reference_poses`, e.g. Uni-FEP series, whose
+reference-posed ligands stand for the native poses) whose target is *not* held out (neither
+:data:`get_md.train.affinity.HELD_OUT_TARGETS` nor a target excluded from all training,
+:func:`get_md.datasets.targets.is_excluded`; those series are never read), evenly spaced
+through the series' SDF, the ligand is re-embedded with ETKDG and
 docked with AutoDock Vina into its receptor (``pose_ranking_docking.dock_ligand``: same box,
 exhaustiveness, seeds and pose count as the benchmark). One SDF per ligand holds the docked
 poses and the native one, tagged ``rmsd`` (heavy-atom, symmetry-aware, no alignment),
@@ -58,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from get_md.train.pose import training_series
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--schrodinger", required=True, help="structure_inputs folder")
+    ap.add_argument("--schrodinger", help="structure_inputs folder")
+    ap.add_argument("--posed", nargs="*", default=[],
+                    help="folders of get_md.datasets.reference_poses (e.g. Uni-FEP series: protein.pdb "
+                         "and ligands.sdf with the reference-posed ligands as native poses)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--per-series", type=int, default=3)
     ap.add_argument("--exhaustiveness", type=int, default=4)
@@ -77,18 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--targets", nargs="+", metavar="T",
                     help="only the series of these targets (e.g. the validation targets)")
     args = ap.parse_args(argv)
+    if not args.schrodinger and not args.posed:
+        ap.error("give --schrodinger, --posed or both")
     shard, n_shards = (int(x) for x in args.shard.split("/"))
     from get_md.datasets.targets import canonical_target
 
     wanted = None if not args.targets else {canonical_target(t) for t in args.targets}
 
-    jobs = []
-    for s in training_series(args.schrodinger):
+    # round by round (each series' first ligand, then each one's second, ...), so that a run
+    # stopped early has covered every target
+    rounds: list[list] = []
+    for s in training_series(args.schrodinger, args.posed):
         if wanted is not None and s.target not in wanted:
             continue
         records = affinity_baselines.read_pose_records(s.ligands)
-        for i in spaced(len(records), args.per_series):
-            jobs.append((s, records[i]))
+        for k, i in enumerate(spaced(len(records), args.per_series)):
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append((s, records[i]))
+    jobs = [job for r in rounds for job in r]
     mine = jobs[shard::n_shards]
     print(f"{len(jobs)} ligands in all, {len(mine)} in shard {args.shard}", flush=True)
     receptors: dict[str, str] = {}

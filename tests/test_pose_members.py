@@ -123,6 +123,25 @@ def test_pose_dataset_labels_docked_poses_and_refuses_excluded_targets(tmp_path)
         build_pose_dataset([Series("CDK2", "set/cdk2", str(REC), "x.sdf")], str(tmp_path / "decoys"))
 
 
+def test_training_series_take_posed_folders_without_held_out_or_excluded_targets(tmp_path):
+    """Decoys of Uni-FEP-style posed series (``--posed``): a held-out target (SYK) and an
+    excluded one (MAPK14, p38α) are never listed; training and validation targets are."""
+    from get_md.train.pose import training_series
+
+    for folder, target in (("a", "SYK"), ("b", "MAPK14"), ("c", "BRD4"), ("d", "JAK2")):
+        d = tmp_path / folder
+        d.mkdir()
+        (d / "protein.pdb").write_bytes(REC.read_bytes())
+        with Chem.SDWriter(str(d / "ligands.sdf")) as w:
+            for i, m in enumerate(list(Chem.SDMolSupplier(str(POSES), removeHs=False))[:2]):
+                m.SetProp("_Name", f"l{i}")
+                for k, v in (("r_exp_dg", "-8.5"), ("target", target), ("series", f"ChEMBL|{target}|X"),
+                             ("source", "test")):
+                    m.SetProp(k, v)
+                w.write(m)
+    assert [s.target for s in training_series(None, [str(tmp_path)])] == ["BRD4", "JAK2"]
+
+
 def test_recipe_trains_a_pose_member_and_attaches_it_to_an_affinity_file(tmp_path):
     """data -> one-epoch member -> attach: the affinity outputs of the file stay bit-identical,
     pose_score appears, and rescore-poses reports and ranks by it."""

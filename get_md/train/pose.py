@@ -53,24 +53,31 @@ from get_md.train.config import TrainConfig
 POSE_TRAIN = dict(DEFAULT_TRAIN, max_epochs=8, patience=3)
 
 
-def training_series(schrodinger: str) -> list:
-    """Series of the Schrödinger ``structure_inputs`` folder whose target may be trained on or
-    used for early stopping: neither held out (:data:`HELD_OUT_TARGETS`) nor excluded.
+def training_series(schrodinger: Optional[str], posed: Sequence[str] = ()) -> list:
+    """Series of the Schrödinger ``structure_inputs`` folder and of ``posed`` folders
+    (:mod:`get_md.datasets.reference_poses`, e.g. Uni-FEP series) whose target may be
+    trained on or used for early stopping: neither held out (:data:`HELD_OUT_TARGETS`)
+    nor excluded.
 
     Example:
         >>> [s.target for s in training_series("structure_inputs")][:2]  # doctest: +SKIP
         ['BRD4', 'FTASE']
     """
-    from get_md.datasets.affinity import schrodinger_series
+    from get_md.datasets.affinity import posed_series, schrodinger_series
     from get_md.datasets.targets import canonical_target, is_excluded
 
     held = {canonical_target(t) for t in HELD_OUT_TARGETS}
-    return [s for s in schrodinger_series(schrodinger)
+    series = list(schrodinger_series(schrodinger)) if schrodinger else []
+    for root in posed:
+        series += posed_series(root)
+    return [s for s in series
             if s.target != "EXCLUDED" and not is_excluded(s.target) and s.target not in held]
 
 
-def build_splits(schrodinger: str, decoys: str, out: str, pocket_radius: float = POCKET_RADIUS) -> dict:
-    """``train.pt``, ``valid.pt`` (+ ``*_poses.json``: RMSD of each sample) and ``report.json``.
+def build_splits(schrodinger: Optional[str], decoys: str, out: str, pocket_radius: float = POCKET_RADIUS,
+                 posed: Sequence[str] = ()) -> dict:
+    """``train.pt``, ``valid.pt`` (+ ``*_poses.json``: RMSD of each sample) and ``report.json``
+    from the decoys of the series of :func:`training_series` (``schrodinger``, ``posed``).
 
     Example:
         >>> build_splits("structure_inputs", "data/pose_decoys", "data/poses")  # doctest: +SKIP
@@ -79,7 +86,7 @@ def build_splits(schrodinger: str, decoys: str, out: str, pocket_radius: float =
     from get_md.datasets.targets import canonical_target
 
     valid = {canonical_target(t) for t in VALID_TARGETS}
-    series = training_series(schrodinger)
+    series = training_series(schrodinger, posed)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"pocket_radius": pocket_radius, "n": {}, "ligands": {}, "targets": {},
@@ -177,7 +184,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m get_md.train.pose", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="step", required=True)
     d = sub.add_parser("data", help="label docked poses and split them by target")
-    d.add_argument("--schrodinger", required=True, help="structure_inputs folder of the Schrödinger FEP+ benchmark")
+    d.add_argument("--schrodinger", help="structure_inputs folder of the Schrödinger FEP+ benchmark")
+    d.add_argument("--posed", nargs="*", default=[], help="folders of get_md.datasets.reference_poses "
+                                                          "(e.g. Uni-FEP series) whose decoys were made too")
     d.add_argument("--decoys", required=True, help="folder of benchmarks/pose_decoys.py")
     d.add_argument("--out", required=True)
     d.add_argument("--pocket-radius", type=float, default=POCKET_RADIUS)
@@ -199,7 +208,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if args.step == "data":
-        summary = build_splits(args.schrodinger, args.decoys, args.out, args.pocket_radius)
+        if not args.schrodinger and not args.posed:
+            p.error("data: give --schrodinger, --posed or both")
+        summary = build_splits(args.schrodinger, args.decoys, args.out, args.pocket_radius, args.posed)
         print(json.dumps({k: summary[k] for k in ("n", "ligands", "targets")}, indent=1))
     elif args.step == "train":
         extra: dict[str, Any] = {}
