@@ -149,8 +149,9 @@ def attach(runs: str, data: str, model: str, out: str, command: Optional[str] = 
     from get_md import export
     from get_md.errors import ModelFileError
     from get_md.models.ensemble import ScoreEnsemble, build_ensemble
+    from get_md.runtime import resolve_model_path
 
-    module, meta = export.load(model)
+    module, meta = export.load(resolve_model_path(model, task="score"))  # a path or a shipped name
     config = {k: v for k, v in dict(meta["config"]).items() if k not in ("members", "pose_members")}
     base = build_ensemble(meta["family"], members=int(meta["config"]["members"]), **config)
     state = {k: v for k, v in module.state_dict().items() if not k.startswith("pose_members.")}
@@ -204,7 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = sub.add_parser("attach", help="add the pose members to an affinity model file")
     a.add_argument("--runs", required=True)
     a.add_argument("--data", required=True)
-    a.add_argument("--model", required=True)
+    a.add_argument("--model", required=True, help="affinity score-model file or shipped name (get-affinity)")
     a.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if args.step == "data":
