@@ -1,0 +1,114 @@
+"""Does the default ``get-md rescore-poses`` run on real prepared inputs? A robustness sweep.
+
+For every series of the Schrödinger public FEP+ benchmark (``--schrodinger``: its
+``structure_inputs`` folder) and of ``--posed`` folders (:mod:`get_md.datasets.reference_poses`,
+e.g. Uni-FEP series), the command a user runs — ``get-md rescore-poses PROTEIN.pdb
+LIGANDS.sdf`` with the default score model — is run in its own process on the series'
+receptor and posed ligands, and its exit status, the poses scored and skipped, and its
+last lines are recorded. Series of targets kept for independent evaluation are never read
+(:func:`get_md.datasets.targets.is_excluded`). Scores are not compared with experiment
+here: that is ``bench_affinity.py``'s job, on held-out targets only.
+
+    python benchmarks/sweep_rescore_inputs.py --schrodinger structure_inputs --posed data/unifep \\
+        --workers 2 --out benchmarks/results/sweep_rescore_inputs.json
+
+Resumable: series already in ``OUT.jsonl`` (one line per series, written as each finishes)
+are not run again; ``OUT`` gets the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def series_files(schrodinger: Optional[str], posed: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``(name, protein, ligands)`` of every series not reserved for independent evaluation."""
+    from get_md.datasets.affinity import posed_series, schrodinger_series
+
+    series = list(schrodinger_series(schrodinger)) if schrodinger else []
+    for root in posed:
+        series += posed_series(root)
+    return [(s.name, s.protein, s.ligands) for s in series if s.target != "EXCLUDED"]
+
+
+def run_one(name: str, protein: str, ligands: str, model: Optional[str]) -> dict:
+    """One ``get-md rescore-poses`` run in a fresh process (one torch thread)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "get_md.cli", "rescore-poses", protein, ligands, "--threads", "1",
+               "--out-csv", f"{tmp}/out.csv", "--out-sdf", f"{tmp}/out.sdf", "--no-resume"]
+        if model:
+            cmd += ["--model", model]
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        seconds = time.perf_counter() - t0
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines()
+             if ln.startswith(("get-md", "scored", "wrote"))]
+    m = re.search(r"scored (\d+) of (\d+) pose", p.stdout + p.stderr)
+    return {"series": name, "protein": protein, "ligands": ligands, "rc": p.returncode,
+            "scored": int(m.group(1)) if m else 0, "poses": int(m.group(2)) if m else None,
+            "seconds": round(seconds, 1), "messages": lines[-6:]}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Counts of series that ran, and the messages of those that did not or skipped poses."""
+    failed = [r for r in rows if r["rc"] != 0]
+    skipped = [r for r in rows if r["rc"] == 0 and r["poses"] and r["scored"] < r["poses"]]
+    return {"series": len(rows), "ran": len(rows) - len(failed), "failed": len(failed),
+            "poses": sum(r["poses"] or 0 for r in rows), "scored": sum(r["scored"] for r in rows),
+            "series_with_skipped_poses": len(skipped),
+            "failures": [{"series": r["series"], "messages": r["messages"]} for r in failed],
+            "skips": [{"series": r["series"], "messages": [m for m in r["messages"] if "skipped pose" in m]}
+                      for r in skipped],
+            "exit_codes": dict(Counter(str(r["rc"]) for r in rows))}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--schrodinger", help="structure_inputs folder of the Schrödinger FEP+ benchmark")
+    ap.add_argument("--posed", nargs="*", default=[], help="folders of get_md.datasets.reference_poses")
+    ap.add_argument("--model", help="model file or shipped name (default: the workflow's default)")
+    ap.add_argument("--workers", type=int, default=2, help="runs at once (one torch thread each)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sweep_rescore_inputs.json")
+    args = ap.parse_args(argv)
+    if not args.schrodinger and not args.posed:
+        ap.error("give --schrodinger, --posed or both")
+    jobs = series_files(args.schrodinger, args.posed)
+    log = args.out.with_suffix(".jsonl")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            done[row["series"]] = row
+    todo = [j for j in jobs if j[0] not in done]
+    print(f"{len(jobs)} series, {len(done)} done before, {len(todo)} to run", flush=True)
+    with open(log, "a") as fh, ThreadPoolExecutor(args.workers) as pool:
+        for row in pool.map(lambda j: run_one(*j, args.model), todo):
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            done[row["series"]] = row
+            if row["rc"] != 0:
+                print(f"[{row['series']}] rc {row['rc']}: {row['messages'][-1] if row['messages'] else ''}",
+                      flush=True)
+    rows = [done[name] for name, _, _ in jobs]
+    summary = summarise(rows)
+    result = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+              "model": args.model or "default", **summary}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("failures", "skips")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
