@@ -34,12 +34,9 @@ from typing import Optional, Sequence
 
 def series_files(schrodinger: Optional[str], posed: Sequence[str]) -> list[tuple[str, str, str]]:
     """``(name, protein, ligands)`` of every series not reserved for independent evaluation."""
-    from get_md.datasets.affinity import posed_series, schrodinger_series
+    from get_md.datasets.affinity import collect_series
 
-    series = list(schrodinger_series(schrodinger)) if schrodinger else []
-    for root in posed:
-        series += posed_series(root)
-    return [(s.name, s.protein, s.ligands) for s in series if s.target != "EXCLUDED"]
+    return [(s.name, s.protein, s.ligands) for s in collect_series(schrodinger, posed) if s.target != "EXCLUDED"]
 
 
 def run_one(name: str, protein: str, ligands: str, model: Optional[str]) -> dict:

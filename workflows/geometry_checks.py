@@ -264,13 +264,12 @@ def pose_problem(
     if pair is not None:
         return overlap_text(ligand_name(pair[0]), ligand_name(pair[1]), pair[2], min_distance, lig)
     lig_idx = np.arange(len(lig)) if ligand_read is None else np.flatnonzero(ligand_read)
-    pocket_xyz = as_array(pocket)
-    pocket_idx = np.arange(len(pocket_xyz)) if pocket_read is None else np.flatnonzero(pocket_read)
+    pocket_idx = np.arange(len(pocket)) if pocket_read is None else np.flatnonzero(pocket_read)
     if lig_idx.size == 0:
         return "the pose has no atom the model reads (hydrogens only?)"
     if pocket_idx.size == 0:
         return "the pocket has no atom the model reads (hydrogens only?)"
-    tree = pocket_tree if pocket_tree is not None else cKDTree(pocket_xyz[pocket_idx])
+    tree = pocket_tree if pocket_tree is not None else cKDTree(as_array(pocket)[pocket_idx])
     d, j = tree.query(lig[lig_idx], k=1)
     k = int(np.argmin(d))
     i, near = int(lig_idx[k]), int(pocket_idx[int(j[k])])

@@ -124,6 +124,19 @@ def posed_series(root: PathLike) -> list[Series]:
     return out
 
 
+def collect_series(schrodinger: Optional[PathLike], posed: Sequence[PathLike] = ()) -> list[Series]:
+    """The series of a Schrödinger ``structure_inputs`` folder (None: none) followed by
+    those of each ``posed`` folder; excluded ones come back with target ``EXCLUDED``.
+
+    Example:
+        >>> collect_series("structure_inputs", ["data/unifep"])  # doctest: +SKIP
+    """
+    series = schrodinger_series(schrodinger) if schrodinger else []
+    for root in posed:
+        series += posed_series(root)
+    return series
+
+
 def _first_record_tags(sdf: Path) -> dict[str, str]:
     tags: dict[str, str] = {}
     key = None

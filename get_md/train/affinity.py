@@ -75,17 +75,12 @@ def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
     from get_md.datasets.affinity import (
         assert_no_excluded,
         build_dataset,
-        posed_series,
+        collect_series,
         sample_target,
-        schrodinger_series,
         split_by_target,
     )
 
-    series = []
-    if schrodinger:
-        series += schrodinger_series(schrodinger)
-    for root in posed:
-        series += posed_series(root)
+    series = collect_series(schrodinger, posed)
     data, report = build_dataset(series, pocket_radius=pocket_radius, name="affinity")
     assert_no_excluded(data)
     rest, test = split_by_target(data, HELD_OUT_TARGETS)

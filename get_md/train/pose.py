@@ -63,14 +63,11 @@ def training_series(schrodinger: Optional[str], posed: Sequence[str] = ()) -> li
         >>> [s.target for s in training_series("structure_inputs")][:2]  # doctest: +SKIP
         ['BRD4', 'FTASE']
     """
-    from get_md.datasets.affinity import posed_series, schrodinger_series
+    from get_md.datasets.affinity import collect_series
     from get_md.datasets.targets import canonical_target, is_excluded
 
     held = {canonical_target(t) for t in HELD_OUT_TARGETS}
-    series = list(schrodinger_series(schrodinger)) if schrodinger else []
-    for root in posed:
-        series += posed_series(root)
-    return [s for s in series
+    return [s for s in collect_series(schrodinger, posed)
             if s.target != "EXCLUDED" and not is_excluded(s.target) and s.target not in held]
 
 
