@@ -7,8 +7,12 @@ MIT; fetch the repository and ``git archive`` that folder), restricted to the he
 targets of :mod:`get_md.train.affinity` (``HELD_OUT_TARGETS``: no ligand of them was
 trained on or used for model selection). With ``--data`` (the folder of
 ``python -m get_md.train.affinity data``), exactly the ligands of its ``test.pt`` are
-scored (duplicates removed as in training). Targets reserved for independent
-evaluation (BACE1, CDK2, JNK1, MCL1, p38, PTP1B, thrombin, TYK2) are never read.
+scored (duplicates removed as in training). With ``--plb`` instead (the ``data`` folder of
+openforcefield/protein-ligand-benchmark, CC-BY-4.0), the same held-out targets as that set
+prepared them (its own structures, protonation and poses; measurements from its
+``ligands.yml``): the figures then also say how much the ranking moves with the
+preparation. Targets reserved for independent evaluation (BACE1, CDK2, JNK1, MCL1, p38,
+PTP1B, thrombin, TYK2) are never read.
 
 Each method scores the series' poses as they are in the SDF (no docking, no minimisation):
 
@@ -25,6 +29,8 @@ binding) against the experimental pK; the mean over targets is the headline.
 
     python benchmarks/bench_affinity.py --schrodinger DIR --data data/affinity \\
         --model get-affinity --methods vina vinardo gnina
+    python benchmarks/bench_affinity.py --plb protein-ligand-benchmark/data --methods vina gnina \\
+        --out benchmarks/results/bench_affinity_plb.json
 
 Result: ``benchmarks/results/bench_affinity.json`` (+ the per-ligand CSV next to it).
 """
@@ -49,10 +55,10 @@ SIGNS = {"get": 1.0, "heavy_atoms": 1.0, "vina": -1.0, "vinardo": -1.0,
          "gnina_cnnaffinity": 1.0, "gnina_cnnscore": 1.0}
 
 
-def _held_out_series(root: str, targets: tuple[str, ...]):
-    from get_md.datasets.affinity import schrodinger_series
+def _held_out_series(root: str, targets: tuple[str, ...], plb: bool = False):
+    from get_md.datasets.affinity import plb_series, schrodinger_series
 
-    return [s for s in schrodinger_series(root) if s.target in targets]
+    return [s for s in (plb_series(root) if plb else schrodinger_series(root)) if s.target in targets]
 
 
 def _test_names(data: str | None) -> set[str] | None:
@@ -63,19 +69,25 @@ def _test_names(data: str | None) -> set[str] | None:
     return {s.graph.names[0] for s in MolecularDataset.load(Path(data) / "test.pt")}
 
 
-def score_series(series, model: str, methods: list[str], keep: set[str] | None, threads: int) -> pd.DataFrame:
-    """One row per ligand of ``series`` with experimental pK and every method's score."""
+def score_series(series, model: str, methods: list[str], keep: set[str] | None, threads: int,
+                 plb: bool = False) -> pd.DataFrame:
+    """One row per ligand of ``series`` with experimental pK and every method's score
+    (pK from the SDF's ``r_exp_dg`` tags, or with ``plb`` from the set's ``ligands.yml``)."""
     from get_md.workflows.poses import rescore_poses
 
-    from get_md.datasets.affinity import DG_TAG, pk_from_dg
+    from get_md.datasets.affinity import DG_TAG, pk_from_dg, plb_pk
 
     t0 = time.perf_counter()
     get = rescore_poses(series.protein, series.ligands, model, add_hydrogens="no", sort="none",
                         drop_unsupported=True, progress=False, parallel=threads)
     t_get = time.perf_counter() - t0
-    rows = get[["pose", "name", "score"] + (["score_std"] if "score_std" in get else []) + [DG_TAG]].copy()
+    rows = get[["pose", "name", "score"] + (["score_std"] if "score_std" in get else [])].copy()
     rows = rows.rename(columns={"pose": "record", "score": "get", "score_std": "get_std"})
-    rows["pK"] = [pk_from_dg(float(v)) if pd.notna(v) else np.nan for v in rows[DG_TAG]]
+    if plb:
+        measured = plb_pk(series)
+        rows["pK"] = [measured.get(n, np.nan) for n in rows["name"]]
+    else:
+        rows["pK"] = [pk_from_dg(float(v)) if pd.notna(v) else np.nan for v in get[DG_TAG]]
     rows["target"] = series.target
     rows["series"] = series.name
     t_base = 0.0
@@ -145,7 +157,9 @@ def main(argv=None) -> int:
     from get_md.train.affinity import HELD_OUT_TARGETS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--schrodinger", required=True, help="structure_inputs folder")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--schrodinger", help="structure_inputs folder")
+    source.add_argument("--plb", help="data folder of openforcefield/protein-ligand-benchmark")
     ap.add_argument("--data", help="folder of `python -m get_md.train.affinity data` (test.pt)")
     ap.add_argument("--model", default=None, help="score model (default: the shipped default)")
     ap.add_argument("--methods", nargs="*", default=["vina", "vinardo", "gnina"])
@@ -159,8 +173,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     keep = _test_names(args.data)
     tables, seconds = [], {"get": 0.0, "baselines": 0.0}
-    for s in _held_out_series(args.schrodinger, tuple(args.targets)):
-        t = score_series(s, args.model, list(args.methods), keep, args.threads)
+    if args.plb and args.data:
+        ap.error("--data names Schrödinger test ligands; give it with --schrodinger")
+    plb = args.plb is not None
+    for s in _held_out_series(args.plb or args.schrodinger, tuple(args.targets), plb=plb):
+        t = score_series(s, args.model, list(args.methods), keep, args.threads, plb=plb)
         for k in seconds:
             seconds[k] += t.attrs["seconds"][k]
         print(f"{s.name}: {len(t)} ligands", file=sys.stderr, flush=True)

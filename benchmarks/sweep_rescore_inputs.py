@@ -1,8 +1,9 @@
 """Does the default ``get-md rescore-poses`` run on real prepared inputs? A robustness sweep.
 
 For every series of the Schrödinger public FEP+ benchmark (``--schrodinger``: its
-``structure_inputs`` folder) and of ``--posed`` folders (:mod:`get_md.datasets.reference_poses`,
-e.g. Uni-FEP series), the command a user runs — ``get-md rescore-poses PROTEIN.pdb
+``structure_inputs`` folder), of ``--posed`` folders (:mod:`get_md.datasets.reference_poses`,
+e.g. Uni-FEP series) and of the OpenFF protein-ligand-benchmark (``--plb``: its ``data``
+folder; each target's ``01_protein/crd/protein.pdb`` and ``02_ligands/ligands.sdf``), the command a user runs — ``get-md rescore-poses PROTEIN.pdb
 LIGANDS.sdf`` with the default score model — is run in its own process on the series'
 receptor and posed ligands, and its exit status, the poses scored and skipped, and its
 last lines are recorded. Series of targets kept for independent evaluation are never read
@@ -11,6 +12,8 @@ here: that is ``bench_affinity.py``'s job, on held-out targets only.
 
     python benchmarks/sweep_rescore_inputs.py --schrodinger structure_inputs --posed data/unifep \\
         --workers 2 --out benchmarks/results/sweep_rescore_inputs.json
+    python benchmarks/sweep_rescore_inputs.py --plb protein-ligand-benchmark/data \\
+        --out benchmarks/results/sweep_rescore_inputs_plb.json
 
 Resumable: series already in ``OUT.jsonl`` (one line per series, written as each finishes)
 are not run again; ``OUT`` gets the summary.
@@ -32,11 +35,13 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
-def series_files(schrodinger: Optional[str], posed: Sequence[str]) -> list[tuple[str, str, str]]:
+def series_files(schrodinger: Optional[str], posed: Sequence[str],
+                 plb: Optional[str] = None) -> list[tuple[str, str, str]]:
     """``(name, protein, ligands)`` of every series not reserved for independent evaluation."""
-    from get_md.datasets.affinity import collect_series
+    from get_md.datasets.affinity import collect_series, plb_series
 
-    return [(s.name, s.protein, s.ligands) for s in collect_series(schrodinger, posed) if s.target != "EXCLUDED"]
+    series = collect_series(schrodinger, posed) + (plb_series(plb) if plb else [])
+    return [(s.name, s.protein, s.ligands) for s in series if s.target != "EXCLUDED"]
 
 
 def run_one(name: str, protein: str, ligands: str, model: Optional[str]) -> dict:
@@ -74,13 +79,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--schrodinger", help="structure_inputs folder of the Schrödinger FEP+ benchmark")
     ap.add_argument("--posed", nargs="*", default=[], help="folders of get_md.datasets.reference_poses")
+    ap.add_argument("--plb", help="data folder of openforcefield/protein-ligand-benchmark")
     ap.add_argument("--model", help="model file or shipped name (default: the workflow's default)")
     ap.add_argument("--workers", type=int, default=2, help="runs at once (one torch thread each)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sweep_rescore_inputs.json")
     args = ap.parse_args(argv)
-    if not args.schrodinger and not args.posed:
-        ap.error("give --schrodinger, --posed or both")
-    jobs = series_files(args.schrodinger, args.posed)
+    if not (args.schrodinger or args.posed or args.plb):
+        ap.error("give --schrodinger, --posed, --plb or several")
+    jobs = series_files(args.schrodinger, args.posed, args.plb)
     log = args.out.with_suffix(".jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
     done = {}

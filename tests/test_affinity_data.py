@@ -20,12 +20,15 @@ from get_md.datasets.affinity import (
     assert_no_excluded,
     build_dataset,
     pk_from_dg,
+    plb_pk,
+    plb_series,
     posed_series,
     sample_target,
     schrodinger_series,
     split_by_target,
 )
 from get_md.datasets.targets import EXCLUDED_TARGETS, canonical_target, is_excluded
+from get_md.errors import DatasetError
 
 DATA = Path(__file__).parent / "data"
 REC = DATA / "prolif" / "rec.pdb"
@@ -122,6 +125,48 @@ def test_posed_series_reads_tags_and_excludes(tmp_path):
                 w.write(m)
     series = posed_series(tmp_path)
     assert [s.target for s in series] == ["SYK", "EXCLUDED"]
+
+
+def _plb_target(root: Path, folder: str, measurements: str) -> None:
+    """A target folder in the OpenFF protein-ligand-benchmark layout."""
+    (root / folder / "01_protein" / "crd").mkdir(parents=True)
+    (root / folder / "02_ligands").mkdir()
+    (root / folder / "00_data").mkdir()
+    (root / folder / "01_protein" / "crd" / "protein.pdb").write_bytes(REC.read_bytes())
+    (root / folder / "02_ligands" / "ligands.sdf").write_bytes(POSES.read_bytes())
+    (root / folder / "00_data" / "ligands.yml").write_text(measurements)
+
+
+def test_plb_series_reads_folders_and_never_opens_excluded_ones(tmp_path):
+    _plb_target(tmp_path, "syk", "")
+    (tmp_path / "tyk2" / "02_ligands").mkdir(parents=True)
+    (tmp_path / "tyk2" / "02_ligands" / "ligands.sdf").write_text("not read")
+    (tmp_path / "README.md").write_text("not a target")
+    series = plb_series(tmp_path)
+    assert [(s.target, s.name) for s in series] == [("SYK", "syk"), ("EXCLUDED", "tyk2")]
+    assert series[0].protein.endswith("syk/01_protein/crd/protein.pdb")
+    assert series[1].protein == series[1].ligands == ""
+
+
+def test_plb_measurements_become_pk_and_a_bad_one_is_named(tmp_path):
+    yml = """lig_a:
+  measurement: {type: ic50, unit: nM, value: 10}
+lig_b:
+  measurement: {type: ki, unit: uM, value: 2.0}
+lig_c:
+  measurement: {type: pic50, unit: '', value: 7.5}
+lig_d:
+  measurement: {type: dg, unit: kcal/mol, value: -8.1855}
+"""
+    _plb_target(tmp_path, "cdk8", yml)
+    pk = plb_pk(plb_series(tmp_path)[0])
+    assert pk["lig_a"] == pytest.approx(8.0)
+    assert pk["lig_b"] == pytest.approx(6.0 - math.log10(2.0))
+    assert pk["lig_c"] == 7.5 and pk["lig_d"] == pytest.approx(pk_from_dg(-8.1855)) == pytest.approx(6.0, abs=1e-3)
+    (tmp_path / "cdk8" / "00_data" / "ligands.yml").write_text(
+        yml + "lig_e:\n  measurement: {type: ic50, unit: '%', value: 50}\n")
+    with pytest.raises(DatasetError, match=r"ligands\.yml: ligand lig_e: .*'%'"):
+        plb_pk(plb_series(tmp_path)[0])
 
 
 # ----------------------------------------------------------------------------- labels

@@ -124,6 +124,75 @@ def posed_series(root: PathLike) -> list[Series]:
     return out
 
 
+#: concentration units of OpenFF protein-ligand-benchmark measurements, in mol/L
+_MOLAR = {"pM": 1e-12, "nM": 1e-9, "uM": 1e-6, "µM": 1e-6, "mM": 1e-3, "M": 1.0}
+
+
+def plb_series(root: PathLike, source: str = "openforcefield/protein-ligand-benchmark") -> list[Series]:
+    """The targets of the OpenFF protein-ligand-benchmark's ``data`` folder, one series each
+    (``<root>/<target>/01_protein/crd/protein.pdb`` and ``02_ligands/ligands.sdf``; the
+    measurements in ``00_data/ligands.yml``: :func:`plb_pk`). Folders of excluded targets
+    are named ``EXCLUDED`` and not opened. Cofactors (``01_protein/crd/cofactor.sdf``) are
+    not part of the receptor.
+
+    Example:
+        >>> [s.target for s in plb_series("protein-ligand-benchmark/data")][:2]  # doctest: +SKIP
+        ['CDK8', 'MET']
+    """
+    out: list[Series] = []
+    for folder in sorted(p for p in Path(root).iterdir() if (p / "02_ligands" / "ligands.sdf").is_file()):
+        if is_excluded(folder.name):
+            out.append(Series("EXCLUDED", folder.name, "", "", source))
+            continue
+        out.append(Series(canonical_target(folder.name), folder.name,
+                          str(folder / "01_protein" / "crd" / "protein.pdb"),
+                          str(folder / "02_ligands" / "ligands.sdf"), source))
+    return out
+
+
+def plb_pk(series: Series) -> dict[str, float]:
+    """Measured pK of each ligand of a :func:`plb_series` series, by ligand name (the SDF
+    record names), from ``00_data/ligands.yml``: IC50 / Ki / Kd in pM to M as
+    −log10(value in M), p-values (``pic50``, unit ``''``) as they are, ΔG in kcal/mol or
+    kJ/mol through :func:`get_md.units.pk_from_dg`.
+
+    Raises:
+        DatasetError: a measurement without a value or in a unit not listed above, naming
+            the file and the ligand.
+
+    Example:
+        >>> plb_pk(plb_series("protein-ligand-benchmark/data")[0])["lig_13"]  # doctest: +SKIP
+        6.2
+    """
+    import math
+
+    import yaml
+
+    path = Path(series.ligands).parents[1] / "00_data" / "ligands.yml"
+    with path.open() as fh:
+        records = yaml.safe_load(fh) or {}
+    out: dict[str, float] = {}
+    for name, record in records.items():
+        m = (record or {}).get("measurement") or {}
+        kind, unit, value = str(m.get("type", "")).lower(), str(m.get("unit", "")), m.get("value")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: ligand {name}: measurement has no numeric value ({value!r})") from None
+        if unit in _MOLAR and value > 0:
+            out[name] = -math.log10(value * _MOLAR[unit])
+        elif unit == "" and kind.startswith("p"):
+            out[name] = value
+        elif unit == "kcal/mol":
+            out[name] = pk_from_dg(value)
+        elif unit == "kJ/mol":
+            out[name] = pk_from_dg(value / 4.184)
+        else:
+            raise DatasetError(f"{path}: ligand {name}: measurement {kind or '?'} {value} {unit!r} "
+                               f"is not a concentration (pM..M), a p-value or a ΔG (kcal/mol, kJ/mol)")
+    return out
+
+
 def collect_series(schrodinger: Optional[PathLike], posed: Sequence[PathLike] = ()) -> list[Series]:
     """The series of a Schrödinger ``structure_inputs`` folder (None: none) followed by
     those of each ``posed`` folder; excluded ones come back with target ``EXCLUDED``.
@@ -286,5 +355,5 @@ def assert_no_excluded(dataset) -> None:
 
 __all__ = [
     "DG_TAG", "RT_LN10_KCAL_MOL", "BuildReport", "Series", "assert_no_excluded", "build_dataset",
-    "pk_from_dg", "posed_series", "sample_series", "sample_target", "schrodinger_series", "split_by_target",
+    "pk_from_dg", "plb_pk", "plb_series", "posed_series", "sample_series", "sample_target", "schrodinger_series", "split_by_target",
 ]
