@@ -325,3 +325,51 @@ def test_score_model_leaves_an_unsupported_ion_out_by_default(tmp_path, caplog):
     assert any("B:901:ZN" in r.getMessage() and "left out of the pocket" in r.getMessage() for r in caplog.records)
     with pytest.raises(WorkflowError, match=r"B:901:ZN hold element\(s\) Zn"):
         rescore_poses(rec_zn, POSES_SDF, model, drop_unsupported=False, **COMMON)
+
+
+def _residue_as_cofactor(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The receptor residue nearest the ligand three ways: left out (``minus.pdb``), as a
+    HETATM group of the receptor file (``het.pdb``) and as a separate SDF (``cof.sdf``)."""
+    import numpy as np
+
+    def xyz(line):
+        return [float(line[30:38]), float(line[38:46]), float(line[46:54])]
+
+    lines = REC.read_text().splitlines()
+    atoms = [ln for ln in lines if ln.startswith(("ATOM", "HETATM"))]
+    lig = np.array([xyz(ln) for ln in LIG_PDB.read_text().splitlines() if ln.startswith(("ATOM", "HETATM"))])
+    nearest = min(atoms, key=lambda ln: np.linalg.norm(lig - xyz(ln), axis=1).min())
+    key = nearest[21:27]
+    residue = [ln for ln in atoms if ln[21:27] == key]
+    rest = [ln for ln in lines if not (ln.startswith(("ATOM", "HETATM")) and ln[21:27] == key) and ln != "END"]
+    het = ["HETATM" + ln[6:17] + "COF Z 999" + ln[26:] for ln in residue]
+    (tmp_path / "minus.pdb").write_text("\n".join(rest + ["END"]) + "\n")
+    (tmp_path / "het.pdb").write_text("\n".join(rest + het + ["END"]) + "\n")
+    mol = Chem.MolFromPDBBlock("\n".join(residue) + "\nEND\n", removeHs=False)
+    assert mol is not None and mol.GetNumAtoms() == len(residue)
+    mol.SetProp("_Name", "COF")
+    with Chem.SDWriter(str(tmp_path / "cof.sdf")) as w:
+        w.write(mol)
+    return tmp_path / "minus.pdb", tmp_path / "het.pdb", tmp_path / "cof.sdf"
+
+
+def test_cofactors_file_scores_like_the_same_group_in_the_receptor_file(models, tmp_path):
+    minus, het, cof = _residue_as_cofactor(tmp_path)
+    in_file = rescore_poses(het, POSES_SDF, models["score"], sort="none", **COMMON)
+    joined = rescore_poses(minus, POSES_SDF, models["score"], cofactors=cof, sort="none", per_residue=True,
+                           **COMMON)
+    without = rescore_poses(minus, POSES_SDF, models["score"], sort="none", **COMMON)
+    assert (joined["status"] == "ok").all()
+    assert torch.allclose(torch.tensor(joined["score"].to_numpy()), torch.tensor(in_file["score"].to_numpy()),
+                          atol=1e-5)
+    assert not torch.allclose(torch.tensor(joined["score"].to_numpy()), torch.tensor(without["score"].to_numpy()),
+                              atol=1e-4)
+    assert joined.attrs["per_residue"]["residue"].str.startswith("COF:1:COF:").any()
+
+
+def test_a_cofactor_also_in_the_receptor_file_is_an_error(models, tmp_path):
+    _, het, cof = _residue_as_cofactor(tmp_path)
+    with pytest.raises(ValueError, match="cofactor atom 1 of .*cof.sdf.* also in the receptor file"):
+        rescore_poses(het, POSES_SDF, models["score"], cofactors=cof, **COMMON)
+    with pytest.raises(WorkflowError, match="nope.sdf: cofactor file not found"):
+        rescore_poses(het, POSES_SDF, models["score"], cofactors=tmp_path / "nope.sdf", **COMMON)

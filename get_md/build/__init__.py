@@ -20,6 +20,7 @@ builder                       input
 :func:`from_ase`              ase.Atoms
 :func:`from_openmm`           OpenMM Topology + positions (nm -> Å)
 :func:`make_complex`          receptor (segment 0) + ligand (segment 1)
+:func:`add_cofactors`         cofactor molecules joined to a receptor (segment 0)
 :func:`select_pocket`         receptor blocks near a ligand
 :func:`pocket_complex`        both of the above
 ============================  ==================================================
@@ -36,7 +37,7 @@ Example:
 
 from get_md.build._common import base_suffix, open_text, read_text, residue_kind
 from get_md.build.atoms import from_ase, from_openmm
-from get_md.build.complex import make_complex, pocket_complex, select_pocket
+from get_md.build.complex import add_cofactors, make_complex, pocket_complex, select_pocket
 from get_md.build.molecule import (
     PoseRecord,
     from_mol2,
@@ -79,6 +80,7 @@ __all__ = [
     "iter_pdb_poses",
     "iter_poses",
     "iter_sdf",
+    "add_cofactors",
     "make_complex",
     "open_text",
     "pocket_complex",

@@ -1,4 +1,4 @@
-"""Receptor-ligand complexes: join two graphs, cut a binding pocket.
+"""Receptor-ligand complexes: join two graphs, add cofactors to a receptor, cut a binding pocket.
 
 Example:
     >>> from get_md.build import from_pdb, from_sdf, pocket_complex
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from get_md.graph import GraphError, MolecularGraph
+from get_md.vocab import ELEMENTS
 
 RECEPTOR_SEGMENT = 0
 LIGAND_SEGMENT = 1
@@ -81,9 +82,17 @@ def make_complex(
     who = name or f"{receptor.label()} + {ligand.label()}"
     if ligand.num_atoms == 0:
         raise GraphError(f"{who}: ligand {ligand.label()} has no atoms")
-    lig_pos = ligand.positions.to(device=receptor.device, dtype=receptor.positions.dtype)
-    if overlap_tolerance > 0:
-        d, j = _min_distances(lig_pos, receptor.positions)
+    return _join(receptor, ligand, LIGAND_SEGMENT, who, "ligand", overlap_tolerance)
+
+
+def _join(receptor: MolecularGraph, other: MolecularGraph, segment: int, who: str, role: str,
+          overlap_tolerance: float, labels_of_other: Optional[list] = None) -> MolecularGraph:
+    """``receptor``'s blocks followed by ``other``'s, all of ``other`` in ``segment``; an atom of
+    ``other`` within ``overlap_tolerance`` Å of a receptor atom is an error naming both."""
+    dev = receptor.device
+    other_pos = other.positions.to(device=dev, dtype=receptor.positions.dtype)
+    if overlap_tolerance > 0 and receptor.num_atoms > 0:
+        d, j = _min_distances(other_pos, receptor.positions)
         close = d < overlap_tolerance
         if bool(close.any()):
             i = int(torch.nonzero(close)[0])
@@ -91,35 +100,78 @@ def make_complex(
             rb = int(receptor.block_ids[rec_atom])
             rec_label = receptor.block_labels[rb] if receptor.block_labels else f"block {rb + 1}"
             raise GraphError(
-                f"{who}: ligand atom {i + 1} of {ligand.label()} lies {float(d[i]):.3f} Å from receptor atom "
-                f"{rec_atom + 1} ({rec_label}) of {receptor.label()}; is the ligand also in the receptor file?"
+                f"{who}: {role} atom {i + 1} of {other.label()} lies {float(d[i]):.3f} Å from receptor atom "
+                f"{rec_atom + 1} ({rec_label}) of {receptor.label()}; is the {role} also in the receptor file?"
             )
-    dev = receptor.device
     rec_cell_set = bool(receptor.pbc.any()) or bool(receptor.cell.abs().sum() > 0)
     cell, pbc = (receptor.cell, receptor.pbc) if rec_cell_set else (
-        ligand.cell.to(device=dev, dtype=receptor.cell.dtype), ligand.pbc.to(dev)
+        other.cell.to(device=dev, dtype=receptor.cell.dtype), other.pbc.to(dev)
     )
+    other_labels = labels_of_other if labels_of_other is not None else other.block_labels
     labels = None
-    if receptor.block_labels is not None or ligand.block_labels is not None:
+    if receptor.block_labels is not None or other_labels is not None:
         labels = list(receptor.block_labels or [f"R{i + 1}" for i in range(receptor.num_blocks)])
-        labels += list(ligand.block_labels or [f"L{i + 1}" for i in range(ligand.num_blocks)])
+        labels += list(other_labels or [f"L{i + 1}" for i in range(other.num_blocks)])
     out = MolecularGraph(
-        positions=torch.cat([receptor.positions, lig_pos]),
-        atomic_numbers=torch.cat([receptor.atomic_numbers, ligand.atomic_numbers.to(dev)]),
-        block_ids=torch.cat([receptor.block_ids, ligand.block_ids.to(dev) + receptor.num_blocks]),
-        atom_positions=torch.cat([receptor.atom_positions, ligand.atom_positions.to(dev)]),
-        block_types=torch.cat([receptor.block_types, ligand.block_types.to(dev)]),
+        positions=torch.cat([receptor.positions, other_pos]),
+        atomic_numbers=torch.cat([receptor.atomic_numbers, other.atomic_numbers.to(dev)]),
+        block_ids=torch.cat([receptor.block_ids, other.block_ids.to(dev) + receptor.num_blocks]),
+        atom_positions=torch.cat([receptor.atom_positions, other.atom_positions.to(dev)]),
+        block_types=torch.cat([receptor.block_types, other.block_types.to(dev)]),
         segment_ids=torch.cat([
             torch.full((receptor.num_blocks,), RECEPTOR_SEGMENT, dtype=torch.long, device=dev),
-            torch.full((ligand.num_blocks,), LIGAND_SEGMENT, dtype=torch.long, device=dev),
+            torch.full((other.num_blocks,), segment, dtype=torch.long, device=dev),
         ]),
-        batch_ids=torch.zeros(receptor.num_blocks + ligand.num_blocks, dtype=torch.long, device=dev),
+        batch_ids=torch.zeros(receptor.num_blocks + other.num_blocks, dtype=torch.long, device=dev),
         cell=cell,
         pbc=pbc,
         names=[who],
         block_labels=labels,
     )
     return out.validate()
+
+
+def add_cofactors(receptor: MolecularGraph, cofactors: list, *, overlap_tolerance: float = 0.01) -> MolecularGraph:
+    """The receptor with cofactors (ions, nucleotides, heme, ... given as separate molecules,
+    e.g. the ``cofactor.sdf`` of a prepared benchmark) joined to it: their atoms become
+    receptor blocks (segment 0), one per atom, as a hetero group read from a PDB file is,
+    labelled ``COF:<k>:<record name>:<atom>``.
+
+    Args:
+        receptor: one structure.
+        cofactors: graphs, e.g. ``read_poses("cofactor.sdf", segment_id=0)``.
+        overlap_tolerance: a cofactor atom closer than this (Å) to a receptor atom (or to
+            an earlier cofactor's) is an error: usually the cofactor is in the receptor file too.
+
+    Raises:
+        GraphError: a batch instead of one structure, a cofactor with no atoms, a cofactor
+            atom on top of a receptor atom (naming both).
+
+    Example:
+        >>> import torch
+        >>> rec = MolecularGraph.from_atoms(torch.tensor([[0.0, 0, 0], [1.5, 0, 0]]), torch.tensor([6, 8]))
+        >>> mg = MolecularGraph.from_atoms(torch.tensor([[5.0, 0, 0]]), torch.tensor([12]), name="MG")
+        >>> g = add_cofactors(rec, [mg])
+        >>> g.segment_ids.tolist(), g.block_labels[-1]
+        ([0, 0, 0], 'COF:1:MG:Mg1')
+    """
+    _single(receptor, "receptor")
+    out = receptor
+    for k, cof in enumerate(cofactors, start=1):
+        _single(cof, "cofactor")
+        if cof.num_atoms == 0:
+            raise GraphError(f"cofactor {cof.label()}: no atoms")
+        record = cof.label().split(" (")[-1].rstrip(")") if " (" in cof.label() else cof.label()
+        record = record.replace(":", "_").strip() or "COF"
+        if cof.block_labels is not None:
+            atom_names = [lab.split(":")[-1] for lab in cof.block_labels]
+        else:  # one block per atom: element and number, as RDKit names atoms without PDB names
+            first = torch.zeros(cof.num_blocks, dtype=torch.long).scatter_reduce(
+                0, cof.block_ids.cpu(), torch.arange(cof.num_atoms), "amin", include_self=False)
+            atom_names = [f"{ELEMENTS[int(cof.atomic_numbers[a])]}{b + 1}" for b, a in enumerate(first.tolist())]
+        labels = [f"COF:{k}:{record}:{a}" for a in atom_names]
+        out = _join(out, cof, RECEPTOR_SEGMENT, receptor.label(), "cofactor", overlap_tolerance, labels)
+    return out
 
 
 def select_pocket(

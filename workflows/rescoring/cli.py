@@ -71,7 +71,8 @@ def _cmd_poses(args: argparse.Namespace) -> int:
 
 def _rescore_poses_cli(args: argparse.Namespace, out_csv: str, out_sdf: str) -> int:
     table = rescore_poses(
-        args.receptor, args.poses, reference=args.reference, add_hydrogens=args.add_hydrogens,
+        args.receptor, args.poses, reference=args.reference, cofactors=args.cofactors,
+        add_hydrogens=args.add_hydrogens,
         out_sdf=out_sdf, out_residues=args.out_residues, sort=args.sort,
         per_residue=args.per_residue, posebusters=args.posebusters or False,
         options=RunOptions.from_args(args, out_csv=out_csv),
@@ -114,6 +115,10 @@ def register_poses_cli(sub: Any) -> None:
     p.add_argument("receptor", metavar="RECEPTOR", help="receptor .pdb/.cif/.bcif/.pdbqt")
     p.add_argument("poses", metavar="POSES", help="poses .sdf/.sdf.gz/.mol2/.pdbqt (Vina)")
     p.add_argument("--reference", metavar="LIG", help="ligand defining the pocket (default: all poses)")
+    p.add_argument("--cofactors", metavar="FILE",
+                   help="molecules that belong to the receptor but are not in its file (SDF, MOL2, PDB; "
+                        "e.g. a prepared benchmark's cofactor.sdf): joined to the receptor before the "
+                        "pocket is cut")
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help="model file or shipped name (default: shipped score model, else potential)")
     p.add_argument("--pocket-radius", type=float, metavar="Å",

@@ -79,6 +79,7 @@ from .receptor import (
     load_receptor,
     load_reference,
     receptor_pdb_text,
+    receptor_with_cofactors,
     receptor_with_hydrogens,
 )
 from .sdf_output import write_pose_sdf
@@ -360,6 +361,7 @@ def rescore_poses(
     model: Optional[PathLike] = None,
     *,
     reference: Optional[PathLike] = None,
+    cofactors: Optional[PathLike] = None,
     pocket_radius: Optional[float] = None,
     drop_unsupported: Optional[bool] = None,
     add_hydrogens: str = "auto",
@@ -389,6 +391,11 @@ def rescore_poses(
         reference: ligand file whose first record defines the pocket; None: the union
             of all poses (and for a model that cuts its own pocket, that union always,
             the reference's pocket added).
+        cofactors: file of molecules that belong to the receptor but are not in its
+            file (SDF, MOL2, PDB, PDBQT; e.g. the ``cofactor.sdf`` of a prepared
+            benchmark): joined to it, one block per atom as a hetero group of a PDB file
+            is (:func:`get_md.build.add_cofactors`), before the pocket is cut; hydrogens
+            as for the poses. PoseBusters checks see the receptor file only.
         pocket_radius: Å; None: the model file's ``pocket_radius`` (what it was trained
             with), else 10.
         drop_unsupported: leave pocket residues with elements the model does not support
@@ -475,7 +482,10 @@ def rescore_poses(
     rec_file = load_receptor(receptor)
     check_receptor(receptor, rec_file)  # before any pose is read
     rec, unprotonated = receptor_with_hydrogens(receptor, rec_file, add_hydrogens, spec.is_potential)
+    protonated = rec is not rec_file
     ligand_hydrogens = {"yes": "yes", "no": "no"}.get(add_hydrogens, "missing" if spec.is_potential else "no")
+    if cofactors is not None:
+        rec = receptor_with_cofactors(rec, cofactors, ligand_hydrogens)
 
     reference_mol = None
     if reference is not None:
@@ -492,8 +502,8 @@ def rescore_poses(
         pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress)
     logger.info("pocket: %d residues, %d atoms", pocket.num_blocks, pocket.num_atoms)
     pocket, _ = screen_pocket(pocket, meta, drop_unsupported, str(receptor))
-    check_receptor(receptor, pocket, "pocket" if rec is rec_file else "pocket with hydrogens added",
-                   overlaps=True, names_from_file=rec is rec_file)
+    check_receptor(receptor, pocket, "pocket with hydrogens added" if protonated else "pocket",
+                   overlaps=True, names_from_file=not protonated)
     bare = sorted(set(unprotonated) & {":".join(lab.split(":")[:3]) for lab in pocket.block_labels or []})
     if bare:
         logger.warning("%s: pocket residue(s) %s have no hydrogen template in OpenMM and stay without "
@@ -506,7 +516,8 @@ def rescore_poses(
     fingerprint = {
         "workflow": "rescore-poses",
         "inputs": {"receptor": file_fingerprint(receptor), "poses": file_fingerprint(poses),
-                   "reference": file_fingerprint(reference)},
+                   "reference": file_fingerprint(reference),
+                   **({"cofactors": file_fingerprint(cofactors)} if cofactors is not None else {})},
         "model": {"sha256": spec.sha256, "task": spec.task},
         "options": {"pocket_radius": float(pocket_radius), "drop_unsupported": resolve_drop_unsupported(drop_unsupported, meta),
                     "add_hydrogens": add_hydrogens,

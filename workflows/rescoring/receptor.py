@@ -1,6 +1,7 @@
 """The receptor of ``rescore-poses``: read (PDB, mmCIF, BinaryCIF, PDBQT), its
-coordinates checked, hydrogens completed (``--add-hydrogens``), the reference ligand,
-and PDB text for PoseBusters.
+coordinates checked, hydrogens completed (``--add-hydrogens``), cofactors given as
+separate molecules joined to it (``--cofactors``), the reference ligand, and PDB text
+for PoseBusters.
 """
 
 from __future__ import annotations
@@ -109,6 +110,42 @@ def load_reference(path: PathLike):
     for rec in iter_poses(path, segment_id=1):
         return rec.unwrap(), rec
     raise WorkflowError(f"{path}: reference ligand file holds no record")
+
+
+def receptor_with_cofactors(rec, cofactors: PathLike, ligand_hydrogens: str = "no"):
+    """``rec`` with every molecule of the file ``cofactors`` (SDF, MOL2, PDB, PDBQT; e.g. a
+    benchmark's ``cofactor.sdf``) joined to it as receptor atoms
+    (:func:`get_md.build.add_cofactors`). ``ligand_hydrogens`` as for the poses
+    (:func:`~get_md.workflows.rescoring.pose_records.pose_items`): "missing" / "yes" add
+    hydrogens to SDF / MOL2 molecules without any / to all.
+
+    Raises:
+        WorkflowError: the file is missing, holds no molecule, or a record cannot be read
+            (naming the file and the record); GraphError: a cofactor atom on top of a
+            receptor atom (the cofactor is also in the receptor file).
+    """
+    from get_md.build import add_cofactors, iter_poses
+
+    from .pose_records import _adds_hydrogens, pose_with_hydrogens
+
+    if not Path(cofactors).is_file():
+        raise WorkflowError(f"{cofactors}: cofactor file " + ("is a directory" if Path(cofactors).is_dir()
+                                                               else "not found"))
+    graphs = []
+    for record in iter_poses(cofactors, segment_id=0):
+        if record.error is not None:
+            raise WorkflowError(f"cofactor file: {record.error}")
+        graph = record.graph
+        if _adds_hydrogens(record, ligand_hydrogens):
+            graph = pose_with_hydrogens(record)[0]
+            graph.names = list(record.graph.names)
+        graphs.append(graph)
+    if not graphs:
+        raise WorkflowError(f"{cofactors}: cofactor file holds no molecule")
+    out = add_cofactors(rec, graphs)
+    logger.info("%s: %d cofactor molecule(s), %d atoms, joined to the receptor", cofactors, len(graphs),
+                out.num_atoms - rec.num_atoms)
+    return out
 
 
 HYDROGEN_CHOICES = ("auto", "yes", "no")
