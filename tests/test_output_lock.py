@@ -139,6 +139,30 @@ def test_bad_outputs_are_refused_before_any_work(inputs, tmp_path, capsys, no_wo
     assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.partial"))
 
 
+def test_an_output_that_is_an_input_is_refused_before_any_work(inputs, tmp_path, capsys, no_work):
+    import shutil
+
+    top, dcd = shutil.copy(inputs["top"], tmp_path), shutil.copy(inputs["dcd"], tmp_path)
+    rec, poses = shutil.copy(DATA / "rec.pdb", tmp_path), shutil.copy(DATA / "vina_output.sdf", tmp_path)
+    before = {p: Path(p).read_bytes() for p in (top, dcd, rec, poses)}
+    traj = ["rescore-traj", top, dcd, "--model", str(inputs["model"]), "--quiet"]
+    line = _error_line(main(traj + ["--out-csv", str(tmp_path / "t.csv"), "--plot", top]), capsys.readouterr().err)
+    assert f"--plot {top}: is the TOPOLOGY input" in line
+    line = _error_line(main(traj + ["--out-csv", dcd]), capsys.readouterr().err)
+    assert f"--out-csv {dcd}: is the TRAJ input" in line
+    run = ["rescore-poses", rec, poses, "--model", str(inputs["model"]), "--quiet"]
+    line = _error_line(main(run + ["--out-sdf", poses]), capsys.readouterr().err)
+    assert f"--out-sdf {poses}: is the POSES input" in line
+    line = _error_line(main(run + ["--out-csv", str(Path(rec).parent / "." / "rec.pdb")]), capsys.readouterr().err)
+    assert "is the RECEPTOR input" in line
+    line = _error_line(main(run + ["--out-ligands", poses]), capsys.readouterr().err)
+    assert f"--out-ligands {poses}: is the POSES input" in line
+    line = _error_line(main(run + ["--out-csv", str(inputs["model"])]), capsys.readouterr().err)
+    assert "is the --model input" in line
+    assert all(Path(p).read_bytes() == b for p, b in before.items())
+    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.partial"))
+
+
 DIE_IN_FINAL_WRITE = """
 import os, sys
 import get_md.workflows.rescoring.trajectory as t

@@ -63,7 +63,9 @@ def _cmd_poses(args: argparse.Namespace) -> int:
     out_sdf = args.out_sdf or _default_out(args.poses, ".sdf")
     with contextlib.ExitStack() as claims:
         if args.out_ligands:
-            check_outputs({"--out-csv": out_csv, "--out-sdf": out_sdf, "--out-ligands": args.out_ligands})
+            check_outputs({"--out-csv": out_csv, "--out-sdf": out_sdf, "--out-ligands": args.out_ligands},
+                          {"RECEPTOR": args.receptor, "POSES": args.poses, "--reference": args.reference,
+                           "--cofactors": args.cofactors, "--model": args.model})
             # held for the whole run, like --out-csv / --out-sdf inside rescore_poses
             claims.enter_context(OutputLock(args.out_ligands))
         return _rescore_poses_cli(args, out_csv, out_sdf)

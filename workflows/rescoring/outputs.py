@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from get_md.atomic import atomic_output, atomic_path  # noqa: F401 (re-exported for the workflows)
 from get_md.errors import WorkflowError
@@ -31,21 +31,40 @@ def write_csv_atomic(df, path: PathLike) -> None:
         df.to_csv(fh, index=False)
 
 
-def check_outputs(outputs: dict[str, Optional[PathLike]]) -> list[Path]:
+def _input_files(inputs: Optional[dict]) -> list[tuple[str, Path]]:
+    """``(name, path)`` of every existing input file of ``{name: path, list of paths or None}``."""
+    out = []
+    for name, value in (inputs or {}).items():
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if v is not None and Path(v).is_file():
+                out.append((name, Path(v)))
+    return out
+
+
+def check_outputs(outputs: dict[str, Optional[PathLike]],
+                  inputs: Optional[dict[str, Any]] = None) -> list[Path]:
     """The output files of a run, checked before any work: ``{option: path or None}``.
 
     Raises WorkflowError (one line naming the option and the path) for a path that is a
-    directory, whose parent is not a directory or cannot be created or written, or that
-    two options share. Creates missing parent directories. Returns the paths given.
+    directory, whose parent is not a directory or cannot be created or written, that
+    two options share, or that is one of the run's ``inputs`` (``{name: path, paths or
+    None}``: writing it would destroy the input). Creates missing parent directories.
+    Returns the paths given.
     """
     seen: dict[Path, str] = {}
     paths = []
+    input_files = _input_files(inputs)
     for option, out in outputs.items():
         if out is None:
             continue
         p = Path(out)
         if p.is_dir() or str(out).endswith(os.sep):
             raise WorkflowError(f"{option} {out}: is a directory; give a file name")
+        if p.exists():
+            for name, source in input_files:
+                if os.path.samefile(p, source):
+                    raise WorkflowError(f"{option} {out}: is the {name} input; writing it would destroy "
+                                        f"the input: give another file")
         key = p.resolve()
         if key in seen:
             raise WorkflowError(f"{seen[key]} and {option} both name {out}; give different files")
@@ -224,8 +243,9 @@ class OutputClaim:
     """Checked, locked outputs of one run, stale temporary files removed (see
     :func:`claim_outputs`)."""
 
-    def __init__(self, outputs: dict[str, Optional[PathLike]], command: Optional[str] = None):
-        self.paths = check_outputs(outputs)
+    def __init__(self, outputs: dict[str, Optional[PathLike]], command: Optional[str] = None,
+                 inputs: Optional[dict[str, Any]] = None):
+        self.paths = check_outputs(outputs, inputs)
         self.locks: list[OutputLock] = []
         try:
             for p in self.paths:
@@ -248,7 +268,8 @@ class OutputClaim:
         self.release()
 
 
-def claim_outputs(outputs: dict[str, Optional[PathLike]], command: Optional[str] = None) -> OutputClaim:
+def claim_outputs(outputs: dict[str, Optional[PathLike]], command: Optional[str] = None,
+                  inputs: Optional[dict[str, Any]] = None) -> OutputClaim:
     """Check the outputs of a run (:func:`check_outputs`), lock each (:class:`OutputLock`)
     and remove the temporary files an interrupted run left beside them
     (:func:`remove_stale_temporaries`); use as a context manager.
@@ -257,13 +278,14 @@ def claim_outputs(outputs: dict[str, Optional[PathLike]], command: Optional[str]
         >>> with claim_outputs({"--out-csv": "t.csv", "--plot": None}):   # doctest: +SKIP
         ...     ...
     """
-    return OutputClaim(outputs, command)
+    return OutputClaim(outputs, command, inputs)
 
 
-def claims_outputs(outputs_of: Callable[[dict], dict[str, Optional[PathLike]]]) -> Callable:
+def claims_outputs(outputs_of: Callable[[dict], dict[str, Optional[PathLike]]],
+                   inputs_of: Optional[Callable[[dict], dict[str, Any]]] = None) -> Callable:
     """Decorator: run a workflow with its outputs claimed (:func:`claim_outputs`) for the
     whole call. ``outputs_of`` maps the call's arguments (by name, defaults applied) to
-    ``{option: path or None}``."""
+    ``{option: path or None}``, ``inputs_of`` to its input files (no output may be one)."""
     import functools
     import inspect
 
@@ -274,7 +296,8 @@ def claims_outputs(outputs_of: Callable[[dict], dict[str, Optional[PathLike]]]) 
         def run(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            with claim_outputs(outputs_of(bound.arguments)):
+            inputs = inputs_of(bound.arguments) if inputs_of is not None else None
+            with claim_outputs(outputs_of(bound.arguments), inputs=inputs):
                 return func(*args, **kwargs)
 
         return run

@@ -354,7 +354,9 @@ def _residues_path(out_csv: Optional[PathLike], out_residues: Optional[PathLike]
 
 @accepts_run_options
 @claims_outputs(lambda a: {"--out-csv": a["out_csv"], "--out-sdf": a["out_sdf"],
-                           "--out-residues": _residues_path(a["out_csv"], a["out_residues"], a["per_residue"])})
+                           "--out-residues": _residues_path(a["out_csv"], a["out_residues"], a["per_residue"])},
+                lambda a: {"RECEPTOR": a["receptor"], "POSES": a["poses"], "--reference": a["reference"],
+                           "--cofactors": a["cofactors"], "--model": a["model"]})
 def rescore_poses(
     receptor: PathLike,
     poses: PathLike,

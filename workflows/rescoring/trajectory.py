@@ -176,7 +176,8 @@ def plot_scores(df, path: PathLike, column: str, title: str = "") -> None:
 
 
 @accepts_run_options
-@claims_outputs(lambda a: {"--out-csv": a["out_csv"], "--plot": a["plot"]})
+@claims_outputs(lambda a: {"--out-csv": a["out_csv"], "--plot": a["plot"]},
+                lambda a: {"TOPOLOGY": a["topology"], "TRAJ": a["trajectory"], "--model": a["model"]})
 def rescore_trajectory(
     topology: PathLike,
     trajectory: PathLike,
