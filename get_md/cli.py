@@ -41,7 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from get_md.errors import GetMDError, ModelFileError, WorkflowError
+from get_md.errors import ConfigError, GetMDError, ModelFileError, WorkflowError
 
 Registrar = Callable[[Any], None]
 
@@ -235,43 +235,23 @@ def _register_train(sub: Any) -> None:
 
 # ----------------------------------------------------------------------------- export
 def _cmd_export(args: argparse.Namespace) -> int:
-    import torch
-
     from get_md import export
-    from get_md.train import load_config
     from get_md.train.loop import build_model_for
 
-    src = Path(args.checkpoint)
-    if not src.is_file():
-        raise FileNotFoundError(f"{src}: checkpoint not found")
+    src, out = Path(args.checkpoint), Path(args.out)
+    _check_export_out(out)
+    elements = _parse_elements(args.elements) if args.elements is not None else None
+    _check_checkpoint_file(src)
     if _is_model_file(src):
-        written = export.rescript(src, args.out)
-        print(f"re-scripted {src} -> {args.out} with get_md {written['get_md_version']} "
+        written = export.rescript(src, out)
+        print(f"re-scripted {src} -> {out} with get_md {written['get_md_version']} "
               f"(same weights, sha256 {written['weights_sha256'][:12]}...)")
         return 0
-    try:
-        ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelFileError(f"{src}: cannot read checkpoint ({e})") from e
-    if not isinstance(ckpt, dict):
-        raise ModelFileError(f"{src}: not a checkpoint or state dict")
-    if "model" in ckpt and isinstance(ckpt["model"], dict):
-        state, family, model_config = ckpt["model"], ckpt.get("family"), ckpt.get("model_config")
-    elif all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        state, family, model_config = ckpt, None, None
-    else:
-        raise ModelFileError(f"{src}: not a get_md checkpoint (checkpoint.pt / best.pt) or a state dict")
+    ckpt, state, family, model_config = _read_checkpoint(src)
     meta: dict[str, Any] = {}
     if args.config:
-        cfg_path = Path(args.config)
-        data = json.loads(cfg_path.read_text()) if cfg_path.suffix == ".json" else None
-        if data is not None and "model" not in data and "family" not in data:
-            model_config = data  # a plain map of hyper-parameters
-        else:
-            cfg = load_config(cfg_path)
-            family, model_config = cfg.family, cfg.model
-            meta.update(cfg.export_metadata)
-            meta["training"] = {"config": cfg.to_dict()}
+        config_family, model_config, meta = _export_config(Path(args.config))
+        family = config_family or family
     if args.family:
         family = args.family
     if not family or model_config is None:
@@ -283,8 +263,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except RuntimeError as e:
         raise ModelFileError(f"{src}: weights do not fit a {family} model with this config "
                          f"({str(e).splitlines()[0]})") from e
-    if args.elements:
-        meta["elements"] = [e.strip() for e in args.elements.split(",") if e.strip()]
+    if elements is not None:
+        meta["elements"] = elements
     if args.description:
         meta["description"] = args.description
     meta["command"] = args.command_line
@@ -292,10 +272,84 @@ def _cmd_export(args: argparse.Namespace) -> int:
         meta["metrics"] = {"epoch": int(ckpt["epoch"]),
                            **({"valid_loss": float(ckpt["valid_loss"])} if "valid_loss" in ckpt else {}),
                            **(ckpt.get("valid_metrics") or {})}
-    written = export.save(model, args.out, meta)
-    print(f"wrote {args.out} ({written['family']}, task {written['task']}, "
+    written = export.save(model, out, meta)
+    print(f"wrote {out} ({written['family']}, task {written['task']}, "
           f"sha256 {written['weights_sha256'][:12]}...)")
     return 0
+
+
+def _check_export_out(out: Path) -> None:
+    """The model file to write must not be a folder."""
+    if out.is_dir():
+        raise ModelFileError(f"OUT {out}: is a directory; give a file name")
+
+
+def _parse_elements(text: str) -> list[str]:
+    """Element symbols of ``--elements`` ("H,C,N,O"), checked; WorkflowError naming the option.
+
+    Example:
+        >>> _parse_elements("h, C")
+        ['H', 'C']
+    """
+    from get_md import vocab
+
+    symbols = [e.strip() for e in text.split(",") if e.strip()]
+    if not symbols:
+        raise WorkflowError(f"--elements: no element symbols in {text!r}; give e.g. H,C,N,O")
+    out = []
+    for symbol in symbols:
+        try:
+            out.append(vocab.ELEMENTS[vocab.atomic_number(symbol)])
+        except KeyError:
+            raise WorkflowError(f"--elements: unknown element {symbol!r}") from None
+    return out
+
+
+def _check_checkpoint_file(src: Path) -> None:
+    """A missing file, a folder, an empty file or one that is no torch file: ModelFileError."""
+    from get_md.train.checkpoint import torch_file_problem
+
+    problem = torch_file_problem(src, "checkpoint")
+    if problem is not None:
+        raise ModelFileError(f"{src}: {problem}")
+
+
+def _read_checkpoint(src: Path) -> tuple[dict, dict, Optional[str], Optional[dict]]:
+    """``(checkpoint, weights, family, model_config)`` of a checkpoint or a plain state dict."""
+    import torch
+
+    from get_md.train.checkpoint import load_torch_file
+
+    ckpt = load_torch_file(src, "checkpoint", ModelFileError)
+    if not isinstance(ckpt, dict):
+        raise ModelFileError(f"{src}: not a checkpoint or state dict")
+    if "model" in ckpt and isinstance(ckpt["model"], dict):
+        return ckpt, ckpt["model"], ckpt.get("family"), ckpt.get("model_config")
+    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return ckpt, ckpt, None, None
+    raise ModelFileError(f"{src}: not a get_md checkpoint (checkpoint.pt / best.pt) or a state dict")
+
+
+def _export_config(path: Path) -> tuple[Optional[str], dict, dict]:
+    """``(family or None, model hyper-parameters, metadata)`` from ``--config``: a training
+    config, or a JSON map of hyper-parameters."""
+    from get_md.train.config import check_model_config, load_config, read_config_data
+
+    if not path.exists():
+        raise ConfigError(f"--config {path}: file not found")
+    data = read_config_data(path, name=f"--config {path}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a JSON object (map of hyper-parameters "
+                          "or a training config)")
+    if "model" not in data and "family" not in data:
+        try:
+            check_model_config(data, prefix="")
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
+        return None, data, {}
+    cfg = load_config(path)
+    meta = {**cfg.export_metadata, "training": {"config": cfg.to_dict()}}
+    return cfg.family, cfg.model, meta
 
 
 def _is_model_file(path: Path) -> bool:

@@ -39,6 +39,25 @@ def example_file(name: str) -> Path:
     return path
 
 
+def check_options(out: Path, stride: int, threads: Optional[int]) -> None:
+    """Reject bad ``--out`` / ``--stride`` / ``--threads`` before any work (WorkflowError).
+
+    Example:
+        >>> check_options(Path("demo_out"), 0, None)
+        Traceback (most recent call last):
+        ...
+        get_md.errors.WorkflowError: --stride must be >= 1, got 0
+    """
+    from get_md.errors import WorkflowError
+
+    if out.exists() and not out.is_dir():
+        raise WorkflowError(f"--out {out} is a file; give a folder")
+    if stride < 1:
+        raise WorkflowError(f"--stride must be >= 1, got {stride}")
+    if threads is not None and threads < 1:
+        raise WorkflowError(f"--threads must be >= 1, got {threads}")
+
+
 def run_demo(out: Union[str, os.PathLike] = "get_md_demo", model: Optional[str] = None,
              stride: int = 1, threads: Optional[int] = None, progress: Optional[bool] = None) -> tuple[Any, Any]:
     """Rescore the bundled poses and trajectory; returns the two DataFrames."""
@@ -46,9 +65,10 @@ def run_demo(out: Union[str, os.PathLike] = "get_md_demo", model: Optional[str] 
     from get_md.workflows.poses import rescore_poses
     from get_md.workflows.trajectory import rescore_trajectory
 
-    if threads:
-        torch.set_num_threads(threads)
     out = Path(out)
+    check_options(out, stride, threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     poses = rescore_poses(

@@ -18,8 +18,9 @@ import csv
 import os
 import random
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -28,8 +29,9 @@ from get_md.errors import TrainError
 
 __all__ = [
     "BEST_NAME", "CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CHECKPOINT_VERSION", "CURVES_NAME",
-    "LOG_NAME", "MODEL_NAME", "append_row", "atomic_torch_save", "format_value", "init_weights", "read_init",
-    "load_checkpoint", "read_log", "rng_state", "seed_everything", "set_rng_state", "write_log",
+    "LOG_NAME", "MODEL_NAME", "append_row", "atomic_torch_save", "format_value", "init_weights",
+    "load_checkpoint", "load_torch_file", "read_init", "read_log", "rng_state", "seed_everything",
+    "set_rng_state", "torch_file_problem", "torch_load_reason", "write_log",
 ]
 
 CHECKPOINT_FORMAT = "get_md.checkpoint"
@@ -90,13 +92,85 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# ----------------------------------------------------------------------------- torch files
+#: First byte of the legacy (pre-zip) ``torch.save`` format: a pickle stream.
+_PICKLE_START = b"\x80"
+
+
+def torch_file_problem(path: Union[str, os.PathLike], what: str = "checkpoint") -> Optional[str]:
+    """Why ``path`` cannot be a ``torch.save`` file, or None if it may be one (cheap: reads
+    the head and the zip directory only). ``what`` names the kind of file in the message.
+
+    Example:
+        >>> torch_file_problem("/")
+        'is a directory, not a checkpoint'
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"is a directory, not a {what}"
+    if not path.is_file():
+        return f"{what} not found"
+    if path.stat().st_size == 0:
+        return "empty file"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(_PICKLE_START):
+        return None  # legacy torch.save format: torch.load says more
+    if not zipfile.is_zipfile(path):
+        if head == b"PK\x03\x04":
+            return f"truncated or damaged {what} (incomplete zip archive)"
+        return f"not a torch {what} (not a zip archive)"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        return f"damaged {what} ({e})"
+    if not any(n.endswith("/data.pkl") for n in names):
+        return f"not a torch {what} (zip without torch records)"
+    return None
+
+
+def torch_load_reason(error: BaseException) -> str:
+    """One line for a ``torch.load(weights_only=True)`` failure, without torch's advice to
+    load unsafely (``weights_only=False`` can run arbitrary code).
+
+    Example:
+        >>> torch_load_reason(RuntimeError("Weights only load failed. Re-running ... "
+        ...                                "WeightsUnpickler error: \\n\\nUnsupported operand 103\\n"))
+        'safe (weights-only) loading failed: Unsupported operand 103'
+    """
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        rest = [ln.strip() for ln in text.split(marker, 1)[1].splitlines() if ln.strip()]
+        detail = rest[0].split(". ")[0] if rest else type(error).__name__
+        return f"safe (weights-only) loading failed: {detail}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines or "weights_only" in lines[0]:
+        return f"safe (weights-only) loading failed: {type(error).__name__}"
+    return lines[0]
+
+
+def load_torch_file(path: Union[str, os.PathLike], what: str, error: type[Exception] = TrainError,
+                    context: str = "", hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a bad file raises
+    ``error("PATH: [context: ]problem[; hint]")``, one line, never torch's advice to load
+    it unsafely."""
+    lead = f"{path}: {context}: " if context else f"{path}: "
+    tail = f"; {hint}" if hint else ""
+    problem = torch_file_problem(path, what)
+    if problem is not None:
+        raise error(f"{lead}{problem}{tail}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
+        raise error(f"{lead}cannot read {what} ({torch_load_reason(e)}){tail}") from e
+
+
 # ----------------------------------------------------------------------------- checkpoints
 def load_checkpoint(path: Path) -> dict:
     """Read a training checkpoint written by the loop; a clear error for anything else."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
-        raise TrainError(f"{path}: cannot read checkpoint ({e}); move it away to start over") from e
+    ckpt = load_torch_file(path, "checkpoint", TrainError, hint="move it away to start over")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainError(f"{path}: not a get_md training checkpoint")
     return ckpt
@@ -105,10 +179,7 @@ def load_checkpoint(path: Path) -> dict:
 def read_init(path: str) -> dict:
     """A ``best.pt`` / ``checkpoint.pt`` file (fine-tuning start): its ``model`` weights and,
     where recorded, ``model_config``; a clear error for anything else."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
-        raise TrainError(f"{path}: cannot read initial weights ({e})") from e
+    ckpt = load_torch_file(path, "checkpoint", TrainError, context="cannot read initial weights")
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise TrainError(f"{path}: not a get_md checkpoint (no 'model' weights)")
     return ckpt

@@ -26,6 +26,8 @@ Example:
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -43,6 +45,70 @@ RESUMABLE_CHANGES = frozenset({
 })
 _OBJECT_FIELDS = ("dataset", "valid_dataset", "model_factory")
 _PATH_FIELDS = ("train_data", "valid_data", "output_dir")
+
+
+# numeric fields: name -> whether it must be a whole number
+_NUMBER_FIELDS = {
+    "valid_fraction": False, "max_blocks": True, "lr": False, "weight_decay": False,
+    "lr_gamma": False, "max_epochs": True, "patience": True, "min_delta": False,
+    "grad_clip": False, "seed": True,
+}
+#: model hyper-parameters of the built-in families that must be positive integers
+POSITIVE_INT_HYPERPARAMETERS = ("d_hidden", "d_radial", "n_rbf", "n_head", "n_layers", "d_edge",
+                                "d_model", "n_heads", "ffn_mult")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value: Any, whole: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite number (a whole one if ``whole``)."""
+    if not _is_number(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if whole and value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+
+
+def _check_number_types(config: TrainConfig) -> None:
+    """Numeric fields hold finite numbers (not strings, booleans, NaN or infinity)."""
+    for name, whole in _NUMBER_FIELDS.items():
+        value = getattr(config, name)
+        if name == "grad_clip" and value is None:
+            continue
+        _check_number(name, value, whole)
+
+
+def _check_loss_weights(weights: Optional[Mapping[str, Any]]) -> None:
+    """Weights are finite numbers >= 0, and not all zero."""
+    if not weights:
+        return
+    for name, value in weights.items():
+        _check_number(f"loss_weights.{name}", value)
+        if value < 0:
+            raise ConfigError(f"loss_weights.{name} must be >= 0, got {value!r}")
+    if all(value == 0 for value in weights.values()):
+        raise ConfigError("loss_weights are all zero; nothing to train")
+
+
+def check_model_config(model: Mapping[str, Any], prefix: str = "model.") -> None:
+    """Architecture sizes (``d_hidden``, ``n_layers``, ...) present in ``model`` are positive
+    integers; raise :class:`ConfigError` naming the field.
+
+    Example:
+        >>> check_model_config({"d_hidden": -3})
+        Traceback (most recent call last):
+        ...
+        get_md.errors.ConfigError: model.d_hidden must be a positive integer, got -3
+    """
+    for name in POSITIVE_INT_HYPERPARAMETERS:
+        if name not in model:
+            continue
+        value = model[name]
+        if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
+            raise ConfigError(f"{prefix}{name} must be a positive integer, got {value!r}")
 
 
 @dataclass
@@ -128,6 +194,7 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(f"{name} must be {what}, got {getattr(self, name)!r}")
 
+        _check_number_types(self)
         need(isinstance(self.model, dict), "model", "a map of hyper-parameters")
         need(0.0 < self.valid_fraction < 1.0, "valid_fraction", "in (0, 1)")
         need(int(self.max_blocks) > 0, "max_blocks", "positive")
@@ -139,6 +206,9 @@ class TrainConfig:
         need(self.dtype in ("float32", "float64"), "dtype", '"float32" or "float64"')
         need(self.loss_weights is None or isinstance(self.loss_weights, dict), "loss_weights",
              "a map target -> weight")
+        _check_loss_weights(self.loss_weights)
+        if self.model_factory is None and ":" not in str(self.family):
+            check_model_config(self.model)
         return self
 
     # ----------------------------------------------------------------- dicts
@@ -175,6 +245,58 @@ class TrainConfig:
                       if k not in RESUMABLE_CHANGES and k in other and other[k] != v)
 
 
+def json_error_text(error: json.JSONDecodeError) -> str:
+    """``invalid JSON (line L column C: reason)`` for a JSON parse error.
+
+    Example:
+        >>> try:
+        ...     json.loads('{"a": 1,\\n')
+        ... except json.JSONDecodeError as e:
+        ...     print(json_error_text(e))
+        invalid JSON (line 2 column 1: Expecting property name enclosed in double quotes)
+    """
+    return f"invalid JSON (line {error.lineno} column {error.colno}: {error.msg})"
+
+
+def _config_text(path: Path, name: str) -> str:
+    """The text of the config file ``path``; ConfigError (prefixed by ``name``) if unreadable."""
+    if path.is_dir():
+        raise ConfigError(f"{name}: is a directory, not a config file")
+    if not path.is_file():
+        raise ConfigError(f"{name}: config file not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file ({e.reason} at byte {e.start})") from e
+
+
+def read_config_data(path: PathLike, name: Optional[str] = None) -> Any:
+    """The parsed content of a ``.json`` (or ``.yaml``/``.yml``) config file.
+
+    ``name`` (default: the path) names the file in the not-found and directory messages,
+    e.g. ``"--config cfg.json"``.
+
+    Raises:
+        ConfigError: missing file, a directory, not text, invalid JSON / YAML.
+    """
+    path = Path(path)
+    text = _config_text(path, name or str(path))
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as e:
+            raise ConfigError(f"{path}: YAML configs need PyYAML (pip install pyyaml); or use JSON") from e
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"{path}: invalid YAML ({first})") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: {json_error_text(e)}") from e
+
+
 def load_config(path: PathLike) -> TrainConfig:
     """Read a :class:`TrainConfig` from a ``.json`` (or ``.yaml``/``.yml``) file.
 
@@ -187,23 +309,7 @@ def load_config(path: PathLike) -> TrainConfig:
         >>> cfg = load_config("configs/train.json")  # doctest: +SKIP
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError as e:
-            raise ConfigError(f"{path}: YAML configs need PyYAML (pip install pyyaml); or use JSON") from e
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML ({e})") from e
-    else:
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise ConfigError(f"{path}: invalid JSON ({e})") from e
+    data = read_config_data(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a training config must be a map of fields")
     data = dict(data)
@@ -219,4 +325,5 @@ def save_config(config: TrainConfig, path: PathLike) -> None:
     Path(path).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
 
-__all__ = ["ConfigError", "TrainConfig", "load_config", "save_config"]
+__all__ = ["ConfigError", "TrainConfig", "check_model_config", "json_error_text", "load_config",
+           "read_config_data", "save_config"]

@@ -26,6 +26,7 @@ import torch
 from get_md.atomic import atomic_path
 from get_md.errors import DatasetError
 from get_md.graph import TENSOR_FIELDS, GraphError, MolecularGraph
+from get_md.train.checkpoint import load_torch_file
 
 #: Target name -> "graph" (one value per structure) or "atom" ([N, 3] per atom).
 TARGETS = {"energy": "graph", "score": "graph", "forces": "atom", "vectors": "atom", "charge": "graph"}
@@ -186,12 +187,7 @@ class MolecularDataset(torch.utils.data.Dataset):
             DatasetError: missing, unreadable or invalid file (message names file and sample).
         """
         path = Path(path)
-        if not path.exists():
-            raise DatasetError(f"{path}: dataset file not found")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise DatasetError(f"{path}: cannot read dataset ({str(e).splitlines()[0] if str(e) else e!r})") from e
+        payload = load_torch_file(path, "dataset file", DatasetError)
         if not isinstance(payload, dict) or payload.get("format") != DATASET_FORMAT:
             raise DatasetError(f"{path}: not a get_md dataset file")
         if int(payload.get("version", 0)) > DATASET_VERSION:

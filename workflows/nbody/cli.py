@@ -11,7 +11,7 @@ from typing import Any
 from .data import save_data
 from .evaluate import evaluate, rollout
 from .model import model_config
-from .protocol import DEFAULT_FRAMES, FRAME_IN, FRAME_OUT, ZOO_NAME
+from .protocol import DEFAULT_FRAMES, FRAME_IN, FRAME_OUT, ZOO_NAME, NBodyError
 from .simulate import simulate
 from .train import NBodyTrainConfig, train_nbody
 
@@ -56,11 +56,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_one(option: str, value: int) -> None:
+    """Reject an option value below 1 (before any work), naming the option."""
+    if value < 1:
+        raise NBodyError(f"{option} must be >= 1, got {value}")
+
+
+def _warn(message: str) -> None:
+    """Print a one-line warning on stderr."""
+    print(f"get-md: warning: {message}", file=sys.stderr)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from get_md.runtime import parse_dtype
 
+    _at_least_one("--batch-size", args.batch_size)
     res = evaluate(args.model, args.data, args.frame_in, args.frame_out, device=args.device,
-                   batch_size=args.batch_size, dtype=parse_dtype(args.dtype, default=None))
+                   batch_size=args.batch_size, dtype=parse_dtype(args.dtype, default=None),
+                   warn=_warn)
     print(json.dumps(res))
     return 0
 
@@ -70,7 +83,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 
     res = rollout(args.model, args.data, sample=args.sample, steps=args.steps, frame_in=args.frame_in,
                   frame_out=args.frame_out, out_dir=args.out, device=args.device,
-                  dtype=parse_dtype(args.dtype))
+                  dtype=parse_dtype(args.dtype), warn=_warn)
     print(json.dumps(res))
     return 0
 

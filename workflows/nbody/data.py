@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -61,6 +62,38 @@ def check_data(data: Mapping[str, Any], name: str = "data", frame_out: Optional[
                              f"(0..{t - 1}), so {what} must be < {t}")
 
 
+def _check_npz_file(path: Path) -> None:
+    """Raise NBodyError unless ``path`` is a file that can be an ``.npz`` (zip) archive."""
+    if path.is_dir():
+        raise NBodyError(f"{path}: is a directory, not an N-body data file")
+    if not path.is_file():
+        raise NBodyError(f"{path}: N-body data file not found")
+    if path.stat().st_size == 0:
+        raise NBodyError(f"{path}: empty file")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            damaged = f.read(4) == b"PK\x03\x04"
+        what = "truncated or damaged .npz file (incomplete zip archive)" if damaged else "not an .npz (zip) file"
+        raise NBodyError(f"{path}: {what}")
+
+
+def charge_warning(data: Mapping[str, Any], name: str = "data") -> Optional[str]:
+    """A warning if ``data`` holds charges other than +1 and -1 (the protocol's, which the
+    shipped models were trained on), else None.
+
+    Example:
+        >>> charge_warning({"charges": np.array([[[7.0], [-1.0]]])}, "x.npz")  # doctest: +ELLIPSIS
+        'x.npz: charges other than ±1 (7); the model was trained on charges ±1 ...'
+    """
+    q = np.asarray(data["charges"], dtype=np.float64).reshape(-1)
+    odd = np.unique(q[~np.isclose(np.abs(q), 1.0)])
+    if odd.size == 0:
+        return None
+    shown = ", ".join(f"{v:g}" for v in odd[:3]) + (", ..." if odd.size > 3 else "")
+    return (f"{name}: charges other than ±1 ({shown}); the model was trained on charges ±1 "
+            "(EGNN N-body protocol), so its predictions for these are extrapolation")
+
+
 def load_data(path: PathLike, frame_out: Optional[int] = None, frame_in: Optional[int] = None) -> Dict[str, Any]:
     """Read and check an ``.npz`` file of ``loc``, ``vel``, ``charges`` (see :func:`check_data`).
 
@@ -68,8 +101,7 @@ def load_data(path: PathLike, frame_out: Optional[int] = None, frame_in: Optiona
         >>> data = load_data("nbody_test.npz", frame_out=40)  # doctest: +SKIP
     """
     path = Path(path)
-    if not path.is_file():
-        raise NBodyError(f"{path}: N-body data file not found")
+    _check_npz_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             data: Dict[str, Any] = {k: z[k] for k in z.files if k != "protocol"}

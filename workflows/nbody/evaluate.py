@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -13,22 +14,34 @@ from torch import nn
 
 from get_md.runtime import module_device, module_dtype
 
-from .data import as_data, make_samples
+from .data import as_data, charge_warning, make_samples
 from .model import load_nbody_model, predict
 from .plots import plot_drift, plot_trajectories
 from .protocol import FRAME_IN, FRAME_OUT, PROTOCOL, NBodyError, PathLike, interval_time
 from .simulate import simulate, total_energy, total_momentum
 
+logger = logging.getLogger(__name__)
+
+
+def _warn_charges(d: Mapping[str, Any], warn: Optional[Callable[[str], None]]) -> None:
+    """Pass a warning about charges other than ±1 to ``warn`` (default: the module's logger)."""
+    message = charge_warning(d, str(d.get("source", "data")))
+    if message is not None:
+        (warn or logger.warning)(message)
+
 
 def evaluate(model: Union[None, PathLike, nn.Module], data: Union[PathLike, Mapping[str, Any]],
              frame_in: int = FRAME_IN, frame_out: int = FRAME_OUT, device: Any = "cpu",
-             batch_size: int = 500, dtype: Optional[torch.dtype] = None) -> Dict[str, Any]:
+             batch_size: int = 500, dtype: Optional[torch.dtype] = None,
+             warn: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Position MSE of a model predicting frame ``frame_out`` from frame ``frame_in`` (EGNN's metric).
 
     Args:
         model: a module with ``forward_with_vectors``, a model file, a zoo name, or None
             for the shipped ``geomformer-nbody``.
         data: an ``.npz`` file or a dict from :func:`simulate` / :func:`load_data`.
+        batch_size: systems per forward call (>= 1).
+        warn: called with a one-line warning (charges other than ±1); default: logged.
 
     Returns:
         ``{"mse", "n_samples", "frame_in", "frame_out", "model", "model_path", "data",
@@ -39,7 +52,10 @@ def evaluate(model: Union[None, PathLike, nn.Module], data: Union[PathLike, Mapp
         >>> evaluate("runs/nbody/model.pt", "nbody_test.npz")["mse"]  # doctest: +SKIP
         0.0039
     """
+    if batch_size < 1:
+        raise NBodyError(f"batch_size must be >= 1, got {batch_size}")
     d = as_data(data, frame_in=frame_in, frame_out=frame_out)
+    _warn_charges(d, warn)
     module, meta, label = load_nbody_model(model, device=device, dtype=dtype)
     dt_model = module_dtype(module)
     s = make_samples(d, frame_in, frame_out, dtype=torch.float64)
@@ -71,7 +87,8 @@ def evaluate(model: Union[None, PathLike, nn.Module], data: Union[PathLike, Mapp
 def rollout(model: Union[None, PathLike, nn.Module], data: Union[PathLike, Mapping[str, Any]],
             sample: int = 0, steps: int = 5, frame_in: int = FRAME_IN, frame_out: int = FRAME_OUT,
             out_dir: Optional[PathLike] = None, device: Any = "cpu",
-            dtype: Optional[torch.dtype] = torch.float64) -> Dict[str, Any]:
+            dtype: Optional[torch.dtype] = torch.float64,
+            warn: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Autoregressive rollout of one system over ``steps`` intervals, against the simulator.
 
     From (x, v, q) at ``frame_in`` of trajectory ``sample``, each interval applies the
@@ -91,6 +108,7 @@ def rollout(model: Union[None, PathLike, nn.Module], data: Union[PathLike, Mappi
     if steps < 1:
         raise NBodyError(f"steps must be >= 1, got {steps}")
     d = as_data(data, frame_in=frame_in, frame_out=frame_out)
+    _warn_charges(d, warn)
     name = str(d.get("source", "data"))
     s_total = np.asarray(d["loc"]).shape[0]
     if not 0 <= sample < s_total:
