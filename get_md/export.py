@@ -472,12 +472,25 @@ def load(
                 f"{path}: weights do not match the metadata (SHA-256 {actual[:12]}... != "
                 f"{str(expected)[:12]}...); the file is corrupted or was modified"
             )
+        _check_finite_weights(path, module)
         _VERIFIED[key] = verified = actual
     if check_registry:
         for check in list(LOAD_CHECKS.values()):
             check(path, verified)
     module.eval()
     return module, meta
+
+
+def _check_finite_weights(path: Path, module: torch.nn.Module) -> None:
+    """ModelFileError naming the first tensor if any weight is NaN or infinite (a diverged
+    training run exported as it was): every output of such a file is NaN."""
+    bad = {name: int((~torch.isfinite(t)).sum()) for name, t in module.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())}
+    if bad:
+        name, count = next(iter(bad.items()))
+        raise ModelFileError(f"{path}: weights contain non-finite values (NaN or inf): {count} in {name}"
+                             + (f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else "")
+                             + "; the training run diverged or the file was damaged")
 
 
 #: Model files verified in this process: (resolved path, inode, size, mtime_ns, ctime_ns)

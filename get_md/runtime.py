@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from get_md import export, zoo
-from get_md.errors import ConfigError, GraphError
+from get_md.errors import ConfigError, GraphError, ModelRunError
 from get_md.graph import MolecularGraph
 from get_md.model_inputs import ModelInputs
 from get_md.perf import flush_denormals, plain_executor
@@ -90,6 +90,21 @@ def parse_dtype(dtype: Union[None, str, torch.dtype], default: Any = _DEFAULT) -
     if not isinstance(value, torch.dtype) or not value.is_floating_point:
         raise ConfigError(f"unknown floating dtype {dtype!r}")
     return value
+
+
+def parse_device(device: Union[str, torch.device], who: str = "get_md") -> torch.device:
+    """``device`` as a torch.device; ConfigError naming it if torch does not know it.
+
+    Example:
+        >>> parse_device("cuda:1").index
+        1
+    """
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{who}: unknown device {device!r} (cpu, cuda, cuda:N, mps)") from None
 
 
 # ----------------------------------------------------------------------------- modules
@@ -417,9 +432,21 @@ class LoadedModel:
                 if charges is None:
                     raise GraphError(f"model {self.source} needs the total charge")
                 inp = ModelInputs(*inputs)
-                return self.module.forward_with_vectors(
+                out = self.module.forward_with_vectors(
                     *inp.with_vectors(torch.zeros_like(inp.positions), charges))
-            return self.module(*inputs)
+            else:
+                out = self.module(*inputs)
+        self._check_finite(out)
+        return out
+
+    def _check_finite(self, out: dict) -> None:
+        """ModelRunError if the model's energy / score (and forces) hold NaN or inf: the
+        inputs were checked, so its weights are damaged or its training diverged."""
+        for key in ("energy", "score", "forces"):
+            value = out.get(key)
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise ModelRunError(f"model {self.source} returned a non-finite {key} (NaN or inf) for finite "
+                                    "inputs: damaged weights or a diverged training run?")
 
     def run_graph(self, graph: MolecularGraph, total_charge: Optional[Sequence[float]] = None) -> dict:
         """Forward a (batched) graph, moved to the model's device and dtype.
@@ -478,7 +505,7 @@ def load(
             what is missing and how to pass a model).
         TypeError: ``model`` of another type.
     """
-    device = torch.device(device)
+    device = parse_device(device, who)
     dtype = parse_dtype(dtype)
     path: Optional[Path] = None
     if isinstance(model, LoadedModel):

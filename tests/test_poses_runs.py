@@ -373,3 +373,72 @@ def test_a_cofactor_also_in_the_receptor_file_is_an_error(models, tmp_path):
         rescore_poses(het, POSES_SDF, models["score"], cofactors=cof, **COMMON)
     with pytest.raises(WorkflowError, match="nope.sdf: cofactor file not found"):
         rescore_poses(het, POSES_SDF, models["score"], cofactors=tmp_path / "nope.sdf", **COMMON)
+
+
+def test_non_finite_model_values_skip_the_pose_and_a_resumed_nan_row_too(tmp_path):
+    from get_md.export import save
+    from get_md.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("get", **TINY)
+    with torch.no_grad():
+        for t in model.parameters():
+            t.mul_(1e30)  # finite weights, overflowing outputs: a diverged training run
+    save(model, tmp_path / "huge.pt")
+    df = rescore_poses(REC, POSES_SDF, tmp_path / "huge.pt", out_csv=tmp_path / "h.csv",
+                       out_sdf=tmp_path / "h.sdf", **COMMON)
+    assert (df["status"] == "skipped").all() and df["rank"].isna().all()
+    assert df["error"].str.contains(r"record \d+: model huge\.pt returned a non-finite interaction_energy_eV").all()
+    # a progress file from before the check, holding a NaN row marked ok, resumes without a crash
+    torch.manual_seed(0)
+    save(build_model("get", **TINY), tmp_path / "ok.pt")
+    out = dict(out_csv=tmp_path / "r.csv", out_sdf=tmp_path / "r.sdf", **COMMON)
+    sidecar = tmp_path / "r.csv.partial"
+    import get_md.workflows.rescoring.store as store_module
+
+    keep = store_module.ProgressStore.remove
+    store_module.ProgressStore.remove = lambda self: None  # keep the progress file of the next run
+    try:
+        rescore_poses(REC, POSES_SDF, tmp_path / "ok.pt", **{**out, "resume": False})
+    finally:
+        store_module.ProgressStore.remove = keep
+    lines = sidecar.read_text().splitlines()
+    batch = json.loads(lines[1])
+    batch["rows"][0]["interaction_energy_eV"] = float("nan")
+    lines[1] = json.dumps(batch)
+    sidecar.write_text("\n".join(lines) + "\n")
+    df = rescore_poses(REC, POSES_SDF, tmp_path / "ok.pt", **out)
+    bad = df[df["pose"] == batch["rows"][0]["pose"]].iloc[0]
+    assert bad["status"] == "skipped" and "non-finite interaction_energy_eV" in bad["error"]
+    assert (df["status"] == "ok").sum() == 8
+
+
+def test_a_pose_beyond_a_potentials_cutoff_is_skipped_not_scored_zero(models, tmp_path):
+    """Inside the pocket radius (10 Å) but with no pocket atom within the potential's 5 Å
+    cutoff: the interaction energy would be exactly 0, a meaningless best rank."""
+    import numpy as np
+    from get_md.workflows.poses import load_reference
+
+    from get_md.build import from_pdb, select_pocket
+
+    mol = next(iter(Chem.SDMolSupplier(str(POSES_SDF), removeHs=False)))
+    pocket = select_pocket(from_pdb(REC), load_reference(LIG_PDB)[0], 10.0).positions.numpy()
+    xyz = mol.GetConformer().GetPositions()
+    away = xyz.mean(0) - pocket.mean(0)
+    away /= np.linalg.norm(away)
+    for step in np.arange(0.0, 30.0, 0.25):  # the first shift that leaves 6-9 Å to the pocket
+        gap = np.linalg.norm((xyz + step * away)[:, None] - pocket[None], axis=-1).min()
+        if 6.0 < gap < 9.0:
+            break
+    assert 6.0 < gap < 9.0
+    conf = mol.GetConformer()
+    for i, p in enumerate(xyz + step * away):
+        conf.SetAtomPosition(i, p.tolist())
+    with Chem.SDWriter(str(tmp_path / "far.sdf")) as w:
+        w.write(mol)
+    common = {**COMMON, "pocket_radius": 10.0}
+    df = rescore_poses(REC, tmp_path / "far.sdf", models["energy"], **common)
+    assert df["status"].tolist() == ["skipped"]
+    assert "no pocket atom within the model's 5 Å cutoff of the pose" in df["error"].iloc[0]
+    df = rescore_poses(REC, tmp_path / "far.sdf", models["score"], **common)  # a score model reads it
+    assert df["status"].tolist() == ["ok"]

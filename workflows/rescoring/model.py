@@ -64,6 +64,7 @@ def resolve_model(
     from get_md import runtime
 
     device = str(device or "cpu")
+    runtime.parse_device(device, "--device")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WorkflowError(f"--device {device}: CUDA is not available in this torch build / machine")
     if model is None:
@@ -239,6 +240,34 @@ def environment_cache(spec: ModelRef, graph) -> Optional[list]:
                 _ENVIRONMENTS.clear()
             _ENVIRONMENTS[key] = build_environment(spec, graph)
         return _ENVIRONMENTS[key]
+
+
+#: the model values of a result row (scores, energies): none of them may be NaN or infinite
+MODEL_VALUE_COLUMNS = ("score", "score_std", "pose_score", "interaction_energy_eV", "e_complex_eV",
+                       "e_ligand_eV", "e_pocket_eV")
+
+
+def mark_non_finite(row: dict, model: PathLike, where: str) -> dict:
+    """Mark an "ok" result row "skipped" if one of its model values is NaN or infinite
+    (diverged or damaged weights; the row would otherwise be ranked and averaged),
+    with an error naming ``where`` (the record or frame) and the model. Returns ``row``.
+
+    Example:
+        >>> mark_non_finite({"status": "ok", "error": "", "score": float("nan")}, "m.pt", "p.sdf: record 1")["error"]
+        'p.sdf: record 1: model m.pt returned a non-finite score (nan): damaged weights or a diverged training run?'
+    """
+    import math
+
+    if row.get("status") != "ok":
+        return row
+    for key in MODEL_VALUE_COLUMNS:
+        value = row.get(key)
+        if value is not None and not math.isfinite(float(value)):
+            row["status"] = "skipped"
+            row["error"] = (f"{where}: model {Path(model).name} returned a non-finite {key} ({value}): "
+                            "damaged weights or a diverged training run?")
+            break
+    return row
 
 
 def score_columns(out: dict, k: int) -> dict:

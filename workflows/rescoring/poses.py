@@ -53,7 +53,14 @@ from get_md.errors import WorkflowError
 from get_md.units import EV_TO_KCAL_MOL
 
 from ..geometry_checks import graph_atom_namer, pose_problem
-from .model import ModelRef, environment_cache, resolve_model, run_model, score_columns
+from .model import (
+    ModelRef,
+    environment_cache,
+    mark_non_finite,
+    resolve_model,
+    run_model,
+    score_columns,
+)
 from .options import PathLike, accepts_run_options
 from .outputs import claims_outputs, write_csv_atomic
 from .parallel import auto_batch_size, chunked, fan_out, parallel_batches, prefetch, progress_bar
@@ -193,7 +200,8 @@ def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) ->
             if error is None:  # coordinates that must not be scored (see geometry_checks)
                 ligand_read = as_array(graph.atomic_numbers) != 1 if heavy_only else None
                 error = pose_problem(graph.positions, pocket.positions, graph_atom_namer(graph), pocket_name,
-                                     radius, pocket_tree, ligand_read=ligand_read, pocket_read=pocket_read)
+                                     radius, pocket_tree, ligand_read=ligand_read, pocket_read=pocket_read,
+                                     interaction_cutoff=opts.get("interaction_cutoff"))
             if error is not None:
                 error = f"{source}: record {index}: {error}"
         if graph is not None and error is None:
@@ -255,6 +263,9 @@ def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) ->
                     residues.append([row["pose"], "ligand", float(b[nb:].sum())])
                 block_start += cplx.num_blocks
 
+    for _, row, _c, _l in ok:
+        mark_non_finite(row, spec.path, f"{row['source']}: record {row['pose']}")
+
     if opts.get("posebusters"):
         pb_mols = [mols[row["pose"]] if mols[row["pose"]] is not None
                    else mol_from_graph(lig, row["name"] or str(row["pose"])) for _, row, _c, lig in ok]
@@ -271,6 +282,13 @@ def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) ->
             col = f"input_{key}" if key in _OWN_COLUMNS or key.startswith("pb_") else key
             row[col] = plain_value(value)
     return {"rows": rows, "residues": residues}
+
+
+def interaction_cutoff(spec: ModelRef, meta: dict) -> Optional[float]:
+    """Å: a potential's cutoff, beyond which a pose interacts with nothing it sees; None for
+    score models (they read the ligand on its own too) and files that record none."""
+    cutoff = (meta.get("config") or {}).get("cutoff")
+    return float(cutoff) if spec.is_potential and cutoff else None
 
 
 def rank_values(values: Sequence[float], higher_is_better: bool) -> list[Optional[int]]:
@@ -297,6 +315,8 @@ def _finalize(store: ProgressStore, spec: ModelRef, sort: str, posebusters: bool
         rows.extend(store.batches[key]["rows"])
         residues.extend(store.batches[key].get("residues", []))
     rows.sort(key=lambda r: r["pose"])
+    for r in rows:  # rows of a progress file written before the check, too
+        mark_non_finite(r, spec.path, f"{r['source']}: record {r['pose']}")
     value_col = "score" if spec.task == "score" else "interaction_energy_eV"
     if sort == "pose":
         value_col = "pose_score"
@@ -538,7 +558,8 @@ def rescore_poses(
     opts = {"per_residue": bool(per_residue), "elements": meta.get("elements"),
             "posebusters": pb_config, "receptor_pdb": receptor_pdb, "reference_mol": reference_mol,
             "pocket_radius": float(pocket_radius),
-            "heavy_atoms_only": bool((meta.get("config") or {}).get("heavy_atoms_only"))}
+            "heavy_atoms_only": bool((meta.get("config") or {}).get("heavy_atoms_only")),
+            "interaction_cutoff": interaction_cutoff(spec, meta)}
 
     from get_md.build import iter_poses
 
