@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
-from get_md.plugins._common import model_positions
+from get_md.plugins._common import check_cell, check_overlaps, model_positions
 
 from get_md import runtime
 from get_md.errors import GraphError, PluginError
@@ -123,6 +123,7 @@ class GETCalculator(Calculator):
         self.default_charge = float(charge)
         self.graph_builder = graph_builder
         self._templates: OrderedDict[bytes, _Template] = OrderedDict()
+        self._warned_charge = False  # atoms.info["charge"] given to a model that does not read it
         #: held while the calculator's state (atoms, results, graph templates) is read or
         #: written, so threads sharing the calculator never see each other's results
         self._lock = threading.RLock()
@@ -199,6 +200,13 @@ class GETCalculator(Calculator):
                 torch.zeros(len(numbers), 3, dtype=lm.dtype, device=lm.device),
                 torch.as_tensor(numbers, device=lm.device), name=who,
             )
+        if lm.task == "score" and int(g.segment_ids.unique().numel()) < 2:
+            raise PluginError(
+                f"{who}: {lm.source} is a score model: it scores a ligand (segment 1) against a receptor "
+                "(segment 0), and every atom here is in one segment, so its score would say nothing. Pass "
+                "graph_builder=lambda a: get_md.build.from_ase(a, segment_ids=SEGMENTS) with one segment "
+                "per atom, or rescore complexes with get_md.workflows.poses.rescore_poses"
+            )
         return g
 
     def _graph(self, atoms) -> tuple[MolecularGraph, bool]:
@@ -208,6 +216,8 @@ class GETCalculator(Calculator):
         cell, pbc = tpl.cell_tensors(atoms, lm.device, lm.dtype, type(self).__name__)
         # centred in float64 before the cast to the model's dtype (see model_positions)
         pos = model_positions(atoms.positions, lm.device, lm.dtype, type(self).__name__)
+        check_overlaps(atoms.positions, atoms.numbers, f"{type(self).__name__}: ase.Atoms "
+                                                       f"{atoms.get_chemical_formula()}")
         return replace(tpl.graph, positions=pos, cell=cell, pbc=pbc), bool(np.all(atoms.pbc))
 
     def _total_charge(self, atoms) -> float:
@@ -223,6 +233,12 @@ class GETCalculator(Calculator):
         g = graphs[0] if len(graphs) == 1 else batch_graphs(list(graphs))
         counts = [len(a) for a in atoms_list]
         totals = [self._total_charge(a) for a in atoms_list] if self.potential.needs_charge else None
+        if totals is None and not self._warned_charge and any(a.info.get("charge") for a in atoms_list):
+            log.warning("%s: atoms.info['charge'] = %r is ignored: model %s does not read a total charge "
+                        "(trained on neutral and charged structures alike, or on neutral ones only)",
+                        type(self).__name__, next(a.info["charge"] for a in atoms_list if a.info.get("charge")),
+                        self.potential.source)
+            self._warned_charge = True
         out = self.potential.run_graph(g, totals)
         return _split_results(out, counts, periodic, self.task)
 
@@ -312,6 +328,7 @@ class _Template:
                         f"but its cell {cell.tolist()} has no volume; set a full cell "
                         "(e.g. atoms.center(vacuum=10.0)) or pbc=False"
                     )
+                check_cell(cell, pbc, f"{who}: ase.Atoms {atoms.get_chemical_formula()}")
                 c = torch.as_tensor(cell, device=device).to(dtype).reshape(1, 3, 3)
             else:
                 c = torch.zeros(1, 3, 3, dtype=dtype, device=device)

@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
-from get_md.plugins._common import model_positions
+from get_md.plugins._common import check_cell, check_overlaps, model_positions
 
 from get_md.errors import PluginError
 from get_md.graph import MolecularGraph
@@ -73,6 +73,7 @@ class GraphPotential:
         self.graph = graph
         self.n_atoms = graph.num_atoms
         self._inputs = graph.inputs()  # positions, cell and pbc are replaced per call
+        self._numbers = graph.atomic_numbers.detach().cpu().numpy()
         self._pbc = torch.full((1, 3), self.periodic, dtype=torch.bool, device=lm.device)
         self._zero_cell = torch.zeros(1, 3, 3, dtype=lm.dtype, device=lm.device)
         self._charges = None
@@ -87,11 +88,13 @@ class GraphPotential:
             raise PluginError(f"get_md force: got positions of shape {x.shape}, expected ({self.n_atoms}, 3)")
         # centred in float64 before the cast (see model_positions)
         pos = model_positions(x * NM_TO_ANGSTROM, lm.device, lm.dtype, "get_md force")
+        check_overlaps(x * NM_TO_ANGSTROM, self._numbers, "get_md force (positions in nm)")
         cell = self._zero_cell
         if self.periodic:
             if box_nm is None:
                 raise PluginError("get_md force: periodic force evaluated without box vectors")
             b = np.asarray(box_nm, dtype=np.float64).reshape(1, 3, 3) * NM_TO_ANGSTROM
+            check_cell(b[0], [True, True, True], "get_md force (box vectors in nm)")
             cell = torch.as_tensor(b, device=lm.device).to(lm.dtype)
         out = lm.run(self._inputs._replace(positions=pos, cell=cell, pbc=self._pbc), self._charges)
         # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)

@@ -395,6 +395,11 @@ def test_empty_selection(tmp_path):
         from_pdb(REC, chains=["Z"])
     with pytest.raises(GraphError, match=r"rec\.pdb: selection is empty"):
         from_pdb(REC, residues=["A:9999"])
+    water = "HETATM    1  O   HOH W   1       1.000   2.000   3.000  1.00  0.00           O\nEND\n"
+    (tmp_path / "water.pdb").write_text(water)
+    with pytest.raises(GraphError, match=r"water\.pdb: no atoms besides water \(1 water atoms"):
+        from_pdb(tmp_path / "water.pdb")
+    assert from_pdb(tmp_path / "water.pdb", waters=True).num_atoms == 1
 
 
 def test_pdbqt_unknown_type(tmp_path):

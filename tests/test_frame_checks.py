@@ -190,6 +190,54 @@ def test_bad_first_frame_is_a_clear_error(system, model, tmp_path, capsys):
     assert f"{system['topology'].atom(int(system['lig'][2]))}" in line
 
 
+def test_a_ligand_that_leaves_the_pocket_or_comes_apart_is_skipped(system, model, tmp_path):
+    xyz = system["xyz"].copy()
+    lig = system["lig"]
+    xyz[2, lig] += [4.0, 0.0, 0.0]                        # the whole ligand 40 Å away
+    xyz[5, lig[: len(lig) // 2]] += [3.0, 0.0, 0.0]       # half of it one (3 nm) box length on
+    bad = _dcd(system, xyz, tmp_path / "moved.dcd")
+    assert main(_argv(system, bad, model, tmp_path / "moved.csv")) == 0
+    df = pd.read_csv(tmp_path / "moved.csv")
+    errors = dict(zip(df["frame"], df["error"].fillna(""), strict=True))
+    assert df.loc[df["status"] != "ok", "frame"].tolist() == [2, 5]
+    assert "the ligand left the pocket chosen in the first frame" in errors[2]
+    assert "the ligand came apart" in errors[5] and "(1 in the first frame)" in errors[5]
+
+
+def test_a_trajectory_whose_atom_order_is_not_the_topologys_is_an_error(system, model, tmp_path, capsys):
+    xyz = system["xyz"].copy()
+    lig = system["lig"]
+    xyz[:, lig] = xyz[:, lig[::-1]]                        # the ligand's atoms in another order
+    bad = _dcd(system, xyz, tmp_path / "order.dcd")
+    rc = main(_argv(system, bad, model, tmp_path / "order.csv"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("get-md: error:")]
+    assert f"{bad}: frame 0: ligand atoms" in line and "bonded in the topology" in line
+    assert "atom order does not match the topology's" in line
+
+
+def test_mismatched_topology_and_start_past_the_end_are_said_as_such(system, model, tmp_path, capsys):
+    clean = _dcd(system, system["xyz"], tmp_path / "clean.dcd")
+    traj = md.Trajectory(system["xyz"][:1, :-1], system["topology"].subset(range(system["topology"].n_atoms - 1)))
+    traj.save_pdb(str(tmp_path / "short.pdb"))
+    argv = _argv(system, clean, model, tmp_path / "a.csv")
+    argv[1] = str(tmp_path / "short.pdb")
+    assert main(argv) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    n = system["topology"].n_atoms
+    assert line == (f"get-md: error: topology {tmp_path / 'short.pdb'} has {n - 1} atoms but {clean} has {n} "
+                    "per frame: they do not belong together")
+    assert main(_argv(system, clean, model, tmp_path / "b.csv", "--start", "50")) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == f"get-md: error: {clean}: no frame at or after --start 50"
+    xtc = tmp_path / "clean.xtc"  # mdtraj reports a seek past the end of an XTC as a damaged frame
+    md.Trajectory(system["xyz"], system["topology"], time=system["time"]).save_xtc(str(xtc))
+    assert main(_argv(system, xtc, model, tmp_path / "c.csv", "--start", "50")) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == f"get-md: error: --start 50 is past the end of {xtc} (10 frame(s))"
+
+
 def test_resume_with_bad_frames_gives_identical_csv(system, model, tmp_path):
     xyz = system["xyz"].copy()
     xyz[1, system["near"]] = np.nan

@@ -13,6 +13,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from get_md.plugins.ase import GeoMFormerCalculator, GETCalculator
 
 from get_md import export
+from get_md.errors import ModelFileError, ModelRunError, PluginError
 from get_md.models import build_model
 
 try:
@@ -229,9 +230,16 @@ def test_score_model(tmp_path):
     model = build_model("get", mode="score", task="score", **TINY_GET)
     path = tmp_path / "score.pt"
     export.save(model, path)
-    calc = GETCalculator(path)
-    assert calc.task == "score"
     atoms = ethanol()
+    # every atom in one segment: a score model has no ligand to score against a receptor
+    atoms.calc = GETCalculator(path)
+    with pytest.raises(PluginError, match="score model: it scores a ligand .segment 1. against a receptor"):
+        atoms.calc.get_score(atoms)
+    from get_md.build import from_ase
+
+    segments = [0, 0, 0, 1, 1, 1, 1, 1, 1]  # the C-C-O heavy atoms' first three as "receptor"
+    calc = GETCalculator(path, graph_builder=lambda a: from_ase(a, segment_ids=segments))
+    assert calc.task == "score"
     atoms.calc = calc
     score = calc.get_score(atoms)
     assert isinstance(score, float)
@@ -239,6 +247,57 @@ def test_score_model(tmp_path):
     with pytest.raises(PropertyNotImplementedError, match="score model"):
         atoms.get_potential_energy()
     assert calc.calculate_batch([atoms, atoms])[1]["score"] == pytest.approx(score, rel=1e-5)
+
+
+def test_non_finite_weights_and_outputs_are_errors_naming_the_model(tmp_path):
+    model = tiny_get()
+    with torch.no_grad():
+        for t in model.parameters():
+            t.mul_(1e30)  # finite weights whose outputs overflow: a diverged training run
+    export.save(model, tmp_path / "huge.pt")
+    atoms = ethanol()
+    atoms.calc = GETCalculator(tmp_path / "huge.pt")
+    with pytest.raises(ModelRunError, match=r"huge\.pt returned a non-finite (energy|forces) .*damaged weights"):
+        atoms.get_potential_energy()
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    export.save(model, tmp_path / "nan.pt")
+    with pytest.raises(ModelFileError, match=r"nan\.pt: weights contain non-finite values .*: 16 in atom_embedding"):
+        GETCalculator(tmp_path / "nan.pt")
+
+
+def test_overlapping_atoms_thin_cells_and_unknown_devices_are_named(tmp_path):
+    from ase import Atoms
+
+    from get_md.errors import ConfigError, GraphError
+
+    calc = GETCalculator(tiny_get())
+    pair = Atoms("CH", positions=[[0.0, 0.0, 0.0], [1e-3, 0.0, 0.0]])
+    pair.calc = calc
+    with pytest.raises(GraphError, match=r"CH: atom 1 \(C\) and atom 2 \(H\) are 0.001 Å apart"):
+        pair.get_potential_energy()
+    flat = ethanol()
+    flat.set_cell([10.0, 10.0, 1e-4])
+    flat.pbc = True
+    flat.calc = calc
+    with pytest.raises(GraphError, match=r"periodic cell is 0.0001 Å wide along its vector 3"):
+        flat.get_potential_energy()
+    with pytest.raises(ConfigError, match="unknown device 'foo'"):
+        GETCalculator(tiny_get(), device="foo")
+
+
+def test_a_charge_the_model_does_not_read_is_named_once(caplog):
+    atoms = ethanol()
+    atoms.info["charge"] = 2
+    atoms.calc = GETCalculator(tiny_get())
+    with caplog.at_level("WARNING"):
+        e = atoms.get_potential_energy()
+        atoms.positions[0, 0] += 0.01
+        atoms.get_potential_energy()
+    assert caplog.text.count("atoms.info['charge'] = 2 is ignored") == 1
+    atoms.info["charge"] = 0
+    atoms.positions[0, 0] -= 0.01
+    assert atoms.get_potential_energy() == pytest.approx(e)
 
 
 def test_total_charge_only_for_models_that_need_it(tmp_path):
@@ -263,14 +322,23 @@ def test_total_charge_only_for_models_that_need_it(tmp_path):
 def test_optimisers_lower_the_energy(calc64):
     from ase.optimize import BFGS, FIRE
 
+    from get_md.errors import GraphError
+
     for opt_cls in (BFGS, FIRE):
         atoms = ethanol()
         atoms.calc = calc64
         e0 = atoms.get_potential_energy()
         f0 = np.abs(atoms.get_forces()).max()
-        opt_cls(atoms, logfile=None).run(fmax=0.02, steps=60)
+        opt_cls(atoms, logfile=None).run(fmax=0.02, steps=5)
         assert atoms.get_potential_energy() < e0 - 1e-3, opt_cls.__name__
         assert np.abs(atoms.get_forces()).max() < f0, opt_cls.__name__
+    # this random-weight toy potential has a hole at short range: BFGS runs into it, and the
+    # calculator stops there instead of returning energies of overlapping atoms
+    atoms = ethanol()
+    atoms.calc = calc64
+    with pytest.raises(GraphError, match=r"C2H6O: atom \d+ \(\w+\) and atom \d+ \(\w+\) are 0\.4\d* Å apart "
+                                         r"\(closer than 0\.5 Å\): overlapping atoms"):
+        BFGS(atoms, logfile=None).run(fmax=0.02, steps=60)
 
 
 def test_langevin_and_vibrations(calc64, tmp_path):

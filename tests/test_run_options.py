@@ -53,3 +53,26 @@ def test_options_fill_the_keywords_and_a_conflict_is_an_error():
         run(1, options={"batch_size": 8})
     with pytest.raises(TypeError, match="lacks the RunOptions argument"):
         accepts_run_options(lambda a, model=None: a)
+
+
+def test_counts_below_one_are_refused_before_the_run_writes_anything(tmp_path):
+    calls = []
+
+    def workflow(a, model=None, *, pocket_radius=None, drop_unsupported=None, batch_size=None,
+                 device="cpu", dtype=None, out_csv=None, workers=None, scheduler=None,
+                 dask_processes=True, parallel=None, progress=None, resume=True):
+        calls.append(a)
+
+    run = accepts_run_options(workflow)
+    for name, value in (("batch_size", 0), ("workers", 0), ("workers", -1), ("parallel", 0), ("batch_size", 2.5)):
+        with pytest.raises(WorkflowError, match=f"--{name.replace('_', '-')} must be >= 1, got {value}"):
+            run(1, **{name: value})
+        with pytest.raises(WorkflowError, match=f"--{name.replace('_', '-')} must be >= 1"):
+            run(1, options=RunOptions(**{name: value}))
+    assert calls == []
+    run(1, batch_size=1, workers=2, parallel=1)
+    assert calls == [1]
+    # the real workflow: no progress file is left behind
+    with pytest.raises(WorkflowError, match="--batch-size must be >= 1, got 0"):
+        rescore_poses("rec.pdb", "poses.sdf", batch_size=0, out_csv=tmp_path / "o.csv")
+    assert list(tmp_path.iterdir()) == []

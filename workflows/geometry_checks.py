@@ -225,6 +225,7 @@ def pose_problem(
     isolated: float = ISOLATED_DISTANCE,
     ligand_read: Optional[np.ndarray] = None,
     pocket_read: Optional[np.ndarray] = None,
+    interaction_cutoff: Optional[float] = None,
 ) -> Optional[str]:
     """Why a pose must not be scored against ``pocket``, or None.
 
@@ -240,6 +241,8 @@ def pose_problem(
     artefact of protonating a receptor and its ligands separately); the checks of the
     ligand on its own always take every atom. ``pocket_tree``: a
     ``scipy.spatial.cKDTree`` of ``pocket[pocket_read]`` to reuse across poses.
+    ``interaction_cutoff`` (Å; a potential's cutoff): a pose with no pocket atom that near
+    interacts with nothing the model sees (its interaction energy would be 0).
 
     Example:
         >>> import numpy as np
@@ -279,6 +282,69 @@ def pose_problem(
     if d[k] > pocket_radius:
         return (f"the pose is not in the pocket: its closest atom, {ligand_name(i)}, is {d[k]:.6g} Å from "
                 f"the nearest pocket atom (pocket radius {pocket_radius:g} Å); wrong frame or another site?")
+    if interaction_cutoff is not None and d[k] > interaction_cutoff:
+        return (f"no pocket atom within the model's {interaction_cutoff:g} Å cutoff of the pose: its closest "
+                f"atom, {ligand_name(i)}, is {d[k]:.3g} Å from {pocket_name(near)}, so the model sees no "
+                f"interaction (it would be 0); wrong receptor or another site?")
+    return None
+
+
+#: Å: atoms of one molecule are linked by steps no longer than this (covalent bonds up to
+#: C-I 2.14 Å); a ligand whose atoms fall into more such groups than in its first frame
+#: came apart (a molecule split by the periodic boundary, or atoms out of order)
+LINK_DISTANCE = 2.3
+
+
+def linked_groups(positions: Any, distance: float = LINK_DISTANCE) -> tuple[int, np.ndarray]:
+    """``(n, labels)``: the groups of atoms linked by steps of at most ``distance`` Å
+    (connected components) and each atom's group."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    p = as_array(positions)
+    pairs = cKDTree(p).query_pairs(distance, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(p), len(p)))
+    n, labels = connected_components(graph, directed=False)
+    return int(n), labels
+
+
+def ligand_frame_problem(
+    ligand: Any,
+    pocket: Any,
+    ligand_name: AtomName,
+    pocket_radius: float,
+    groups: int,
+) -> Optional[str]:
+    """Why a trajectory frame's ligand must not be scored against the pocket chosen in
+    the first frame, or None: it fell apart (its atoms form more linked groups,
+    :func:`linked_groups`, than the ``groups`` of the first frame: not imaged as whole
+    molecules, or a trajectory whose atom order is not the topology's), or it left the
+    pocket (no ligand atom within ``pocket_radius`` of a pocket atom).
+
+    Example:
+        >>> import numpy as np
+        >>> lig = np.array([[0.0, 0, 0], [1.5, 0, 0], [31.5, 0, 0]]); pocket = np.array([[0.0, 4.0, 0]])
+        >>> ligand_frame_problem(lig, pocket, lambda i: f"atom {i + 1}", 10.0, 1)[:60]
+        'the ligand came apart: its atoms form 2 groups more than 2.3'
+    """
+    from scipy.spatial import cKDTree
+
+    lig = as_array(ligand)
+    n, labels = linked_groups(lig)
+    if n > groups:
+        # the first atom outside the group of atom 1, and how far it is from that group
+        i = int(np.flatnonzero(labels != labels[0])[0])
+        gap = float(np.min(np.linalg.norm(lig[labels == labels[0]] - lig[i], axis=1)))
+        return (f"the ligand came apart: its atoms form {n} groups more than {LINK_DISTANCE:g} Å from each "
+                f"other ({groups} in the first frame); {ligand_name(i)} is {gap:.3g} Å from the group of "
+                f"{ligand_name(0)}: trajectory not imaged as whole molecules (e.g. gmx trjconv -pbc mol), "
+                f"or its atom order is not the topology's?")
+    d, _ = cKDTree(as_array(pocket)).query(lig, k=1)
+    k = int(np.argmin(d))
+    if d[k] > pocket_radius:
+        return (f"the ligand left the pocket chosen in the first frame: its closest atom, {ligand_name(k)}, is "
+                f"{d[k]:.6g} Å from the nearest pocket atom (pocket radius {pocket_radius:g} Å)")
     return None
 
 

@@ -224,6 +224,10 @@ def _select(
             raise GraphError(f"{who}: atom_filter returned shape {mask.shape}, expected {keep.shape}")
         keep &= mask
     if not keep.any():
+        n_water = int((table.kinds == "water").sum())
+        if not waters and n_water and chains is None and residues is None and mask is None:
+            raise GraphError(f"{who}: no atoms besides water ({n_water} water atoms, left out by default); "
+                             "not the receptor file?")
         raise GraphError(
             f"{who}: selection is empty (chains={chains}, residues={residues}, waters={waters}, "
             f"hydrogens={hydrogens}, atom_filter={'given' if mask is not None else None}) "

@@ -4,7 +4,7 @@ frames to score, each checked (:func:`checked_frames`)."""
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from get_md.errors import WorkflowError
 from get_md.units import NM_TO_ANGSTROM
@@ -104,13 +104,14 @@ def count_frames(trajectory: PathLike, start: int, stop: Optional[int], stride: 
 
 
 def checked_frames(frames: Iterator, trajectory: PathLike, start: int, stop: Optional[int], stride: int,
-                    atom_name) -> Iterator:
+                    atom_name, frame_check: Optional[Callable] = None) -> Iterator:
     """The frames to score, as ``(frame, time_ps, positions [N, 3] Å float32 or None, error
     or None)``, from :func:`read_frames`: ``start, start + stride, ...`` below ``stop``,
     each checked by :func:`~get_md.workflows.geometry_checks.frame_problems` (finite,
     |x| < 1e5 Å, no two atoms closer than 0.5 Å; ``atom_name(i)`` names atom i). A bad
     frame keeps its place with the reason instead of positions, so that batches have
-    the same composition in a resumed run; an unreadable frame ends the stream."""
+    the same composition in a resumed run; an unreadable frame ends the stream.
+    ``frame_check(positions)``, if given, adds a reason of its own (or None)."""
     import numpy as np
 
     for frame, xyz, t, error in frames:
@@ -123,6 +124,8 @@ def checked_frames(frames: Iterator, trajectory: PathLike, start: int, stop: Opt
             continue
         pos = (xyz * NM_TO_ANGSTROM).astype(np.float32)
         (why,) = frame_problems(pos, atom_name)
+        if why is None and frame_check is not None:
+            why = frame_check(pos)
         if why is None:
             yield frame, t, pos, None
         else:

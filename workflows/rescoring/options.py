@@ -82,6 +82,15 @@ class RunOptions:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+def check_counts(arguments: dict) -> None:
+    """WorkflowError for a count option below 1 (``batch_size``, ``workers``, ``parallel``),
+    before the run claims its outputs or writes a progress file."""
+    for name in ("batch_size", "workers", "parallel"):
+        value = arguments.get(name)
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise WorkflowError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def accepts_run_options(func: Callable) -> Callable:
     """Decorator: the workflow ``func`` (whose keyword arguments include every field of
     :class:`RunOptions`) also takes ``options: RunOptions``, whose fields then fill those
@@ -95,6 +104,7 @@ def accepts_run_options(func: Callable) -> Callable:
     @functools.wraps(func)
     def run(*args, options: Optional[RunOptions] = None, **kwargs):
         if options is None:
+            check_counts(signature.bind(*args, **kwargs).arguments)
             return func(*args, **kwargs)
         if not isinstance(options, RunOptions):
             raise WorkflowError(f"options must be a RunOptions, got {type(options).__name__}")
@@ -105,6 +115,7 @@ def accepts_run_options(func: Callable) -> Callable:
                 raise WorkflowError(f"{name} given twice: {bound.arguments[name]!r} and "
                                     f"{value!r} in options; give it once")
             bound.arguments[name] = value
+        check_counts(bound.arguments)
         return func(*bound.args, **bound.kwargs)
 
     option = inspect.Parameter("options", inspect.Parameter.KEYWORD_ONLY, default=None,

@@ -92,7 +92,7 @@ def pose_items(records: Sequence, ligand_hydrogens: str = "no") -> list:
     out = []
     for rec in records:
         name = str(rec.properties.get("_Name", "") or "")
-        graph, mol = pose_with_hydrogens(rec) if _adds_hydrogens(rec, ligand_hydrogens) else (rec.graph, rec.mol)
+        graph, mol = pose_with_hydrogens(rec) if adds_hydrogens(rec, ligand_hydrogens) else (rec.graph, rec.mol)
         props = dict(rec.properties)
         if graph is not rec.graph:
             props["_hydrogens_added"] = graph.num_atoms - rec.graph.num_atoms
@@ -101,7 +101,7 @@ def pose_items(records: Sequence, ligand_hydrogens: str = "no") -> list:
     return out
 
 
-def _adds_hydrogens(rec, ligand_hydrogens: str) -> bool:
+def adds_hydrogens(rec, ligand_hydrogens: str) -> bool:
     """Whether a pose record gets hydrogens under ``ligand_hydrogens`` (see :func:`pose_items`)."""
     from get_md.build.hydrogens import hydrogen_counts
 

@@ -126,7 +126,7 @@ def receptor_with_cofactors(rec, cofactors: PathLike, ligand_hydrogens: str = "n
     """
     from get_md.build import add_cofactors, iter_poses
 
-    from .pose_records import _adds_hydrogens, pose_with_hydrogens
+    from .pose_records import adds_hydrogens, pose_with_hydrogens
 
     if not Path(cofactors).is_file():
         raise WorkflowError(f"{cofactors}: cofactor file " + ("is a directory" if Path(cofactors).is_dir()
@@ -136,7 +136,7 @@ def receptor_with_cofactors(rec, cofactors: PathLike, ligand_hydrogens: str = "n
         if record.error is not None:
             raise WorkflowError(f"cofactor file: {record.error}")
         graph = record.graph
-        if _adds_hydrogens(record, ligand_hydrogens):
+        if adds_hydrogens(record, ligand_hydrogens):
             graph = pose_with_hydrogens(record)[0]
             graph.names = list(record.graph.names)
         graphs.append(graph)

@@ -50,11 +50,17 @@ from typing import Optional
 from get_md.errors import WorkflowError
 from get_md.units import EV_TO_KCAL_MOL, NM_TO_ANGSTROM
 
-from ..geometry_checks import coordinate_problems, describe_coordinate
+from ..geometry_checks import (
+    coordinate_problems,
+    describe_coordinate,
+    ligand_frame_problem,
+    linked_groups,
+)
 from .frames import checked_frames, count_frames, load_topology, read_frames, select_atoms
 from .model import (
     ModelRef,
     build_environment,
+    mark_non_finite,
     resolve_model,
     run_model,
     score_columns,
@@ -144,6 +150,8 @@ def score_frames(spec: ModelRef, template, lig_mask, frames: list) -> dict:
         for k, (frame, time, _pos) in enumerate(frames):
             rows.append({"frame": int(frame), "time_ps": float(time), "status": "ok", "error": "",
                          **score_columns(out, k)})
+    for row in rows:
+        mark_non_finite(row, spec.path, f"{template.label()} frame {row['frame']}")
     return {"rows": sorted(rows + skipped, key=lambda r: r["frame"])}
 
 
@@ -287,7 +295,7 @@ def rescore_trajectory(
     if first is None:
         raise WorkflowError(f"{trajectory}: no frame at or after --start {start}")
     if first[3] is not None:  # the pocket's frame cannot be read
-        raise WorkflowError(first[3])
+        raise WorkflowError(first_frame_problem(first[3], topology, trajectory, start))
     if first[1].shape[0] != top.n_atoms:
         raise WorkflowError(f"{trajectory}: {first[1].shape[0]} atoms per frame, topology {topology} has {top.n_atoms}")
     both = np.union1d(rec_idx, lig_idx)
@@ -299,6 +307,9 @@ def rescore_trajectory(
                 first[1][both[bad]] * NM_TO_ANGSTROM, f"atom {atom.serial or int(both[bad]) + 1} ({atom})")
             + "; the pocket is chosen from this frame: give --start a good frame"
         )
+    stretched = stretched_ligand_bond(top, first[1], lig_idx)
+    if stretched is not None:
+        raise WorkflowError(f"{trajectory}: frame {start}: {stretched}")
     pocket_idx = choose_pocket(top, first[1], rec_idx, lig_idx, pocket_radius)
     if pocket_idx.size == 0:
         raise WorkflowError(
@@ -337,6 +348,14 @@ def rescore_trajectory(
     logger.info("pocket from frame %d: %d residues, %d atoms; ligand %d atoms",
                 start, len(pocket_labels), int(pocket_idx.size), int(lig_idx.size))
 
+    # each frame's ligand: whole as in the first frame, and still in the pocket cut there
+    lig_at, pocket_at = np.flatnonzero(seg == 1), np.flatnonzero(seg == 0)
+    groups, _ = linked_groups(first[1][sel[lig_at]] * NM_TO_ANGSTROM)
+
+    def ligand_check(pos):
+        return ligand_frame_problem(pos[lig_at], pos[pocket_at], lambda i: atom_name(int(lig_at[i])),
+                                    pocket_radius, groups)
+
     fingerprint = {
         "workflow": "rescore-traj",
         "inputs": {"topology": file_fingerprint(topology), "trajectory": file_fingerprint(trajectory)},
@@ -368,7 +387,7 @@ def rescore_trajectory(
         k = 0
         # frames are read and checked ahead while the model scores the previous batch
         frames = checked_frames(read_frames(trajectory, top, sel, start, chunk), trajectory, start, stop, stride,
-                                 atom_name)
+                                 atom_name, ligand_check)
         for item in prefetch(frames, depth=2 * bs):
             buf.append(item)
             if len(buf) == bs:
@@ -391,6 +410,8 @@ def rescore_trajectory(
 
     rows = [r for key in sorted(store.batches) for r in store.batches[key]["rows"]]
     rows.sort(key=lambda r: r["frame"])
+    for r in rows:  # rows of a progress file written before the check, too
+        mark_non_finite(r, spec.path, f"{trajectory}: frame {r['frame']}")
     if not rows:
         raise WorkflowError(f"{trajectory}: no frame selected (start {start}, stop {stop}, stride {stride})")
     columns = ["frame", "time_ps", "status", "error"]
@@ -420,6 +441,50 @@ def rescore_trajectory(
     df.attrs["task"] = spec.task
     df.attrs["n_scored"] = int(ok.sum())
     return df
+
+
+def first_frame_problem(reason: str, topology: PathLike, trajectory: PathLike, start: int) -> str:
+    """The message for a first analysed frame that cannot be read: ``--start`` past the
+    end, or a topology and trajectory with different atom counts, said as such (mdtraj
+    reports both as a damaged frame); else ``reason``."""
+    import re
+
+    n = count_frames(trajectory, 0, None, 1)
+    if n is not None and start >= n:
+        return f"--start {start} is past the end of {trajectory} ({n} frame(s))"
+    m = re.search(r"shape \(Any, (\d+), 3\)\. You supplied\s+\(\d+, (\d+), 3\)", reason)
+    if m:
+        return (f"topology {topology} has {m.group(1)} atoms but {trajectory} has {m.group(2)} per frame: "
+                "they do not belong together")
+    return reason
+
+
+#: Å: no bond of a ligand (at most C-I, 2.14 Å) is this long in a frame that matches its topology
+MAX_BOND = 2.6
+
+
+def stretched_ligand_bond(top, xyz_nm, lig_idx) -> Optional[str]:
+    """Why the ligand of frame ``xyz_nm`` [N, 3] does not fit the topology's bonds, or None:
+    a bond of the topology (CONECT records or templates) between two ligand atoms longer
+    than :data:`MAX_BOND` means the trajectory's atoms are not in the topology's order
+    (or the ligand is split by the periodic boundary). Ligands without bonds in the
+    topology are not checked."""
+    import numpy as np
+
+    inside = np.zeros(top.n_atoms, dtype=bool)
+    inside[lig_idx] = True
+    bonds = np.array([[a.index, b.index] for a, b in top.bonds if inside[a.index] and inside[b.index]],
+                     dtype=np.int64).reshape(-1, 2)
+    if bonds.size == 0:
+        return None
+    length = np.linalg.norm(xyz_nm[bonds[:, 0]] - xyz_nm[bonds[:, 1]], axis=1) * NM_TO_ANGSTROM
+    k = int(np.argmax(length))
+    if length[k] <= MAX_BOND:
+        return None
+    a, b = top.atom(int(bonds[k, 0])), top.atom(int(bonds[k, 1]))
+    return (f"ligand atoms {a} and {b}, bonded in the topology, are {length[k]:.3g} Å apart: the trajectory's "
+            f"atom order does not match the topology's, or the ligand is split by the periodic boundary "
+            f"(image whole molecules, e.g. gmx trjconv -pbc mol)")
 
 
 def score_input(template, lig_mask, pos, n: int, potential: bool, batch_graphs):
