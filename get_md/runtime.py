@@ -411,7 +411,12 @@ class LoadedModel:
     path: Optional[Path] = None
 
     def check_elements(self, numbers: Sequence[int], who: str) -> None:
-        """Raise ValueError naming the elements of ``numbers`` the model was not trained for."""
+        """Raise ValueError naming the elements of ``numbers`` the model was not trained for,
+        and dummy atoms (atomic number 0 or below: ASE's ``X``) for any model."""
+        dummies = [i for i, z in enumerate(numbers) if int(z) <= 0]
+        if dummies:
+            raise GraphError(f"{who}: atom {dummies[0] + 1} is a dummy atom (X, atomic number {int(numbers[dummies[0]])}),"
+                             f" not an element; {len(dummies)} such atom(s) in all: remove them")
         if self.elements is None:
             return
         bad = sorted({int(z) for z in numbers} - set(self.elements))

@@ -215,6 +215,11 @@ def test_a_trajectory_whose_atom_order_is_not_the_topologys_is_an_error(system, 
     (line,) = [ln for ln in err.splitlines() if ln.startswith("get-md: error:")]
     assert f"{bad}: frame 0: ligand atoms" in line and "bonded in the topology" in line
     assert "atom order does not match the topology's" in line
+    assert "too large" not in line  # the structure itself is not scaled
+    grown = _dcd(system, system["xyz"] * 10.0, tmp_path / "x10.dcd")  # Å values written as nm
+    assert main(_argv(system, grown, model, tmp_path / "x10.csv")) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "Å from their nearest neighbour (median)" in line and "coordinates in Å read as nm (x10 too large)" in line
 
 
 def test_mismatched_topology_and_start_past_the_end_are_said_as_such(system, model, tmp_path, capsys):

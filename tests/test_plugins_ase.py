@@ -284,6 +284,10 @@ def test_overlapping_atoms_thin_cells_and_unknown_devices_are_named(tmp_path):
         flat.get_potential_energy()
     with pytest.raises(ConfigError, match="unknown device 'foo'"):
         GETCalculator(tiny_get(), device="foo")
+    dummy = Atoms("XH", positions=[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    dummy.calc = GETCalculator("get-xtb-organic")
+    with pytest.raises(GraphError, match=r"atom 1 is a dummy atom \(X, atomic number 0\)"):
+        dummy.get_potential_energy()
 
 
 def test_a_charge_the_model_does_not_read_is_named_once(caplog):

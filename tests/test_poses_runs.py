@@ -442,3 +442,21 @@ def test_a_pose_beyond_a_potentials_cutoff_is_skipped_not_scored_zero(models, tm
     assert "no pocket atom within the model's 5 Å cutoff of the pose" in df["error"].iloc[0]
     df = rescore_poses(REC, tmp_path / "far.sdf", models["score"], **common)  # a score model reads it
     assert df["status"].tolist() == ["ok"]
+
+
+def test_a_reference_far_from_the_receptor_is_named_for_a_model_with_its_own_pocket(tmp_path, caplog):
+    from get_md.export import save
+    from get_md.models import build_model
+
+    torch.manual_seed(0)
+    save(build_model("get", mode="score", task="score", receptor_radius=6.0, **TINY), tmp_path / "own.pt")
+    mol = Chem.MolFromPDBFile(str(LIG_PDB), removeHs=False)
+    conf = mol.GetConformer()
+    for i in range(mol.GetNumAtoms()):
+        p = conf.GetAtomPosition(i)
+        conf.SetAtomPosition(i, (p.x + 300.0, p.y, p.z))
+    Chem.MolToPDBFile(mol, str(tmp_path / "far.pdb"))
+    with caplog.at_level("WARNING"):
+        df = rescore_poses(REC, POSES_SDF, tmp_path / "own.pt", **{**COMMON, "reference": tmp_path / "far.pdb"})
+    assert (df["status"] == "ok").all()
+    assert "far.pdb: the reference ligand is" in caplog.text and "adds nothing to the pocket" in caplog.text

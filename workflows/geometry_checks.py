@@ -98,10 +98,16 @@ def closest_pair(positions: Any, threshold: float = MIN_DISTANCE) -> Optional[tu
     return i, j, float(d[k])
 
 
+#: Å: a structure whose atoms are typically this far from their nearest neighbour is
+#: scaled up (bonded atoms are 0.96–1.6 Å apart): Å values read as nm
+GROWN_DISTANCE = 5.0
+
+
 def units_hint(positions: Any) -> str:
-    """A clause for an overlap message when the whole structure looks shrunk: empty
-    unless most atoms have their nearest neighbour closer than :data:`MIN_DISTANCE`
-    (bonded atoms are 0.96–1.6 Å apart), as in a file written in nm (factor 10).
+    """A clause for a message when the whole structure looks scaled: empty unless most
+    atoms have their nearest neighbour closer than :data:`MIN_DISTANCE` (bonded atoms
+    are 0.96–1.6 Å apart), as in a file written in nm read as Å (factor 10), or farther
+    than :data:`GROWN_DISTANCE`, as in Å values read as nm.
 
     Example:
         >>> import numpy as np
@@ -115,10 +121,13 @@ def units_hint(positions: Any) -> str:
         return ""
     d, _ = cKDTree(p).query(p, k=2)
     typical = float(np.median(d[:, 1]))
-    if not typical < MIN_DISTANCE:
-        return ""
-    return (f"; its atoms are {typical:.3g} Å from their nearest neighbour (median) where bonded "
-            f"atoms are about 1–1.5 Å apart: coordinates in nm (x10 to Å) or another unit?")
+    if typical < MIN_DISTANCE:
+        return (f"; its atoms are {typical:.3g} Å from their nearest neighbour (median) where bonded "
+                f"atoms are about 1–1.5 Å apart: coordinates in nm (x10 to Å) or another unit?")
+    if typical > GROWN_DISTANCE:
+        return (f"; its atoms are {typical:.3g} Å from their nearest neighbour (median) where bonded "
+                f"atoms are about 1–1.5 Å apart: coordinates in Å read as nm (x10 too large) or another unit?")
+    return ""
 
 
 def overlap_text(name_i: str, name_j: str, distance: float, threshold: float = MIN_DISTANCE,

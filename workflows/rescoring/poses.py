@@ -516,6 +516,13 @@ def rescore_poses(
         ref_graph, ref_rec = load_reference(reference)
         reference_mol = ref_rec.mol if ref_rec.mol is not None else mol_from_graph(ref_graph, "reference")
         if model_pocket(meta) is not None:  # the model cuts each pose's pocket: hold them all
+            from scipy.spatial import cKDTree
+
+            gap = float(cKDTree(rec.positions.numpy()).query(ref_graph.positions.numpy(), k=1)[0].min())
+            if gap > pocket_radius:
+                logger.warning("%s: the reference ligand is %.3g Å from the nearest receptor atom (more than the "
+                               "%g Å pocket radius): it adds nothing to the pocket; another complex's ligand, or "
+                               "other coordinates?", reference, gap, pocket_radius)
             pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress, include=ref_graph.positions)
         else:
             pocket = select_pocket(rec, ref_graph, pocket_radius)

@@ -55,6 +55,7 @@ from ..geometry_checks import (
     describe_coordinate,
     ligand_frame_problem,
     linked_groups,
+    units_hint,
 )
 from .frames import checked_frames, count_frames, load_topology, read_frames, select_atoms
 from .model import (
@@ -309,12 +310,13 @@ def rescore_trajectory(
         )
     stretched = stretched_ligand_bond(top, first[1], lig_idx)
     if stretched is not None:
-        raise WorkflowError(f"{trajectory}: frame {start}: {stretched}")
+        raise WorkflowError(f"{trajectory}: frame {start}: {stretched}" + units_hint(first[1][both] * NM_TO_ANGSTROM))
     pocket_idx = choose_pocket(top, first[1], rec_idx, lig_idx, pocket_radius)
     if pocket_idx.size == 0:
         raise WorkflowError(
             f"no receptor atom ({receptor!r}) within {pocket_radius} Å of the ligand ({ligand!r}) in frame "
             f"{start} of {trajectory}; is the trajectory imaged (complex whole)?"
+            + units_hint(first[1][both] * NM_TO_ANGSTROM)
         )
     from get_md.build import topology_template
     from get_md.build.hydrogens import hydrogen_counts
