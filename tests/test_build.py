@@ -362,6 +362,7 @@ def test_pdb_duplicate_atoms(tmp_path):
         from_pdb(_write(tmp_path, "dup.pdb", dup))
     msg = str(err.value)
     assert "dup.pdb" in msg and "duplicate atoms" in msg and "A:38:TYR:CA" in msg
+    assert "appears twice (atoms 9 and 10 of the file in reading order): a repeated record?" in msg
     renamed = list(lines)
     renamed[9] = renamed[9][:12] + " CA " + renamed[9][16:]  # HA renamed CA: same name, new place
     with pytest.raises(GraphError, match=r"renamed\.pdb: duplicate atoms.*A:38:TYR:CA.*same name"):
@@ -538,3 +539,31 @@ def test_make_complex_rejects_ligand_inside_receptor():
     cplx = make_complex(protein, ligand)
     assert cplx.segment_ids.bincount().tolist() == [302, 79]
     assert re.search(r"lig\.pdb", cplx.names[0])
+
+
+def test_a_records_sanitization_warning_is_given_once_per_process(tmp_path, caplog):
+    # carbon with five bonds: RDKit cannot sanitize it; the graph is built from the raw record
+    block = "\n".join([
+        "pentavalent", "  test", "",
+        "  6  5  0  0  0  0  0  0  0  0999 V2000",
+        "    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0",
+        *[f"{x:10.4f}{y:10.4f}{z:10.4f} H   0  0  0  0  0  0  0  0  0  0  0  0"
+          for x, y, z in ((1.09, 0, 0), (-1.09, 0, 0), (0, 1.09, 0), (0, -1.09, 0), (0, 0, 1.09))],
+        *[f"  1{k:3d}  1  0" for k in range(2, 7)],
+        "M  END", "$$$$", "",
+    ])
+    path = tmp_path / "five.sdf"
+    path.write_text(block)
+    with caplog.at_level("WARNING"):
+        for _ in range(2):  # a workflow reads its poses twice (pocket, then scoring)
+            (rec,) = list(iter_poses(path))
+            assert rec.graph is not None and rec.graph.num_atoms == 6
+    assert caplog.text.count("RDKit sanitization failed") == 1
+
+
+def test_a_twice_compressed_pose_file_is_named_binary(tmp_path):
+    path = tmp_path / "double.sdf.gz"
+    path.write_bytes(gzip.compress(gzip.compress(POSES_SDF.read_bytes())))
+    (rec,) = list(iter_poses(path))[:1]
+    assert rec.graph is None
+    assert "record 1: binary data, not text (a compressed file inside a compressed file" in str(rec.error)

@@ -381,7 +381,11 @@ def check_duplicate_names(table: AtomTable, who: str) -> None:
     if same.any():
         k = int(np.flatnonzero(same)[0])
         a, b = sorted((int(order[k]), int(order[k + 1])))
-        raise GraphError(f"{who}: duplicate atoms, {table.identity(a)} and {table.identity(b)} have the same name")
+        ia, ib = table.identity(a), table.identity(b)
+        if ia == ib:  # same serial, residue and name: the record itself is repeated
+            raise GraphError(f"{who}: duplicate atoms, {ia} appears twice (atoms {a + 1} and {b + 1} of the file "
+                             "in reading order): a repeated record?")
+        raise GraphError(f"{who}: duplicate atoms, {ia} and {ib} have the same name")
 
 
 # ------------------------------------------------------------------------- assembly

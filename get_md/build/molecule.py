@@ -175,6 +175,10 @@ def from_rdkit(
 
 def _diagnose_molblock(block: str) -> str:
     """Why a V2000 mol block does not parse, as far as can be told without RDKit."""
+    head = block[:2000]
+    if head and sum(not (c.isprintable() or c in "\r\n\t") for c in head) > 0.1 * len(head):
+        return ("binary data, not text (a compressed file inside a compressed file, e.g. .sdf.gz "
+                "compressed twice?)")
     lines = block.splitlines()
     if len(lines) < 4:
         return f"record truncated ({len(lines)} lines, a header alone needs 4)"
@@ -212,6 +216,18 @@ def _diagnose_molblock(block: str) -> str:
     return "RDKit could not parse the record"
 
 
+#: Warnings already given in this process: a workflow reads a pose file twice (pocket, then
+#: scoring), and a record's problem is said once.
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Log ``message`` as a warning unless this process has already logged it."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
 def parse_record(
     text: str, fmt: str, source: str, index: int, sanitize: bool, allow_2d: bool, segment_id: int
 ) -> PoseRecord:
@@ -238,7 +254,7 @@ def parse_record(
             try:
                 Chem.SanitizeMol(mol)
             except Exception as e:  # noqa: BLE001 - RDKit raises several sanitization errors
-                logger.warning("%s: RDKit sanitization failed (%s); graph built from the raw record", who, e)
+                warn_once(f"{who}: RDKit sanitization failed ({e}); graph built from the raw record")
                 rec.properties["_sanitized"] = False
         mol_name = rec.properties["_Name"]
         rec.mol = mol
