@@ -567,3 +567,18 @@ def test_a_twice_compressed_pose_file_is_named_binary(tmp_path):
     (rec,) = list(iter_poses(path))[:1]
     assert rec.graph is None
     assert "record 1: binary data, not text (a compressed file inside a compressed file" in str(rec.error)
+
+
+def test_a_formal_charge_beyond_four_is_a_damaged_record(tmp_path):
+    mol = next(iter(Chem.SDMolSupplier(str(POSES_SDF), removeHs=False)))
+    n = next(a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == "N")
+    good = Chem.Mol(mol)
+    good.GetAtomWithIdx(n).SetFormalCharge(1)
+    mol.GetAtomWithIdx(n).SetFormalCharge(15)
+    with Chem.SDWriter(str(tmp_path / "charges.sdf")) as w:
+        w.write(good)
+        w.write(mol)
+    first, second = list(iter_poses(tmp_path / "charges.sdf"))
+    assert first.graph is not None
+    assert second.graph is None
+    assert f"record 2: atom {n + 1} (N) has formal charge +15, beyond ±4" in str(second.error)

@@ -117,6 +117,17 @@ def test_cli_writes_one_row_per_ligand(tmp_path_factory, tmp_path, capsys):
         assert row["score"] == pytest.approx(poses.loc[row["pose"], "score"])
     assert ligands["score"].is_monotonic_decreasing
     assert not Path(str(out) + ".lock").exists()
+    # a key that is neither a column nor a tag is refused before any work
+    rc = main(["rescore-poses", str(REC), str(sdf), "--model", str(models["score"]),
+               "--out-csv", str(tmp_path / "q.csv"), "--out-sdf", str(tmp_path / "q.sdf"),
+               "--out-ligands", str(tmp_path / "l2.csv"), "--ligand-key", "series", "--quiet"])
+    assert rc == 2 and not (tmp_path / "q.csv").exists()
+    assert ("--ligand-key 'series' is neither a column of the pose table nor a tag of the first record"
+            in capsys.readouterr().err)
+    assert main(["rescore-poses", str(REC), str(sdf), "--model", str(models["score"]),
+                 "--out-csv", str(tmp_path / "r.csv"), "--out-sdf", str(tmp_path / "r.sdf"),
+                 "--out-ligands", str(tmp_path / "l3.csv"), "--ligand-key", "minimizedAffinity",
+                 "--pocket-radius", "3", "--quiet"]) == 0
 
 
 def test_cli_refuses_a_ligands_file_another_run_is_writing(tmp_path, capsys):

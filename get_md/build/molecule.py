@@ -117,6 +117,11 @@ def _rdkit_table(mol) -> AtomTable:
     )
 
 
+#: The largest formal charge of one atom a record may carry (organic ions and the metal
+#: ions of ligands stay within ±4); beyond it the charge record is damaged
+MAX_FORMAL_CHARGE = 4
+
+
 def from_rdkit(
     mol,
     conf_id: int = -1,
@@ -167,6 +172,12 @@ def from_rdkit(
         raise GraphError(
             f"{name}: atom {i + 1} ({mol.GetAtomWithIdx(i).GetSymbol()}) is a dummy / query atom without an element"
         )
+    charges = np.array([a.GetFormalCharge() for a in mol.GetAtoms()])
+    wild = np.flatnonzero(np.abs(charges) > MAX_FORMAL_CHARGE)
+    if wild.size:
+        i = int(wild[0])
+        raise GraphError(f"{name}: atom {i + 1} ({mol.GetAtomWithIdx(i).GetSymbol()}) has formal charge "
+                         f"{int(charges[i]):+d}, beyond ±{MAX_FORMAL_CHARGE}: a damaged charge record (M  CHG)?")
     return assemble(
         table, np.asarray(conf.GetPositions()), name, segment=segment_id,
         check_duplicates=check_duplicates,

@@ -12,10 +12,10 @@ from typing import Any, Optional
 
 from get_md.errors import WorkflowError
 
-from .ligands import PICK_CHOICES, per_ligand
+from .ligands import PICK_CHOICES, check_ligand_key, per_ligand
 from .options import RunOptions, add_drop_unsupported_option, add_run_options
 from .outputs import OutputLock, check_outputs, write_csv_atomic
-from .poses import POSEBUSTERS_CONFIGS, SORT_CHOICES, rescore_poses
+from .poses import OWN_COLUMNS, POSEBUSTERS_CONFIGS, SORT_CHOICES, rescore_poses
 from .receptor import HYDROGEN_CHOICES
 from .trajectory import rescore_trajectory
 
@@ -66,6 +66,7 @@ def _cmd_poses(args: argparse.Namespace) -> int:
             check_outputs({"--out-csv": out_csv, "--out-sdf": out_sdf, "--out-ligands": args.out_ligands},
                           {"RECEPTOR": args.receptor, "POSES": args.poses, "--reference": args.reference,
                            "--cofactors": args.cofactors, "--model": args.model})
+            check_ligand_key(args.ligand_key, args.poses, OWN_COLUMNS)
             # held for the whole run, like --out-csv / --out-sdf inside rescore_poses
             claims.enter_context(OutputLock(args.out_ligands))
         return _rescore_poses_cli(args, out_csv, out_sdf)

@@ -52,6 +52,21 @@ DOCKING_TAGS = (
 PICK_CHOICES = ("docking", "first", "score")
 
 
+def check_ligand_key(key: str, poses: Any, columns: Any = ()) -> None:
+    """WorkflowError before a run if ``key`` (``--ligand-key``) can be neither one of the
+    pose table's own ``columns`` nor a tag of the first record of ``poses`` (tags become
+    columns); a key only later records carry is therefore refused too."""
+    if key in columns or key.startswith(("input_", "pb_")):
+        return
+    from get_md.build import iter_poses
+
+    first = next(iter(iter_poses(poses)), None)
+    tags = sorted(k for k in (first.properties if first is not None else {}) if not k.startswith("_"))
+    if key not in tags:
+        raise WorkflowError(f"--ligand-key {key!r} is neither a column of the pose table nor a tag of the first "
+                            f"record of {poses} (its tags: {', '.join(tags) or 'none'})")
+
+
 def _meeko_free_energy(value: Any) -> float:
     """``free_energy`` of a meeko JSON tag (NaN where absent or unreadable)."""
     try:

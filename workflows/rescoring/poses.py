@@ -98,7 +98,7 @@ logger = logging.getLogger("get_md.workflows.poses")
 SORT_CHOICES = ("score", "pose", "energy", "none")
 POSEBUSTERS_CONFIGS = ("dock", "dock_fast", "redock", "redock_fast")
 #: Columns written by the workflow; input properties with these names get an ``input_`` prefix.
-_OWN_COLUMNS = frozenset({
+OWN_COLUMNS = frozenset({
     "pose", "source", "name", "status", "error", "score", "interaction_energy_eV",
     "interaction_energy_kcal_mol", "e_complex_eV", "e_ligand_eV", "e_pocket_eV",
     "n_ligand_atoms", "n_hydrogens_added", "rank", "score_std", "pose_score",
@@ -279,7 +279,7 @@ def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) ->
         for key, value in props.items():
             if key.startswith("_"):
                 continue
-            col = f"input_{key}" if key in _OWN_COLUMNS or key.startswith("pb_") else key
+            col = f"input_{key}" if key in OWN_COLUMNS or key.startswith("pb_") else key
             row[col] = plain_value(value)
     return {"rows": rows, "residues": residues}
 
