@@ -582,3 +582,16 @@ def test_a_formal_charge_beyond_four_is_a_damaged_record(tmp_path):
     assert first.graph is not None
     assert second.graph is None
     assert f"record 2: atom {n + 1} (N) has formal charge +15, beyond ±4" in str(second.error)
+
+
+def test_poses_written_without_model_records_are_named_as_such(tmp_path):
+    one = [ln for ln in (DATA / "prolif" / "vina_output_ligand_1.pdbqt").read_text().splitlines()
+           if not ln.startswith(("MODEL", "ENDMDL"))]
+    n_atoms = sum(ln.startswith(("ATOM  ", "HETATM")) for ln in one)
+    (tmp_path / "two.pdbqt").write_text("\n".join(one + one) + "\n")
+    (rec,) = list(iter_poses(tmp_path / "two.pdbqt"))
+    assert rec.graph is None
+    assert (f"record 1: its first atoms start over at atom {n_atoms + 1} (same serial numbers and names): "
+            "several poses without MODEL / ENDMDL records?") in str(rec.error)
+    (tmp_path / "one.pdbqt").write_text("\n".join(one) + "\n")
+    assert list(iter_poses(tmp_path / "one.pdbqt"))[0].graph.num_atoms == n_atoms

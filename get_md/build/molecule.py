@@ -491,6 +491,21 @@ def _vina_properties(text: str) -> dict[str, Any]:
     return props
 
 
+def concatenated_poses(text: str) -> Optional[int]:
+    """1-based atom at which a single-model PDB / PDBQT text starts a second copy of its
+    first atoms (same serial numbers and names again: several poses written one after
+    the other without MODEL / ENDMDL records), or None."""
+    atoms = [(line[6:11].strip(), line[12:16].strip()) for line in text.splitlines()
+             if line.startswith(("ATOM  ", "HETATM"))]
+    head = atoms[:3]
+    if len(head) < 3 or not all(serial for serial, _ in head):  # blank serials tell nothing
+        return None
+    for k in range(1, len(atoms) - len(head) + 1):
+        if atoms[k:k + len(head)] == head:
+            return k + 1
+    return None
+
+
 def iter_pdb_poses(path: PathLike, *, segment_id: int = 0) -> Iterator[PoseRecord]:
     """Lenient reader of ligand poses in PDB or PDBQT format (Vina output): one record per MODEL.
 
@@ -521,6 +536,10 @@ def iter_pdb_poses(path: PathLike, *, segment_id: int = 0) -> Iterator[PoseRecor
             who = f"{source}: record {index}"
             rec = PoseRecord(index=index, source=source, properties=_vina_properties(text))
             try:
+                again = concatenated_poses(text) if len(models) == 1 else None
+                if again is not None:
+                    raise GraphError(f"{who}: its first atoms start over at atom {again} (same serial numbers and "
+                                     "names): several poses without MODEL / ENDMDL records? Write one MODEL per pose")
                 body = pdbqt_to_pdb_text(text, who) if is_pdbqt else text
                 if not re.search(r"^(ATOM  |HETATM)", body, flags=re.MULTILINE):
                     raise GraphError(f"{who}: ligand has no atoms")
