@@ -391,6 +391,26 @@ def test_pdb_hydrogens_sharing_a_name_are_distinct_atoms(tmp_path):
         from_pdb(_write(tmp_path, "copy.pdb", [*lines[:k + 1], lines[k], *lines[k + 1:]]))
 
 
+def test_a_letter_in_a_small_files_residue_number_is_warned_about(tmp_path, caplog):
+    """Biotite reads ``XXXX`` as hybrid-36 and splits the atom off into a residue of its
+    own; in a file whose residues stay below 9999 that is a corrupt field: warned, naming
+    the line. A file numbered up to 9999 and on in hybrid-36 is read without a word."""
+    lines = _atom_lines(REC)[:60]
+    k = 20
+    bad = lines[k][:22] + "XXXX" + lines[k][26:]
+    with caplog.at_level("WARNING"):
+        g = from_pdb(_write(tmp_path, "resnum.pdb", [*lines[:k], bad, *lines[k + 1:]]))
+    assert g.num_atoms == len(lines)
+    assert f"resnum.pdb: line {k + 1}: residue number 'XXXX'" in caplog.text
+    assert "hybrid-36" in caplog.text
+    caplog.clear()
+    big = [ln[:22] + "9999" + ln[26:] if i < 30 else ln[:22] + "A000" + ln[26:] for i, ln in enumerate(lines)]
+    big = [ln[:12] + f" X{i:<2d}" + ln[16:] for i, ln in enumerate(big)]  # unique names across the merged residues
+    with caplog.at_level("WARNING"):
+        from_pdb(_write(tmp_path, "big.pdb", big))
+    assert "residue number" not in caplog.text
+
+
 def test_empty_selection(tmp_path):
     with pytest.raises(GraphError, match=r"rec\.pdb: selection is empty"):
         from_pdb(REC, chains=["Z"])

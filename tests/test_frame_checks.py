@@ -222,6 +222,31 @@ def test_a_trajectory_whose_atom_order_is_not_the_topologys_is_an_error(system, 
     assert "Å from their nearest neighbour (median)" in line and "coordinates in Å read as nm (x10 too large)" in line
 
 
+def test_a_topology_without_ligand_bonds_is_checked_on_its_own_coordinates(system, model, tmp_path, capsys):
+    """No CONECT records for the ligand: the pairs of ligand atoms close in the topology
+    PDB's own coordinates stand for its bonds. A trajectory in another atom order (here a
+    topology written with the ligand first, as in the bad-input hunt's report) is an error;
+    the same topology with the trajectory in its order is scored."""
+    text = system["top"].read_text()
+    plain = tmp_path / "no_conect.pdb"
+    plain.write_text("".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith("CONECT")))
+    assert "CONECT" in text and md.load_topology(str(plain)).select("resname LIG").size == len(system["lig"])
+    xyz = system["xyz"].copy()
+    lig = system["lig"]
+    xyz[:, lig] = xyz[:, lig[::-1]]
+    bad = _dcd(system, xyz, tmp_path / "order.dcd")
+    argv = _argv(system, bad, model, tmp_path / "order.csv")
+    argv[1] = str(plain)
+    assert main(argv) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{bad}: frame 0: ligand atoms" in line and "in the topology's coordinates (it has no ligand bonds)" in line
+    assert "atom order does not match the topology's" in line
+    argv = _argv(system, _dcd(system, system["xyz"], tmp_path / "clean.dcd"), model, tmp_path / "clean.csv")
+    argv[1] = str(plain)
+    assert main(argv) == 0
+    assert (pd.read_csv(tmp_path / "clean.csv")["status"] == "ok").all()
+
+
 def test_mismatched_topology_and_start_past_the_end_are_said_as_such(system, model, tmp_path, capsys):
     clean = _dcd(system, system["xyz"], tmp_path / "clean.dcd")
     traj = md.Trajectory(system["xyz"][:1, :-1], system["topology"].subset(range(system["topology"].n_atoms - 1)))

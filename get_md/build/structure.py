@@ -134,6 +134,30 @@ def _truncated_tail(text: str) -> Optional[str]:
     return None
 
 
+def _odd_residue_number(text: str) -> Optional[str]:
+    """Describe a non-numeric residue number in a file too small for hybrid-36, else None.
+
+    Writers switch residue numbers to hybrid-36 (``A000`` = 10000) only past 9999, so a
+    letter in columns 23-26 of a file whose numbered residues stay below 9000 is a corrupt
+    field; biotite still decodes it, which splits that atom off into a residue of its own.
+    """
+    first, highest = None, -1
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.startswith(("ATOM", "HETATM")):
+            continue
+        field = line[22:26].strip()
+        if re.fullmatch(r"-?\d+", field):
+            highest = max(highest, int(field))
+        elif field and first is None:
+            first = (no, field, line[12:16].strip(), line[17:20].strip(), line[21:22])
+    if first is None or highest >= 9000:
+        return None
+    no, field, atom, resname, chain = first
+    return (f"line {no}: residue number {field!r} of atom {atom} ({resname}, chain {chain!r}) is not a "
+            f"number, and no residue of the file is numbered near 9999, where hybrid-36 numbering "
+            f"starts; read as hybrid-36, the atom forms a residue of its own (corrupt field?)")
+
+
 def _log_warnings(caught, who: str) -> None:
     for w in caught:
         logger.warning("%s: %s", who, w.message)
@@ -310,6 +334,9 @@ def pdb_array(text: str, path: str, model: int, altloc: str):
                 f"{path}: cannot parse PDB ({where or f'{type(e).__name__}: {e}'})"
             ) from e
     _log_warnings(caught, path)
+    odd = _odd_residue_number(text)
+    if odd:
+        logger.warning("%s: %s", path, odd)
     return array, n_models
 
 

@@ -308,7 +308,8 @@ def rescore_trajectory(
                 first[1][both[bad]] * NM_TO_ANGSTROM, f"atom {atom.serial or int(both[bad]) + 1} ({atom})")
             + "; the pocket is chosen from this frame: give --start a good frame"
         )
-    stretched = stretched_ligand_bond(top, first[1], lig_idx)
+    reference = topology_coordinates(topology) if ligand_bonds(top, lig_idx).size == 0 else None
+    stretched = stretched_ligand_bond(top, first[1], lig_idx, topology_xyz_nm=reference)
     if stretched is not None:
         raise WorkflowError(f"{trajectory}: frame {start}: {stretched}" + units_hint(first[1][both] * NM_TO_ANGSTROM))
     pocket_idx = choose_pocket(top, first[1], rec_idx, lig_idx, pocket_radius)
@@ -465,18 +466,49 @@ def first_frame_problem(reason: str, topology: PathLike, trajectory: PathLike, s
 MAX_BOND = 2.6
 
 
-def stretched_ligand_bond(top, xyz_nm, lig_idx) -> Optional[str]:
-    """Why the ligand of frame ``xyz_nm`` [N, 3] does not fit the topology's bonds, or None:
-    a bond of the topology (CONECT records or templates) between two ligand atoms longer
-    than :data:`MAX_BOND` means the trajectory's atoms are not in the topology's order
-    (or the ligand is split by the periodic boundary). Ligands without bonds in the
-    topology are not checked."""
+#: Å: ligand atoms this close in the topology's own coordinates are bonded (or 1-3 partners
+#: of a hydrogen), so no frame may pull them :data:`MAX_BOND` apart
+NEAR_IN_TOPOLOGY = 1.95
+
+
+def topology_coordinates(topology: PathLike):
+    """The coordinates [N, 3] nm a topology file carries (PDB, GRO, ...), or None (PSF, prmtop)."""
+    import mdtraj as md
+
+    try:
+        return md.load_frame(str(topology), 0).xyz[0]
+    except Exception:  # noqa: BLE001 - a topology without coordinates: nothing to compare
+        return None
+
+
+def ligand_bonds(top, lig_idx):
+    """[n, 2] atom indices of the topology's bonds (CONECT records or templates) within the ligand."""
     import numpy as np
 
     inside = np.zeros(top.n_atoms, dtype=bool)
     inside[lig_idx] = True
-    bonds = np.array([[a.index, b.index] for a, b in top.bonds if inside[a.index] and inside[b.index]],
-                     dtype=np.int64).reshape(-1, 2)
+    return np.array([[a.index, b.index] for a, b in top.bonds if inside[a.index] and inside[b.index]],
+                    dtype=np.int64).reshape(-1, 2)
+
+
+def stretched_ligand_bond(top, xyz_nm, lig_idx, topology_xyz_nm=None) -> Optional[str]:
+    """Why the ligand of frame ``xyz_nm`` [N, 3] does not fit the topology, or None: a bond
+    of the topology (CONECT records or templates) between two ligand atoms longer than
+    :data:`MAX_BOND` means the trajectory's atoms are not in the topology's order (or the
+    ligand is split by the periodic boundary). A topology without bonds for the ligand is
+    checked on the pairs of ligand atoms closer than :data:`NEAR_IN_TOPOLOGY` in its own
+    coordinates ``topology_xyz_nm``, where given."""
+    import numpy as np
+
+    bonds = ligand_bonds(top, lig_idx)
+    how = "bonded in the topology"
+    if bonds.size == 0 and topology_xyz_nm is not None and len(lig_idx) > 1:
+        from scipy.spatial import cKDTree
+
+        ref = np.asarray(topology_xyz_nm)[lig_idx] * NM_TO_ANGSTROM
+        pairs = cKDTree(ref).query_pairs(NEAR_IN_TOPOLOGY, output_type="ndarray")
+        bonds = np.asarray(lig_idx)[pairs].reshape(-1, 2)
+        how = f"within {NEAR_IN_TOPOLOGY:g} Å of each other in the topology's coordinates (it has no ligand bonds)"
     if bonds.size == 0:
         return None
     length = np.linalg.norm(xyz_nm[bonds[:, 0]] - xyz_nm[bonds[:, 1]], axis=1) * NM_TO_ANGSTROM
@@ -484,7 +516,7 @@ def stretched_ligand_bond(top, xyz_nm, lig_idx) -> Optional[str]:
     if length[k] <= MAX_BOND:
         return None
     a, b = top.atom(int(bonds[k, 0])), top.atom(int(bonds[k, 1]))
-    return (f"ligand atoms {a} and {b}, bonded in the topology, are {length[k]:.3g} Å apart: the trajectory's "
+    return (f"ligand atoms {a} and {b}, {how}, are {length[k]:.3g} Å apart: the trajectory's "
             f"atom order does not match the topology's, or the ligand is split by the periodic boundary "
             f"(image whole molecules, e.g. gmx trjconv -pbc mol)")
 
