@@ -2,6 +2,7 @@
 
 Modules: ``rescoring`` (rescore docking poses and trajectory frames; ``poses`` and
 ``trajectory`` re-export it and register its ``get-md`` subcommands), ``nbody`` (N-body
-data, training, evaluation, rollout), ``demo``. Each registers its ``get-md``
-subcommand through ``register_cli``.
+data, training, evaluation, rollout), ``demo``. ``poses``, ``trajectory``, ``nbody`` and
+``demo`` register their ``get-md`` subcommands through ``register_cli`` (the
+``get_md.commands`` entry points in pyproject.toml).
 """
