@@ -11,8 +11,13 @@ scored (duplicates removed as in training). With ``--plb`` instead (the ``data``
 openforcefield/protein-ligand-benchmark, CC-BY-4.0), the same held-out targets as that set
 prepared them (its own structures, protonation and poses; measurements from its
 ``ligands.yml``): the figures then also say how much the ranking moves with the
-preparation. Targets reserved for independent evaluation (BACE1, CDK2, JNK1, MCL1, p38,
-PTP1B, thrombin, TYK2) are never read.
+preparation. With ``--openfe`` next to ``--schrodinger`` (the ``prepared_structures`` folder
+of OpenFreeEnergy/IndustryBenchmarks2024, MIT: the Schrödinger series capped and
+protonated again with PyMOL, some duplicates removed), each held-out Schrödinger series
+is scored in OpenFE's preparation of it (the system folder of its target sharing the most
+ligand names), with the pK of the Schrödinger record of the same name. Targets reserved
+for independent evaluation (BACE1, CDK2, JNK1, MCL1, p38, PTP1B, thrombin, TYK2) are never
+read.
 
 Each method scores the series' poses as they are in the SDF (no docking, no minimisation):
 
@@ -31,6 +36,8 @@ binding) against the experimental pK; the mean over targets is the headline.
         --model get-affinity --methods vina vinardo gnina
     python benchmarks/bench_affinity.py --plb protein-ligand-benchmark/data --methods vina gnina \\
         --out benchmarks/results/bench_affinity_plb.json
+    python benchmarks/bench_affinity.py --schrodinger DIR --openfe IndustryBenchmarks2024/industry_benchmarks/input_structures/prepared_structures \
+        --out benchmarks/results/bench_affinity_openfe.json
 
 Result: ``benchmarks/results/bench_affinity.json`` (+ the per-ligand CSV next to it).
 """
@@ -61,6 +68,50 @@ def _held_out_series(root: str, targets: tuple[str, ...], plb: bool = False):
     return [s for s in (plb_series(root) if plb else schrodinger_series(root)) if s.target in targets]
 
 
+def _schrodinger_pk(series) -> dict[str, float]:
+    """Measured pK of each ligand of a Schrödinger series, by record name."""
+    from rdkit import Chem
+
+    from get_md.datasets.affinity import DG_TAG, pk_from_dg
+
+    return {m.GetProp("_Name"): float(pk_from_dg(float(m.GetProp(DG_TAG))))
+            for m in Chem.SDMolSupplier(series.ligands, sanitize=False, removeHs=False)
+            if m is not None and m.HasProp(DG_TAG)}
+
+
+def _openfe_series(openfe: str, schrodinger: str, targets: tuple[str, ...]):
+    """``(Series, pK by ligand name)`` of OpenFE's preparation of each held-out Schrödinger
+    series: among the system folders (``SET/SYSTEM/protein.pdb`` + ``ligands.sdf``) of the
+    series' target, the one sharing the most ligand names with it. Folders of targets
+    reserved for independent evaluation are not opened."""
+    from rdkit import Chem
+
+    from get_md.datasets.affinity import Series
+    from get_md.datasets.targets import canonical_target, is_excluded
+
+    systems = []
+    for protein in sorted(Path(openfe).glob("*/*/protein.pdb")):
+        rel = protein.parent.relative_to(openfe).as_posix()
+        if is_excluded(rel) or not (protein.parent / "ligands.sdf").is_file():
+            continue
+        if canonical_target(protein.parent.name) in targets:
+            names = {m.GetProp("_Name") for m in Chem.SDMolSupplier(str(protein.parent / "ligands.sdf"),
+                                                                    sanitize=False) if m is not None}
+            systems.append((rel, canonical_target(protein.parent.name), names))
+    out = []
+    for s in _held_out_series(schrodinger, targets):
+        measured = _schrodinger_pk(s)
+        best = max((sys_ for sys_ in systems if sys_[1] == s.target),
+                   key=lambda sys_: len(sys_[2] & set(measured)), default=None)
+        if best is None or not best[2] & set(measured):
+            print(f"{s.name}: no OpenFE system shares its ligands", file=sys.stderr)
+            continue
+        folder = Path(openfe) / best[0]
+        out.append((Series(s.target, f"openfe:{best[0]}", str(folder / "protein.pdb"), str(folder / "ligands.sdf"),
+                           "OpenFreeEnergy/IndustryBenchmarks2024"), measured))
+    return out
+
+
 def _test_names(data: str | None) -> set[str] | None:
     if data is None:
         return None
@@ -70,12 +121,12 @@ def _test_names(data: str | None) -> set[str] | None:
 
 
 def score_series(series, model: str, methods: list[str], keep: set[str] | None, threads: int,
-                 plb: bool = False) -> pd.DataFrame:
+                 measured: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per ligand of ``series`` with experimental pK and every method's score
-    (pK from the SDF's ``r_exp_dg`` tags, or with ``plb`` from the set's ``ligands.yml``)."""
+    (pK from the SDF's ``r_exp_dg`` tags, or from ``measured`` by ligand name)."""
     from get_md.workflows.poses import rescore_poses
 
-    from get_md.datasets.affinity import DG_TAG, pk_from_dg, plb_pk
+    from get_md.datasets.affinity import DG_TAG, pk_from_dg
 
     t0 = time.perf_counter()
     get = rescore_poses(series.protein, series.ligands, model, add_hydrogens="no", sort="none",
@@ -83,8 +134,7 @@ def score_series(series, model: str, methods: list[str], keep: set[str] | None, 
     t_get = time.perf_counter() - t0
     rows = get[["pose", "name", "score"] + (["score_std"] if "score_std" in get else [])].copy()
     rows = rows.rename(columns={"pose": "record", "score": "get", "score_std": "get_std"})
-    if plb:
-        measured = plb_pk(series)
+    if measured is not None:
         rows["pK"] = [measured.get(n, np.nan) for n in rows["name"]]
     else:
         rows["pK"] = [pk_from_dg(float(v)) if pd.notna(v) else np.nan for v in get[DG_TAG]]
@@ -160,6 +210,8 @@ def main(argv=None) -> int:
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--schrodinger", help="structure_inputs folder")
     source.add_argument("--plb", help="data folder of openforcefield/protein-ligand-benchmark")
+    ap.add_argument("--openfe", help="with --schrodinger: prepared_structures folder of "
+                    "OpenFreeEnergy/IndustryBenchmarks2024, scored instead of the Schrödinger files")
     ap.add_argument("--data", help="folder of `python -m get_md.train.affinity data` (test.pt)")
     ap.add_argument("--model", default=None, help="score model (default: the shipped default)")
     ap.add_argument("--methods", nargs="*", default=["vina", "vinardo", "gnina"])
@@ -173,11 +225,21 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     keep = _test_names(args.data)
     tables, seconds = [], {"get": 0.0, "baselines": 0.0}
-    if args.plb and args.data:
-        ap.error("--data names Schrödinger test ligands; give it with --schrodinger")
-    plb = args.plb is not None
-    for s in _held_out_series(args.plb or args.schrodinger, tuple(args.targets), plb=plb):
-        t = score_series(s, args.model, list(args.methods), keep, args.threads, plb=plb)
+    if (args.plb or args.openfe) and args.data:
+        ap.error("--data names the Schrödinger files' test ligands; give it with --schrodinger alone")
+    if args.openfe and not args.schrodinger:
+        ap.error("--openfe takes its measurements from the Schrödinger series: give --schrodinger too")
+    targets = tuple(args.targets)
+    if args.openfe:
+        jobs = _openfe_series(args.openfe, args.schrodinger, targets)
+    elif args.plb:
+        from get_md.datasets.affinity import plb_pk
+
+        jobs = [(s, plb_pk(s)) for s in _held_out_series(args.plb, targets, plb=True)]
+    else:
+        jobs = [(s, None) for s in _held_out_series(args.schrodinger, targets)]
+    for s, measured in jobs:
+        t = score_series(s, args.model, list(args.methods), keep, args.threads, measured=measured)
         for k in seconds:
             seconds[k] += t.attrs["seconds"][k]
         print(f"{s.name}: {len(t)} ligands", file=sys.stderr, flush=True)
