@@ -6,12 +6,15 @@ Models are resolved, loaded and run by :mod:`get_md.runtime` (``runtime.load`` -
 
 from __future__ import annotations
 
+import copy
+import io
+import math
 from typing import Any, Union
 
 import numpy as np
 import torch
 
-from get_md.errors import GraphError
+from get_md.errors import GraphError, PluginError
 
 
 def model_positions(positions: Any, device: Union[str, torch.device], dtype: torch.dtype,
@@ -91,3 +94,63 @@ def check_cell(cell: Any, pbc: Any, who: str = "get_md") -> None:
             raise GraphError(f"{who}: periodic cell is {width:.3g} Å wide along its vector {k + 1} (less than "
                              f"{MIN_CELL_WIDTH:g} Å: every atom would lie that close to its own image); cell in "
                              "the wrong units, or a direction that should not be periodic?")
+
+
+def total_charge(value: Any, who: str = "get_md", name: str = "charge") -> float:
+    """``value`` as a total charge (e): PluginError naming ``name`` when it is not a finite
+    number (``charge="abc"`` had been a bare ``could not convert string to float``, and a
+    NaN charge had reached the model, whose NaN output then blamed its weights).
+
+    Example:
+        >>> total_charge("-1", "GETCalculator")
+        -1.0
+    """
+    try:
+        q = float(value)
+    except (TypeError, ValueError):
+        raise PluginError(f"{who}: {name} must be a number (total charge in e), got {value!r}") from None
+    if not math.isfinite(q):
+        raise PluginError(f"{who}: {name} must be a finite number (total charge in e), got {value!r}")
+    return q
+
+
+def pack_module(module: torch.nn.Module):
+    """A picklable form of ``module``: TorchScript bytes, or the eager module on the CPU."""
+    if isinstance(module, torch.jit.ScriptModule):
+        buf = io.BytesIO()
+        torch.jit.save(module, buf)
+        return ("torchscript", buf.getvalue())
+    ref = next(module.parameters(), None)
+    if ref is not None and ref.device.type != "cpu":
+        module = copy.deepcopy(module).to("cpu")
+    return ("eager", module)
+
+
+def unpack_module(packed, device: torch.device) -> torch.nn.Module:
+    """The module of :func:`pack_module` on ``device``, in eval mode."""
+    kind, payload = packed
+    if kind == "torchscript":
+        module = torch.jit.load(io.BytesIO(payload), map_location=device)
+    else:
+        module = payload.to(device)
+    module.eval()
+    return module
+
+
+def units_warning(positions: Any, who: str = "get_md") -> str:
+    """A warning text when the atoms of ``positions`` [N, 3] (Å) lie, as a rule, farther from
+    their nearest neighbour than bonded atoms could (Å values given as nm: ethanol then
+    reads as isolated atoms, with a plausible energy and zero forces); else "". Call it
+    after :func:`check_overlaps`, which refuses the shrunk case.
+
+    Example:
+        >>> units_warning([[0.0, 0, 0], [11.0, 0, 0], [0, 11.0, 0]], "get_md force")[:60]
+        'get_md force: the 3 atoms are 11 Å from their nearest neighb'
+    """
+    from get_md.workflows.geometry_checks import units_hint
+
+    x = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    hint = units_hint(x)
+    if not hint:
+        return ""
+    return f"{who}: the {x.shape[0]} atoms are" + hint[len("; its atoms are"):]

@@ -30,7 +30,14 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
-from get_md.plugins._common import check_cell, check_overlaps, model_positions
+from get_md.plugins._common import (
+    check_cell,
+    check_overlaps,
+    model_positions,
+    pack_module,
+    total_charge,
+    unpack_module,
+)
 
 from get_md import runtime
 from get_md.errors import GraphError, PluginError
@@ -119,8 +126,11 @@ class GETCalculator(Calculator):
                 f"{type(self).__name__}: model {self.potential.source} has task {task!r}; "
                 "an ASE calculator needs an energy (potential) or score model"
             )
+        if graph_builder is not None and not callable(graph_builder):
+            raise PluginError(f"{type(self).__name__}: graph_builder must be a function atoms -> MolecularGraph, "
+                              f"got {type(graph_builder).__name__} {graph_builder!r:.60}")
         Calculator.__init__(self, **kwargs)
-        self.default_charge = float(charge)
+        self.default_charge = total_charge(charge, type(self).__name__)
         self.graph_builder = graph_builder
         self._templates: OrderedDict[bytes, _Template] = OrderedDict()
         self._warned_charge = False  # atoms.info["charge"] given to a model that does not read it
@@ -131,10 +141,17 @@ class GETCalculator(Calculator):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_lock", None)
+        # a TorchScript module does not pickle ("Tried to serialize object ... GET"): its bytes do
+        lm = self.potential
+        state["potential"] = replace(lm, module=None)
+        state["_packed_module"] = pack_module(lm.module)
         return state
 
     def __setstate__(self, state: dict) -> None:
+        packed = state.pop("_packed_module", None)
         self.__dict__.update(state)
+        if packed is not None:
+            self.potential = replace(self.potential, module=unpack_module(packed, self.potential.device))
         self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- info
@@ -221,11 +238,9 @@ class GETCalculator(Calculator):
         return replace(tpl.graph, positions=pos, cell=cell, pbc=pbc), bool(np.all(atoms.pbc))
 
     def _total_charge(self, atoms) -> float:
-        value = atoms.info.get("charge", self.default_charge)
-        try:
-            return float(value)
-        except (TypeError, ValueError) as e:
-            raise PluginError(f"{type(self).__name__}: atoms.info['charge'] = {value!r} is not a number") from e
+        if "charge" not in atoms.info:
+            return self.default_charge
+        return total_charge(atoms.info["charge"], type(self).__name__, "atoms.info['charge']")
 
     # ------------------------------------------------------------ evaluation
     def _evaluate(self, atoms_list: Sequence) -> list[dict]:
@@ -244,8 +259,14 @@ class GETCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         """Compute every property the model gives for ``atoms`` (ASE's calculator protocol)."""
+        if properties is not None and "stress" in properties and self.task == "energy":
+            # asked for by name: ASE's get_properties(["stress"]) comes here, not through get_property
+            self._check_stress(atoms if atoms is not None else self.atoms)
         if properties is None:
             properties = self.implemented_properties
+        if atoms is None and self.atoms is None:
+            raise PluginError(f"{type(self).__name__}: no atoms to compute; pass them "
+                              "(calc.calculate(atoms), calc.get_potential_energy(atoms)) or set atoms.calc = calc")
         with self._lock:
             Calculator.calculate(self, atoms, properties, system_changes)
             self.results = self._evaluate([self.atoms])[0]
@@ -260,26 +281,39 @@ class GETCalculator(Calculator):
             >>> res = calc.calculate_batch([molecule("H2O"), molecule("CH4")])  # doctest: +SKIP
             >>> [r["energy"] for r in res]                                      # doctest: +SKIP
         """
+        from ase import Atoms
+
+        if isinstance(atoms_list, Atoms):
+            raise PluginError(f"{type(self).__name__}.calculate_batch: give a list of ase.Atoms, not one Atoms "
+                              "(calc.calculate_batch([atoms]))")
         atoms_list = list(atoms_list)
+        for i, a in enumerate(atoms_list):
+            if not isinstance(a, Atoms):
+                raise PluginError(f"{type(self).__name__}.calculate_batch: item {i} is a {type(a).__name__}, "
+                                  "not an ase.Atoms")
         if not atoms_list:
             return []
-        step = len(atoms_list) if not batch_size else int(batch_size)
-        if step < 1:
-            raise PluginError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size < 1):
+            raise PluginError(f"{type(self).__name__}.calculate_batch: batch_size must be a whole number >= 1 "
+                              f"(None: all at once), got {batch_size!r}")
+        step = len(atoms_list) if batch_size is None else int(batch_size)
         out: list[dict] = []
         for start in range(0, len(atoms_list), step):
             with self._lock:  # the graph templates are shared state
                 out.extend(self._evaluate(atoms_list[start:start + step]))
         return out
 
+    def _check_stress(self, atoms) -> None:
+        if atoms is not None and not np.all(atoms.pbc):
+            raise PropertyNotImplementedError(
+                f"{type(self).__name__}: stress needs a cell periodic in all three directions "
+                f"(pbc={list(map(bool, atoms.pbc))})"
+            )
+
     def get_property(self, name, atoms=None, allow_calculation=True):
         if name == "stress" and self.task == "energy":
-            a = atoms if atoms is not None else self.atoms
-            if a is not None and not np.all(a.pbc):
-                raise PropertyNotImplementedError(
-                    f"{type(self).__name__}: stress needs a cell periodic in all three directions "
-                    f"(pbc={list(map(bool, a.pbc))})"
-                )
+            self._check_stress(atoms if atoms is not None else self.atoms)
         if self.task == "score" and name in ENERGY_PROPERTIES:
             raise PropertyNotImplementedError(
                 f"{type(self).__name__}: model {self.potential.source} is a score model; it gives "

@@ -49,6 +49,7 @@ from typing import Any, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import torch
+from get_md.plugins._common import total_charge
 from get_md.plugins.openmm_pythonforce import GraphPotential, pythonforce
 from get_md.plugins.openmm_torchforce import (
     have_openmmtorch,
@@ -87,22 +88,46 @@ def _system_atoms(topology_or_atomic_numbers) -> Tuple[Optional[Any], np.ndarray
         z = np.array([0 if a.element is None else int(a.element.atomic_number) for a in top.atoms()],
                      dtype=np.int64)
         return top, z
+    given = topology_or_atomic_numbers
+    hint = {"PDBFile": " (pass pdb.topology)", "PDBxFile": " (pass pdbx.topology)",
+            "Modeller": " (pass modeller.topology)", "Atoms": " (pass atoms.numbers)"}.get(type(given).__name__, "")
     try:
-        z = np.asarray(topology_or_atomic_numbers, dtype=np.int64).reshape(-1)
+        values = np.asarray(given, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as e:
+        if not hint and isinstance(given, (list, tuple)) and any(isinstance(v, str) for v in given):
+            hint = " (element symbols? give atomic numbers, e.g. app.Element.getBySymbol('C').atomic_number)"
         raise TypeError(
             "topology_or_atomic_numbers must be an openmm.app.Topology or a sequence of atomic "
-            f"numbers, got {type(topology_or_atomic_numbers).__name__}"
+            f"numbers, got {type(given).__name__}{hint}"
         ) from e
-    return None, z
+    if given is None or hint:
+        raise TypeError("topology_or_atomic_numbers must be an openmm.app.Topology or a sequence of atomic "
+                        f"numbers, got {type(given).__name__}{hint}")
+    bad = np.flatnonzero(values != np.round(values))
+    if bad.size:
+        raise PluginError(f"create_force: atomic number of particle {int(bad[0])} is {values[bad[0]]:g}, "
+                          "not a whole number")
+    return None, values.astype(np.int64)
 
 
 def _subset(atoms: Optional[Iterable[int]], n_total: int) -> Optional[np.ndarray]:
     if atoms is None:
         return None
-    idx = np.asarray(list(atoms), dtype=np.int64).reshape(-1)
-    if idx.size == 0:
+    given = np.asarray(list(atoms))
+    if given.size == 0:
         raise PluginError("create_force: atoms= selects no atoms")
+    if given.dtype == bool:
+        raise PluginError(f"create_force: atoms= is a mask of {given.size} booleans; give the particle "
+                          "indices (numpy.flatnonzero(mask))")
+    if given.ndim != 1:
+        raise PluginError(f"create_force: atoms= must be a flat list of particle indices, got an array "
+                          f"of shape {given.shape}")
+    if given.dtype.kind not in "iuf":
+        raise PluginError(f"create_force: atoms= must hold particle indices (whole numbers), got {given[0]!r}")
+    fractional = np.flatnonzero(given != np.round(given))
+    if fractional.size:
+        raise PluginError(f"create_force: atoms= must hold whole particle indices, got {given[fractional[0]]:g}")
+    idx = given.astype(np.int64)
     if idx.min() < 0 or idx.max() >= n_total:
         raise PluginError(f"create_force: atoms= has indices outside 0..{n_total - 1}")
     if np.unique(idx).size != idx.size:
@@ -205,6 +230,10 @@ def create_force(
                           "'pip install get-md[openmm]' or from conda-forge") from e
     if backend not in BACKENDS:
         raise PluginError(f"create_force: backend must be one of {BACKENDS}, got {backend!r}")
+    if isinstance(forceGroup, bool) or not isinstance(forceGroup, (int, np.integer)) or not 0 <= forceGroup <= 31:
+        raise PluginError(f"create_force: forceGroup must be a whole number from 0 to 31 (OpenMM's force "
+                          f"groups), got {forceGroup!r}")
+    charge = total_charge(charge, "create_force")
     lm = runtime.load(model, device, dtype, who="create_force")
     if lm.task != "energy":
         raise PluginError(f"create_force: model {lm.source} has task {lm.task!r}; an OpenMM force "
@@ -235,6 +264,8 @@ def add_force(system, model: ModelSpec, topology_or_atomic_numbers, **kwargs):
     Example:
         >>> force = add_force(system, "potential.pt", topology, atoms=ligand_atoms)  # doctest: +SKIP
     """
+    if not hasattr(system, "getNumParticles"):
+        raise TypeError(f"add_force: system must be an openmm.System, got {type(system).__name__}")
     topology, z_all = _system_atoms(topology_or_atomic_numbers)
     if z_all.size != system.getNumParticles():
         raise PluginError(
@@ -297,7 +328,7 @@ class GETPotentialImpl:
             self.potential, topology, atoms=None if atoms is None else list(atoms),
             periodic=topology.getPeriodicBoxVectors() is not None,
             backend=opts.get("backend", "auto"), device=device, dtype=dtype,
-            forceGroup=forceGroup, charge=float(opts.get("charge", 0.0) or 0.0),
+            forceGroup=forceGroup, charge=opts.get("charge", 0.0),
             blocks=opts.get("blocks", "atoms"),
         )
         system.addForce(force)

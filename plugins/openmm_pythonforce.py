@@ -8,15 +8,16 @@ or a pickled module), so a System holding the force can be deep-copied and seria
 
 from __future__ import annotations
 
-import copy
-import io
 import logging
 from dataclasses import replace
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
-from get_md.plugins._common import check_cell, check_overlaps, model_positions
+from get_md.plugins._common import check_cell, check_overlaps, model_positions, units_warning
+from get_md.plugins._common import pack_module as _pack_module
+from get_md.plugins._common import total_charge as total_charge_of
+from get_md.plugins._common import unpack_module as _unpack_module
 
 from get_md.errors import PluginError
 from get_md.graph import MolecularGraph
@@ -26,27 +27,6 @@ from get_md.units import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGS
 __all__ = ["GraphPotential", "pythonforce"]
 
 log = logging.getLogger("get_md.plugins.openmm")
-
-
-def _pack_module(module: torch.nn.Module):
-    if isinstance(module, torch.jit.ScriptModule):
-        buf = io.BytesIO()
-        torch.jit.save(module, buf)
-        return ("torchscript", buf.getvalue())
-    ref = next(module.parameters(), None)
-    if ref is not None and ref.device.type != "cpu":
-        module = copy.deepcopy(module).to("cpu")
-    return ("eager", module)
-
-
-def _unpack_module(packed, device: torch.device) -> torch.nn.Module:
-    kind, payload = packed
-    if kind == "torchscript":
-        module = torch.jit.load(io.BytesIO(payload), map_location=device)
-    else:
-        module = payload.to(device)
-    module.eval()
-    return module
 
 
 class GraphPotential:
@@ -65,7 +45,7 @@ class GraphPotential:
                  total_charge: float = 0.0):
         self.potential = potential
         self.periodic = bool(periodic)
-        self.total_charge = float(total_charge)
+        self.total_charge = total_charge_of(total_charge, "create_force")
         self._setup(graph)
 
     def _setup(self, graph: MolecularGraph) -> None:
@@ -76,6 +56,7 @@ class GraphPotential:
         self._numbers = graph.atomic_numbers.detach().cpu().numpy()
         self._pbc = torch.full((1, 3), self.periodic, dtype=torch.bool, device=lm.device)
         self._zero_cell = torch.zeros(1, 3, 3, dtype=lm.dtype, device=lm.device)
+        self._units_checked = False  # positions far apart (Å given as nm) warned about once
         self._charges = None
         if lm.needs_charge:
             self._charges = atom_charges([self.total_charge], [self.n_atoms], lm.device, lm.dtype)
@@ -89,6 +70,12 @@ class GraphPotential:
         # centred in float64 before the cast (see model_positions)
         pos = model_positions(x * NM_TO_ANGSTROM, lm.device, lm.dtype, "get_md force")
         check_overlaps(x * NM_TO_ANGSTROM, self._numbers, "get_md force (positions in nm)")
+        if not self._units_checked:
+            self._units_checked = True
+            text = units_warning(x * NM_TO_ANGSTROM, "get_md force (positions in nm)")
+            if text:
+                log.warning("%s OpenMM takes positions in nm (from Å: divide by 10, or pass them with "
+                            "openmm.unit.angstrom)", text)
         cell = self._zero_cell
         if self.periodic:
             if box_nm is None:

@@ -113,11 +113,22 @@ class _TorchForceWrapper(torch.nn.Module):
         if self.use_subset:
             pos = pos.index_select(0, self.indices)
         pos = pos.detach()
+        # the PythonForce's checks that cost nothing here: a NaN position had given a finite
+        # energy (every atom isolated), a box thinner than 1 Å a plausible one
+        if not bool(torch.isfinite(pos).all()):
+            raise RuntimeError("get_md TorchForce: a position of a modelled atom is NaN or infinite")
         # centred in OpenMM's precision before the cast (see _common.model_positions)
         pos = (pos - pos.mean(dim=0)).to(dtype) * self.length_scale
         cell = self.zero_cell
         if boxvectors is not None:
-            cell = (boxvectors.detach().to(dtype) * self.length_scale).reshape(1, 3, 3)
+            box = boxvectors.detach().to(torch.float64).reshape(3, 3) * self.length_scale
+            faces = torch.linalg.cross(torch.roll(box, -1, 0), torch.roll(box, -2, 0))
+            if bool((torch.linalg.det(box).abs() / torch.linalg.vector_norm(faces, dim=1) < 1.0).any()):
+                raise RuntimeError("get_md TorchForce: periodic box is thinner than 1 Å along a box vector "
+                                   "(every atom would lie that close to its own image); box in the wrong units?")
+            cell = box.to(dtype).reshape(1, 3, 3)
+        elif bool(self.pbc.any()):
+            raise RuntimeError("get_md TorchForce: periodic force called without box vectors")
         out = self._outputs(pos, cell)
         # float64 sum of the per-atom energies (a float32 model's total rounds coarsely)
         energy = out["energies"].detach().to(torch.float64).sum() * self.energy_scale

@@ -304,6 +304,55 @@ def test_a_charge_the_model_does_not_read_is_named_once(caplog):
     assert atoms.get_potential_energy() == pytest.approx(e)
 
 
+def test_bad_arguments_are_named_before_any_calculation():
+    """Each had been a bare error from deep inside (float(), ASE, the calculator's own
+    code) or a silent result: charge="abc" / None, a NaN charge, graph_builder="residues",
+    calculate() without atoms, calculate_batch on one Atoms or on a str, batch_size 0 or
+    1.5 (taken as "all" and as 1), half precision (ethanol off by 0.02 / 0.5 eV)."""
+    from get_md.errors import ConfigError
+
+    for charge in ("abc", None, float("nan")):
+        with pytest.raises(PluginError, match=r"GETCalculator: charge must be a (finite )?number"):
+            GETCalculator(tiny_get(), charge=charge)
+    with pytest.raises(PluginError, match="graph_builder must be a function atoms -> MolecularGraph, got str"):
+        GETCalculator(tiny_get(), graph_builder="residues")
+    with pytest.raises(ConfigError, match="GETCalculator: dtype float16 is not supported"):
+        GETCalculator(tiny_get(), dtype="float16")
+    calc = GETCalculator(tiny_get())
+    with pytest.raises(PluginError, match="GETCalculator: no atoms to compute"):
+        calc.get_potential_energy()
+    atoms = ethanol()
+    with pytest.raises(PluginError, match="give a list of ase.Atoms, not one Atoms"):
+        calc.calculate_batch(atoms)
+    with pytest.raises(PluginError, match="item 1 is a str, not an ase.Atoms"):
+        calc.calculate_batch([atoms, "ethanol.xyz"])
+    for size in (0, 1.5, True):
+        with pytest.raises(PluginError, match="batch_size must be a whole number >= 1"):
+            calc.calculate_batch([atoms, atoms], batch_size=size)
+    atoms.info["charge"] = "abc"
+    charged = tiny_get()
+    charged.needs_charge = True
+    atoms.calc = GETCalculator(charged)
+    with pytest.raises(PluginError, match=r"atoms.info\['charge'\] must be a number"):
+        atoms.get_potential_energy()
+
+
+def test_stress_asked_through_get_properties_and_pickling(calc64):
+    """ASE's get_properties(["stress"]) skips get_property: a non-periodic structure had got a
+    bare PropertyNotPresent('stress'). A calculator on a TorchScript file had not pickled
+    ("Tried to serialize object __torch__...GET")."""
+    import pickle
+
+    atoms = ethanol()
+    atoms.calc = calc64
+    with pytest.raises(PropertyNotImplementedError, match="stress needs a cell periodic in all three"):
+        atoms.get_properties(["energy", "stress"])
+    e = atoms.get_potential_energy()
+    copy = pickle.loads(pickle.dumps(calc64))
+    assert copy.get_potential_energy(ethanol()) == pytest.approx(e, rel=1e-12)
+    assert copy.potential.dtype == torch.float64 and copy.family == calc64.family
+
+
 def test_total_charge_only_for_models_that_need_it(tmp_path):
     model = tiny_get()
     path = tmp_path / "charged.pt"

@@ -281,6 +281,77 @@ def test_errors(model_file, tmp_path):
         create_force(score, [6, 1])
 
 
+def test_fractional_masks_and_wrong_types_are_errors_not_truncated(model_file):
+    """atoms=[0.5, 1.2] had become [0, 1] and atomic numbers 6.7 had become carbon, without
+    a word; a boolean mask had been called a duplicate; forceGroup 40, charge "abc" and
+    add_force(None, ...) had been bare OpenMM / Python errors; float16 had run (energy off)."""
+    z = ethanol().numbers.tolist()
+    with pytest.raises(ValueError, match="atoms= must hold whole particle indices, got 0.5"):
+        create_force(model_file, z, atoms=[0.5, 1.2])
+    with pytest.raises(ValueError, match=r"atoms= is a mask of 9 booleans; .*flatnonzero"):
+        create_force(model_file, z, atoms=[True] * 9)
+    with pytest.raises(ValueError, match=r"flat list of particle indices, got an array of shape \(2, 2\)"):
+        create_force(model_file, z, atoms=[[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match="atomic number of particle 0 is 6.7, not a whole number"):
+        create_force(model_file, [6.7, 1.0])
+    with pytest.raises(TypeError, match=r"got list \(element symbols\?"):
+        create_force(model_file, ["C", "H"])
+    with pytest.raises(TypeError, match=r"got Atoms \(pass atoms.numbers\)"):
+        create_force(model_file, ethanol())
+    with pytest.raises(ValueError, match="forceGroup must be a whole number from 0 to 31"):
+        create_force(model_file, z, forceGroup=40)
+    for charge in ("abc", float("nan")):
+        with pytest.raises(ValueError, match="create_force: charge must be a (finite )?number"):
+            create_force(model_file, z, charge=charge)
+    with pytest.raises(ValueError, match="create_force: dtype float16 is not supported"):
+        create_force(model_file, z, dtype="float16")
+    with pytest.raises(TypeError, match="add_force: system must be an openmm.System, got NoneType"):
+        add_force(None, model_file, z)
+
+
+def test_positions_in_angstrom_given_as_nm_are_warned_about_once(model_file, caplog):
+    """Å values passed to OpenMM as nm: every atom isolated, a plausible energy (9832 ->
+    10078 kJ/mol for the tiny model) and zero forces, without a word before."""
+    atoms = ethanol()
+    system = system_for(atoms.get_masses())
+    add_force(system, model_file, atoms.numbers.tolist(), backend="pythonforce", dtype="float64")
+    with caplog.at_level("WARNING", logger="get_md.plugins.openmm"):
+        energy_forces(system, atoms.positions / 10)
+        assert "Å read as nm" not in caplog.text
+    system = system_for(atoms.get_masses())
+    add_force(system, model_file, atoms.numbers.tolist(), backend="pythonforce", dtype="float64")
+    with caplog.at_level("WARNING", logger="get_md.plugins.openmm"):
+        energy_forces(system, atoms.positions)
+        energy_forces(system, atoms.positions * 1.01)
+    assert caplog.text.count("coordinates in Å read as nm (x10 too large)") == 1
+    assert "OpenMM takes positions in nm" in caplog.text
+
+
+def test_torchforce_module_refuses_non_finite_positions_and_thin_boxes(model_file):
+    """The TorchForce wrapper had given a finite energy for a NaN position (every atom then
+    isolated) and a plausible one for a 0.05 nm box, which the PythonForce refuses."""
+    from get_md.plugins.openmm import _graph_template
+
+    from get_md.runtime import load as load_potential
+
+    atoms = ethanol()
+    lm = load_potential(model_file, dtype="float64")
+    graph = _graph_template(None, atoms.numbers, None, "atoms", lm)
+    free = torchforce_module(lm, graph, None, len(atoms), periodic=False)
+    boxed = torchforce_module(lm, graph, None, len(atoms), periodic=True)
+    pos = torch.tensor(atoms.positions / 10)
+    assert np.isfinite(float(free(pos)[0]))
+    assert np.isfinite(float(boxed(pos, torch.eye(3, dtype=torch.float64) * 2.0)[0]))
+    bad = pos.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(Exception, match="get_md TorchForce: a position of a modelled atom is NaN or infinite"):
+        free(bad)
+    with pytest.raises(Exception, match="get_md TorchForce: periodic box is thinner than 1 Å"):
+        boxed(pos, torch.eye(3, dtype=torch.float64) * 0.05)
+    with pytest.raises(Exception, match="get_md TorchForce: periodic force called without box vectors"):
+        boxed(pos)
+
+
 @pytest.mark.skipif(HAVE_OPENMMTORCH, reason="openmmtorch is available")
 def test_torchforce_backend_unavailable_message(model_file):
     with pytest.raises(ValueError, match="openmm-torch.*pythonforce"):

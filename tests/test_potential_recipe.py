@@ -56,6 +56,24 @@ def test_load_labelled_errors_name_the_file(tmp_path):
         load_labelled(path, "nope")
 
 
+def test_load_labelled_arrays_of_the_wrong_type_or_length_name_the_array(tmp_path):
+    """Element symbols as atomic numbers and a split shorter than n_atoms had come back as a
+    bare torch TypeError and a numpy IndexError."""
+    path = tmp_path / "toy.npz"
+    _write_npz(path)
+    good = dict(np.load(path))
+    cases = [({"atomic_numbers": np.array(["C"] * good["atomic_numbers"].size)},
+              r"atomic_numbers must be integers, got dtype <U1 \(element symbols\?\)"),
+             ({"split": good["split"][:3]}, r"split holds 3 values for 12 structures"),
+             ({"forces": good["forces"][:-2]}, r"forces has shape \(\d+, 3\); expected \(\d+, 3\)"),
+             ({"positions": good["positions"][:, :2]}, r"positions has shape \(\d+, 2\)")]
+    for change, message in cases:
+        bad = tmp_path / "bad.npz"
+        np.savez(bad, **{**good, **change})
+        with pytest.raises(DatasetError, match="bad.npz: " + message):
+            load_labelled(bad, "train")
+
+
 def test_recipe_trains_evaluates_and_exports(tmp_path):
     from get_md import export
     from get_md.train.potential import main

@@ -94,3 +94,71 @@ def test_run_graph_on_a_batch_matches_single_structures_with_their_charges():
     assert float(e_b) != pytest.approx(float(e_b0), abs=1e-6), "the charge reaches the model"
     with pytest.raises(ValueError, match="needs the total charge"):
         lm.run_graph(a)
+
+
+def test_half_precision_unknown_devices_and_tasks_are_refused_naming_the_caller(monkeypatch):
+    """float16 / bfloat16 had run silently (ethanol's energy off by 0.02 / 0.5 eV) or
+    overflowed inside a score model; a CUDA device on a machine without one had been
+    reported as a damaged model file; task="scor" had silently meant the potential."""
+    from get_md.errors import ConfigError
+
+    for dtype in ("float16", "half", torch.bfloat16):
+        with pytest.raises(ConfigError, match=r"GETCalculator: dtype (float16|bfloat16) is not supported"):
+            runtime.load(tiny_get(), dtype=dtype, who="GETCalculator")
+        with pytest.raises(ConfigError, match=r"load_model: dtype .* is not supported"):
+            runtime.load_model("get-xtb-organic", dtype=dtype)
+    assert runtime.model_dtype("double") is torch.float64
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="create_force: device 'cuda': CUDA is not available"):
+        runtime.load("get-xtb-organic", device="cuda", who="create_force")
+    with pytest.raises(ConfigError, match="load_model: device 'cuda:0': CUDA is not available"):
+        runtime.load_model("get-xtb-organic", device="cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"device 'cuda:3': this machine has 1 CUDA device\(s\)"):
+        runtime.check_device("cuda:3")
+    with pytest.raises(ConfigError, match="task must be 'energy' or 'score', got 'scor'"):
+        runtime.load_model(None, task="scor")
+
+
+def test_model_names_near_misses_wrong_types_and_missing_files():
+    from get_md.errors import ModelFileError, ZooError
+
+    for typo, name in (("get-afinity", "get-affinity"), ("GET-XTB-ORGANIC", "get-xtb-organic")):
+        with pytest.raises(ZooError, match=f"unknown model '{typo}' \\(did you mean '{name}'\\?\\)"):
+            runtime.load(typo)
+    with pytest.raises(ZooError, match="unknown model 'nosuch'; shipped"):
+        runtime.resolve_model_path("nosuch")
+    with pytest.raises(ZooError, match="model name is empty"):
+        runtime.resolve_model_path("")
+    with pytest.raises(TypeError, match="model must be a shipped model name or a model file path, got int"):
+        runtime.load_model(3)
+    with pytest.raises(ModelFileError, match="nosuch/model.pt: model file not found"):  # was a bare FileNotFoundError
+        runtime.verified_metadata("nosuch/model.pt")
+
+
+def test_a_model_call_out_of_memory_is_one_line_naming_the_model_and_the_size():
+    """A dense 8,000-atom carbon grid in the ASE calculator (0.6 Å spacing: 1.5 GB asked in one allocation) had
+    ended in a page of TorchScript traceback; other errors of a model pass unchanged."""
+    from get_md.errors import ModelRunError
+
+    class Failing(torch.nn.Module):
+        family, task = "get", "energy"
+
+        def __init__(self, message):
+            super().__init__()
+            self.message = message
+
+        def forward(self, *inputs):
+            raise RuntimeError(self.message)
+
+    graph = _graph(ethanol())
+    page = ("The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript code:\n"
+            "  ...\nRuntimeError: [enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 1502494720 bytes.")
+    with pytest.raises(ModelRunError, match=r"model <in-memory Failing> ran out of memory on 9 atoms \(cpu\): "
+                                            r"RuntimeError: .*allocate 1502494720 bytes; evaluate fewer") as info:
+        runtime.load(Failing(page)).run_graph(graph)
+    assert "\n" not in str(info.value) and info.value.__suppress_context__
+    with pytest.raises(RuntimeError, match="^shape mismatch$"):
+        runtime.load(Failing("shape mismatch")).run_graph(graph)

@@ -46,6 +46,28 @@ def _moved_hint(path: str) -> str:
     return ""
 
 
+def _check_arrays(path: str, data) -> None:
+    """DatasetError naming the array whose type or length does not fit the others (element
+    symbols as atomic numbers, or a ``split`` shorter than ``n_atoms``, had come back as a
+    bare torch TypeError or numpy IndexError)."""
+    z = data["atomic_numbers"]
+    if z.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: atomic_numbers must be integers, got dtype {z.dtype}"
+                           + (" (element symbols?)" if z.dtype.kind in "US" else ""))
+    for key in ("positions", "forces", "energy", "n_atoms") + tuple(k for k in ("charge",) if k in data.files):
+        if data[key].dtype.kind not in "iuf":
+            raise DatasetError(f"{path}: {key} must be numbers, got dtype {data[key].dtype}")
+    n_total, n_structures = len(z), len(data["n_atoms"])
+    for key in ("positions", "forces"):
+        if data[key].shape != (n_total, 3):
+            raise DatasetError(f"{path}: {key} has shape {data[key].shape}; expected ({n_total}, 3), one row "
+                               "per atom of atomic_numbers")
+    for key in ("split", "source", "charge"):
+        if key in data.files and data[key].size != n_structures:
+            raise DatasetError(f"{path}: {key} holds {data[key].size} values for {n_structures} structures "
+                               "(n_atoms); one per structure")
+
+
 def load_labelled(
     path: Union[str, os.PathLike],
     split: Optional[str] = None,
@@ -71,6 +93,7 @@ def load_labelled(
     missing = [k for k in REQUIRED if k not in data.files]
     if missing:
         raise DatasetError(f"{path}: missing arrays {missing}")
+    _check_arrays(path, data)
     n_atoms = data["n_atoms"].astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(n_atoms)])
     if offsets[-1] != len(data["atomic_numbers"]) or len(data["energy"]) != len(n_atoms):

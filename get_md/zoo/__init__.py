@@ -68,6 +68,16 @@ def _names_text(models: dict) -> str:
     return ", ".join(sorted(models)) if models else "none (no model files are shipped yet)"
 
 
+def _did_you_mean(name: Any, models: dict) -> str:
+    """``" (did you mean 'get-affinity'?)"`` for a near-miss of a shipped name (a typo, other
+    case), else ""."""
+    import difflib
+
+    lower = {str(m).lower(): m for m in models}
+    close = difflib.get_close_matches(str(name).lower(), list(lower), n=1, cutoff=0.75)
+    return f" (did you mean {lower[close[0]]!r}?)" if close else ""
+
+
 def available() -> dict[str, dict[str, Any]]:
     """Shipped models: name -> summary (file, path, present, and metadata where readable).
 
@@ -107,7 +117,8 @@ def path(name: str) -> Path:
     """
     models = _read_registry()["models"]
     if name not in models:
-        raise ZooError(f"unknown model {name!r}; shipped models: {_names_text(models)}")
+        raise ZooError(f"unknown model {name!r}{_did_you_mean(name, models)}; shipped models: "
+                       f"{_names_text(models)}")
     p = ZOO_DIR / str(models[name].get("file", f"{name}.pt"))
     if not p.exists():
         raise ZooError(f"shipped model {name!r} is registered but its file {p} is missing")
