@@ -76,3 +76,40 @@ def test_counts_below_one_are_refused_before_the_run_writes_anything(tmp_path):
     with pytest.raises(WorkflowError, match="--batch-size must be >= 1, got 0"):
         rescore_poses("rec.pdb", "poses.sdf", batch_size=0, out_csv=tmp_path / "o.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_argument_types_are_named_before_anything_runs(tmp_path):
+    """A DataFrame, an RDKit Mol, an mdtraj Trajectory, a list of files or None as a file
+    argument had reached pathlib (``expected str, bytes or os.PathLike object, not
+    DataFrame``); stride=1.5 had failed deep in the frame reader; a missing model path had
+    been a bare FileNotFoundError; a misspelt keyword did not say whose or which."""
+    import pandas as pd
+    from get_md.workflows.rescoring.options import check_paths
+
+    from get_md.errors import ModelFileError
+
+    with pytest.raises(TypeError, match="rescore_poses: poses must be a file path .*got DataFrame; write it to a file"):
+        rescore_poses("rec.pdb", pd.DataFrame({"smiles": ["C"]}))
+    with pytest.raises(TypeError, match="rescore_poses: receptor must be a file path .*got None"):
+        rescore_poses(None, "poses.sdf")
+    with pytest.raises(TypeError, match="rescore_trajectory: trajectory must be a file path .*got list; give one file"):
+        rescore_trajectory("top.pdb", ["a.xtc", "b.xtc"])
+    with pytest.raises(TypeError, match="rescore_poses: out_csv must be a file path .*got int"):
+        rescore_poses("rec.pdb", "poses.sdf", out_csv=3)
+    with pytest.raises(WorkflowError, match="rescore_poses: reference is an empty path"):
+        rescore_poses("rec.pdb", "poses.sdf", reference="")
+    with pytest.raises(TypeError, match=r"rescore_poses\(\): got an unexpected keyword argument 'pocket_radiu' "
+                                        r"\(did you mean 'pocket_radius'\?\)"):
+        rescore_poses("rec.pdb", "poses.sdf", pocket_radiu=8)
+    check_paths("f", {"a": tmp_path}, {"b": None})  # Path and None (optional) pass
+    for name, value in (("stride", 1.5), ("chunk", None), ("start", "2")):
+        with pytest.raises(WorkflowError, match=f"--{name} must be a whole number, got {value!r}"):
+            rescore_trajectory("top.pdb", "traj.xtc", **{name: value})
+    receptor, poses = tmp_path / "rec.pdb", tmp_path / "poses.sdf"
+    receptor.write_text("END\n")
+    poses.write_text("$$$$\n")
+    with pytest.raises(ModelFileError, match="nosuch/model.pt: model file not found"):
+        rescore_poses(receptor, poses, model="nosuch/model.pt")
+    with pytest.raises(ValueError, match="--dtype: dtype float16 is not supported"):
+        rescore_poses(receptor, poses, model="get-affinity", dtype="float16")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["poses.sdf", "rec.pdb"]

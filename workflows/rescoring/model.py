@@ -67,6 +67,7 @@ def resolve_model(
     runtime.parse_device(device, "--device")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WorkflowError(f"--device {device}: CUDA is not available in this torch build / machine")
+    runtime.check_device(device, "--device")  # cuda:N beyond the device count, mps
     if model is None:
         found = runtime.shipped_model(preferred)
         if found is None:
@@ -83,7 +84,7 @@ def resolve_model(
         raise WorkflowError(
             f"{path}: model task is {task!r}; rescoring needs an 'energy' (potential) or 'score' model"
         )
-    dt = None if dtype is None else str(runtime.parse_dtype(dtype)).replace("torch.", "")
+    dt = None if dtype is None else str(runtime.model_dtype(dtype, "--dtype")).replace("torch.", "")
     # "" lets ModelRef.atom_blocks choose: atom sets for potentials, residues otherwise
     blocks = str(meta.get("blocks", ""))
     spec = ModelRef(path=str(Path(path).resolve()), device=device, dtype=dt,

@@ -91,6 +91,52 @@ def check_counts(arguments: dict) -> None:
             raise WorkflowError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
+def check_paths(who: str, required: dict[str, Any], optional: dict[str, Any]) -> None:
+    """TypeError naming the argument when a file argument of the workflow ``who`` is not a
+    path (``str`` or ``os.PathLike``), or a required one is None: a DataFrame, an RDKit
+    ``Mol``, an mdtraj ``Trajectory`` or a list of files had reached ``pathlib`` and came
+    back as ``expected str, bytes or os.PathLike object, not DataFrame``.
+
+    Example:
+        >>> check_paths("rescore_poses", {"receptor": "rec.pdb", "poses": None}, {})
+        Traceback (most recent call last):
+        ...
+        TypeError: rescore_poses: poses must be a file path (str or os.PathLike), got None
+    """
+    for name, value in [*required.items(), *optional.items()]:
+        if value is None and name not in required:
+            continue
+        if not isinstance(value, (str, os.PathLike)):
+            got = "None" if value is None else type(value).__name__
+            hint = ("; give one file (join several into one, or call once per file)"
+                    if isinstance(value, (list, tuple)) else
+                    "; write it to a file first" if value is not None and not isinstance(value, (int, float, bytes))
+                    else "")
+            raise TypeError(f"{who}: {name} must be a file path (str or os.PathLike), got {got}{hint}")
+        if not os.fspath(value).strip():
+            raise WorkflowError(f"{who}: {name} is an empty path")
+
+
+def checks_paths(required: tuple[str, ...], optional: tuple[str, ...]) -> Callable:
+    """Decorator: :func:`check_paths` on the workflow's file arguments (by name) before
+    anything else of the call, outputs claimed included."""
+
+    def decorate(func: Callable) -> Callable:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            check_paths(func.__name__, {n: bound.arguments[n] for n in required},
+                        {n: bound.arguments[n] for n in optional})
+            return func(*args, **kwargs)
+
+        return run
+
+    return decorate
+
+
 def accepts_run_options(func: Callable) -> Callable:
     """Decorator: the workflow ``func`` (whose keyword arguments include every field of
     :class:`RunOptions`) also takes ``options: RunOptions``, whose fields then fill those
@@ -101,14 +147,24 @@ def accepts_run_options(func: Callable) -> Callable:
     if missing:
         raise TypeError(f"{func.__qualname__} lacks the RunOptions argument(s) {', '.join(missing)}")
 
+    def bind(args, kwargs) -> inspect.BoundArguments:
+        try:
+            return signature.bind(*args, **kwargs)
+        except TypeError as e:  # "got an unexpected keyword argument 'pocket_radiu'": say whose, and the near miss
+            import difflib
+
+            close = [m for k in kwargs if k not in signature.parameters
+                     for m in difflib.get_close_matches(k, list(signature.parameters), n=1)]
+            raise TypeError(f"{func.__name__}(): {e}" + (f" (did you mean {close[0]!r}?)" if close else "")) from None
+
     @functools.wraps(func)
     def run(*args, options: Optional[RunOptions] = None, **kwargs):
         if options is None:
-            check_counts(signature.bind(*args, **kwargs).arguments)
+            check_counts(bind(args, kwargs).arguments)
             return func(*args, **kwargs)
         if not isinstance(options, RunOptions):
             raise WorkflowError(f"options must be a RunOptions, got {type(options).__name__}")
-        bound = signature.bind(*args, **kwargs)
+        bound = bind(args, kwargs)
         for name in names:
             value = getattr(options, name)
             if name in bound.arguments and bound.arguments[name] != value:

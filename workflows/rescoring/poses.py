@@ -61,7 +61,7 @@ from .model import (
     run_model,
     score_columns,
 )
-from .options import PathLike, accepts_run_options
+from .options import PathLike, accepts_run_options, checks_paths
 from .outputs import claims_outputs, write_csv_atomic
 from .parallel import auto_batch_size, chunked, fan_out, parallel_batches, prefetch, progress_bar
 from .pocket import (
@@ -373,6 +373,7 @@ def _residues_path(out_csv: Optional[PathLike], out_residues: Optional[PathLike]
 
 
 @accepts_run_options
+@checks_paths(("receptor", "poses"), ("model", "reference", "cofactors", "out_csv", "out_sdf", "out_residues"))
 @claims_outputs(lambda a: {"--out-csv": a["out_csv"], "--out-sdf": a["out_sdf"],
                            "--out-residues": _residues_path(a["out_csv"], a["out_residues"], a["per_residue"])},
                 lambda a: {"RECEPTOR": a["receptor"], "POSES": a["poses"], "--reference": a["reference"],

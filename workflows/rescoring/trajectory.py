@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import numbers
 from pathlib import Path
 from typing import Optional
 
@@ -67,7 +68,7 @@ from .model import (
     score_columns,
     structure_energies,
 )
-from .options import PathLike, accepts_run_options
+from .options import PathLike, accepts_run_options, checks_paths
 from .outputs import atomic_path, claims_outputs, write_csv_atomic
 from .parallel import auto_batch_size, fan_out, parallel_batches, prefetch, progress_bar
 from .pocket import (
@@ -185,6 +186,7 @@ def plot_scores(df, path: PathLike, column: str, title: str = "") -> None:
 
 
 @accepts_run_options
+@checks_paths(("topology", "trajectory"), ("model", "out_csv", "plot"))
 @claims_outputs(lambda a: {"--out-csv": a["out_csv"], "--plot": a["plot"]},
                 lambda a: {"TOPOLOGY": a["topology"], "TRAJ": a["trajectory"], "--model": a["model"]})
 def rescore_trajectory(
@@ -262,6 +264,9 @@ def rescore_trajectory(
     import pandas as pd
     import torch
 
+    for name, value in (("stride", stride), ("start", start), ("stop", stop), ("chunk", chunk)):
+        if (value is not None or name != "stop") and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise WorkflowError(f"--{name} must be a whole number, got {value!r}")
     if stride is None or stride < 1:
         raise WorkflowError(f"--stride must be >= 1, got {stride}")
     if start is None or start < 0:
