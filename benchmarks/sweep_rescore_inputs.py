@@ -3,9 +3,13 @@
 For every series of the Schrödinger public FEP+ benchmark (``--schrodinger``: its
 ``structure_inputs`` folder), of ``--posed`` folders (:mod:`get_md.datasets.reference_poses`,
 e.g. Uni-FEP series) and of the OpenFF protein-ligand-benchmark (``--plb``: its ``data``
-folder; each target's ``01_protein/crd/protein.pdb`` and ``02_ligands/ligands.sdf``), the command a user runs — ``get-md rescore-poses PROTEIN.pdb
-LIGANDS.sdf`` with the default score model — is run in its own process on the series'
-receptor and posed ligands, and its exit status, the poses scored and skipped, and its
+folder; each target's ``01_protein/crd/protein.pdb`` and ``02_ligands/ligands.sdf``) and of
+OpenFE's IndustryBenchmarks2024 preparation (``--openfe``: its
+``industry_benchmarks/input_structures/prepared_structures`` folder; each system's
+``protein.pdb``, ``ligands.sdf`` and, where there is one, ``cofactors.sdf``), the command a
+user runs — ``get-md rescore-poses PROTEIN.pdb LIGANDS.sdf`` (``--cofactors COFACTORS.sdf``)
+with the default score model — is run in its own process on the series' receptor and posed
+ligands, and its exit status, the poses scored and skipped, and its
 last lines are recorded. Series of targets kept for independent evaluation are never read
 (:func:`get_md.datasets.targets.is_excluded`). Scores are not compared with experiment
 here: that is ``bench_affinity.py``'s job, on held-out targets only.
@@ -14,6 +18,8 @@ here: that is ``bench_affinity.py``'s job, on held-out targets only.
         --workers 2 --out benchmarks/results/sweep_rescore_inputs.json
     python benchmarks/sweep_rescore_inputs.py --plb protein-ligand-benchmark/data \\
         --out benchmarks/results/sweep_rescore_inputs_plb.json
+    python benchmarks/sweep_rescore_inputs.py --openfe IndustryBenchmarks2024/industry_benchmarks/input_structures/prepared_structures \
+        --out benchmarks/results/sweep_rescore_inputs_openfe.json
 
 Resumable: series already in ``OUT.jsonl`` (one line per series, written as each finishes)
 are not run again; ``OUT`` gets the summary.
@@ -35,20 +41,39 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
-def series_files(schrodinger: Optional[str], posed: Sequence[str],
-                 plb: Optional[str] = None) -> list[tuple[str, str, str]]:
-    """``(name, protein, ligands)`` of every series not reserved for independent evaluation."""
+def openfe_systems(root: str) -> list[tuple[str, str, str, Optional[str]]]:
+    """``(name, protein, ligands, cofactors or None)`` of each system folder under ``root``
+    (OpenFE's ``prepared_structures``: ``SET/SYSTEM/protein.pdb`` and ``ligands.sdf``), less
+    those of targets reserved for independent evaluation, which are not opened."""
+    from get_md.datasets.targets import is_excluded
+
+    out = []
+    for protein in sorted(Path(root).glob("*/*/protein.pdb")):
+        name = protein.parent.relative_to(root).as_posix()
+        ligands, cofactors = protein.parent / "ligands.sdf", protein.parent / "cofactors.sdf"
+        if is_excluded(name) or not ligands.is_file():
+            continue
+        out.append((f"openfe:{name}", str(protein), str(ligands), str(cofactors) if cofactors.is_file() else None))
+    return out
+
+
+def series_files(schrodinger: Optional[str], posed: Sequence[str], plb: Optional[str] = None,
+                 openfe: Optional[str] = None) -> list[tuple[str, str, str, Optional[str]]]:
+    """``(name, protein, ligands, cofactors)`` of every series not reserved for independent evaluation."""
     from get_md.datasets.affinity import collect_series, plb_series
 
     series = collect_series(schrodinger, posed) + (plb_series(plb) if plb else [])
-    return [(s.name, s.protein, s.ligands) for s in series if s.target != "EXCLUDED"]
+    return ([(s.name, s.protein, s.ligands, None) for s in series if s.target != "EXCLUDED"]
+            + (openfe_systems(openfe) if openfe else []))
 
 
-def run_one(name: str, protein: str, ligands: str, model: Optional[str]) -> dict:
+def run_one(name: str, protein: str, ligands: str, cofactors: Optional[str], model: Optional[str]) -> dict:
     """One ``get-md rescore-poses`` run in a fresh process (one torch thread)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "get_md.cli", "rescore-poses", protein, ligands, "--threads", "1",
                "--out-csv", f"{tmp}/out.csv", "--out-sdf", f"{tmp}/out.sdf", "--no-resume"]
+        if cofactors:
+            cmd += ["--cofactors", cofactors]
         if model:
             cmd += ["--model", model]
         t0 = time.perf_counter()
@@ -57,7 +82,7 @@ def run_one(name: str, protein: str, ligands: str, model: Optional[str]) -> dict
     lines = [ln for ln in (p.stdout + p.stderr).splitlines()
              if ln.startswith(("get-md", "scored", "wrote"))]
     m = re.search(r"scored (\d+) of (\d+) pose", p.stdout + p.stderr)
-    return {"series": name, "protein": protein, "ligands": ligands, "rc": p.returncode,
+    return {"series": name, "protein": protein, "ligands": ligands, "cofactors": cofactors, "rc": p.returncode,
             "scored": int(m.group(1)) if m else 0, "poses": int(m.group(2)) if m else None,
             "seconds": round(seconds, 1), "messages": lines[-6:]}
 
@@ -80,13 +105,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--schrodinger", help="structure_inputs folder of the Schrödinger FEP+ benchmark")
     ap.add_argument("--posed", nargs="*", default=[], help="folders of get_md.datasets.reference_poses")
     ap.add_argument("--plb", help="data folder of openforcefield/protein-ligand-benchmark")
+    ap.add_argument("--openfe", help="prepared_structures folder of OpenFreeEnergy/IndustryBenchmarks2024")
     ap.add_argument("--model", help="model file or shipped name (default: the workflow's default)")
     ap.add_argument("--workers", type=int, default=2, help="runs at once (one torch thread each)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sweep_rescore_inputs.json")
     args = ap.parse_args(argv)
-    if not (args.schrodinger or args.posed or args.plb):
-        ap.error("give --schrodinger, --posed, --plb or several")
-    jobs = series_files(args.schrodinger, args.posed, args.plb)
+    if not (args.schrodinger or args.posed or args.plb or args.openfe):
+        ap.error("give --schrodinger, --posed, --plb, --openfe or several")
+    jobs = series_files(args.schrodinger, args.posed, args.plb, args.openfe)
     log = args.out.with_suffix(".jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -104,7 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if row["rc"] != 0:
                 print(f"[{row['series']}] rc {row['rc']}: {row['messages'][-1] if row['messages'] else ''}",
                       flush=True)
-    rows = [done[name] for name, _, _ in jobs]
+    rows = [done[job[0]] for job in jobs]
     summary = summarise(rows)
     result = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
               "model": args.model or "default", **summary}
