@@ -113,3 +113,14 @@ def test_wrong_argument_types_are_named_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="--dtype: dtype float16 is not supported"):
         rescore_poses(receptor, poses, model="get-affinity", dtype="float16")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["poses.sdf", "rec.pdb"]
+
+
+def test_pocket_radius_must_be_positive_and_finite():
+    """0, negative, NaN and infinite radii are refused naming the option (inf had made the
+    whole receptor the pocket without a word)."""
+    from get_md.workflows.rescoring.pocket import pocket_radius_for
+
+    assert pocket_radius_for({}, 8.0) == 8.0
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(WorkflowError, match="--pocket-radius must be"):
+            pocket_radius_for({}, bad)

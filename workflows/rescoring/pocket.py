@@ -73,6 +73,9 @@ def pocket_radius_for(meta: dict, given: Optional[float], margin: float = 0.0) -
         radius = meta.get("pocket_radius") or DEFAULT_POCKET_RADIUS
     if not radius or not float(radius) > 0:
         raise WorkflowError(f"--pocket-radius must be positive, got {radius}")
+    if float(radius) == float("inf"):  # the whole receptor, silently: say so, and how to ask for it
+        raise WorkflowError("--pocket-radius must be a finite number of Å, got inf "
+                            "(for the whole receptor give a radius larger than it, e.g. 1000)")
     if own is not None and float(radius) < own:
         logger.warning("pocket radius %g Å is smaller than the %g Å pocket the model was trained on: "
                        "it sees fewer residues than it learnt from", float(radius), own)
