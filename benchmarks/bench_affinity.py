@@ -15,7 +15,12 @@ preparation. With ``--openfe`` next to ``--schrodinger`` (the ``prepared_structu
 of OpenFreeEnergy/IndustryBenchmarks2024, MIT: the Schrödinger series capped and
 protonated again with PyMOL, some duplicates removed), each held-out Schrödinger series
 is scored in OpenFE's preparation of it (the system folder of its target sharing the most
-ligand names), with the pK of the Schrödinger record of the same name. Targets reserved
+ligand names), with the pK of the Schrödinger record of the same name. With ``--folders``
+(MCompChem/fep-benchmark, MIT: Maestro-prepared structures, SYK on 4PV0, and a 2023 EPAS1
+series, ``hif2a-jmc2023``, measured by ITC), each held-out target's folders with the IC50 /
+Kd of their SDF tags (:func:`get_md.datasets.affinity.sdf_activity_pk`); a ligand given in
+several binding poses (``NAME-bindingpose1``, ``-bindingpose2``) counts once, by each
+method's best pose. Targets reserved
 for independent evaluation (BACE1, CDK2, JNK1, MCL1, p38, PTP1B, thrombin, TYK2) are never
 read.
 
@@ -38,6 +43,7 @@ binding) against the experimental pK; the mean over targets is the headline.
         --out benchmarks/results/bench_affinity_plb.json
     python benchmarks/bench_affinity.py --schrodinger DIR --openfe IndustryBenchmarks2024/industry_benchmarks/input_structures/prepared_structures \
         --out benchmarks/results/bench_affinity_openfe.json
+    python benchmarks/bench_affinity.py --folders fep-benchmark --out benchmarks/results/bench_affinity_mcompchem.json
 
 Result: ``benchmarks/results/bench_affinity.json`` (+ the per-ligand CSV next to it).
 """
@@ -168,6 +174,23 @@ def score_series(series, model: str, methods: list[str], keep: set[str] | None, 
     return rows
 
 
+#: a record that is one of several binding poses of a ligand: ``22g-bindingpose1``
+_POSE_SUFFIX = r"-bindingpose\d+$"
+
+
+def best_pose_per_ligand(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per ligand where a series gives several binding poses of it
+    (``NAME-bindingposeK``): each method's best score over the poses (by :data:`SIGNS`),
+    the ligand's pK and heavy atoms as they are."""
+    ligand = table["name"].astype(str).str.replace(_POSE_SUFFIX, "", regex=True)
+    if (ligand == table["name"].astype(str)).all():
+        return table
+    table = table.assign(name=ligand)
+    how = {c: ("max" if SIGNS[c] > 0 else "min") for c in SIGNS if c in table and c != "heavy_atoms"}
+    how.update({c: "first" for c in table.columns if c not in how and c not in ("target", "series", "name")})
+    return table.groupby(["target", "series", "name"], as_index=False, sort=False).agg(how)
+
+
 def summarise(table: pd.DataFrame) -> dict:
     """Per-target and mean ranking metrics of every method column present."""
     from get_md.train.affinity import ranking_metrics
@@ -210,6 +233,8 @@ def main(argv=None) -> int:
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--schrodinger", help="structure_inputs folder")
     source.add_argument("--plb", help="data folder of openforcefield/protein-ligand-benchmark")
+    source.add_argument("--folders", help="a folder of series folders (PROTEIN.pdb + ligands.sdf with IC50 / Kd "
+                        "tags), as MCompChem/fep-benchmark")
     ap.add_argument("--openfe", help="with --schrodinger: prepared_structures folder of "
                     "OpenFreeEnergy/IndustryBenchmarks2024, scored instead of the Schrödinger files")
     ap.add_argument("--data", help="folder of `python -m get_md.train.affinity data` (test.pt)")
@@ -225,13 +250,17 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     keep = _test_names(args.data)
     tables, seconds = [], {"get": 0.0, "baselines": 0.0}
-    if (args.plb or args.openfe) and args.data:
+    if (args.plb or args.openfe or args.folders) and args.data:
         ap.error("--data names the Schrödinger files' test ligands; give it with --schrodinger alone")
     if args.openfe and not args.schrodinger:
         ap.error("--openfe takes its measurements from the Schrödinger series: give --schrodinger too")
     targets = tuple(args.targets)
     if args.openfe:
         jobs = _openfe_series(args.openfe, args.schrodinger, targets)
+    elif args.folders:
+        from get_md.datasets.affinity import folder_series, sdf_activity_pk
+
+        jobs = [(s, sdf_activity_pk(s.ligands)) for s in folder_series(args.folders) if s.target in targets]
     elif args.plb:
         from get_md.datasets.affinity import plb_pk
 
@@ -244,7 +273,7 @@ def main(argv=None) -> int:
             seconds[k] += t.attrs["seconds"][k]
         print(f"{s.name}: {len(t)} ligands", file=sys.stderr, flush=True)
         tables.append(t)
-    table = pd.concat(tables, ignore_index=True)
+    table = best_pose_per_ligand(pd.concat(tables, ignore_index=True))
     summary = summarise(table)
     from get_md import export, runtime
 

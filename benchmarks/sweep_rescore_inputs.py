@@ -6,7 +6,9 @@ e.g. Uni-FEP series) and of the OpenFF protein-ligand-benchmark (``--plb``: its 
 folder; each target's ``01_protein/crd/protein.pdb`` and ``02_ligands/ligands.sdf``) and of
 OpenFE's IndustryBenchmarks2024 preparation (``--openfe``: its
 ``industry_benchmarks/input_structures/prepared_structures`` folder; each system's
-``protein.pdb``, ``ligands.sdf`` and, where there is one, ``cofactors.sdf``), the command a
+``protein.pdb``, ``ligands.sdf`` and, where there is one, ``cofactors.sdf``) and of folders
+laid out as MCompChem/fep-benchmark (``--folders``: one ``*.pdb`` and ``ligands.sdf`` per
+folder, :func:`get_md.datasets.affinity.folder_series`), the command a
 user runs — ``get-md rescore-poses PROTEIN.pdb LIGANDS.sdf`` (``--cofactors COFACTORS.sdf``)
 with the default score model — is run in its own process on the series' receptor and posed
 ligands, and its exit status, the poses scored and skipped, and its
@@ -58,11 +60,13 @@ def openfe_systems(root: str) -> list[tuple[str, str, str, Optional[str]]]:
 
 
 def series_files(schrodinger: Optional[str], posed: Sequence[str], plb: Optional[str] = None,
-                 openfe: Optional[str] = None) -> list[tuple[str, str, str, Optional[str]]]:
+                 openfe: Optional[str] = None, folders: Optional[str] = None,
+                 ) -> list[tuple[str, str, str, Optional[str]]]:
     """``(name, protein, ligands, cofactors)`` of every series not reserved for independent evaluation."""
-    from get_md.datasets.affinity import collect_series, plb_series
+    from get_md.datasets.affinity import collect_series, folder_series, plb_series
 
-    series = collect_series(schrodinger, posed) + (plb_series(plb) if plb else [])
+    series = (collect_series(schrodinger, posed) + (plb_series(plb) if plb else [])
+              + (folder_series(folders) if folders else []))
     return ([(s.name, s.protein, s.ligands, None) for s in series if s.target != "EXCLUDED"]
             + (openfe_systems(openfe) if openfe else []))
 
@@ -106,13 +110,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--posed", nargs="*", default=[], help="folders of get_md.datasets.reference_poses")
     ap.add_argument("--plb", help="data folder of openforcefield/protein-ligand-benchmark")
     ap.add_argument("--openfe", help="prepared_structures folder of OpenFreeEnergy/IndustryBenchmarks2024")
+    ap.add_argument("--folders", help="a folder of series folders (one *.pdb + ligands.sdf each), "
+                    "as MCompChem/fep-benchmark")
     ap.add_argument("--model", help="model file or shipped name (default: the workflow's default)")
     ap.add_argument("--workers", type=int, default=2, help="runs at once (one torch thread each)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sweep_rescore_inputs.json")
     args = ap.parse_args(argv)
-    if not (args.schrodinger or args.posed or args.plb or args.openfe):
-        ap.error("give --schrodinger, --posed, --plb, --openfe or several")
-    jobs = series_files(args.schrodinger, args.posed, args.plb, args.openfe)
+    if not (args.schrodinger or args.posed or args.plb or args.openfe or args.folders):
+        ap.error("give --schrodinger, --posed, --plb, --openfe, --folders or several")
+    jobs = series_files(args.schrodinger, args.posed, args.plb, args.openfe, args.folders)
     log = args.out.with_suffix(".jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
     done = {}

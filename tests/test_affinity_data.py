@@ -19,12 +19,14 @@ from get_md.datasets.affinity import (
     Series,
     assert_no_excluded,
     build_dataset,
+    folder_series,
     pk_from_dg,
     plb_pk,
     plb_series,
     posed_series,
     sample_target,
     schrodinger_series,
+    sdf_activity_pk,
     split_by_target,
 )
 from get_md.datasets.targets import EXCLUDED_TARGETS, canonical_target, is_excluded
@@ -167,6 +169,49 @@ lig_d:
         yml + "lig_e:\n  measurement: {type: ic50, unit: '%', value: 50}\n")
     with pytest.raises(DatasetError, match=r"ligands\.yml: ligand lig_e: .*'%'"):
         plb_pk(plb_series(tmp_path)[0])
+
+
+def test_folder_series_reads_folders_and_never_opens_excluded_ones(tmp_path):
+    """MCompChem/fep-benchmark's layout: one PDB and ligands.sdf per folder, the target from
+    the folder name's first word; an excluded target's folder is not opened (its files here
+    would fail if it were: no PDB at all)."""
+    for folder, pdbs in (("cdk8", ["5hnb-chainA-prepared.pdb"]), ("hif2a-jmc2023", ["x.pdb"]), ("jnk1", [])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "ligands.sdf").write_text("records")
+        for name in pdbs:
+            (tmp_path / folder / name).write_text("ATOM")
+    (tmp_path / "README.md").write_text("not a series")
+    series = folder_series(tmp_path)
+    assert [(s.target, s.name) for s in series] == [("CDK8", "cdk8"), ("EPAS1", "hif2a-jmc2023"),
+                                                    ("EXCLUDED", "jnk1")]
+    assert series[0].protein.endswith("cdk8/5hnb-chainA-prepared.pdb") and series[2].protein == ""
+    (tmp_path / "cdk8" / "second.pdb").write_text("ATOM")
+    with pytest.raises(DatasetError, match=r"cdk8: 2 protein \.pdb files"):
+        folder_series(tmp_path)
+
+
+def test_sdf_activity_tags_become_pk_and_a_bad_value_is_named(tmp_path):
+    """The tag names of that set carry the unit: IC50[nM], IC50 uM, IC50[uM](SPA), an ITC Kd
+    in µM; a record without such a tag is left out; a value that is not a positive number
+    names the file, the record and the tag."""
+    mols = [m for m in Chem.SDMolSupplier(str(POSES), removeHs=False)][:5]
+    tags = [("IC50[nM]", "10"), ("IC50 uM", "2.0"), ("IC50[uM](SPA)", "0.5"),
+            ("Protein/Binding/ITC_Mean_KD_uM_HIF2a_240-350_human;(Num)", "0.1"), ("Name", "no measurement")]
+    sdf = tmp_path / "ligands.sdf"
+    with Chem.SDWriter(str(sdf)) as w:
+        for i, (m, (tag, value)) in enumerate(zip(mols, tags, strict=True)):
+            m.SetProp("_Name", f"lig{i}")
+            m.SetProp(tag, value)
+            w.write(m)
+    pk = sdf_activity_pk(sdf)
+    assert sorted(pk) == ["lig0", "lig1", "lig2", "lig3"]
+    assert pk["lig0"] == pytest.approx(8.0) and pk["lig1"] == pytest.approx(6.0 - math.log10(2.0))
+    assert pk["lig2"] == pytest.approx(6.0 - math.log10(0.5)) and pk["lig3"] == pytest.approx(7.0)
+    mols[0].SetProp("IC50[nM]", ">10")
+    with Chem.SDWriter(str(sdf)) as w:
+        w.write(mols[0])
+    with pytest.raises(DatasetError, match=r"ligands\.sdf: record 1 \(lig0\): IC50\[nM\] = '>10' is not a positive"):
+        sdf_activity_pk(sdf)
 
 
 # ----------------------------------------------------------------------------- labels

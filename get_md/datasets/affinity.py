@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -164,8 +165,6 @@ def plb_pk(series: Series) -> dict[str, float]:
         >>> plb_pk(plb_series("protein-ligand-benchmark/data")[0])["lig_13"]  # doctest: +SKIP
         6.2
     """
-    import math
-
     import yaml
 
     path = Path(series.ligands).parents[1] / "00_data" / "ligands.yml"
@@ -190,6 +189,70 @@ def plb_pk(series: Series) -> dict[str, float]:
         else:
             raise DatasetError(f"{path}: ligand {name}: measurement {kind or '?'} {value} {unit!r} "
                                f"is not a concentration (pM..M), a p-value or a ΔG (kcal/mol, kJ/mol)")
+    return out
+
+
+def folder_series(root: PathLike, source: str = "MCompChem/fep-benchmark") -> list[Series]:
+    """One series per folder of ``root`` holding one protein ``*.pdb`` and ``ligands.sdf``
+    (the layout of MCompChem/fep-benchmark: ``cdk8/5hnb-chainA-prepared.pdb``); the target
+    from the folder name's first word (``hif2a-jmc2023`` -> EPAS1). Folders of excluded
+    targets are named ``EXCLUDED`` and not opened. Measurements: :func:`sdf_activity_pk`.
+
+    Example:
+        >>> [s.target for s in folder_series("fep-benchmark")][:2]  # doctest: +SKIP
+        ['CDK8', 'MET']
+    """
+    out: list[Series] = []
+    for folder in sorted(p for p in Path(root).iterdir() if (p / "ligands.sdf").is_file()):
+        target = canonical_target(re.split(r"[-_]", folder.name)[0])
+        if is_excluded(folder.name) or is_excluded(target):
+            out.append(Series("EXCLUDED", folder.name, "", "", source))
+            continue
+        proteins = sorted(folder.glob("*.pdb"))
+        if len(proteins) != 1:
+            raise DatasetError(f"{folder}: {len(proteins)} protein .pdb files; expected one next to ligands.sdf")
+        out.append(Series(target, folder.name, str(proteins[0]), str(folder / "ligands.sdf"), source))
+    return out
+
+
+#: an SDF tag naming an affinity measurement and its unit: ``IC50[uM]``, ``IC50 uM``,
+#: ``IC50[uM](SPA)``, ``Protein/Binding/ITC_Mean_KD_uM_...``
+_ACTIVITY_TAG = re.compile(r"(IC50|EC50|K[DdIi])\b.*?\b(pM|nM|uM|µM|mM)\b|(IC50|K[DdIi]).*?_(pM|nM|uM|mM)_")
+
+
+def sdf_activity_pk(path: PathLike) -> dict[str, float]:
+    """pK = −log10(value in M) of each record of ``path``, by record name, from the first
+    tag naming an IC50 / Kd / Ki and its unit (``IC50[nM]``, ``IC50 uM``,
+    ``...ITC_Mean_KD_uM...``); records without such a tag are left out.
+
+    Raises:
+        DatasetError: a value that is not a positive number, naming the file, record and tag.
+
+    Example:
+        >>> sdf_activity_pk("fep-benchmark/cmet/ligands.sdf")["CHEMBL3402753_200"]  # doctest: +SKIP
+        6.69...
+    """
+    from rdkit import Chem
+
+    out: dict[str, float] = {}
+    for i, mol in enumerate(Chem.SDMolSupplier(str(path), sanitize=False, removeHs=False), 1):
+        if mol is None:
+            continue
+        for tag in mol.GetPropNames():
+            m = _ACTIVITY_TAG.search(tag)
+            if not m:
+                continue
+            unit = (m.group(2) or m.group(4)).replace("µ", "u")
+            text = mol.GetProp(tag).strip()
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not value > 0 or math.isinf(value):
+                raise DatasetError(f"{path}: record {i} ({mol.GetProp('_Name')}): {tag} = {text!r} is not a "
+                                   "positive number")
+            out[mol.GetProp("_Name")] = -math.log10(value * _MOLAR[unit])
+            break
     return out
 
 
