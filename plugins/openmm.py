@@ -243,6 +243,8 @@ def create_force(
     graph = _graph_template(topology, z_all, indices, blocks, lm)
     if periodic is None:
         periodic = topology is not None and topology.getPeriodicBoxVectors() is not None
+    elif not isinstance(periodic, (bool, np.bool_)):  # periodic="no" would have meant True
+        raise PluginError(f"create_force: periodic must be True, False or None (the topology's box), got {periodic!r}")
     periodic = bool(periodic)
     if backend == "auto":
         backend = "torchforce" if torchforce_copies() else "pythonforce"

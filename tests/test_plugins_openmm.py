@@ -300,6 +300,8 @@ def test_fractional_masks_and_wrong_types_are_errors_not_truncated(model_file):
         create_force(model_file, ethanol())
     with pytest.raises(ValueError, match="forceGroup must be a whole number from 0 to 31"):
         create_force(model_file, z, forceGroup=40)
+    with pytest.raises(ValueError, match=r"periodic must be True, False or None .*got 'no'"):
+        create_force(model_file, z, periodic="no")
     for charge in ("abc", float("nan")):
         with pytest.raises(ValueError, match="create_force: charge must be a (finite )?number"):
             create_force(model_file, z, charge=charge)

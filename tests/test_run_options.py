@@ -124,3 +124,15 @@ def test_pocket_radius_must_be_positive_and_finite():
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(WorkflowError, match="--pocket-radius must be"):
             pocket_radius_for({}, bad)
+
+
+def test_flags_must_be_booleans():
+    """A flag given as a string (``resume="no"``) had followed Python truthiness and meant
+    True: refused naming the argument, directly and through RunOptions; None stays
+    allowed where the annotation says Optional[bool]."""
+    with pytest.raises(TypeError, match=r"rescore_poses: resume must be True or False, got 'no'"):
+        rescore_poses("rec.pdb", "poses.sdf", resume="no")
+    with pytest.raises(TypeError, match=r"rescore_trajectory: progress must be True or False \(or None\), got 0"):
+        rescore_trajectory("top.pdb", "traj.xtc", ligand="resname LIG", options=RunOptions(progress=0))
+    with pytest.raises(TypeError, match=r"per_residue must be True or False, got 'residues'"):
+        rescore_poses("rec.pdb", "poses.sdf", per_residue="residues")

@@ -91,6 +91,35 @@ def check_counts(arguments: dict) -> None:
             raise WorkflowError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
+def flag_parameters(func: Callable) -> dict[str, bool]:
+    """The parameters of ``func`` annotated ``bool`` (False) or ``Optional[bool]`` (True:
+    None allowed), by name."""
+    out = {}
+    for name, p in inspect.signature(func).parameters.items():
+        text = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+        if text in ("bool", "Optional[bool]"):
+            out[name] = text != "bool"
+    return out
+
+
+def check_flags(who: str, flags: dict[str, bool], arguments: dict) -> None:
+    """TypeError naming the argument when a flag of :func:`flag_parameters` is neither True
+    nor False (nor None where allowed): ``resume="no"`` had meant True.
+
+    Example:
+        >>> check_flags("rescore_poses", {"resume": False}, {"resume": "no"})
+        Traceback (most recent call last):
+        ...
+        TypeError: rescore_poses: resume must be True or False, got 'no'
+    """
+    for name, optional in flags.items():
+        value = arguments.get(name)
+        if name not in arguments or (value is None and optional):
+            continue
+        if not (isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")):
+            raise TypeError(f"{who}: {name} must be True or False{' (or None)' if optional else ''}, got {value!r}")
+
+
 def check_paths(who: str, required: dict[str, Any], optional: dict[str, Any]) -> None:
     """TypeError naming the argument when a file argument of the workflow ``who`` is not a
     path (``str`` or ``os.PathLike``), or a required one is None: a DataFrame, an RDKit
@@ -142,6 +171,7 @@ def accepts_run_options(func: Callable) -> Callable:
     :class:`RunOptions`) also takes ``options: RunOptions``, whose fields then fill those
     arguments. An argument given both ways with different values is a WorkflowError."""
     signature = inspect.signature(func)
+    flags = flag_parameters(func)
     names = [f.name for f in dataclasses.fields(RunOptions)]
     missing = [n for n in names if n not in signature.parameters]
     if missing:
@@ -160,7 +190,9 @@ def accepts_run_options(func: Callable) -> Callable:
     @functools.wraps(func)
     def run(*args, options: Optional[RunOptions] = None, **kwargs):
         if options is None:
-            check_counts(bind(args, kwargs).arguments)
+            arguments = bind(args, kwargs).arguments
+            check_counts(arguments)
+            check_flags(func.__name__, flags, arguments)
             return func(*args, **kwargs)
         if not isinstance(options, RunOptions):
             raise WorkflowError(f"options must be a RunOptions, got {type(options).__name__}")
@@ -172,6 +204,7 @@ def accepts_run_options(func: Callable) -> Callable:
                                     f"{value!r} in options; give it once")
             bound.arguments[name] = value
         check_counts(bound.arguments)
+        check_flags(func.__name__, flags, bound.arguments)
         return func(*bound.args, **bound.kwargs)
 
     option = inspect.Parameter("options", inspect.Parameter.KEYWORD_ONLY, default=None,
