@@ -14,10 +14,17 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
-from get_md.plugins._common import check_cell, check_overlaps, model_positions, units_warning
-from get_md.plugins._common import pack_module as _pack_module
-from get_md.plugins._common import total_charge as total_charge_of
-from get_md.plugins._common import unpack_module as _unpack_module
+from get_md.plugins._common import (
+    check_cell,
+    check_overlaps,
+    model_positions,
+    pack_module,
+    units_warning,
+    unpack_module,
+)
+from get_md.plugins._common import (
+    total_charge as total_charge_of,  # the argument is named total_charge
+)
 
 from get_md.errors import PluginError
 from get_md.graph import MolecularGraph
@@ -101,7 +108,7 @@ class GraphPotential:
     def __getstate__(self):
         lm = self.potential
         return {
-            "module": _pack_module(lm.module),
+            "module": pack_module(lm.module),
             "potential": replace(lm, module=None, device=torch.device("cpu")),  # type: ignore[arg-type]
             "device": str(lm.device),
             "graph": self.graph.to(device="cpu"),
@@ -114,7 +121,7 @@ class GraphPotential:
         if device.type == "cuda" and not torch.cuda.is_available():
             log.warning("get_md force was saved on %s; CUDA is not available, using the CPU", device)
             device = torch.device("cpu")
-        module = _unpack_module(state["module"], device)
+        module = unpack_module(state["module"], device)
         self.potential = replace(state["potential"], module=module, device=device)
         self.periodic = state["periodic"]
         self.total_charge = state["total_charge"]

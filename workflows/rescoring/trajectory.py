@@ -313,8 +313,7 @@ def rescore_trajectory(
                 first[1][both[bad]] * NM_TO_ANGSTROM, f"atom {atom.serial or int(both[bad]) + 1} ({atom})")
             + "; the pocket is chosen from this frame: give --start a good frame"
         )
-    reference = topology_coordinates(topology) if ligand_bonds(top, lig_idx).size == 0 else None
-    stretched = stretched_ligand_bond(top, first[1], lig_idx, topology_xyz_nm=reference)
+    stretched = stretched_ligand_bond(top, first[1], lig_idx, topology_file=topology)
     if stretched is not None:
         raise WorkflowError(f"{trajectory}: frame {start}: {stretched}" + units_hint(first[1][both] * NM_TO_ANGSTROM))
     pocket_idx = choose_pocket(top, first[1], rec_idx, lig_idx, pocket_radius)
@@ -496,18 +495,21 @@ def ligand_bonds(top, lig_idx):
                     dtype=np.int64).reshape(-1, 2)
 
 
-def stretched_ligand_bond(top, xyz_nm, lig_idx, topology_xyz_nm=None) -> Optional[str]:
+def stretched_ligand_bond(top, xyz_nm, lig_idx, topology_file: Optional[PathLike] = None) -> Optional[str]:
     """Why the ligand of frame ``xyz_nm`` [N, 3] does not fit the topology, or None: a bond
     of the topology (CONECT records or templates) between two ligand atoms longer than
     :data:`MAX_BOND` means the trajectory's atoms are not in the topology's order (or the
     ligand is split by the periodic boundary). A topology without bonds for the ligand is
-    checked on the pairs of ligand atoms closer than :data:`NEAR_IN_TOPOLOGY` in its own
-    coordinates ``topology_xyz_nm``, where given."""
+    checked on the pairs of ligand atoms closer than :data:`NEAR_IN_TOPOLOGY` in the
+    coordinates ``topology_file`` carries (read only then), where it has any."""
     import numpy as np
 
     bonds = ligand_bonds(top, lig_idx)
     how = "bonded in the topology"
-    if bonds.size == 0 and topology_xyz_nm is not None and len(lig_idx) > 1:
+    topology_xyz_nm = None
+    if bonds.size == 0 and topology_file is not None and len(lig_idx) > 1:
+        topology_xyz_nm = topology_coordinates(topology_file)
+    if topology_xyz_nm is not None:
         from scipy.spatial import cKDTree
 
         ref = np.asarray(topology_xyz_nm)[lig_idx] * NM_TO_ANGSTROM
