@@ -326,6 +326,13 @@ class GETPotentialImpl:
         opts.update({k: v for k, v in args.items() if v is not None})
         dtype = opts.get("dtype") or _precision_dtype(opts.get("precision"))
         device = opts.get("device") or "cpu"
+        n_system, n_topology = system.getNumParticles(), topology.getNumAtoms()
+        # openmm-ml's interpolation passes an empty System to collect the forces in
+        if n_system and n_system != n_topology:
+            raise PluginError(
+                f"MLPotential({self.name!r}): the System has {n_system} particles but its topology "
+                f"{n_topology} atoms (openmm-ml's link atoms included); build the System from the topology you pass (after "
+                "Modeller.addSolvent or addHydrogens, pass modeller.topology)")
         force = create_force(
             self.potential, topology, atoms=None if atoms is None else list(atoms),
             periodic=topology.getPeriodicBoxVectors() is not None,

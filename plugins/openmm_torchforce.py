@@ -14,6 +14,7 @@ import functools
 import logging
 import subprocess
 import sys
+import warnings
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -72,6 +73,19 @@ def torchforce_copies() -> bool:
     return proc.returncode == 0
 
 
+def _fixed(value: float, digits: int) -> str:
+    """``value`` (>= 0) with ``digits`` decimals (TorchScript's str.format has no format spec)."""
+    unit = 1
+    for _ in range(digits):
+        unit *= 10
+    scaled = int(value * float(unit) + 0.5)
+    whole = str(scaled // unit)
+    frac = str(scaled % unit)
+    while len(frac) < digits:
+        frac = "0" + frac
+    return whole + "." + frac
+
+
 class _TorchForceWrapper(torch.nn.Module):
     """positions [N_total, 3] nm (+ box [3, 3] nm) -> (energy kJ/mol, forces [N_total, 3] kJ/mol/nm)."""
 
@@ -101,6 +115,53 @@ class _TorchForceWrapper(torch.nn.Module):
         self.length_scale = NM_TO_ANGSTROM
         self.energy_scale = EV_TO_KJ_PER_MOL
         self.force_scale = EV_PER_A_TO_KJ_PER_MOL_NM
+        # the PythonForce's geometry checks, on the first call of each Context only (a copy
+        # made by OpenMM starts unchecked): O(N^2) distances would cost too much every step
+        from get_md.workflows.geometry_checks import GROWN_DISTANCE, MIN_DISTANCE
+
+        self.checked = False
+        self.min_distance = float(MIN_DISTANCE)
+        self.grown_distance = float(GROWN_DISTANCE)
+
+    def _particle(self, i: int) -> int:
+        """OpenMM's index of modelled atom ``i``."""
+        return int(self.indices[i]) if self.use_subset else i
+
+    def _check_geometry(self, pos: torch.Tensor) -> None:
+        """Refuse overlapping modelled atoms (closer than 0.5 Å: no bond is that short) and
+        warn where they typically lie farther than 5 Å from their nearest neighbour (Å
+        values given as nm: a plausible energy with zero forces). ``pos`` in Å."""
+        n = pos.shape[0]
+        if n < 2:
+            return
+        x = pos.detach().to(torch.float64)
+        nearest = torch.empty(n, dtype=x.dtype, device=x.device)
+        partner = torch.empty(n, dtype=torch.long, device=x.device)
+        rows = torch.arange(n, device=x.device)
+        for start in range(0, n, 1024):  # 1024 x N distances at a time
+            stop = min(start + 1024, n)
+            d = torch.cdist(x[start:stop], x)
+            d[rows[start:stop] - start, rows[start:stop]] = float("inf")
+            values, columns = d.min(dim=1)
+            nearest[start:stop] = values
+            partner[start:stop] = columns
+        k = int(torch.argmin(nearest))
+        closest = float(nearest[k])
+        if closest < self.min_distance:
+            other = int(partner[k])
+            i, j = self._particle(k), self._particle(other)
+            z_i, z_j = int(self.atomic_numbers[k]), int(self.atomic_numbers[other])
+            if j < i:
+                i, j, z_i, z_j = j, i, z_j, z_i
+            raise RuntimeError(
+                f"get_md TorchForce: particles {i} and {j} (atomic numbers {z_i} and {z_j}) are "
+                f"{_fixed(closest, 3)} Å apart (closer than 0.5 Å): overlapping atoms, or positions not in nm")
+        typical = float(nearest.median())
+        if n >= 3 and typical > self.grown_distance:
+            warnings.warn(
+                f"get_md TorchForce: the {n} modelled atoms are {_fixed(typical, 1)} Å from their nearest "
+                "neighbour (median) where bonded atoms are about 1-1.5 Å apart: positions in Å given as nm (x10 too large)? "
+                "OpenMM takes positions in nm", stacklevel=2)
 
     def _outputs(self, pos: torch.Tensor, cell: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self.model(pos, self.atomic_numbers, self.block_ids, self.atom_positions, self.block_types,
@@ -119,6 +180,9 @@ class _TorchForceWrapper(torch.nn.Module):
             raise RuntimeError("get_md TorchForce: a position of a modelled atom is NaN or infinite")
         # centred in OpenMM's precision before the cast (see _common.model_positions)
         pos = (pos - pos.mean(dim=0)).to(dtype) * self.length_scale
+        if not self.checked:
+            self._check_geometry(pos)
+            self.checked = True
         cell = self.zero_cell
         if boxvectors is not None:
             box = boxvectors.detach().to(torch.float64).reshape(3, 3) * self.length_scale

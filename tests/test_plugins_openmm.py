@@ -354,6 +354,54 @@ def test_torchforce_module_refuses_non_finite_positions_and_thin_boxes(model_fil
         boxed(pos)
 
 
+def test_torchforce_module_checks_the_geometry_of_its_first_call(model_file):
+    """The PythonForce's overlap and units checks, in the TorchForce wrapper on the first
+    call of each copy: overlapping atoms had given a finite energy, Å given as nm a
+    plausible energy with zero forces, without a word."""
+    from get_md.plugins.openmm import _graph_template
+
+    from get_md.runtime import load as load_potential
+
+    atoms = ethanol()
+    lm = load_potential(model_file, dtype="float64")
+    pos = torch.tensor(atoms.positions / 10)
+    # ML/MM: the message gives OpenMM's particle indices, not the modelled atoms' own
+    indices = np.arange(len(atoms)) + 3
+    graph = _graph_template(None, atoms.numbers, None, "atoms", lm)
+    module = torchforce_module(lm, graph, indices, len(atoms) + 3, periodic=False)
+    full = torch.zeros(len(atoms) + 3, 3, dtype=torch.float64)
+    full[3:] = pos
+    overlapping = full.clone()
+    overlapping[6] = overlapping[3] + 0.001
+    with pytest.raises(Exception, match=r"particles 3 and 6 \(atomic numbers 6 and 1\) are 0.017 Å apart"):
+        module(overlapping)
+    assert not module.checked
+    assert np.isfinite(float(module(full)[0]))
+    assert module.checked  # later calls skip the O(N^2) check
+    module = torchforce_module(lm, graph, None, len(atoms), periodic=False)
+    with pytest.warns(UserWarning, match="10.9 Å from their nearest neighbour.*OpenMM takes positions in nm"):
+        module(pos * 10)
+
+
+@pytest.mark.skipif(not HAVE_OPENMMML, reason="openmm-ml (openmmml) is not installed")
+def test_openmmml_system_of_another_topology_is_refused(model_file):
+    """A System built from the solvated topology, with the unsolvated one passed to
+    createMixedSystem, had been accepted and gave a NaN energy."""
+    from openmmml import MLPotential
+
+    top, positions = tripeptide()
+    ff = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    modeller = app.Modeller(top, positions * unit.nanometer)
+    modeller.addSolvent(ff, padding=0.3 * unit.nanometer)
+    solvated = ff.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff)
+    ml_atoms = [a.index for a in list(top.residues())[1].atoms()]
+    potential = MLPotential("get", modelPath=str(model_file))
+    with pytest.raises(ValueError, match=r"the System has \d+ particles but its topology 35 atoms"):
+        potential.createMixedSystem(top, solvated, ml_atoms, backend="pythonforce")
+    mixed = potential.createMixedSystem(modeller.topology, solvated, ml_atoms, backend="pythonforce")
+    assert mixed.getNumParticles() == solvated.getNumParticles() + 2
+
+
 @pytest.mark.skipif(HAVE_OPENMMTORCH, reason="openmmtorch is available")
 def test_torchforce_backend_unavailable_message(model_file):
     with pytest.raises(ValueError, match="openmm-torch.*pythonforce"):
