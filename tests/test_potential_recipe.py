@@ -205,3 +205,74 @@ def test_held_out_targets_never_reach_training(tmp_path):
     for shipped in shipped_files:
         with np.load(shipped) as z:
             assert not excluded_mask(z["source"]).any(), shipped
+
+
+def _molecule_npz(path, n_struct=24, seed=0, **scale):
+    """Geometries of one 5-atom molecule around a reference (bonds 0.96-1.0 Å), harmonic
+    energies (eV) and their forces (eV/Å); ``scale`` multiplies arrays (a unit mistake)."""
+    rng = np.random.default_rng(seed)
+    ref = np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0], [2.5, 0.3, 0.1], [3.5, 0.3, 0.1]])
+    pos = ref + rng.normal(scale=0.05, size=(n_struct, 5, 3))
+    arrays = {"positions": pos.reshape(-1, 3), "atomic_numbers": np.tile([8, 1, 1, 6, 1], n_struct),
+              "n_atoms": np.full(n_struct, 5), "energy": -150 + 10 * ((pos - ref) ** 2).sum(axis=(1, 2)),
+              "forces": (-20 * (pos - ref)).reshape(-1, 3),
+              "source": np.array([f"mol:{i}" for i in range(n_struct)])}
+    for key, factor in scale.items():
+        arrays[key] = arrays[key] * factor
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_load_labelled_refuses_overlapping_atoms_and_far_coordinates(tmp_path):
+    """Two atoms 0.02 Å apart, positions in nm (bonds ~0.1 'Å') and a coordinate of 1e9 Å had
+    been read as they were, and trained on."""
+    path = tmp_path / "m.npz"
+    arrays = _molecule_npz(path)
+    pos = arrays["positions"].copy()
+    pos[7] = pos[5] + 0.02  # structure 1, atoms 1 and 3
+    np.savez(path, **{**arrays, "positions": pos})
+    with pytest.raises(DatasetError, match=r"m\.npz: structure 1 \(mol:1\): atoms 1 and 3 are 0\.0346 Å "
+                                           r"apart \(overlapping atoms"):
+        load_labelled(path)
+    _molecule_npz(path, positions=0.1)
+    with pytest.raises(DatasetError, match=r"structure 0 \(mol:0\): .*overlapping atoms.*positions in nm\?"):
+        load_labelled(path)
+    pos = arrays["positions"].copy()
+    pos[12, 2] = 1e9
+    np.savez(path, **{**arrays, "positions": pos})
+    with pytest.raises(DatasetError, match=r"structure 2 \(mol:2\): atom 3 has coordinate .* beyond"):
+        load_labelled(path)
+
+
+def test_load_labelled_refuses_fractional_charge_and_an_empty_file(tmp_path):
+    path = tmp_path / "m.npz"
+    arrays = _molecule_npz(path)
+    np.savez(path, **{**arrays, "charge": np.r_[0, 0, 0.5, np.zeros(21)]})
+    with pytest.raises(DatasetError, match=r"structure 2 \(mol:2\): total charge 0\.5 is not a whole"):
+        load_labelled(path)
+    np.savez(path, positions=np.zeros((0, 3)), atomic_numbers=np.zeros(0, int), n_atoms=np.zeros(0, int),
+             energy=np.zeros(0), forces=np.zeros((0, 3)))
+    with pytest.raises(DatasetError, match=r"m\.npz: holds no structures"):
+        load_labelled(path)
+
+
+@pytest.mark.parametrize("scale, words", [
+    ({}, None),
+    ({"positions": 1.8897, "forces": 1 / 1.8897}, "positions in Bohr"),
+    ({"forces": 23.06}, "RMS force component"),
+    ({"energy": 23.06}, "energy differences between geometries"),
+    ({"forces": 1 / 23.06}, "energy differences between geometries"),
+])
+def test_load_labelled_warns_about_likely_unit_mistakes(tmp_path, caplog, scale, words):
+    """Lengths in Bohr, forces in kcal/mol/Å, energies in kcal/mol with forces in eV/Å: a
+    warning naming the file (the data are still read: such values are possible)."""
+    path = tmp_path / "m.npz"
+    _molecule_npz(path, **scale)
+    with caplog.at_level("WARNING", logger="get_md.train.labelled"):
+        assert len(load_labelled(path)) == 24
+    messages = [r.getMessage() for r in caplog.records]
+    if words is None:
+        assert messages == []
+    else:
+        assert messages and all(str(path) in m for m in messages), messages
+        assert any(words in m for m in messages), messages

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Optional, Union
 
@@ -24,7 +25,22 @@ from get_md.datasets.targets import excluded_records
 from get_md.graph import MolecularGraph
 from get_md.train.data import DatasetError, MolecularDataset, Sample
 
+logger = logging.getLogger(__name__)
+
 REQUIRED = ("positions", "atomic_numbers", "n_atoms", "energy", "forces")
+#: Å: two atoms of one structure closer than this cannot be a molecule (an error)
+MIN_DISTANCE = 0.1
+#: Å: a coordinate beyond this is not a position (an error; as the rescoring workflows)
+MAX_COORDINATE = 1e5
+#: Å: a median nearest-neighbour distance outside this range suggests other length units
+#: (about 0.1 in nm, 1.8-2.9 in Bohr; bonds to H are about 1.0 Å, C-C 1.5 Å): a warning
+NEIGHBOUR_RANGE = (0.5, 1.75)
+#: eV/Å: an RMS force component above this suggests kcal/mol/Å (23 times larger): a warning
+MAX_RMS_FORCE = 20.0
+#: ΔE of two geometries of one molecule over the work of its forces (trapezoid rule), median
+#: over such pairs: about 1 (0.6 on the shipped xTB data) when energies and forces share units;
+#: outside this range a warning (23 with energies in kcal/mol, 1/23 with forces in kcal/mol/Å)
+WORK_RATIO_RANGE = (0.1, 5.0)
 #: Shipped data files no longer shipped -> their replacement (same directory).
 WITHDRAWN = {"xtb_organic_v1.npz": "xtb_organic_v2.npz"}
 
@@ -68,6 +84,81 @@ def _check_arrays(path: str, data) -> None:
                                "(n_atoms); one per structure")
 
 
+def _check_geometry(path: str, positions: np.ndarray, offsets: np.ndarray, sources: np.ndarray,
+                    chosen: list[int]) -> Optional[float]:
+    """DatasetError naming the structure and atoms for coordinates beyond MAX_COORDINATE or two
+    atoms closer than MIN_DISTANCE; returns the median nearest-neighbour distance (None for
+    structures of one atom)."""
+    nearest = []
+    for i in chosen:
+        p = positions[offsets[i]:offsets[i + 1]].astype(np.float64)
+        who = f"{path}: structure {i} ({sources[i]})"
+        bad = ~np.isfinite(p).all(axis=1)
+        if bad.any():
+            a = int(np.argmax(bad))
+            raise DatasetError(f"{who}: atom {a + 1} has non-finite coordinates {p[a].tolist()}")
+        far = np.abs(p) > MAX_COORDINATE
+        if far.any():
+            a = int(np.argwhere(far)[0][0])
+            raise DatasetError(f"{who}: atom {a + 1} has coordinate {p[a].tolist()} beyond "
+                               f"{MAX_COORDINATE:g} Å")
+        if len(p) < 2:
+            continue
+        d2 = ((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d2, np.inf)
+        a, b = np.unravel_index(int(np.argmin(d2)), d2.shape)
+        near = np.sqrt(d2.min(axis=1))
+        if d2[a, b] < MIN_DISTANCE ** 2:
+            hint = "; positions in nm?" if np.median(near) < NEIGHBOUR_RANGE[0] else ""
+            raise DatasetError(f"{who}: atoms {min(a, b) + 1} and {max(a, b) + 1} are "
+                               f"{float(np.sqrt(d2[a, b])):.3g} Å apart (overlapping atoms: "
+                               f"< {MIN_DISTANCE} Å{hint})")
+        nearest.append(near)
+    return float(np.median(np.concatenate(nearest))) if nearest else None
+
+
+def _work_ratio(data, offsets: np.ndarray, chosen: list[int]) -> tuple[Optional[float], int]:
+    """Median of ΔE / W over consecutive structures with the same atoms (in ``chosen``), W the
+    work of their mean forces along the displacement; None under 10 such pairs."""
+    z, pos, forces = (data[k] for k in ("atomic_numbers", "positions", "forces"))
+    energy = data["energy"].reshape(-1)
+    last: dict[bytes, int] = {}
+    ratios = []
+    for i in chosen:
+        a, b = offsets[i], offsets[i + 1]
+        key = z[a:b].tobytes()
+        j = last.get(key)
+        last[key] = i
+        if j is None:
+            continue
+        c, d = offsets[j], offsets[j + 1]
+        work = -0.5 * float(((forces[a:b] + forces[c:d]) * (pos[a:b] - pos[c:d])).sum())
+        if work != 0.0:
+            ratios.append((float(energy[i]) - float(energy[j])) / work)
+    return (float(np.median(ratios)) if len(ratios) >= 10 else None), len(ratios)
+
+
+def _unit_warnings(path: str, data, offsets: np.ndarray, chosen: list[int],
+                   nearest: Optional[float]) -> None:
+    """Log warnings when lengths, forces or energies look like other units than Å, eV/Å, eV."""
+    low, high = NEIGHBOUR_RANGE
+    if nearest is not None and not low <= nearest <= high:
+        guess = "nm" if nearest < low else "Bohr"
+        logger.warning("%s: median nearest-neighbour distance %.3g Å (expected %g-%g Å); are the "
+                       "positions in %s? load_labelled reads Å", path, nearest, low, high, guess)
+    rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen]) if chosen else []
+    rms = float(np.sqrt(np.mean(np.square(data["forces"][rows], dtype=np.float64)))) if len(rows) else 0.0
+    if rms > MAX_RMS_FORCE:
+        logger.warning("%s: RMS force component %.3g eV/Å (above %g); are the forces in "
+                       "kcal/mol/Å? load_labelled reads eV/Å", path, rms, MAX_RMS_FORCE)
+    ratio, pairs = _work_ratio(data, offsets, chosen)
+    low, high = WORK_RATIO_RANGE
+    if ratio is not None and not low <= ratio <= high:
+        logger.warning("%s: energy differences between geometries of the same molecule are %.3g "
+                       "times the work of the forces (median of %d pairs; about 1 when both share "
+                       "units); are energies and forces in eV and eV/Å?", path, ratio, pairs)
+
+
 def load_labelled(
     path: Union[str, os.PathLike],
     split: Optional[str] = None,
@@ -80,8 +171,11 @@ def load_labelled(
     forces in eV/Å, positions in Å, kept in ``dtype``.
 
     Raises:
-        DatasetError: missing file or keys, inconsistent sizes, non-finite values
-            (the message names the file and the structure).
+        DatasetError: missing file or keys, inconsistent sizes, no structures, non-finite
+            values, overlapping atoms (closer than ``MIN_DISTANCE``), coordinates beyond
+            ``MAX_COORDINATE``, a fractional total charge (the message names the file and the
+            structure). Lengths, forces and energies that look like other units (nm or Bohr,
+            kcal/mol) are logged as warnings.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -95,6 +189,8 @@ def load_labelled(
         raise DatasetError(f"{path}: missing arrays {missing}")
     _check_arrays(path, data)
     n_atoms = data["n_atoms"].astype(np.int64)
+    if len(n_atoms) == 0:
+        raise DatasetError(f"{path}: holds no structures (n_atoms is empty)")
     offsets = np.concatenate([[0], np.cumsum(n_atoms)])
     if offsets[-1] != len(data["atomic_numbers"]) or len(data["energy"]) != len(n_atoms):
         raise DatasetError(f"{path}: n_atoms does not match the atom and energy arrays")
@@ -108,6 +204,17 @@ def load_labelled(
             "remove them with get_md.datasets.xtb.store.drop_excluded")
     if split is not None and split not in set(splits.tolist()):
         raise DatasetError(f"{path}: no structures in split {split!r} (have {sorted(set(splits.tolist()))})")
+    chosen = [i for i in range(len(n_atoms)) if split is None or splits[i] == split]
+    if limit is not None:
+        chosen = chosen[:max(int(limit), 0)]
+    if "charge" in data.files:
+        q = data["charge"].astype(np.float64)
+        odd = [i for i in chosen if np.isfinite(q[i]) and q[i] != np.round(q[i])]
+        if odd:
+            raise DatasetError(f"{path}: structure {odd[0]} ({sources[odd[0]]}): total charge "
+                               f"{q[odd[0]]:g} is not a whole number of e")
+    nearest = _check_geometry(path, data["positions"], offsets, sources, chosen)
+    _unit_warnings(path, data, offsets, chosen, nearest)
     pos_all = torch.as_tensor(data["positions"], dtype=dtype)
     z_all = torch.as_tensor(data["atomic_numbers"], dtype=torch.long)
     f_all = torch.as_tensor(data["forces"], dtype=dtype)
