@@ -14,6 +14,7 @@ from torch import nn
 
 from get_md import export
 from get_md.cli import main
+from get_md.errors import ConfigError, LossError
 from get_md.graph import MolecularGraph
 from get_md.train import (
     BlockBatchSampler,
@@ -25,6 +26,7 @@ from get_md.train import (
     TrainError,
     WeightedLoss,
     collate,
+    load_config,
     train,
 )
 
@@ -460,3 +462,66 @@ def test_cli_extension_points(monkeypatch, capsys):
     assert main(["broken", "x"]) == 2
     assert "unavailable" in capsys.readouterr().err
     assert main(["absent"]) == 2  # not registered at all: argparse usage error
+
+
+# ----------------------------------------------------------------------------- bad configs and run folders
+@pytest.mark.parametrize("change, message", [
+    ({"resume": "no"}, "resume must be true or false, got 'no'"),
+    ({"energy_per_atom": "false"}, "energy_per_atom must be true or false, got 'false'"),
+    ({"export_metadata": [1, 2]}, "export_metadata must be a map of metadata fields, got [1, 2]"),
+    ({"weight_decay": -1.0}, "weight_decay must be >= 0, got -1.0"),
+    ({"min_delta": -0.5}, "min_delta must be >= 0, got -0.5"),
+])
+def test_config_refuses_strings_for_switches_and_negative_decay(tmp_path, change, message):
+    """A JSON string "false" for a switch had been truthy (resume / energy_per_atom silently on),
+    a list of metadata and a negative weight decay had failed later as a bare TypeError / torch's
+    own message."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"train_data": "d.pt", **change}))
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert str(info.value) == f"{cfg}: {message}"
+
+
+def test_whole_number_fields_given_as_floats_train(dataset, tmp_path):
+    """"max_epochs": 2.0 had passed the config check, then stopped the run with an unexpected
+    TypeError ('float' object cannot be interpreted as an integer)."""
+    cfg = pair_config(dataset, tmp_path / "r", max_epochs=2.0, patience=3.0, max_blocks=12.0, plot=False)
+    assert (cfg.max_epochs, cfg.patience, cfg.max_blocks) == (2, 3, 12)
+    assert train(cfg).last_epoch == 2
+
+
+def test_device_that_torch_cannot_use_is_a_config_error(dataset, tmp_path):
+    with pytest.raises(ConfigError, match=r"device must be a torch device name .*got 'gpu'"):
+        train(pair_config(dataset, tmp_path / "r", device="gpu"))
+    if not torch.cuda.is_available():  # had been an unexpected AssertionError from torch
+        with pytest.raises(ConfigError, match=r"device 'cuda': this torch sees no CUDA device"):
+            train(pair_config(dataset, tmp_path / "r", device="cuda"))
+
+
+def test_misspelt_loss_kind_target_is_refused(dataset, tmp_path):
+    """{"energi": "mae"} had been accepted, leaving energy at the default mse."""
+    with pytest.raises(LossError, match=r"loss kinds name targets \['energi'\]"):
+        train(pair_config(dataset, tmp_path / "r", loss={"energi": "mae"}))
+
+
+def test_output_dir_that_is_a_file(dataset, tmp_path):
+    out = tmp_path / "out"
+    out.write_text("x")
+    with pytest.raises(TrainError, match=f"{out}: output_dir is a file, not a folder"):
+        train(pair_config(dataset, out, plot=False))
+
+
+def test_resume_with_damaged_best_or_log_names_the_file(dataset, tmp_path):
+    """A truncated best.pt had been found only after the remaining epochs (a bare torch error
+    without the file), an undecodable log.csv had given a bare UnicodeDecodeError."""
+    out = tmp_path / "r"
+    train(pair_config(dataset, out, max_epochs=1, plot=False))
+    best = (out / "best.pt").read_bytes()
+    (out / "best.pt").write_bytes(best[: len(best) // 2])
+    with pytest.raises(TrainError, match=f"{out / 'best.pt'}: truncated or damaged"):
+        train(pair_config(dataset, out, max_epochs=2, plot=False))
+    (out / "best.pt").write_bytes(best)
+    (out / "log.csv").write_bytes(b"epoch,lr\xff\n")
+    with pytest.raises(TrainError, match=f"{out / 'log.csv'}: not a readable log.csv"):
+        train(pair_config(dataset, out, max_epochs=2, plot=False))

@@ -195,8 +195,12 @@ def read_log(path: Path, columns: Sequence[str], up_to_epoch: int) -> list[dict[
     """Rows of an existing log with epoch <= ``up_to_epoch``; rewrites the file if it had more."""
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise TrainError(f"{path}: not a readable log.csv ({e}); move it away to resume without "
+                         "the earlier rows") from e
     if not rows:
         return []
     if rows[0] != list(columns):
@@ -214,7 +218,11 @@ def read_log(path: Path, columns: Sequence[str], up_to_epoch: int) -> list[dict[
         kept.append(r)
     if len(kept) != len(rows) - 1:
         write_log(path, columns, kept)
-    return [{c: float(v) for c, v in zip(columns, r, strict=True)} for r in kept]
+    try:
+        return [{c: float(v) for c, v in zip(columns, r, strict=True)} for r in kept]
+    except ValueError as e:
+        raise TrainError(f"{path}: a row holds a value that is not a number ({e}); move the file "
+                         "away to resume without the earlier rows") from e
 
 
 def write_log(path: Path, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -53,6 +53,9 @@ _NUMBER_FIELDS = {
     "lr_gamma": False, "max_epochs": True, "patience": True, "min_delta": False,
     "grad_clip": False, "seed": True,
 }
+#: switches: JSON true / false (a string such as "false" is not one)
+_BOOL_FIELDS = ("energy_per_atom", "neutral_energy_only", "fit_energy_reference", "resume", "plot",
+                "verbose")
 #: model hyper-parameters of the built-in families that must be positive integers
 POSITIVE_INT_HYPERPARAMETERS = ("d_hidden", "d_radial", "n_rbf", "n_head", "n_layers", "d_edge",
                                 "d_model", "n_heads", "ffn_mult")
@@ -73,12 +76,19 @@ def _check_number(name: str, value: Any, whole: bool = False) -> None:
 
 
 def _check_number_types(config: TrainConfig) -> None:
-    """Numeric fields hold finite numbers (not strings, booleans, NaN or infinity)."""
+    """Numeric fields hold finite numbers (not strings, booleans, NaN or infinity); whole-number
+    fields given as floats (``"max_epochs": 2.0``) become ints; switches are booleans."""
     for name, whole in _NUMBER_FIELDS.items():
         value = getattr(config, name)
         if name == "grad_clip" and value is None:
             continue
         _check_number(name, value, whole)
+        if whole:
+            setattr(config, name, int(value))
+    for name in _BOOL_FIELDS:
+        value = getattr(config, name)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def _check_loss_weights(weights: Optional[Mapping[str, Any]]) -> None:
@@ -199,11 +209,15 @@ class TrainConfig:
         need(0.0 < self.valid_fraction < 1.0, "valid_fraction", "in (0, 1)")
         need(int(self.max_blocks) > 0, "max_blocks", "positive")
         need(self.lr > 0, "lr", "positive")
+        need(self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(self.min_delta >= 0, "min_delta", ">= 0")
         need(0.0 < self.lr_gamma <= 1.0, "lr_gamma", "in (0, 1]")
         need(int(self.max_epochs) >= 1, "max_epochs", ">= 1")
         need(int(self.patience) >= 1, "patience", ">= 1")
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "positive or null")
         need(self.dtype in ("float32", "float64"), "dtype", '"float32" or "float64"')
+        need(isinstance(self.device, str) and bool(self.device), "device", 'a device name ("cpu", "cuda", "cuda:1")')
+        need(isinstance(self.export_metadata, dict), "export_metadata", "a map of metadata fields")
         need(self.loss_weights is None or isinstance(self.loss_weights, dict), "loss_weights",
              "a map target -> weight")
         _check_loss_weights(self.loss_weights)

@@ -64,11 +64,13 @@ from get_md.train.checkpoint import (
     append_row,
     atomic_torch_save,
     load_checkpoint,
+    load_torch_file,
     read_init,
     read_log,
     rng_state,
     seed_everything,
     set_rng_state,
+    torch_file_problem,
 )
 from get_md.train.config import TrainConfig
 from get_md.train.data import LABELS, MolecularDataset, Sample
@@ -274,6 +276,8 @@ def run_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
         ...                  LoopSettings("runs/x", 10, columns, {}, "get", {}))  # doctest: +SKIP
     """
     out_dir = Path(settings.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainError(f"{out_dir}: output_dir is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path, ckpt_path, best_path = out_dir / LOG_NAME, out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
     say, columns = settings.say, list(settings.columns)
@@ -301,8 +305,10 @@ def run_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
                 p.unlink()
         if hooks.on_fresh_start is not None:
             hooks.on_fresh_start()
-    if start > 1 and state.stop.best_epoch > 0 and not best_path.exists():
-        raise TrainError(f"{best_path}: missing; cannot resume (use resume=False to start over)")
+    if start > 1 and state.stop.best_epoch > 0:
+        problem = torch_file_problem(best_path, "checkpoint")
+        if problem is not None:  # found now, not after the remaining epochs
+            raise TrainError(f"{best_path}: {problem}; cannot resume (use resume=False to start over)")
 
     state.epoch = start - 1
     per_step = scheduler if settings.scheduler_interval == "step" else None
@@ -345,7 +351,7 @@ def run_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
 
     if not best_path.exists():
         raise TrainError(f"{out_dir}: no epoch finished with a validation; nothing to export")
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    best = load_torch_file(best_path, "checkpoint", TrainError)
     model.load_state_dict(best["model"])
     return state
 
@@ -445,6 +451,25 @@ def _forward(model: torch.nn.Module, graph, device: torch.device, dtype: torch.d
     return model(*inputs)
 
 
+def _device(name: str) -> torch.device:
+    """``torch.device(name)``, or ConfigError naming the field when torch cannot use it here."""
+    from get_md.errors import ConfigError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device must be a torch device name (\"cpu\", \"cuda\", \"cuda:1\"), "
+                          f"got {name!r}") from e
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {name!r}: this torch sees no CUDA device (CPU-only build or no "
+                              "GPU); use \"cpu\"")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA device(s)")
+    return device
+
+
 def train(config: TrainConfig, command: Optional[str] = None,
           callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
     """Train a model as ``config`` says; resume from ``output_dir/checkpoint.pt`` if present.
@@ -467,7 +492,7 @@ def train(config: TrainConfig, command: Optional[str] = None,
     """
     config.validate()
     out_dir = Path(config.output_dir)
-    device = torch.device(config.device)
+    device = _device(config.device)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if config.verbose else (lambda msg: None)
 

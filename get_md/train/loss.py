@@ -67,6 +67,10 @@ class WeightedLoss:
                             f"{sorted((set(TARGETS) - set(LABELS)) | set(DERIVED))}")
         self.weights = {k: float(v) for k, v in weights.items()}
         kinds = {k: kind for k in self.weights} if isinstance(kind, str) else dict(kind)
+        stray = sorted(set(kinds) - set(self.weights))
+        if stray:  # a misspelt target would leave the real one at the default kind
+            raise LossError(f"loss kinds name targets {stray} that the loss does not weigh; "
+                            f"weighted targets: {sorted(self.weights)}")
         for k in self.weights:
             kinds.setdefault(k, "mse")
         bad = {k: v for k, v in kinds.items() if v not in KINDS}
