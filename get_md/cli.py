@@ -551,5 +551,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_BAD_INPUT if known else EXIT_INTERNAL
 
 
+def run_module(module_main: Callable[[Optional[Sequence[str]]], int], prog: str,
+               argv: Optional[Sequence[str]] = None) -> int:
+    """Run a recipe's ``main(argv)`` (``python -m get_md.train.affinity`` and the like) as
+    ``get-md`` runs a subcommand: an error becomes one ``PROG: error: ...`` line naming the
+    file and record (exit 2 for bad input, 1 otherwise), not a traceback; ``--traceback`` or
+    ``GET_MD_TRACEBACK=1`` shows the traceback.
+
+    Example:
+        >>> run_module(lambda argv: 0, "python -m x", [])
+        0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--traceback" in argv or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--traceback"]
+    try:
+        return int(module_main(argv) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (rerun the same command to resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - bad input as one line, as get-md does
+        if debug:
+            raise
+        print(f"{prog}: error: {error_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT if is_input_error(e) else EXIT_INTERNAL
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ prolif's GPCR with its Vina poses, with ``r_exp_dg`` tags written by the tests.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,74 @@ def test_split_by_target_keeps_targets_whole(tmp_path):
     train, held = split_by_target(ds, ["cMet"])
     assert {sample_target(s) for s in train} == {"SYK"} and len(train) == 2
     assert {sample_target(s) for s in held} == {"MET"} and len(held) == 3
+
+
+# ----------------------------------------------------------------------------- bad measurements and folders
+@pytest.mark.parametrize("dg, words", [
+    ("nan", "r_exp_dg = nan kcal/mol is not a finite number"),
+    ("-40.0", "gives pK 29.3, outside -1..17 (no measured affinity); ΔG must be in kcal/mol"),
+    ("8.0", "gives pK -5.86, outside -1..17 (no measured affinity); a binding free energy is negative"),
+])
+def test_impossible_dg_is_a_named_failure_not_a_label(tmp_path, caplog, dg, words):
+    """A NaN ΔG had stopped the whole build with a message naming neither file nor record;
+    ΔG in kJ/mol (pK 29) or with a flipped sign (pK -6) had become training labels."""
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, dg], ["a", "b"])
+    with caplog.at_level("WARNING", logger="get_md.datasets.affinity"):
+        ds, report = build_dataset([Series("SYK", "syk", str(REC), str(sdf))], pocket_radius=5.0)
+    assert [s.graph.names[0] for s in ds] == ["SYK|syk|a"]
+    assert len(report.failures) == 1 and report.failures[0].startswith(f"{sdf}: record 2: ")
+    assert words in report.failures[0] and words in caplog.text
+
+
+def test_measurements_in_impossible_units_or_without_a_unit_are_named(tmp_path):
+    """An IC50 tag without a unit had been skipped as 'no measurement' (a series without
+    labels), an IC50 of 1e12 nM had become pK -3, a NaN pIC50 in ligands.yml a NaN label."""
+    mol = next(iter(Chem.SDMolSupplier(str(POSES), removeHs=False)))
+    sdf = tmp_path / "ligands.sdf"
+    for tag, value, words in (("IC50", "5", "tag 'IC50' names no concentration unit"),
+                              ("IC50[nM]", "1e12", "IC50[nM] = '1e12' gives pK -3, outside -1..17")):
+        m = Chem.Mol(mol)
+        m.SetProp("_Name", "lig0")
+        m.SetProp(tag, value)
+        with Chem.SDWriter(str(sdf)) as w:
+            w.write(m)
+        with pytest.raises(DatasetError, match=re.escape(f"{sdf}: record 1 (lig0): {words}")):
+            sdf_activity_pk(sdf)
+    for k, (yml, words) in enumerate((("lig_a:\n  measurement: {type: pic50, unit: '', value: .nan}\n", "is not a finite number"),
+                       ("lig_a:\n  measurement: {type: ic50, unit: nM, value: -3}\n", "is not a positive concentration"),
+                       ("lig_a: [unclosed\n", "invalid YAML"),
+                       ("- a\n", "expected a map of ligand name -> record, got list"))):
+        root = tmp_path / f"plb{k}"
+        _plb_target(root, "syk", yml)
+        with pytest.raises(DatasetError, match=re.escape(words)):
+            plb_pk(plb_series(root)[0])
+    (root / "syk" / "00_data" / "ligands.yml").unlink()
+    with pytest.raises(DatasetError, match=r"ligands\.yml: measurements file not found"):
+        plb_pk(plb_series(root)[0])
+
+
+@pytest.mark.parametrize("reader", [schrodinger_series, posed_series, plb_series, folder_series])
+def test_series_readers_name_a_missing_folder(tmp_path, reader):
+    """A missing folder had given an empty list (Schrödinger, posed) or a bare FileNotFoundError."""
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'nope'}: .*folder not found"):
+        reader(tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'file'}: is a file, not the"):
+        reader(tmp_path / "file")
+
+
+def test_affinity_recipe_without_ligands_is_one_error_line(tmp_path):
+    """`python -m get_md.train.affinity data` on a folder without series had written three
+    empty datasets; errors of the recipe steps had been tracebacks."""
+    import subprocess
+    import sys
+
+    (tmp_path / "empty").mkdir()
+    run = subprocess.run([sys.executable, "-m", "get_md.train.affinity", "data", "--posed",
+                          str(tmp_path / "empty"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"python -m get_md.train.affinity: error: {tmp_path / 'empty'}: no ligand with a usable "
+        "r_exp_dg tag (0 series, 0 excluded, 0 failures)"]
+    assert not (tmp_path / "out").exists()

@@ -49,6 +49,48 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: SDF tag holding the experimental binding free energy (kcal/mol).
 DG_TAG = "r_exp_dg"
+#: pK outside this range cannot be a measured affinity (K_d above 10 M or below 1e-17 M): an error.
+PK_POSSIBLE = (-1.0, 17.0)
+#: pK outside this range is unusual (K_d above 10 mM or below 10 fM): a warning.
+PK_USUAL = (2.0, 14.0)
+
+
+def check_pk(pk: float, who: str, measured: str, hint: str = "is its unit right?") -> float:
+    """``pk`` if it can be a measured affinity; DatasetError naming ``who`` (file and record)
+    and ``measured`` (the value as given) for a non-finite or impossible one, a logged
+    warning for an unusual one.
+
+    Example:
+        >>> check_pk(6.0, "x.sdf: record 1", "IC50 = 1000 nM")
+        6.0
+    """
+    if not math.isfinite(pk):
+        raise DatasetError(f"{who}: {measured} is not a finite number")
+    low, high = PK_POSSIBLE
+    if not low <= pk <= high:
+        raise DatasetError(f"{who}: {measured} gives pK {pk:.3g}, outside {low:g}..{high:g} "
+                           f"(no measured affinity); {hint}")
+    low, high = PK_USUAL
+    if not low <= pk <= high:
+        logger.warning("%s: %s gives pK %.3g, outside the usual %g..%g; %s", who, measured, pk,
+                       low, high, hint)
+    return pk
+
+
+def _dg_hint(dg: float) -> str:
+    if dg > 0:
+        return "a binding free energy is negative: a flipped sign, or a pK in the ΔG tag?"
+    return "ΔG must be in kcal/mol (kJ/mol divided by 4.184)"
+
+
+def _folder(root: PathLike, what: str) -> Path:
+    """``root`` as a Path; DatasetError naming it unless it is a folder."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: {what} folder not found")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: is a file, not the {what} folder")
+    return root
 
 
 @dataclass(frozen=True)
@@ -88,7 +130,7 @@ def schrodinger_series(root: PathLike, source: str = "schrodinger/public_binding
         >>> [s.target for s in schrodinger_series("structure_inputs")][:2]  # doctest: +SKIP
         ['BRD4', 'FTASE']
     """
-    root = Path(root)
+    root = _folder(root, "structure_inputs")
     out: list[Series] = []
     for meta in sorted(root.glob("*/subset_metadata.csv")):
         with meta.open(newline="") as fh:
@@ -110,7 +152,7 @@ def schrodinger_series(root: PathLike, source: str = "schrodinger/public_binding
 def posed_series(root: PathLike) -> list[Series]:
     """Series written by :mod:`get_md.datasets.reference_poses` (``<root>/<series>/protein.pdb``
     and ``ligands.sdf`` whose records carry ``target``, ``series`` and ``source`` tags)."""
-    root = Path(root)
+    root = _folder(root, "posed series")
     out: list[Series] = []
     for sdf in sorted(root.glob("*/ligands.sdf")):
         folder = sdf.parent
@@ -141,7 +183,8 @@ def plb_series(root: PathLike, source: str = "openforcefield/protein-ligand-benc
         ['CDK8', 'MET']
     """
     out: list[Series] = []
-    for folder in sorted(p for p in Path(root).iterdir() if (p / "02_ligands" / "ligands.sdf").is_file()):
+    root = _folder(root, "protein-ligand-benchmark data")
+    for folder in sorted(p for p in root.iterdir() if (p / "02_ligands" / "ligands.sdf").is_file()):
         if is_excluded(folder.name):
             out.append(Series("EXCLUDED", folder.name, "", "", source))
             continue
@@ -168,27 +211,41 @@ def plb_pk(series: Series) -> dict[str, float]:
     import yaml
 
     path = Path(series.ligands).parents[1] / "00_data" / "ligands.yml"
-    with path.open() as fh:
-        records = yaml.safe_load(fh) or {}
+    if not path.is_file():
+        raise DatasetError(f"{path}: measurements file not found (series {series.name})")
+    try:
+        with path.open(encoding="utf-8") as fh:
+            records = yaml.safe_load(fh) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DatasetError(f"{path}: invalid YAML ({first})") from e
+    if not isinstance(records, dict):
+        raise DatasetError(f"{path}: expected a map of ligand name -> record, got {type(records).__name__}")
     out: dict[str, float] = {}
     for name, record in records.items():
+        if record is not None and not isinstance(record, dict):
+            raise DatasetError(f"{path}: ligand {name}: record is not a map ({record!r})")
         m = (record or {}).get("measurement") or {}
+        if not isinstance(m, dict):
+            raise DatasetError(f"{path}: ligand {name}: measurement is not a map ({m!r})")
         kind, unit, value = str(m.get("type", "")).lower(), str(m.get("unit", "")), m.get("value")
         try:
             value = float(value)
         except (TypeError, ValueError):
             raise DatasetError(f"{path}: ligand {name}: measurement has no numeric value ({value!r})") from None
-        if unit in _MOLAR and value > 0:
-            out[name] = -math.log10(value * _MOLAR[unit])
+        who, measured = f"{path}: ligand {name}", f"measurement {kind or '?'} {value:g} {unit!r}"
+        if unit in _MOLAR and not value > 0:
+            raise DatasetError(f"{who}: {measured} is not a positive concentration")
+        if unit in _MOLAR:
+            out[name] = check_pk(-math.log10(value * _MOLAR[unit]), who, measured)
         elif unit == "" and kind.startswith("p"):
-            out[name] = value
-        elif unit == "kcal/mol":
-            out[name] = pk_from_dg(value)
-        elif unit == "kJ/mol":
-            out[name] = pk_from_dg(value / 4.184)
+            out[name] = check_pk(value, who, measured)
+        elif unit in ("kcal/mol", "kJ/mol"):
+            dg = value if unit == "kcal/mol" else value / 4.184
+            out[name] = check_pk(pk_from_dg(dg), who, measured, _dg_hint(dg))
         else:
-            raise DatasetError(f"{path}: ligand {name}: measurement {kind or '?'} {value} {unit!r} "
-                               f"is not a concentration (pM..M), a p-value or a ΔG (kcal/mol, kJ/mol)")
+            raise DatasetError(f"{who}: {measured} is not a concentration (pM..M), a p-value or a ΔG "
+                               f"(kcal/mol, kJ/mol)")
     return out
 
 
@@ -203,7 +260,8 @@ def folder_series(root: PathLike, source: str = "MCompChem/fep-benchmark") -> li
         ['CDK8', 'MET']
     """
     out: list[Series] = []
-    for folder in sorted(p for p in Path(root).iterdir() if (p / "ligands.sdf").is_file()):
+    root = _folder(root, "series")
+    for folder in sorted(p for p in root.iterdir() if (p / "ligands.sdf").is_file()):
         target = canonical_target(re.split(r"[-_]", folder.name)[0])
         if is_excluded(folder.name) or is_excluded(target):
             out.append(Series("EXCLUDED", folder.name, "", "", source))
@@ -218,6 +276,8 @@ def folder_series(root: PathLike, source: str = "MCompChem/fep-benchmark") -> li
 #: an SDF tag naming an affinity measurement and its unit: ``IC50[uM]``, ``IC50 uM``,
 #: ``IC50[uM](SPA)``, ``Protein/Binding/ITC_Mean_KD_uM_...``
 _ACTIVITY_TAG = re.compile(r"(IC50|EC50|K[DdIi])\b.*?\b(pM|nM|uM|µM|mM)\b|(IC50|K[DdIi]).*?_(pM|nM|uM|mM)_")
+#: a tag naming such a measurement, with or without a unit (not pIC50, pKi: p-values)
+_MEASUREMENT_TAG = re.compile(r"(?<![A-Za-z])(IC50|EC50|K[DdIi])(?![A-Za-z0-9])")
 
 
 def sdf_activity_pk(path: PathLike) -> dict[str, float]:
@@ -248,11 +308,17 @@ def sdf_activity_pk(path: PathLike) -> dict[str, float]:
                 value = float(text)
             except ValueError:
                 value = math.nan
+            who = f"{path}: record {i} ({mol.GetProp('_Name')})"
             if not value > 0 or math.isinf(value):
-                raise DatasetError(f"{path}: record {i} ({mol.GetProp('_Name')}): {tag} = {text!r} is not a "
-                                   "positive number")
-            out[mol.GetProp("_Name")] = -math.log10(value * _MOLAR[unit])
+                raise DatasetError(f"{who}: {tag} = {text!r} is not a positive number")
+            out[mol.GetProp("_Name")] = check_pk(-math.log10(value * _MOLAR[unit]), who,
+                                                 f"{tag} = {text!r}")
             break
+        else:
+            unitless = [t for t in mol.GetPropNames() if _MEASUREMENT_TAG.search(t)]
+            if unitless:  # had been left out as if the record had no measurement
+                raise DatasetError(f"{path}: record {i} ({mol.GetProp('_Name')}): tag {unitless[0]!r} "
+                                   "names no concentration unit (pM, nM, uM, mM), e.g. IC50[nM]")
     return out
 
 
@@ -334,7 +400,7 @@ def build_dataset(
         try:
             receptor = from_pdb(s.protein, segment_id=0)
         except Exception as e:  # noqa: BLE001 - one broken series must not stop the build
-            report.failures.append(f"{s.protein}: {e}")
+            report.failures.append(str(e) if str(e).startswith(s.protein) else f"{s.protein}: {e}")
             continue
         names_in_series: set[str] = set()
         records = list(iter_poses(s.ligands, segment_id=1))
@@ -356,6 +422,14 @@ def build_dataset(
                 report.failures.append(f"{who}: no numeric {DG_TAG} tag")
                 bad += 1
                 continue
+            try:
+                pk = check_pk(pk_from_dg(dg), who, f"{DG_TAG} = {dg:g} kcal/mol",
+                              _dg_hint(dg))
+            except DatasetError as e:  # nan, ΔG > 0 or in kJ/mol: this record only
+                logger.warning("%s", e)
+                report.failures.append(str(e))
+                bad += 1
+                continue
             key = _skeleton_key(rec.mol)
             if key is not None and (s.target, key) in seen:
                 dup += 1
@@ -370,7 +444,7 @@ def build_dataset(
             if key is not None:
                 seen.add((s.target, key))
             names_in_series.add(lig_name)
-            samples.append(Sample(cplx, {"score": torch.tensor([pk_from_dg(dg)])}))
+            samples.append(Sample(cplx, {"score": torch.tensor([pk])}))
             kept += 1
         report.duplicates += dup
         report.series.append({"target": s.target, "series": s.name, "source": s.source,
@@ -417,6 +491,7 @@ def assert_no_excluded(dataset) -> None:
 
 
 __all__ = [
-    "DG_TAG", "RT_LN10_KCAL_MOL", "BuildReport", "Series", "assert_no_excluded", "build_dataset",
+    "DG_TAG", "PK_POSSIBLE", "PK_USUAL", "RT_LN10_KCAL_MOL", "BuildReport", "Series", "assert_no_excluded",
+    "build_dataset", "check_pk",
     "pk_from_dg", "plb_pk", "plb_series", "posed_series", "sample_series", "sample_target", "schrodinger_series", "split_by_target",
 ]

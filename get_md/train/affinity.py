@@ -73,6 +73,7 @@ def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
         >>> build_splits("structure_inputs", [], "data/affinity")  # doctest: +SKIP
     """
     from get_md.datasets.affinity import (
+        DG_TAG,
         assert_no_excluded,
         build_dataset,
         collect_series,
@@ -82,6 +83,13 @@ def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
 
     series = collect_series(schrodinger, posed)
     data, report = build_dataset(series, pocket_radius=pocket_radius, name="affinity")
+    if len(data) == 0:  # had written three empty datasets and a report
+        from get_md.errors import DatasetError
+
+        where = ", ".join(str(x) for x in [schrodinger, *posed] if x) or "no folder (give --schrodinger or --posed)"
+        first = f"; first failure: {report.failures[0]}" if report.failures else ""
+        raise DatasetError(f"{where}: no ligand with a usable {DG_TAG} tag ({len(series)} series, "
+                           f"{len(report.excluded)} excluded, {len(report.failures)} failures{first})")
     assert_no_excluded(data)
     rest, test = split_by_target(data, HELD_OUT_TARGETS)
     train, valid = split_by_target(rest, VALID_TARGETS)
@@ -377,14 +385,18 @@ def load_members(runs: str, members: Optional[int] = None) -> list[torch.nn.Modu
     dirs = sorted(Path(runs).glob("member*"), key=lambda p: int(p.name[6:] or 0))
     if members is not None:
         dirs = dirs[:members]
+    from get_md.train.checkpoint import load_torch_file
+
     models = []
     for d in dirs:
-        best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
+        best = load_torch_file(d / "best.pt", "checkpoint", hint="train this member again")
         m = build_model(best["family"], **best["model_config"])
         m.load_state_dict(best["model"])
         models.append(m.eval())
     if not models:
-        raise FileNotFoundError(f"{runs}: no member*/best.pt")
+        from get_md.errors import TrainError
+
+        raise TrainError(f"{runs}: no member*/best.pt (the runs folder of the train step)")
     return models
 
 
@@ -554,4 +566,6 @@ def brief(result: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from get_md.cli import run_module
+
+    sys.exit(run_module(main, "python -m get_md.train.affinity"))

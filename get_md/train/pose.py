@@ -81,7 +81,10 @@ def build_splits(schrodinger: Optional[str], decoys: str, out: str, pocket_radiu
     """
     from get_md.datasets.pose_quality import build_pose_dataset, entries_to_json
     from get_md.datasets.targets import canonical_target
+    from get_md.errors import DatasetError
 
+    if not Path(decoys).is_dir():
+        raise DatasetError(f"{decoys}: decoys folder not found (benchmarks/pose_decoys.py writes it)")
     valid = {canonical_target(t) for t in VALID_TARGETS}
     series = training_series(schrodinger, posed)
     out_dir = Path(out)
@@ -91,6 +94,10 @@ def build_splits(schrodinger: Optional[str], decoys: str, out: str, pocket_radiu
     for split, chosen in (("train", [s for s in series if s.target not in valid]),
                           ("valid", [s for s in series if s.target in valid])):
         ds, entries, report = build_pose_dataset(chosen, decoys, pocket_radius, name=f"poses[{split}]")
+        if split == "train" and len(ds) == 0:  # had written empty datasets and a report
+            first = f"; first failure: {report.failures[0]}" if report.failures else ""
+            raise DatasetError(f"{decoys}: no training poses from {len(chosen)} series "
+                               f"({len(report.failures)} failures{first})")
         ds.save(out_dir / f"{split}.pt")
         (out_dir / f"{split}_poses.json").write_text(json.dumps(entries_to_json(entries)) + "\n")
         summary["n"][split] = len(ds)
@@ -225,4 +232,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from get_md.cli import run_module
+
+    sys.exit(run_module(main, "python -m get_md.train.pose"))

@@ -166,4 +166,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from get_md.cli import run_module
+
+    sys.exit(run_module(main, "python -m get_md.train.potential"))
