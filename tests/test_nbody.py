@@ -497,3 +497,45 @@ class TestNBodyGeoMFormerSubsteps(TestNBodyGeoMFormer):
     """The same with two network applications per interval (shared weights)."""
 
     substeps = 2
+
+
+# ----------------------------------------------------------------------------- bad initial conditions
+def test_simulate_refuses_bad_initial_conditions():
+    """NaN or infinite starts and two particles at one place (an infinite force) had given
+    all-NaN trajectories without a word; mismatched charges a bare numpy reshape error; dt NaN
+    a NaN trajectory, sample_freq 0 a ZeroDivisionError."""
+    rng = np.random.default_rng(0)
+    x, v, q = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 5, 3)), np.ones((2, 5, 1))
+    bad_x = x.copy()
+    bad_x[1, 3, 0] = np.nan
+    same = x.copy()
+    same[0, 4] = same[0, 2]
+    bad_v = v.copy()
+    bad_v[0, 1, 2] = np.inf
+    cases = [((bad_x, v, q), {}, "initial loc: sample 1, particle 3 is not finite"),
+             ((x, bad_v, q), {}, "initial vel: sample 0, particle 1 is not finite"),
+             ((same, v, q), {}, "initial loc: sample 0: particles 2 and 4 are at the same place"),
+             ((x, v, np.ones((2, 4, 1))), {}, "initial charges must be [S, N(, 1)] = [2, 5], got (2, 4, 1)"),
+             ((x[0], v[0], q[0]), {}, "initial loc/vel must be [S, N, 3], got (5, 3), (5, 3)"),
+             ((x, v, q), {"dt": float("nan")}, "dt must be a positive number, got nan"),
+             ((x, v, q), {"sample_freq": 0}, "sample_freq must be >= 1, got 0")]
+    for initial, kw, message in cases:
+        with pytest.raises(NBodyError) as info:
+            simulate(1, n_frames=2, initial=initial, **kw)
+        assert str(info.value) == message
+    assert np.isfinite(simulate(1, n_frames=2, initial=(x, v, q))["loc"]).all()
+
+
+def test_train_resume_from_a_truncated_checkpoint_names_it(tmp_path, capsys):
+    """A truncated checkpoint.pt had stopped `nbody train` with torch's zip error alone."""
+    for name, seed in (("tr.npz", 0), ("va.npz", 1)):
+        save_data(tmp_path / name, simulate(6, seed=seed, n_frames=6))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"PK\x03\x04" + bytes(200))
+    rc = main(["nbody", "train", "--train", str(tmp_path / "tr.npz"), "--valid", str(tmp_path / "va.npz"),
+               "--out", str(run), "--epochs", "1", "--d-model", "8", "--n-layers", "1", "--n-heads", "2",
+               "--frame-in", "1", "--frame-out", "3", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip() == (f"get-md: error: {run / 'checkpoint.pt'}: truncated or damaged checkpoint "
+                                       "(incomplete zip archive); move it away to start over"), err

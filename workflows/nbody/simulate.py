@@ -70,6 +70,23 @@ def _simulate_chunk(x: np.ndarray, v: np.ndarray, q: np.ndarray, n_frames: int, 
     return loc, vel, n_clipped
 
 
+def _check_initial(x: np.ndarray, v: np.ndarray, q: np.ndarray) -> None:
+    """NBodyError naming the sample and particle for non-finite values or two particles at one
+    place (an infinite Coulomb force: the whole trajectory would be NaN)."""
+    for name, a in (("loc", x), ("vel", v), ("charges", q)):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            raise NBodyError(f"initial {name}: sample {int(idx[0])}, particle {int(idx[1])} is not finite")
+    d2 = ((x[:, :, None, :] - x[:, None, :, :]) ** 2).sum(-1)
+    n = x.shape[1]
+    d2[:, np.arange(n), np.arange(n)] = np.inf
+    same = np.argwhere(d2 == 0)
+    if len(same):
+        s, i, j = (int(k) for k in same[0])
+        raise NBodyError(f"initial loc: sample {s}: particles {i} and {j} are at the same place")
+
+
 def simulate(
     n_samples: int,
     seed: int = 0,
@@ -113,6 +130,10 @@ def simulate(
     """
     if n_frames < 1:
         raise NBodyError(f"n_frames must be >= 1, got {n_frames}")
+    if not (np.isfinite(dt) and dt > 0):
+        raise NBodyError(f"dt must be a positive number, got {dt}")
+    if int(sample_freq) < 1:
+        raise NBodyError(f"sample_freq must be >= 1, got {sample_freq}")
     if initial is None:
         if n_samples < 1 or n_particles < 2:
             raise NBodyError(f"need n_samples >= 1 and n_particles >= 2, got {n_samples}, {n_particles}")
@@ -130,9 +151,13 @@ def simulate(
     else:
         x0, v0, q0 = (np.asarray(a, dtype=np.float64) for a in initial)
         x, v = x0.copy(), v0.copy()
-        q = q0.reshape(x.shape[0], x.shape[1])
         if x.ndim != 3 or x.shape[-1] != 3 or v.shape != x.shape:
             raise NBodyError(f"initial loc/vel must be [S, N, 3], got {x.shape}, {v.shape}")
+        if q0.size != x.shape[0] * x.shape[1]:
+            raise NBodyError(f"initial charges must be [S, N(, 1)] = [{x.shape[0]}, {x.shape[1]}], "
+                             f"got {q0.shape}")
+        q = q0.reshape(x.shape[0], x.shape[1])
+        _check_initial(x, v, q)
     s_total, n, _ = x.shape
     loc = np.empty((s_total, n_frames, n, 3))
     vel = np.empty((s_total, n_frames, n, 3))

@@ -29,6 +29,7 @@ from get_md.train.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     atomic_torch_save,
+    load_torch_file,
     seed_everything,
 )
 from get_md.train.loop import (
@@ -191,7 +192,7 @@ def _upgrade_checkpoint(path: Path) -> None:
     ``get_md.nbody.checkpoint``) in the core format, so that such a run resumes."""
     if not path.exists():
         return
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck = load_torch_file(path, "checkpoint", NBodyError, hint="move it away to start over")
     if not isinstance(ck, dict) or ck.get("format") != "get_md.nbody.checkpoint":
         return
     ck = {**ck, "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
