@@ -225,3 +225,23 @@ def test_pose_names_group_by_ligand_and_train_cli_keeps_the_init_architecture(tm
     assert cfg["model"] == arch and cfg["loss_weights"] == {"score": 1.0, "score_series": 2.0}
     header = (tmp_path / "runs" / "member0" / "log.csv").read_text().splitlines()[0]
     assert "train_score_series_rmse" in header
+
+
+def test_pose_without_a_usable_rmsd_is_a_named_failure(tmp_path):
+    """A decoy whose rmsd tag is missing, not a number or negative had been left out without a
+    word (negative: labelled as a native pose)."""
+    _decoys(tmp_path / "decoys", "set/faah")
+    sdf = tmp_path / "decoys" / series_slug("set/faah") / "000_lig.sdf"
+    mols = list(Chem.SDMolSupplier(str(sdf), removeHs=False))
+    mols[1].SetProp("rmsd", "n/a")
+    mols[2].SetProp("rmsd", "-1.5")
+    mols[3].ClearProp("rmsd")
+    with Chem.SDWriter(str(sdf)) as w:
+        for m in mols:
+            w.write(m)
+    ds, _, report = build_pose_dataset([Series("FAAH", "set/faah", str(REC), "unused.sdf")],
+                                       str(tmp_path / "decoys"), pocket_radius=5.0)
+    assert len(ds) == 6
+    assert report.failures == [f"{sdf}: record 2: rmsd tag n/a is not a distance in Å",
+                               f"{sdf}: record 3: rmsd tag -1.5 is not a distance in Å",
+                               f"{sdf}: record 4: no rmsd tag"]

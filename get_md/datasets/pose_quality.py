@@ -130,8 +130,13 @@ def build_pose_dataset(series: Iterable, decoys: str, pocket_radius: float = 6.0
             report.ligands += 1
             for r in good:
                 native = str(r.properties.get("is_native", "0")) == "1"
+                if native and not include_native:
+                    continue
                 rmsd = _float_tag(r.properties, "rmsd")
-                if (native and not include_native) or not math.isfinite(rmsd):
+                if not (math.isfinite(rmsd) and rmsd >= 0):  # had been skipped without a word
+                    given = r.properties.get("rmsd")
+                    report.failures.append(f"{sdf}: record {r.index}: " + (
+                        "no rmsd tag" if given is None else f"rmsd tag {given} is not a distance in Å"))
                     continue
                 label = str(r.properties.get("_Name", r.index))
                 sample_name = f"{s.target}|{s.name}|{ligand}|{label}"
