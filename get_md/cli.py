@@ -396,6 +396,7 @@ FALLBACK_COMMANDS: dict[str, str] = {
     "rescore-traj": "get_md.workflows.trajectory:register_cli",
     "nbody": "get_md.workflows.nbody:register_cli",
     "demo": "get_md.workflows.demo:register_cli",
+    "md": "get_md.workflows.md:register_cli",
 }
 #: Subcommands added at run time: name -> "module:registrar" (imported lazily; a module
 #: that does not exist is skipped).

@@ -1,0 +1,189 @@
+"""``get-md md`` / :func:`get_md.workflows.md.run_md`: energy conservation, the two engines,
+resume after a kill, and bad input (shipped potential, ethanol)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ase")
+from get_md.workflows.md import MDSettings, read_structure, run_md  # noqa: E402
+
+from get_md.cli import main  # noqa: E402
+from get_md.errors import WorkflowError  # noqa: E402
+
+try:
+    from tests.plugin_helpers import ethanol
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path
+    from plugin_helpers import ethanol
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def ethanol_xyz(tmp_path_factory):
+    import ase.io
+
+    path = tmp_path_factory.mktemp("md") / "ethanol.xyz"
+    ase.io.write(path, ethanol())
+    return path
+
+
+def rows(out) -> list[dict]:
+    with open(out / "md.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_nve_conserves_energy_and_records_every_interval(ethanol_xyz, tmp_path):
+    res = run_md(ethanol_xyz, tmp_path / "nve", steps=100,
+                 settings=MDSettings(friction_per_ps=0.0, timestep_fs=0.25, interval=10))
+    table = rows(tmp_path / "nve")
+    assert [int(r["step"]) for r in table] == list(range(0, 101, 10))
+    assert float(table[-1]["time_ps"]) == pytest.approx(0.025)
+    total = np.array([float(r["total_energy_eV"]) for r in table])
+    kinetic = np.array([float(r["kinetic_energy_eV"]) for r in table])
+    assert np.ptp(kinetic) > 0.05  # energy moves between kinetic and potential ...
+    assert np.abs(total - total[0]).max() < 2e-3  # ... and the total stays
+    import ase.io
+
+    frames = ase.io.read(tmp_path / "nve" / "trajectory.extxyz", index=":")
+    assert [f.info["step"] for f in frames] == list(range(0, 101, 10))
+    com = [f.get_center_of_mass() for f in frames]
+    assert np.allclose(com, com[0], atol=1e-8)
+    assert res.final["step"] == 100 and res.started_at == 0
+
+
+@pytest.mark.parametrize("engine", ["ase", "openmm"])
+def test_a_killed_run_resumes_to_the_uninterrupted_one(engine, ethanol_xyz, tmp_path):
+    """Langevin runs (random forces): a run stopped after its step-20 checkpoint, with a
+    row and half a frame written after it, resumes to the same rows and frames."""
+    pytest.importorskip("openmm") if engine == "openmm" else None
+    settings = MDSettings(engine=engine, interval=10, seed=3)
+    run_md(ethanol_xyz, tmp_path / "whole", steps=40, settings=settings)
+    part = tmp_path / "part"
+    run_md(ethanol_xyz, part, steps=20, settings=settings)
+    checkpoint = (part / "checkpoint.npz").read_bytes()
+    run_md(ethanol_xyz, part, steps=30, settings=settings)
+    # killed after step 30's frame and row, before its checkpoint, while writing more
+    (part / "checkpoint.npz").write_bytes(checkpoint)
+    with open(part / "md.csv", "a") as fh:
+        fh.write("40,0.02,-309.")
+    frames = (part / "trajectory.extxyz").read_text().splitlines(keepends=True)
+    with open(part / "trajectory.extxyz", "a") as fh:
+        fh.writelines(frames[:4])
+    res = run_md(ethanol_xyz, part, steps=40, settings=settings)
+    assert res.started_at == 20
+    assert (part / "md.csv").read_text() == (tmp_path / "whole" / "md.csv").read_text()
+    assert (part / "trajectory.extxyz").read_text() == (tmp_path / "whole" / "trajectory.extxyz").read_text()
+
+
+def test_the_engines_start_alike_and_openmm_conserves_energy(ethanol_xyz, tmp_path):
+    pytest.importorskip("openmm")
+    settings = dict(friction_per_ps=0.0, timestep_fs=0.25, interval=10, seed=1)
+    run_md(ethanol_xyz, tmp_path / "ase", steps=10, settings=MDSettings(engine="ase", **settings))
+    run_md(ethanol_xyz, tmp_path / "omm", steps=60, settings=MDSettings(engine="openmm", **settings))
+    a, o = rows(tmp_path / "ase"), rows(tmp_path / "omm")
+    assert float(a[0]["potential_energy_eV"]) == pytest.approx(float(o[0]["potential_energy_eV"]), abs=1e-6)
+    import ase.io
+
+    # the same initial velocities (OpenMM's kinetic energy is that of its leapfrog
+    # half steps, so the recorded kinetic energies differ a little at step 0)
+    first = [ase.io.read(tmp_path / run / "trajectory.extxyz", index=0) for run in ("ase", "omm")]
+    assert np.allclose(first[0].get_velocities(), first[1].get_velocities(), rtol=1e-6, atol=1e-9)
+    assert np.abs(first[0].get_velocities()).max() > 1e-3
+    total = np.array([float(r["total_energy_eV"]) for r in o])
+    assert np.abs(total - total[0]).max() < 2e-3
+
+
+def test_settings_of_another_run_and_bad_input_are_refused(ethanol_xyz, tmp_path):
+    out = tmp_path / "run"
+    run_md(ethanol_xyz, out, steps=10, settings=MDSettings(interval=10))
+    with pytest.raises(WorkflowError, match="other settings.*timestep_fs 0.5 -> 1.0"):
+        run_md(ethanol_xyz, out, steps=20, settings=MDSettings(interval=10, timestep_fs=1.0))
+    run_md(ethanol_xyz, out, steps=10, settings=MDSettings(interval=10, timestep_fs=1.0), resume=False)
+    assert [int(r["step"]) for r in rows(out)] == [0, 10]
+    with pytest.raises(WorkflowError, match="--timestep is in fs; 500.0 fs"):
+        run_md(ethanol_xyz, tmp_path / "x", steps=10, settings=MDSettings(timestep_fs=500.0))
+    with pytest.raises(WorkflowError, match="--steps must be a whole number >= 1"):
+        run_md(ethanol_xyz, tmp_path / "x", steps=0)
+    with pytest.raises(WorkflowError, match="is a score model; MD needs a potential"):
+        run_md(ethanol_xyz, tmp_path / "x", steps=10, settings=MDSettings(model="get-affinity"))
+    nan = tmp_path / "nan.xyz"
+    lines = ethanol_xyz.read_text().splitlines()
+    lines[3] = " ".join([lines[3].split()[0], "nan", *lines[3].split()[2:]])  # atom 2's x
+    nan.write_text("\n".join(lines) + "\n")
+    with pytest.raises(WorkflowError, match=r"nan.xyz record 1: atom 2 has a NaN"):
+        read_structure(nan)
+    bad = tmp_path / "mol.gro"
+    bad.write_text("x")
+    with pytest.raises(WorkflowError, match="unknown structure format '.gro'"):
+        read_structure(bad)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(WorkflowError, match="exists and is not a folder"):
+        run_md(ethanol_xyz, afile, steps=10)
+
+
+def test_a_run_that_blows_up_stops_with_its_good_steps_kept(ethanol_xyz, tmp_path):
+    out = tmp_path / "hot"
+    with pytest.raises(WorkflowError, match=r"MD step 10: temperature \d+ K exceeds 1 K.*up to step 0 is in"):
+        run_md(ethanol_xyz, out, steps=30, settings=MDSettings(interval=10, max_temperature_K=1.0,
+                                                                temperature_K=0.0))
+    assert [int(r["step"]) for r in rows(out)] == [0]
+
+
+def test_sdf_input_charge_and_the_command(tmp_path, capsys):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)[O-]"))  # acetate: formal charge -1
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    sdf = tmp_path / "acetate.sdf"
+    with Chem.SDWriter(str(sdf)) as w:
+        w.write(mol)
+    atoms, charge = read_structure(sdf)
+    assert len(atoms) == 7 and charge == -1.0
+    assert main(["md", str(sdf), "--out", str(tmp_path / "cli"), "--steps", "10", "--interval", "5",
+                 "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 10 and summary["resumed_from"] == 0
+    assert json.loads((tmp_path / "cli" / "run.json").read_text())["charge"] == -1.0
+    assert main(["md", str(sdf), "--out", str(tmp_path / "cli"), "--steps", "10", "--engine", "gromacs"]) == 2
+
+
+def test_a_periodic_extended_xyz_runs_periodic_in_both_engines(tmp_path):
+    pytest.importorskip("openmm")
+    import ase.io
+
+    atoms = ethanol()
+    atoms.cell = np.diag([6.0, 6.5, 7.0])  # images within the potential's cutoff
+    atoms.pbc = True
+    path = tmp_path / "box.extxyz"
+    ase.io.write(path, atoms)
+    first = {}
+    for engine in ("ase", "openmm"):
+        run_md(path, tmp_path / engine, steps=5, settings=MDSettings(engine=engine, interval=5))
+        first[engine] = float(rows(tmp_path / engine)[0]["potential_energy_eV"])
+    free = run_md(_free_copy(atoms, tmp_path), tmp_path / "free", steps=5,
+                  settings=MDSettings(interval=5))
+    assert free.steps == 5
+    assert first["ase"] == pytest.approx(first["openmm"], abs=1e-6)
+    assert first["ase"] != pytest.approx(float(rows(tmp_path / "free")[0]["potential_energy_eV"]), abs=1e-4)
+    tilted = atoms.copy()
+    tilted.cell = [[6.0, 0.5, 0.0], [0.0, 6.5, 0.0], [0.0, 0.0, 7.0]]
+    ase.io.write(tmp_path / "tilted.extxyz", tilted)
+    with pytest.raises(WorkflowError, match="reduced triclinic box.*use --engine ase"):
+        run_md(tmp_path / "tilted.extxyz", tmp_path / "t", steps=5, settings=MDSettings(engine="openmm"))
+
+
+def _free_copy(atoms, tmp_path):
+    import ase.io
+
+    free = atoms.copy()
+    free.pbc = False
+    path = tmp_path / "free.xyz"
+    ase.io.write(path, free)
+    return path
