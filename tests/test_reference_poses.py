@@ -68,3 +68,20 @@ def test_build_all_targets_builds_only_those_series(tmp_path):
     df = build_all(tmp_path / "repo", tmp_path / "out", targets=["KIF11"])  # Eg5's gene name
     assert list(df.folder) == ["Hermite|Eg5"]
     assert [s.target for s in posed_series(tmp_path / "out")] == ["KIF11"]
+
+
+def test_wrong_repository_is_one_error_line_before_any_output(tmp_path, capsys):
+    """A --repo that is not the benchmark had stopped the build with a bare FileNotFoundError
+    traceback, after creating the output folder."""
+    from get_md.cli import run_module
+    from get_md.datasets.reference_poses import main
+
+    (tmp_path / "empty").mkdir()
+    for repo in (tmp_path / "nope", tmp_path / "empty"):
+        rc = run_module(main, "python -m get_md.datasets.reference_poses",
+                        ["--repo", str(repo), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err == [f"python -m get_md.datasets.reference_poses: error: {repo}: not the "
+                                   f"Uni-FEP-Benchmarks repository (no {SERIES_DIR}/ folder, not a git "
+                                   "repository)"], err
+    assert not (tmp_path / "out").exists()

@@ -317,13 +317,14 @@ def build_all(repo: PathLike, out_root: PathLike = DEFAULT_OUT, limit: Optional[
         True
     """
     out_root = Path(out_root)
+    all_series = list_series(repo)  # a wrong --repo fails before anything is written
     out_root.mkdir(parents=True, exist_ok=True)
     skipped: list[tuple[str, str]] = []
     todo: list[tuple] = []
     names: dict[str, str] = {}
     n_taken = 0
     wanted = None if targets is None else {canonical_target(t) for t in targets}
-    for folder in list_series(repo):
+    for folder in all_series:
         why = skip_reason(folder)
         if why is not None:
             skipped.append((folder, why))
@@ -409,4 +410,6 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from get_md.cli import run_module
+
+    raise SystemExit(run_module(main, "python -m get_md.datasets.reference_poses"))

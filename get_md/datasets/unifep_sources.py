@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from get_md.datasets.targets import canonical_target, is_excluded
+from get_md.errors import DatasetError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -56,9 +57,16 @@ def list_series(repo: PathLike) -> list[str]:
         ['ChEMBL|ADK|CHEMBL642224', 'ChEMBL|ADK|CHEMBL642225']
     """
     if not _is_git_repo(repo):
-        return sorted(p.name for p in (Path(repo) / SERIES_DIR).iterdir() if p.is_dir())
+        folder = Path(repo) / SERIES_DIR
+        if not folder.is_dir():  # had been a bare FileNotFoundError / NotADirectoryError
+            raise DatasetError(f"{repo}: not the Uni-FEP-Benchmarks repository (no {SERIES_DIR}/ folder, "
+                               "not a git repository)")
+        return sorted(p.name for p in folder.iterdir() if p.is_dir())
     res = subprocess.run(["git", "-C", str(repo), "ls-tree", "-d", "-z", "--name-only",
-                          f"HEAD:{SERIES_DIR}"], capture_output=True, check=True)
+                          f"HEAD:{SERIES_DIR}"], capture_output=True, check=False)
+    if res.returncode != 0:
+        raise DatasetError(f"{repo}: cannot list {SERIES_DIR}/ at HEAD "
+                           f"({res.stderr.decode(errors='replace').strip() or 'git failed'})")
     return sorted(n for n in res.stdout.decode("utf-8").split("\0") if n)
 
 
