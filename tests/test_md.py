@@ -147,11 +147,15 @@ def test_sdf_input_charge_and_the_command(tmp_path, capsys):
     atoms, charge = read_structure(sdf)
     assert len(atoms) == 7 and charge == -1.0
     assert main(["md", str(sdf), "--out", str(tmp_path / "cli"), "--steps", "10", "--interval", "5",
-                 "--quiet"]) == 0
+                 "--quiet", "--plot", str(tmp_path / "md.png")]) == 0
+    assert (tmp_path / "md.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 10 and summary["resumed_from"] == 0
     assert json.loads((tmp_path / "cli" / "run.json").read_text())["charge"] == -1.0
     assert main(["md", str(sdf), "--out", str(tmp_path / "cli"), "--steps", "10", "--engine", "gromacs"]) == 2
+    before = sdf.read_bytes()
+    assert main(["md", str(sdf), "--out", str(tmp_path / "cli2"), "--steps", "10", "--plot", str(sdf)]) == 2
+    assert "--plot" in capsys.readouterr().err and sdf.read_bytes() == before
 
 
 def test_a_periodic_extended_xyz_runs_periodic_in_both_engines(tmp_path):

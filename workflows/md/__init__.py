@@ -11,6 +11,7 @@ per job:
 * :mod:`.store`: ``RunFolder`` (``md.csv``, ``trajectory.extxyz``, ``checkpoint.npz``,
   ``run.json``; resume);
 * :mod:`.run`: ``MDSettings``, ``run_md``;
+* :mod:`.plots`: ``plot_run`` (``--plot``);
 * :mod:`.cli`: ``register_cli`` (``get-md md``).
 
 Example:

@@ -15,6 +15,10 @@ def _cmd_md(args: argparse.Namespace) -> int:
 
     setup_cli_logging(args.quiet)
     set_threads(args.threads)
+    if args.plot:  # before any work: the plot must not overwrite the structure
+        from get_md.workflows.rescoring.outputs import check_outputs
+
+        check_outputs({"--plot": args.plot}, {"structure": args.structure})
     settings = MDSettings(
         model=args.model, engine=args.engine, timestep_fs=args.timestep, temperature_K=args.temperature,
         friction_per_ps=args.friction, interval=args.interval, seed=args.seed, device=args.device,
@@ -23,6 +27,12 @@ def _cmd_md(args: argparse.Namespace) -> int:
     )
     res = run_md(args.structure, args.out, args.steps, settings, resume=not args.no_resume,
                  progress=not args.quiet)
+    if args.plot:
+        from pathlib import Path
+
+        from .plots import plot_run
+
+        plot_run(Path(res.out) / "md.csv", args.plot, f"{Path(args.structure).name}: {res.steps} steps")
     print(json.dumps({"out": res.out, "steps": res.steps, "resumed_from": res.started_at,
                       "seconds": round(res.seconds, 2), "steps_per_s": round(res.steps_per_s, 1),
                       **{k: round(v, 6) for k, v in res.final.items()}}))
@@ -64,6 +74,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--periodic", action="store_true", help="use a PDB file's CRYST1 box")
     p.add_argument("--max-temperature", type=float, default=None,
                    help="K: stop when the run exceeds it (default 10 x --temperature, at least 3000)")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="energies and temperature against time, as a PNG (the whole run, resumed parts included)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a run")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
