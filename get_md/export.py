@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import struct
 import zipfile
@@ -228,7 +229,13 @@ def build_metadata(model: torch.nn.Module, metadata: Optional[Mapping[str, Any]]
         if key in user:
             training[key] = user.pop(key)
     units = dict(TASK_UNITS[task])
-    units.update(user.pop("units", None) or {})
+    given = dict(user.pop("units", None) or {})
+    if task in ("energy", "score"):  # loading would refuse the file (_check_metadata_fields)
+        wrong = {k: v for k, v in given.items() if k in units and v != units[k]}
+        if wrong:
+            raise ModelFileError(f"metadata units {wrong}: get_md runs {task} models in "
+                                 f"{ {k: units[k] for k in wrong} }; convert the model's outputs instead")
+    units.update(given)
     meta = {
         "format_version": FORMAT_VERSION,
         "family": str(family),
@@ -386,7 +393,44 @@ def _read_metadata_zip(path: Path, zf: zipfile.ZipFile) -> dict:
         )
     if version < 1:
         raise ModelFileError(f"{path}: invalid model file format version {version}")
+    _check_metadata_fields(path, meta)
     return meta
+
+
+def _check_metadata_fields(path: Path, meta: Mapping[str, Any]) -> None:
+    """ModelFileError naming the field when an edited or foreign ``metadata.json`` says
+    something the runtime would misuse: an unknown task, no family, a cutoff that is not a
+    positive number, other units than the engines convert from (eV, eV/Å, Å, pK), elements
+    that are not a list of elements. Cheap: no weights are read."""
+    who = f"{path}: {METADATA_NAME}"
+    task = meta.get("task")
+    if task not in TASK_OUTPUTS:
+        raise ModelFileError(f"{who}: task {task!r} is not one of {sorted(TASK_OUTPUTS)}")
+    family = meta.get("family")
+    if not isinstance(family, str) or not family:
+        raise ModelFileError(f"{who}: family must be a model family name, got {family!r}")
+    cutoff = meta.get("cutoff")
+    if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, (int, float))
+                               or not math.isfinite(cutoff) or cutoff <= 0):
+        raise ModelFileError(f"{who}: cutoff must be a positive number of Å or null, got {cutoff!r}")
+    units = meta.get("units")
+    if units is not None and not isinstance(units, dict):
+        raise ModelFileError(f"{who}: units must be a map quantity -> unit, got {units!r}")
+    if task in ("energy", "score"):  # what the ASE / OpenMM / rescoring conversions assume
+        wrong = {k: v for k, v in (units or {}).items() if k in TASK_UNITS[task] and v != TASK_UNITS[task][k]}
+        if wrong:
+            k, v = next(iter(wrong.items()))
+            raise ModelFileError(f"{who}: units.{k} is {v!r}; get_md runs {task} models in "
+                                 f"{TASK_UNITS[task][k]!r} (the file was edited or not written by get_md)")
+    elements = meta.get("elements")
+    if elements is not None:
+        if not isinstance(elements, list):
+            raise ModelFileError(f"{who}: elements must be a list of element symbols, got {elements!r}")
+        try:
+            _element_symbols(elements)
+        except (ModelFileError, KeyError, ValueError, TypeError) as e:
+            reason = e.args[0] if e.args else type(e).__name__
+            raise ModelFileError(f"{who}: elements: {reason}") from e
 
 
 def _is_pt2(names: list[str]) -> bool:

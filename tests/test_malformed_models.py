@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -268,3 +269,52 @@ def test_ase_calculator_rejects_bad_coordinates(models):
 def test_cli_stdout_has_no_traceback_for_help(capsys):
     assert main(["info", "--help"]) == 0
     assert "--no-verify" in capsys.readouterr().out
+
+
+def _edited_metadata(good: Path, out: Path, **changes) -> Path:
+    """``good`` with fields of its metadata.json replaced (None: removed); weights untouched,
+    so the weights digest still matches."""
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename.endswith("/extra/metadata.json"):
+                meta = json.loads(body)
+                for key, value in changes.items():
+                    if value is None:
+                        meta.pop(key, None)
+                    else:
+                        meta[key] = value
+                body = json.dumps(meta).encode()
+            dst.writestr(info, body)
+    return out
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"units": {"length": "angstrom", "energy": "kcal/mol", "force": "eV/angstrom"}},
+     "metadata.json: units.energy is 'kcal/mol'; get_md runs energy models in 'eV'"),
+    ({"units": {"length": "nm", "energy": "eV"}}, "metadata.json: units.length is 'nm'"),
+    ({"cutoff": -5.0}, "metadata.json: cutoff must be a positive number of Å or null, got -5.0"),
+    ({"cutoff": "five"}, "metadata.json: cutoff must be a positive number of Å or null, got 'five'"),
+    ({"task": None}, "metadata.json: task None is not one of ['energy', 'score', 'vectors']"),
+    ({"task": "energies"}, "metadata.json: task 'energies' is not one of"),
+    ({"family": None}, "metadata.json: family must be a model family name, got None"),
+    ({"elements": ["Xx", "C"]}, "metadata.json: elements: unknown element 'Xx'"),
+    ({"elements": "HCO"}, "metadata.json: elements must be a list of element symbols, got 'HCO'"),
+])
+def test_edited_metadata_is_refused_by_info_and_load(models, tmp_path, capsys, changes, words):
+    """Metadata edited after export (the weights digest still matches): energies declared in
+    kcal/mol or lengths in nm had been run as eV / Å, a negative or NaN cutoff and an unknown
+    task accepted, a text cutoff or unknown element had failed as a bare ValueError / KeyError."""
+    from get_md.plugins.ase import GETCalculator
+
+    model = _edited_metadata(models["energy"], tmp_path / "edited.pt", **changes)
+    rc, out, err = _cli(["info", model], capsys)
+    _assert_error(rc, err, f"{model}: {words}")
+    with pytest.raises(export.ModelFileError, match=re.escape(f"{model}: {words}")):
+        GETCalculator(model)
+
+
+def test_save_refuses_units_the_engines_do_not_convert(models, tmp_path):
+    module = torch.jit.load(str(models["energy"]))
+    with pytest.raises(export.ModelFileError, match=r"metadata units \{'energy': 'kcal/mol'\}"):
+        export.save(module, tmp_path / "x.pt", {"units": {"energy": "kcal/mol"}})
