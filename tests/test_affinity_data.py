@@ -326,3 +326,13 @@ def test_affinity_recipe_without_ligands_is_one_error_line(tmp_path):
         f"python -m get_md.train.affinity: error: {tmp_path / 'empty'}: no ligand with a usable "
         "r_exp_dg tag (0 series, 0 excluded, 0 failures)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_affinity_train_with_no_members_is_refused(tmp_path, capsys):
+    """`train --members 0` had trained nothing and exited 0."""
+    from get_md.train.affinity import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "runs"), "--members", "0"])
+    assert info.value.code == 2
+    assert "--members must be >= 1" in capsys.readouterr().err

@@ -530,6 +530,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius)
         print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
     elif args.step == "train":
+        if args.members < 1 or any(seed < 0 for seed in args.seeds or []):
+            p.error(f"train: --members must be >= 1 and --seeds >= 0, got {args.members} and "
+                    f"{args.seeds}")  # --members 0 had trained nothing and exited 0
         init = args.init
         if init is not None and not Path(init).is_dir():
             init = str(init_from_model_file(init, Path(args.out) / "init"))
