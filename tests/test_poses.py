@@ -188,6 +188,30 @@ def test_score_model_union_pocket_per_residue_and_sort_none(models, tmp_path):
     assert all(m.HasProp("get_score") and m.HasProp("get_rank") for m in mols)
 
 
+def test_plot_of_the_pose_scores(models, tmp_path, monkeypatch):
+    """--plot draws each scored pose (in input order) with its value, and refuses to
+    overwrite an input before any work."""
+    from get_md.workflows.rescoring import poses as poses_module
+
+    drawn = {}
+    real = poses_module.plot_pose_scores
+
+    def spy(table, path, column, title=""):
+        drawn.update(poses=table["pose"].tolist(), column=column)
+        real(table, path, column, title)
+
+    monkeypatch.setattr(poses_module, "plot_pose_scores", spy)
+    rescore_poses(REC, POSES_SDF, models["energy"], pocket_radius=3.0, out_csv=tmp_path / "e.csv",
+                  plot=tmp_path / "e.png", progress=False)
+    assert drawn["column"] == "interaction_energy_kcal_mol"
+    assert sorted(drawn["poses"]) == list(range(1, 10))
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+    before = POSES_SDF.read_bytes()
+    with pytest.raises(ValueError, match="--plot .*is the POSES input"):
+        rescore_poses(REC, POSES_SDF, models["score"], plot=POSES_SDF, progress=False)
+    assert POSES_SDF.read_bytes() == before
+
+
 def _sdf_with_bad_record(tmp_path: Path, bad: int = 5) -> Path:
     text = POSES_SDF.read_text()
     records = text.split("$$$$\n")

@@ -63,7 +63,8 @@ def _cmd_poses(args: argparse.Namespace) -> int:
     out_sdf = args.out_sdf or _default_out(args.poses, ".sdf")
     with contextlib.ExitStack() as claims:
         if args.out_ligands:
-            check_outputs({"--out-csv": out_csv, "--out-sdf": out_sdf, "--out-ligands": args.out_ligands},
+            check_outputs({"--out-csv": out_csv, "--out-sdf": out_sdf, "--out-ligands": args.out_ligands,
+                           "--plot": args.plot},
                           {"RECEPTOR": args.receptor, "POSES": args.poses, "--reference": args.reference,
                            "--cofactors": args.cofactors, "--model": args.model})
             check_ligand_key(args.ligand_key, args.poses, OWN_COLUMNS)
@@ -76,7 +77,7 @@ def _rescore_poses_cli(args: argparse.Namespace, out_csv: str, out_sdf: str) -> 
     table = rescore_poses(
         args.receptor, args.poses, reference=args.reference, cofactors=args.cofactors,
         add_hydrogens=args.add_hydrogens,
-        out_sdf=out_sdf, out_residues=args.out_residues, sort=args.sort,
+        out_sdf=out_sdf, out_residues=args.out_residues, plot=args.plot, sort=args.sort,
         per_residue=args.per_residue, posebusters=args.posebusters or False,
         options=RunOptions.from_args(args, out_csv=out_csv),
     )
@@ -133,6 +134,8 @@ def register_poses_cli(sub: Any) -> None:
                         "(OpenMM, pH 7) and to SDF/MOL2 poses that have none (RDKit); yes: complete "
                         "missing hydrogens everywhere; no: score the files as they are")
     p.add_argument("--out-csv", metavar="F", help="result table (default POSES_rescored.csv)")
+    p.add_argument("--plot", metavar="PNG", help="score (± members' spread) or interaction energy of each pose, "
+                                                 "one colour per ligand")
     p.add_argument("--out-sdf", metavar="F", help="scored poses with tags (default POSES_rescored.sdf)")
     p.add_argument("--sort", choices=SORT_CHOICES, default="score",
                    help="order of the outputs and of the rank column: score (best first), pose (most "

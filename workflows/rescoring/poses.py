@@ -64,6 +64,7 @@ from .model import (
 from .options import PathLike, accepts_run_options, checks_paths
 from .outputs import claims_outputs, write_csv_atomic
 from .parallel import auto_batch_size, chunked, fan_out, parallel_batches, prefetch, progress_bar
+from .plots import plot_pose_scores
 from .pocket import (
     element_check,
     model_pocket,
@@ -373,9 +374,11 @@ def _residues_path(out_csv: Optional[PathLike], out_residues: Optional[PathLike]
 
 
 @accepts_run_options
-@checks_paths(("receptor", "poses"), ("model", "reference", "cofactors", "out_csv", "out_sdf", "out_residues"))
+@checks_paths(("receptor", "poses"), ("model", "reference", "cofactors", "out_csv", "out_sdf", "out_residues",
+                                     "plot"))
 @claims_outputs(lambda a: {"--out-csv": a["out_csv"], "--out-sdf": a["out_sdf"],
-                           "--out-residues": _residues_path(a["out_csv"], a["out_residues"], a["per_residue"])},
+                           "--out-residues": _residues_path(a["out_csv"], a["out_residues"], a["per_residue"]),
+                           "--plot": a["plot"]},
                 lambda a: {"RECEPTOR": a["receptor"], "POSES": a["poses"], "--reference": a["reference"],
                            "--cofactors": a["cofactors"], "--model": a["model"]})
 def rescore_poses(
@@ -394,6 +397,7 @@ def rescore_poses(
     out_csv: Optional[PathLike] = None,
     out_sdf: Optional[PathLike] = None,
     out_residues: Optional[PathLike] = None,
+    plot: Optional[PathLike] = None,
     sort: str = "score",
     per_residue: bool = False,
     posebusters: Any = False,
@@ -440,6 +444,9 @@ def rescore_poses(
         out_sdf: scored poses with tags (default: not written).
         out_residues: per-residue table (default ``<out_csv stem>.residues.csv`` when
             ``per_residue`` and ``out_csv`` are given).
+        plot: PNG of each scored pose's score (with the members' spread) or interaction
+            energy, in input order, one colour per ligand
+            (:func:`~get_md.workflows.rescoring.plots.plot_pose_scores`).
         sort: "score" (best first by the model's output: highest score, lowest
             interaction energy), "pose" (highest ``pose_score`` first: the most
             native-like pose; score models with pose members), "energy" (by interaction
@@ -611,6 +618,13 @@ def rescore_poses(
             write_csv_atomic(per_res, res_path)
     if out_csv is not None:
         write_csv_atomic(table, out_csv)
+    if plot is not None:
+        column = "score" if spec.task == "score" else "interaction_energy_kcal_mol"
+        if n_ok:
+            plot_pose_scores(table[table["status"] == "ok"], plot, column,
+                             title=f"{Path(poses).name} — {Path(spec.path).name}")
+        else:
+            logger.warning("%s: no pose scored; no plot", plot)
     store.remove()
     table.attrs["per_residue"] = per_res
     table.attrs["model"] = spec.path

@@ -69,8 +69,9 @@ from .model import (
     structure_energies,
 )
 from .options import PathLike, accepts_run_options, checks_paths
-from .outputs import atomic_path, claims_outputs, write_csv_atomic
+from .outputs import claims_outputs, write_csv_atomic
 from .parallel import auto_batch_size, fan_out, parallel_batches, prefetch, progress_bar
+from .plots import plot_scores
 from .pocket import (
     MOVING_LIGAND_MARGIN,
     choose_pocket,
@@ -155,34 +156,6 @@ def score_frames(spec: ModelRef, template, lig_mask, frames: list) -> dict:
     for row in rows:
         mark_non_finite(row, spec.path, f"{template.label()} frame {row['frame']}")
     return {"rows": sorted(rows + skipped, key=lambda r: r["frame"])}
-
-
-def plot_scores(df, path: PathLike, column: str, title: str = "") -> None:
-    """PNG of ``column`` against ``time_ps`` (against ``frame`` when the file's times do
-    not increase, as in concatenated trajectories), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    x, xlabel = df["time_ps"], "time (ps)"
-    if len(df) > 1 and not bool((x.diff().iloc[1:] > 0).all()):
-        logger.warning("times in the trajectory file do not increase; plotting against frame number")
-        x, xlabel = df["frame"], "frame"
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
-    try:
-        ax.plot(x, df[column], lw=1.2, marker="o" if len(df) <= 50 else None, ms=3)
-        labels = {"score": "score (pK)", "interaction_energy_kcal_mol": "interaction energy (kcal/mol)"}
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(labels.get(column, column))
-        if title:
-            ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
 
 
 @accepts_run_options
