@@ -276,3 +276,17 @@ def test_load_labelled_warns_about_likely_unit_mistakes(tmp_path, caplog, scale,
     else:
         assert messages and all(str(path) in m for m in messages), messages
         assert any(words in m for m in messages), messages
+
+
+def test_recipe_bad_model_json_names_the_option(tmp_path, capsys):
+    """--model with broken JSON had failed, after reading the data, with json's bare message."""
+    from get_md.cli import run_module
+    from get_md.train.potential import main
+
+    rc = run_module(main, "python -m get_md.train.potential",
+                    ["--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "run"),
+                     "--model", '{"d_hidden": 16,'])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        "python -m get_md.train.potential: error: --model '{\"d_hidden\": 16,': invalid JSON "
+        "(line 1 column 17: Expecting property name enclosed in double quotes)")

@@ -27,8 +27,9 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from get_md.errors import ConfigError
 from get_md.train.batching import BlockBatchSampler, collate
-from get_md.train.config import TrainConfig
+from get_md.train.config import TrainConfig, json_error_text
 from get_md.train.data import MolecularDataset
 from get_md.train.labelled import load_labelled
 
@@ -109,15 +110,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:  # checked before the data are read
+        overrides = json.loads(args.model)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--model {args.model!r}: {json_error_text(e)}") from e
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"--model {args.model!r}: expected a JSON object of hyper-parameters")
 
     t0 = time.time()
     train_set = load_labelled(args.data, "train", dtype=torch.float32, limit=args.limit)
     valid_set = load_labelled(args.data, "valid", dtype=torch.float32)
     test_set = load_labelled(args.data, "test", dtype=torch.float64)
     elements = sorted({int(z) for s in train_set.samples for z in s.graph.atomic_numbers.tolist()})
-    model_cfg: dict[str, Any] = {**DEFAULT_MODEL, **json.loads(args.model), "elements": elements}
+    model_cfg: dict[str, Any] = {**DEFAULT_MODEL, **overrides, "elements": elements}
     if args.family != "get":
-        model_cfg = {**json.loads(args.model), "elements": elements}
+        model_cfg = {**overrides, "elements": elements}
     command = shlex.join(["python", "-m", "get_md.train.potential", *(argv if argv is not None else sys.argv[1:])])
     config = TrainConfig(
         family=args.family, model=model_cfg, dataset=train_set, valid_dataset=valid_set,
