@@ -191,3 +191,12 @@ def _free_copy(atoms, tmp_path):
     path = tmp_path / "free.xyz"
     ase.io.write(path, free)
     return path
+
+
+def test_overlapping_atoms_are_named(ethanol_xyz, tmp_path):
+    lines = ethanol_xyz.read_text().splitlines()
+    lines[4] = " ".join([lines[4].split()[0], *lines[2].split()[1:]])  # atom 3 onto atom 1
+    path = tmp_path / "overlap.xyz"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(WorkflowError, match=r"overlap.xyz record 1: atom 1 \(\w+\) and atom 3 \(\w+\) are 0 Å apart"):
+        run_md(path, tmp_path / "o", steps=5)
