@@ -200,3 +200,19 @@ def test_overlapping_atoms_are_named(ethanol_xyz, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(WorkflowError, match=r"overlap.xyz record 1: atom 1 \(\w+\) and atom 3 \(\w+\) are 0 Å apart"):
         run_md(path, tmp_path / "o", steps=5)
+
+
+def test_minimize_first_starts_both_engines_from_the_same_minimum(ethanol_xyz, tmp_path):
+    pytest.importorskip("openmm")
+    plain = run_md(ethanol_xyz, tmp_path / "plain", steps=1, settings=MDSettings(interval=1))
+    e0 = float(rows(tmp_path / "plain")[0]["potential_energy_eV"])
+    start = {}
+    for engine in ("ase", "openmm"):
+        run_md(ethanol_xyz, tmp_path / engine, steps=1,
+               settings=MDSettings(engine=engine, interval=1, minimize_steps=100, minimize_fmax=0.02))
+        start[engine] = float(rows(tmp_path / engine)[0]["potential_energy_eV"])
+    assert plain.steps == 1
+    assert start["ase"] < e0 - 1e-3  # ase.build's ethanol is not at this potential's minimum
+    assert start["ase"] == pytest.approx(start["openmm"], abs=1e-6)
+    with pytest.raises(WorkflowError, match="--minimize must be a whole number of steps >= 0"):
+        run_md(ethanol_xyz, tmp_path / "x", steps=1, settings=MDSettings(minimize_steps=-1))

@@ -23,7 +23,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         model=args.model, engine=args.engine, timestep_fs=args.timestep, temperature_K=args.temperature,
         friction_per_ps=args.friction, interval=args.interval, seed=args.seed, device=args.device,
         dtype=args.dtype, charge=args.charge, record=args.record, periodic=args.periodic,
-        max_temperature_K=args.max_temperature,
+        max_temperature_K=args.max_temperature, minimize_steps=args.minimize, minimize_fmax=args.minimize_fmax,
     )
     res = run_md(args.structure, args.out, args.steps, settings, resume=not args.no_resume,
                  progress=not args.quiet)
@@ -74,6 +74,11 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--periodic", action="store_true", help="use a PDB file's CRYST1 box")
     p.add_argument("--max-temperature", type=float, default=None,
                    help="K: stop when the run exceeds it (default 10 x --temperature, at least 3000)")
+    p.add_argument("--minimize", type=int, default=0, metavar="STEPS",
+                   help="minimise the energy first, at most STEPS steps (default 0: no); step 0 is the result")
+    p.add_argument("--minimize-fmax", type=float, default=d.minimize_fmax, metavar="EV_PER_A",
+                   help=f"the minimiser (ASE's BFGS) stops when the largest force is below this, eV/Å (default "
+                        f"{d.minimize_fmax})")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="energies and temperature against time, as a PNG (the whole run, resumed parts included)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a run")

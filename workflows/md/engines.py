@@ -74,6 +74,9 @@ class AseEngine:
         else:
             self.dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
 
+    def set_positions(self, positions: np.ndarray) -> None:
+        self.atoms.set_positions(positions)
+
     def set_velocities(self, velocities: np.ndarray) -> None:
         from ase import units
 
@@ -150,6 +153,9 @@ class OpenMMEngine:
         if periodic:
             self.context.setPeriodicBoxVectors(*vectors)
         self.integrator = integrator
+
+    def set_positions(self, positions: np.ndarray) -> None:
+        self.context.setPositions(positions / 10.0)
 
     def set_velocities(self, velocities: np.ndarray) -> None:
         self.context.setVelocities(velocities / NM_PER_PS_TO_A_PER_FS)

@@ -48,6 +48,10 @@ class MDSettings:
         max_temperature_K: stop when the temperature exceeds this (None: 10 x
             ``temperature_K``, at least 3,000 K): a run blowing up stops with its last
             good step kept, instead of writing garbage.
+        minimize_steps: minimise the energy first, for at most this many steps (0: no):
+            ASE's BFGS (for either engine) until the largest force is below
+            ``minimize_fmax``. Step 0 is the minimised structure.
+        minimize_fmax: eV/Å, the minimiser's force tolerance.
     """
 
     model: Optional[str] = None
@@ -63,6 +67,8 @@ class MDSettings:
     record: int = 1
     periodic: bool = False
     max_temperature_K: Optional[float] = None
+    minimize_steps: int = 0
+    minimize_fmax: float = 0.05
 
     def check(self) -> None:
         """Refuse settings no run could use, naming the option."""
@@ -81,6 +87,11 @@ class MDSettings:
             raise WorkflowError(f"--interval must be a whole number >= 1, got {self.interval!r}")
         if self.max_temperature_K is not None and not self.max_temperature_K > 0:
             raise WorkflowError(f"--max-temperature must be > 0 K, got {self.max_temperature_K!r}")
+        if isinstance(self.minimize_steps, bool) or not isinstance(self.minimize_steps, int) or self.minimize_steps < 0:
+            raise WorkflowError(f"--minimize must be a whole number of steps >= 0, got {self.minimize_steps!r}")
+        if not (isinstance(self.minimize_fmax, (int, float)) and math.isfinite(self.minimize_fmax)
+                and self.minimize_fmax > 0):
+            raise WorkflowError(f"--minimize-fmax must be a finite number > 0 eV/Å, got {self.minimize_fmax!r}")
 
     def temperature_limit(self) -> float:
         if self.max_temperature_K is not None:
@@ -141,6 +152,31 @@ def _check_snapshot(snap: Snapshot, step: int, settings: MDSettings, last_good: 
         raise WorkflowError(f"MD step {step}: temperature {snap.temperature_K:.0f} K exceeds {limit:.0f} K "
                             f"(--max-temperature): the run is blowing up (time step too long, or a strained "
                             f"start structure?); {kept}")
+
+
+def _minimized(atoms, settings: MDSettings, charge: float) -> np.ndarray:
+    """Positions (Å) after ASE's BFGS on the run's potential (either engine: one
+    minimiser, one meaning of ``minimize_fmax``: the largest force, eV/Å)."""
+    from ase.constraints import FixCom
+    from ase.optimize import BFGS
+    from get_md.plugins.ase import GETCalculator
+
+    from get_md import runtime
+
+    work = atoms.copy()
+    work.set_constraint(FixCom())
+    work.calc = GETCalculator(runtime.load(settings.model, settings.device, settings.dtype, who="get-md md"),
+                              settings.device, settings.dtype, charge=charge)
+    before = work.get_potential_energy()
+    opt = BFGS(work, logfile=None)
+    try:
+        converged = opt.run(fmax=settings.minimize_fmax, steps=settings.minimize_steps)
+    except (GetMDError, ValueError, RuntimeError) as e:
+        raise WorkflowError(f"energy minimisation, step {opt.nsteps}: {e}") from e
+    fmax = float(np.linalg.norm(work.get_forces(), axis=1).max())
+    log.info("get-md md: minimised in %d step(s): Epot %.4f -> %.4f eV, largest force %.3g eV/Å%s", opt.nsteps,
+             before, work.get_potential_energy(), fmax, "" if converged else " (not converged: --minimize more?)")
+    return work.get_positions()
 
 
 def _make_engine(settings: MDSettings, atoms, charge: float):
@@ -225,6 +261,8 @@ def _run(structure, folder: RunFolder, steps: int, settings: MDSettings, resume:
         engine.restore(state)
         log.info("get-md md: resuming %s at step %d", folder.out, start)
     else:
+        if settings.minimize_steps:
+            engine.set_positions(_minimized(atoms, settings, charge))
         engine.set_velocities(_initial_velocities(atoms, settings.temperature_K, settings.seed))
     dt_ps = settings.timestep_fs / 1000.0
     t0 = time.perf_counter()
