@@ -26,7 +26,7 @@ from get_md.plugins._common import (
     total_charge as total_charge_of,  # the argument is named total_charge
 )
 
-from get_md.errors import PluginError
+from get_md.errors import GraphError, PluginError
 from get_md.graph import MolecularGraph
 from get_md.runtime import LoadedModel, atom_charges
 from get_md.units import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
@@ -64,6 +64,10 @@ class GraphPotential:
         self._pbc = torch.full((1, 3), self.periodic, dtype=torch.bool, device=lm.device)
         self._zero_cell = torch.zeros(1, 3, 3, dtype=lm.dtype, device=lm.device)
         self._units_checked = False  # positions far apart (Å given as nm) warned about once
+        # overlapping atoms: an error on the first call (a structure given that way), a
+        # warning once later (OpenMM's minimiser probes such trial steps and backs off)
+        self._overlaps_checked = False
+        self._overlap_warned = False
         self._charges = None
         if lm.needs_charge:
             self._charges = atom_charges([self.total_charge], [self.n_atoms], lm.device, lm.dtype)
@@ -76,7 +80,16 @@ class GraphPotential:
             raise PluginError(f"get_md force: got positions of shape {x.shape}, expected ({self.n_atoms}, 3)")
         # centred in float64 before the cast (see model_positions)
         pos = model_positions(x * NM_TO_ANGSTROM, lm.device, lm.dtype, "get_md force")
-        check_overlaps(x * NM_TO_ANGSTROM, self._numbers, "get_md force (positions in nm)")
+        if not self._overlaps_checked:
+            check_overlaps(x * NM_TO_ANGSTROM, self._numbers, "get_md force (positions in nm)")
+            self._overlaps_checked = True
+        elif not self._overlap_warned:
+            try:
+                check_overlaps(x * NM_TO_ANGSTROM, self._numbers, "get_md force (positions in nm)")
+            except GraphError as e:
+                self._overlap_warned = True
+                log.warning("%s, after the first call (a minimiser's trial step, or a run blowing up); "
+                            "evaluated as it is, said once", e)
         if not self._units_checked:
             self._units_checked = True
             text = units_warning(x * NM_TO_ANGSTROM, "get_md force (positions in nm)")

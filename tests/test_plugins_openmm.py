@@ -383,6 +383,42 @@ def test_torchforce_module_checks_the_geometry_of_its_first_call(model_file):
         module(pos * 10)
 
 
+def test_pythonforce_refuses_overlaps_given_but_lets_the_minimiser_probe(caplog):
+    """Overlapping atoms are an error on a PythonForce's first call (a structure given that
+    way) and a warning later: OpenMM's minimiser had failed on an RDKit conformer of
+    chloroacetic acid because its line search tried a C-H distance of 0.28 Å."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("ClCC(=O)O"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    pos_nm = mol.GetConformer().GetPositions() / 10
+    system = openmm.System()
+    for z in numbers:
+        system.addParticle(app.Element.getByAtomicNumber(z).mass)
+    system.addForce(create_force("get-xtb-organic", numbers, backend="pythonforce", dtype="float64"))
+
+    def context(positions):
+        c = openmm.Context(copy.deepcopy(system), openmm.VerletIntegrator(0.0005), reference_platform())
+        c.setPositions(positions)
+        return c
+
+    overlapping = pos_nm.copy()
+    overlapping[5] = overlapping[1] + 0.002
+    with pytest.raises(openmm.OpenMMException, match=r"atom 2 \(C\) and atom 6 \(H\) are 0\.0\d+ Å apart"):
+        context(overlapping).getState(getEnergy=True)
+    c = context(pos_nm)
+    e0 = c.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    with caplog.at_level("WARNING", logger="get_md.plugins.openmm"):
+        openmm.LocalEnergyMinimizer.minimize(c, 1.0, 500)
+    state = c.getState(getEnergy=True, getPositions=True)
+    x = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    assert state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) < e0 - 10.0
+    assert min_pair_distance(x) > 0.9  # a sane minimum, not a collapsed one
+    assert caplog.text.count("after the first call") <= 1
+
+
 @pytest.mark.skipif(not HAVE_OPENMMML, reason="openmm-ml (openmmml) is not installed")
 def test_openmmml_system_of_another_topology_is_refused(model_file):
     """A System built from the solvated topology, with the unsolvated one passed to
