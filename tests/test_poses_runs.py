@@ -117,6 +117,24 @@ def test_dask_two_workers_equal_single_process(models, baseline, tmp_path):
     pd.testing.assert_frame_equal(df.attrs["per_residue"], df0.attrs["per_residue"])
 
 
+def test_worker_processes_that_fail_to_start_get_the_main_guard_hint(monkeypatch):
+    """A script calling rescore_poses(workers=...) without a main guard: Dask's worker
+    processes rerun it and stop at its output lock, and the run had ended with Dask's bare
+    "Nanny failed to start" (seen by running such a script; starting it here would cost
+    ~10 s, so Dask's error is stood in for)."""
+    distributed = pytest.importorskip("distributed")
+    from get_md.workflows.rescoring.parallel import make_client
+
+    def no_start(*args, **kwargs):
+        raise RuntimeError("Nanny failed to start.")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_start)
+    with pytest.raises(WorkflowError, match=r"Nanny failed to start.*if __name__ == \"__main__\":"):
+        make_client(2, None, processes=True)
+    with pytest.raises(RuntimeError, match="Nanny failed"):  # threads: no script rerun, Dask's error
+        make_client(2, None, processes=False)
+
+
 def test_pocket_reuse_changes_no_energy(models, monkeypatch):
     """Potentials score poses reusing the pocket's terms (GET.forward_in_environment).
     In float64 the energies equal a plain forward of every complex to 1e-8 relative to

@@ -89,8 +89,19 @@ def make_client(workers: Optional[int], scheduler: Optional[str], processes: boo
         return Client(scheduler), None
     if workers is None or workers < 1:
         raise WorkflowError(f"--workers must be >= 1, got {workers}")
-    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=processes,
-                           dashboard_address=None)
+    try:
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=processes,
+                               dashboard_address=None)
+    except RuntimeError as e:
+        if processes and "failed to start" in str(e):
+            # Dask's worker processes import the calling script again: without a main guard
+            # each of them starts the same run, which stops at its output lock
+            raise WorkflowError(
+                f"Dask could not start its {workers} worker process(es) ({e}). Called from a script, "
+                "put the call to rescore_poses / rescore_trajectory under "
+                "'if __name__ == \"__main__\":' (worker processes run the script again); or pass "
+                "dask_processes=False (threads)") from e
+        raise
     return Client(cluster), cluster
 
 
