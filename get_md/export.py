@@ -517,12 +517,23 @@ def load(
                 f"{str(expected)[:12]}...); the file is corrupted or was modified"
             )
         _check_finite_weights(path, module)
+        _check_module_task(path, module, meta)
         _VERIFIED[key] = verified = actual
     if check_registry:
         for check in list(LOAD_CHECKS.values()):
             check(path, verified)
     module.eval()
     return module, meta
+
+
+def _check_module_task(path: Path, module: torch.nn.Module, meta: Mapping[str, Any]) -> None:
+    """ModelFileError when ``metadata.json`` names another task than the module's own
+    ``task`` attribute (get_md models carry one): an edited file would otherwise be run as,
+    say, a score model while it computes energies."""
+    own = getattr(module, "task", None)
+    if isinstance(own, str) and own != meta.get("task"):
+        raise ModelFileError(f"{path}: {METADATA_NAME} says task {meta.get('task')!r} but the model computes "
+                             f"{own!r} (the file was edited or not written by get_md)")
 
 
 def _check_finite_weights(path: Path, module: torch.nn.Module) -> None:

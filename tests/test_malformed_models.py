@@ -297,6 +297,7 @@ def _edited_metadata(good: Path, out: Path, **changes) -> Path:
     ({"cutoff": "five"}, "metadata.json: cutoff must be a positive number of Å or null, got 'five'"),
     ({"task": None}, "metadata.json: task None is not one of ['energy', 'score', 'vectors']"),
     ({"task": "energies"}, "metadata.json: task 'energies' is not one of"),
+    ({"task": "score"}, "metadata.json says task 'score' but the model computes 'energy'"),
     ({"family": None}, "metadata.json: family must be a model family name, got None"),
     ({"elements": ["Xx", "C"]}, "metadata.json: elements: unknown element 'Xx'"),
     ({"elements": "HCO"}, "metadata.json: elements must be a list of element symbols, got 'HCO'"),
