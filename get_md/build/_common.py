@@ -326,7 +326,7 @@ def check_finite(positions: torch.Tensor, who: str, identity) -> None:
         >>> check_finite(torch.tensor([[0.0, 0.0, 1e9]]), "x.pdb", lambda i: f"atom {i + 1}")
         Traceback (most recent call last):
         ...
-        get_md.graph.GraphError: x.pdb: atom 1 has a coordinate beyond ±100000 Å ([0.0, 0.0, 1000000000.0]); corrupt file or wrong units?
+        get_md.errors.GraphError: x.pdb: atom 1 has a coordinate beyond ±100000 Å ([0.0, 0.0, 1000000000.0]); corrupt file or wrong units?
     """
     finite = torch.isfinite(positions).all(dim=1)
     if not bool(finite.all()):

@@ -45,7 +45,7 @@ def temperature(kinetic_energy_ev: float, n_atoms: int) -> float:
     removed (3N − 3 degrees of freedom; both engines remove it).
 
     Example:
-        >>> round(temperature(0.0387765, 2), 1)
+        >>> round(temperature(0.0129260, 2), 1)  # 2 atoms: 3 degrees of freedom
         100.0
     """
     dof = max(3 * n_atoms - 3, 1)

@@ -7,8 +7,8 @@ CRYST1 box with ``periodic=True``), each optionally gzipped. One record is read
 (``record``, 1-based, for files holding several).
 
 Example:
-    >>> atoms, charge = read_structure("tests/data/ethanol.xyz")  # doctest: +SKIP
-    >>> len(atoms), charge
+    >>> atoms, charge = read_structure("ethanol.xyz")  # doctest: +SKIP
+    >>> len(atoms), charge                             # doctest: +SKIP
     (9, 0.0)
 """
 
