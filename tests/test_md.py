@@ -111,6 +111,7 @@ def test_settings_of_another_run_and_bad_input_are_refused(ethanol_xyz, tmp_path
         run_md(ethanol_xyz, tmp_path / "x", steps=0)
     with pytest.raises(WorkflowError, match="is a score model; MD needs a potential"):
         run_md(ethanol_xyz, tmp_path / "x", steps=10, settings=MDSettings(model="get-affinity"))
+    assert not (tmp_path / "x").exists()  # refused before anything was written
     nan = tmp_path / "nan.xyz"
     lines = ethanol_xyz.read_text().splitlines()
     lines[3] = " ".join([lines[3].split()[0], "nan", *lines[3].split()[2:]])  # atom 2's x

@@ -154,19 +154,16 @@ def _check_snapshot(snap: Snapshot, step: int, settings: MDSettings, last_good: 
                             f"start structure?); {kept}")
 
 
-def _minimized(atoms, settings: MDSettings, charge: float) -> np.ndarray:
+def _minimized(atoms, potential, settings: MDSettings, charge: float) -> np.ndarray:
     """Positions (Å) after ASE's BFGS on the run's potential (either engine: one
     minimiser, one meaning of ``minimize_fmax``: the largest force, eV/Å)."""
     from ase.constraints import FixCom
     from ase.optimize import BFGS
     from get_md.plugins.ase import GETCalculator
 
-    from get_md import runtime
-
     work = atoms.copy()
     work.set_constraint(FixCom())
-    work.calc = GETCalculator(runtime.load(settings.model, settings.device, settings.dtype, who="get-md md"),
-                              settings.device, settings.dtype, charge=charge)
+    work.calc = GETCalculator(potential, settings.device, settings.dtype, charge=charge)
     before = work.get_potential_energy()
     opt = BFGS(work, logfile=None)
     try:
@@ -179,15 +176,19 @@ def _minimized(atoms, settings: MDSettings, charge: float) -> np.ndarray:
     return work.get_positions()
 
 
-def _make_engine(settings: MDSettings, atoms, charge: float):
-    from get_md.plugins.ase import GETCalculator
-
+def _load_potential(settings: MDSettings):
     from get_md import runtime
 
     potential = runtime.load(settings.model, settings.device, settings.dtype, who="get-md md")
     if potential.task != "energy":
         raise WorkflowError(f"get-md md: {potential.source} is a {potential.task} model; MD needs a potential "
                             "(an energy model, e.g. get-xtb-organic)")
+    return potential
+
+
+def _make_engine(settings: MDSettings, atoms, potential, charge: float):
+    from get_md.plugins.ase import GETCalculator
+
     if settings.engine == "ase":
         calc = GETCalculator(potential, settings.device, settings.dtype, charge=charge)
         return AseEngine(atoms, calc, settings.timestep_fs, settings.temperature_K, settings.friction_per_ps,
@@ -235,6 +236,7 @@ def run_md(structure, out, steps: int, settings: MDSettings = MDSettings(), resu
 def _run(structure, folder: RunFolder, steps: int, settings: MDSettings, resume: bool,
          progress: bool) -> MDResult:
     atoms, formal_charge = read_structure(structure, settings.record, settings.periodic)
+    potential = _load_potential(settings)  # before anything is written: a score model is refused
     charge = formal_charge if settings.charge is None else float(settings.charge)
     p = Path(structure)
     recorded = dict(asdict(settings), structure=str(p.resolve()), structure_size=p.stat().st_size,
@@ -256,13 +258,13 @@ def _run(structure, folder: RunFolder, steps: int, settings: MDSettings, resume:
     if state is None:
         folder.start(recorded)
 
-    engine = _make_engine(settings, atoms, charge)
+    engine = _make_engine(settings, atoms, potential, charge)
     if state is not None:
         engine.restore(state)
         log.info("get-md md: resuming %s at step %d", folder.out, start)
     else:
         if settings.minimize_steps:
-            engine.set_positions(_minimized(atoms, settings, charge))
+            engine.set_positions(_minimized(atoms, potential, settings, charge))
         engine.set_velocities(_initial_velocities(atoms, settings.temperature_K, settings.seed))
     dt_ps = settings.timestep_fs / 1000.0
     t0 = time.perf_counter()
