@@ -32,14 +32,19 @@ def plot_scores(df, path: PathLike, column: str, title: str = "") -> None:
         ax.plot(x, df[column], lw=1.2, marker="o" if len(df) <= 50 else None, ms=3)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(_LABELS.get(column, column))
-        if title:
-            ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        _finish(fig, ax, path, title)
     finally:
         plt.close(fig)
+
+
+def _finish(fig, ax, path: PathLike, title: str) -> None:
+    """Title, grid, layout, and the PNG written atomically."""
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 def plot_pose_scores(table, path: PathLike, column: str, title: str = "") -> None:
@@ -71,14 +76,9 @@ def plot_pose_scores(table, path: PathLike, column: str, title: str = "") -> Non
         ax.set_xlabel("pose (record in the input file)")
         ax.set_ylabel(_LABELS.get(column, column) + (" ± members' spread" if "score_std" in df and column == "score"
                                                      else ""))
-        if title:
-            ax.set_title(title, fontsize=9)
         if any(name for name, _ in groups) and len(groups) <= 12:
             ax.legend(fontsize=7, ncol=2)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        _finish(fig, ax, path, title)
     finally:
         plt.close(fig)
 
