@@ -118,6 +118,10 @@ def test_settings_of_another_run_and_bad_input_are_refused(ethanol_xyz, tmp_path
     nan.write_text("\n".join(lines) + "\n")
     with pytest.raises(WorkflowError, match=r"nan.xyz record 1: atom 2 has a NaN"):
         read_structure(nan)
+    numbers = tmp_path / "numbers.xyz"  # atomic numbers where symbols belong
+    numbers.write_text("2\n\n6 0 0 0\n8 1.2 0 0\n")
+    with pytest.raises(WorkflowError, match="'6' is not an element symbol"):
+        read_structure(numbers)
     bad = tmp_path / "mol.gro"
     bad.write_text("x")
     with pytest.raises(WorkflowError, match="unknown structure format '.gro'"):

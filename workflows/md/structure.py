@@ -33,6 +33,9 @@ def _ase_read(path: Path, record: int):
 
     try:
         frames = ase.io.read(str(path), index=":", format="extxyz")
+    except KeyError as e:  # ASE's symbol lookup: atomic numbers or unknown symbols in column 1
+        raise WorkflowError(f"{path}: not a readable XYZ file: {e} is not an element symbol (the first "
+                            "column holds symbols such as C, O, H)") from e
     except Exception as e:  # noqa: BLE001 - ASE raises many kinds for a malformed file
         raise WorkflowError(f"{path}: not a readable XYZ file ({type(e).__name__}: {e})") from e
     if not frames:
