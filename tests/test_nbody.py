@@ -526,6 +526,16 @@ def test_simulate_refuses_bad_initial_conditions():
     assert np.isfinite(simulate(1, n_frames=2, initial=(x, v, q))["loc"]).all()
 
 
+def test_a_data_file_with_two_particles_at_one_place_is_refused(tmp_path):
+    """Only the simulator had refused them; a file written elsewhere loaded, and the model's
+    pair directions there are 0/0."""
+    data = simulate(2, seed=0, n_frames=3)
+    data["loc"][1, 2, 4] = data["loc"][1, 2, 0]
+    path = save_data(tmp_path / "same.npz", data)
+    with pytest.raises(NBodyError, match=r"loc: sample 1, frame 2: particles 0 and 4 are at the same place"):
+        load_data(path)
+
+
 def test_train_resume_from_a_truncated_checkpoint_names_it(tmp_path, capsys):
     """A truncated checkpoint.pt had stopped `nbody train` with torch's zip error alone."""
     for name, seed in (("tr.npz", 0), ("va.npz", 1)):
