@@ -126,6 +126,8 @@ def test_settings_of_another_run_and_bad_input_are_refused(ethanol_xyz, tmp_path
     bad.write_text("x")
     with pytest.raises(WorkflowError, match="unknown structure format '.gro'"):
         read_structure(bad)
+    deep = tmp_path / "not" / "yet" / "there"  # parent folders are created (the lock lies beside)
+    assert run_md(ethanol_xyz, deep, steps=1, settings=MDSettings(interval=1)).steps == 1
     afile = tmp_path / "afile"
     afile.write_text("")
     with pytest.raises(WorkflowError, match="exists and is not a folder"):

@@ -229,6 +229,10 @@ def run_md(structure, out, steps: int, settings: MDSettings = MDSettings(), resu
     from get_md.workflows.rescoring.outputs import OutputLock
 
     folder = RunFolder(out)
+    try:  # the lock file lies beside the folder
+        folder.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkflowError(f"--out {folder.out}: cannot create its parent folder ({e.strerror or e})") from e
     with OutputLock(folder.out):  # a second run on the same folder stops at once
         return _run(structure, folder, int(steps), settings, resume, progress)
 
