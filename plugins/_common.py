@@ -13,6 +13,7 @@ from typing import Any, Union
 
 import numpy as np
 import torch
+from get_md.workflows.geometry_checks import check_overlaps  # noqa: F401 - the plugins' import
 
 from get_md.errors import GraphError, PluginError
 
@@ -49,28 +50,6 @@ def model_positions(positions: Any, device: Union[str, torch.device], dtype: tor
 #: Å: a periodic cell thinner than this along any periodic direction puts every atom this
 #: close to its own image (and needs cutoff / width images: 50,000 for a 1e-4 Å cell)
 MIN_CELL_WIDTH = 1.0
-
-
-def check_overlaps(positions: Any, numbers: Any, who: str = "get_md") -> None:
-    """GraphError naming both atoms if two atoms of ``positions`` [N, 3] (Å) are closer than
-    0.5 Å (no bond is that short: overlapping atoms, or coordinates in nm given as Å); a
-    k-d tree, O(N log N): 0.2 % of a force call of the shipped potential at 1,000-5,000 atoms.
-
-    Example:
-        >>> check_overlaps([[0.0, 0, 0], [0.1, 0, 0]], [6, 6], "ethane")
-        Traceback (most recent call last):
-        ...
-        get_md.errors.GraphError: ethane: atom 1 (C) and atom 2 (C) are 0.1 Å apart (closer than 0.5 Å): overlapping atoms
-    """
-    from get_md.workflows.geometry_checks import closest_pair, element_symbol, overlap_text
-
-    x = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-    pair = closest_pair(x)
-    if pair is not None:
-        i, j, d = pair
-        z = np.asarray(numbers).reshape(-1)
-        raise GraphError(f"{who}: " + overlap_text(f"atom {i + 1} ({element_symbol(int(z[i]))})",
-                                                   f"atom {j + 1} ({element_symbol(int(z[j]))})", d, positions=x))
 
 
 def check_cell(cell: Any, pbc: Any, who: str = "get_md") -> None:

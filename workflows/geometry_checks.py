@@ -130,6 +130,30 @@ def units_hint(positions: Any) -> str:
     return ""
 
 
+def check_overlaps(positions: Any, numbers: Any, who: str = "get_md", error: Optional[type] = None) -> None:
+    """``error`` (default GraphError) naming both atoms if two atoms of ``positions`` [N, 3]
+    (Å) are closer than :data:`MIN_DISTANCE` (no bond is that short: overlapping atoms, or
+    coordinates in nm given as Å); a k-d tree, O(N log N): 0.2 % of a force call of the
+    shipped potential at 1,000-5,000 atoms.
+
+    Example:
+        >>> check_overlaps([[0.0, 0, 0], [0.1, 0, 0]], [6, 6], "ethane")
+        Traceback (most recent call last):
+        ...
+        get_md.errors.GraphError: ethane: atom 1 (C) and atom 2 (C) are 0.1 Å apart (closer than 0.5 Å): overlapping atoms
+    """
+    x = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    pair = closest_pair(x)
+    if pair is not None:
+        from get_md.errors import GraphError
+
+        i, j, d = pair
+        z = np.asarray(numbers).reshape(-1)
+        raise (error or GraphError)(f"{who}: " + overlap_text(f"atom {i + 1} ({element_symbol(int(z[i]))})",
+                                                              f"atom {j + 1} ({element_symbol(int(z[j]))})", d,
+                                                              positions=x))
+
+
 def overlap_text(name_i: str, name_j: str, distance: float, threshold: float = MIN_DISTANCE,
                  positions: Any = None) -> str:
     """Why two atoms are too close; with ``positions`` (the structure) a hint at wrong

@@ -106,12 +106,7 @@ def read_structure(path, record: int = 1, periodic: bool = False) -> Tuple[Any, 
 
 
 def _check(atoms, who: str) -> None:
-    from get_md.workflows.geometry_checks import (
-        closest_pair,
-        element_symbol,
-        overlap_text,
-        units_hint,
-    )
+    from get_md.workflows.geometry_checks import check_overlaps, units_hint
 
     if len(atoms) < 2:
         raise WorkflowError(f"{who}: {len(atoms)} atom(s); MD needs at least two")
@@ -122,13 +117,7 @@ def _check(atoms, who: str) -> None:
     if np.any(atoms.numbers < 1) or np.any(atoms.numbers > 118):
         bad = int(np.flatnonzero((atoms.numbers < 1) | (atoms.numbers > 118))[0])
         raise WorkflowError(f"{who}: atom {bad + 1} has no element (atomic number {atoms.numbers[bad]})")
-    pair = closest_pair(x)
-    if pair is not None:
-        i, j, d = pair
-        z = atoms.numbers
-        raise WorkflowError(f"{who}: " + overlap_text(f"atom {i + 1} ({element_symbol(int(z[i]))})",
-                                                      f"atom {j + 1} ({element_symbol(int(z[j]))})", d,
-                                                      positions=x))
+    check_overlaps(x, atoms.numbers, who, error=WorkflowError)
     hint = units_hint(x)
     if hint:
         log.warning("%s%s", who, hint)
