@@ -80,16 +80,16 @@ class GraphPotential:
             raise PluginError(f"get_md force: got positions of shape {x.shape}, expected ({self.n_atoms}, 3)")
         # centred in float64 before the cast (see model_positions)
         pos = model_positions(x * NM_TO_ANGSTROM, lm.device, lm.dtype, "get_md force")
-        if not self._overlaps_checked:
-            check_overlaps(x * NM_TO_ANGSTROM, self._numbers, "get_md force (positions in nm)")
-            self._overlaps_checked = True
-        elif not self._overlap_warned:
+        if not self._overlap_warned:
             try:
                 check_overlaps(x * NM_TO_ANGSTROM, self._numbers, "get_md force (positions in nm)")
             except GraphError as e:
+                if not self._overlaps_checked:
+                    raise
                 self._overlap_warned = True
                 log.warning("%s, after the first call (a minimiser's trial step, or a run blowing up); "
                             "evaluated as it is, said once", e)
+            self._overlaps_checked = True
         if not self._units_checked:
             self._units_checked = True
             text = units_warning(x * NM_TO_ANGSTROM, "get_md force (positions in nm)")
