@@ -16,6 +16,7 @@ from get_md.atomic import atomic_path
 from get_md.model_inputs import VectorInputs
 
 from .protocol import DATA_KEYS, FRAME_IN, FRAME_OUT, PARTICLE_Z, NBodyError, PathLike
+from .simulate import coincident_particles
 
 
 def save_data(path: PathLike, data: Mapping[str, Any]) -> Path:
@@ -58,11 +59,9 @@ def check_data(data: Mapping[str, Any], name: str = "data", frame_out: Optional[
                              f"(first at sample {int(idx[0])}, index {tuple(int(i) for i in idx[1:])})")
     # two particles at one place: the model's unit pair directions are 0/0 (NaN outputs), and
     # the simulator that wrote the file would have had an infinite Coulomb force there
-    d2 = ((loc[:, :, :, None, :] - loc[:, :, None, :, :]) ** 2).sum(-1)
-    d2[:, :, np.arange(n), np.arange(n)] = np.inf
-    same = np.argwhere(d2 == 0)
-    if len(same):
-        si, ti, i, j = (int(k) for k in same[0])
+    same = coincident_particles(loc)
+    if same is not None:
+        si, ti, i, j = same
         raise NBodyError(f"{name}: loc: sample {si}, frame {ti}: particles {i} and {j} are at the same place")
     for what, f in (("frame-in", frame_in), ("frame-out", frame_out)):
         if f is not None and not 0 <= f < t:

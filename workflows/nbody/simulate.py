@@ -78,13 +78,25 @@ def _check_initial(x: np.ndarray, v: np.ndarray, q: np.ndarray) -> None:
         if bad.any():
             idx = np.argwhere(bad)[0]
             raise NBodyError(f"initial {name}: sample {int(idx[0])}, particle {int(idx[1])} is not finite")
-    d2 = ((x[:, :, None, :] - x[:, None, :, :]) ** 2).sum(-1)
-    n = x.shape[1]
-    d2[:, np.arange(n), np.arange(n)] = np.inf
-    same = np.argwhere(d2 == 0)
-    if len(same):
-        s, i, j = (int(k) for k in same[0])
+    same = coincident_particles(x)
+    if same is not None:
+        s, i, j = same
         raise NBodyError(f"initial loc: sample {s}: particles {i} and {j} are at the same place")
+
+
+def coincident_particles(loc: np.ndarray) -> Optional[Tuple[int, ...]]:
+    """Index of the first two particles at one place in ``loc`` [..., N, 3]: the leading
+    indices, then the two particles (i < j); None if there are none.
+
+    Example:
+        >>> coincident_particles(np.array([[[0.0, 0, 0], [1, 0, 0], [0, 0, 0]]]))
+        (0, 0, 2)
+    """
+    d2 = ((loc[..., :, None, :] - loc[..., None, :, :]) ** 2).sum(-1)
+    n = loc.shape[-2]
+    d2[..., np.arange(n), np.arange(n)] = np.inf
+    same = np.argwhere(d2 == 0)
+    return tuple(int(k) for k in same[0]) if len(same) else None
 
 
 def simulate(
