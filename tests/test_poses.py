@@ -188,6 +188,34 @@ def test_score_model_union_pocket_per_residue_and_sort_none(models, tmp_path):
     assert all(m.HasProp("get_score") and m.HasProp("get_rank") for m in mols)
 
 
+def test_pose_file_parsed_once_when_it_fits(models, tmp_path, monkeypatch):
+    """The union-pocket pass keeps the parsed records of a small file for scoring; a file
+    over ``KEEP_POSE_ATOMS`` is read a second time. Same scores either way."""
+    from get_md.workflows.rescoring import poses as poses_module
+
+    import get_md.build as build
+
+    parsed = []
+    real = build.iter_poses
+
+    def counting(path, **kwargs):
+        for rec in real(path, **kwargs):
+            parsed.append(rec.index)
+            yield rec
+
+    monkeypatch.setattr(build, "iter_poses", counting)
+    kept = rescore_poses(REC, POSES_SDF, models["score"], pocket_radius=3.0, batch_size=4,
+                         sort="none", out_csv=tmp_path / "a.csv", progress=False)
+    n_once = len(parsed)
+    parsed.clear()
+    monkeypatch.setattr(poses_module, "KEEP_POSE_ATOMS", 10)
+    again = rescore_poses(REC, POSES_SDF, models["score"], pocket_radius=3.0, batch_size=4,
+                          sort="none", out_csv=tmp_path / "b.csv", progress=False)
+    assert n_once == 9              # the pocket pass alone (batch_size given: no probe)
+    assert len(parsed) == 2 * 9
+    assert kept["score"].tolist() == again["score"].tolist()
+
+
 def test_plot_of_the_pose_scores(models, tmp_path, monkeypatch):
     """--plot draws each scored pose (in input order) with its value, and refuses to
     overwrite an input before any work."""

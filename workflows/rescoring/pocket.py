@@ -176,7 +176,7 @@ def screen_pocket(pocket, meta: dict, drop: Optional[bool], where: str, blocks=N
 
 
 def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bool] = None,
-                 include=None):
+                 include=None, keep_atoms: int = 0):
     """Receptor blocks with any atom within ``radius`` Å of any atom of any pose (or of
     ``include``, further [M, 3] coordinates in Å, e.g. a reference ligand's).
 
@@ -185,8 +185,12 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
     buffer's bounding box grown by ``radius``). Equals
     ``select_pocket(receptor, all_pose_coordinates, radius)``.
 
+    ``keep_atoms`` > 0 keeps the parsed records (``iter_poses(poses, segment_id=1)``) in
+    memory while the file holds at most that many atoms, so that the caller scores them
+    without parsing the file a second time; a larger file is streamed as before.
+
     Returns:
-        (pocket graph, number of records, number of poses read).
+        (pocket graph, number of records, number of poses read, the records or None).
     """
     import torch
 
@@ -197,6 +201,8 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
     selected = torch.zeros(receptor.num_atoms, dtype=torch.bool)
     buf: list = [] if include is None else [torch.as_tensor(include).reshape(-1, 3)]
     n_buf = 0
+    kept: Optional[list] = [] if keep_atoms > 0 else None
+    n_kept_atoms = 0
     n_records = n_ok = 0
     first_error = ""
 
@@ -221,6 +227,12 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
         for rec in iter_poses(poses, segment_id=1):
             n_records += 1
             bar.update(1)
+            if kept is not None:
+                n_kept_atoms += 0 if rec.graph is None else rec.graph.num_atoms
+                if n_kept_atoms <= keep_atoms:
+                    kept.append(rec)
+                else:  # too large to hold: the caller reads the file again
+                    kept = None
             if rec.graph is None:
                 first_error = first_error or str(rec.error or "")
                 continue
@@ -241,7 +253,7 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
             f"pocket of {receptor.label()} around the poses of {poses}: no receptor atom within "
             f"{radius} Å of any pose; are receptor and poses in the same frame?"
         )
-    return receptor.select_blocks(keep), n_records, n_ok
+    return receptor.select_blocks(keep), n_records, n_ok, kept
 
 
 def choose_pocket(top, xyz_nm, receptor_idx, ligand_idx, radius: float):

@@ -97,6 +97,10 @@ logger = logging.getLogger("get_md.workflows.poses")
 
 
 SORT_CHOICES = ("score", "pose", "energy", "none")
+#: pose files of up to this many atoms (about 2,000 poses with hydrogens) are parsed once:
+#: the pocket pass keeps the records for scoring (1.4 kB an atom with the RDKit molecule,
+#: measured on Schrödinger's ligand SDFs: ~140 MB at the limit); larger ones are read twice
+KEEP_POSE_ATOMS = 100_000
 POSEBUSTERS_CONFIGS = ("dock", "dock_fast", "redock", "redock_fast")
 #: Columns written by the workflow; input properties with these names get an ``input_`` prefix.
 OWN_COLUMNS = frozenset({
@@ -531,12 +535,13 @@ def rescore_poses(
                 logger.warning("%s: the reference ligand is %.3g Å from the nearest receptor atom (more than the "
                                "%g Å pocket radius): it adds nothing to the pocket; another complex's ligand, or "
                                "other coordinates?", reference, gap, pocket_radius)
-            pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress, include=ref_graph.positions)
+            pocket, n_records, _, records = union_pocket(rec, poses, pocket_radius, progress,
+                                                          include=ref_graph.positions, keep_atoms=KEEP_POSE_ATOMS)
         else:
             pocket = select_pocket(rec, ref_graph, pocket_radius)
-            n_records = count_records(poses)
+            n_records, records = count_records(poses), None
     else:
-        pocket, n_records, _ = union_pocket(rec, poses, pocket_radius, progress)
+        pocket, n_records, _, records = union_pocket(rec, poses, pocket_radius, progress, keep_atoms=KEEP_POSE_ATOMS)
     logger.info("pocket: %d residues, %d atoms", pocket.num_blocks, pocket.num_atoms)
     pocket, _ = screen_pocket(pocket, meta, drop_unsupported, str(receptor))
     check_receptor(receptor, pocket, "pocket with hydrogens added" if protonated else "pocket",
@@ -585,15 +590,17 @@ def rescore_poses(
     def tasks():
         nonlocal terms
         warned = False
-        # the next batch is parsed while the model scores this one
-        for k, records in enumerate(prefetch(chunked(iter_poses(poses, segment_id=1), bs))):
+        # the records the pocket pass kept, or the file parsed again; the next batch is
+        # parsed while the model scores this one
+        source = iter(records) if records is not None else iter_poses(poses, segment_id=1)
+        for k, batch in enumerate(prefetch(chunked(source, bs))):
             if store.done(k):
                 continue
             if terms is None:
                 terms = _pocket_terms(spec, pocket)
             if not warned and ligand_hydrogens != "no":
-                warned = warn_sparse_hydrogens(records)
-            yield k, (spec, pocket, terms, pose_items(records, ligand_hydrogens), opts)
+                warned = warn_sparse_hydrogens(batch)
+            yield k, (spec, pocket, terms, pose_items(batch, ligand_hydrogens), opts)
 
     def on_result(key, result):
         store.commit(key, result)
