@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -146,9 +147,21 @@ def check_paths(who: str, required: dict[str, Any], optional: dict[str, Any]) ->
             raise WorkflowError(f"{who}: {name} is an empty path")
 
 
-def checks_paths(required: tuple[str, ...], optional: tuple[str, ...]) -> Callable:
-    """Decorator: :func:`check_paths` on the workflow's file arguments (by name) before
-    anything else of the call, outputs claimed included."""
+def around_call(
+    enter: Callable[[Callable, dict[str, Any]], Optional[contextlib.AbstractContextManager]],
+) -> Callable:
+    """Decorator factory: before each call of the decorated ``func``, ``enter(func,
+    arguments)`` gets the call's arguments by name, defaults applied; the call then runs
+    inside the context manager ``enter`` returns (None: none).
+
+    Example:
+        >>> @around_call(lambda f, a: print(f.__name__, a))
+        ... def area(w, h=2):
+        ...     return w * h
+        >>> area(3)
+        area {'w': 3, 'h': 2}
+        6
+    """
 
     def decorate(func: Callable) -> Callable:
         signature = inspect.signature(func)
@@ -157,13 +170,24 @@ def checks_paths(required: tuple[str, ...], optional: tuple[str, ...]) -> Callab
         def run(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            check_paths(func.__name__, {n: bound.arguments[n] for n in required},
-                        {n: bound.arguments[n] for n in optional})
-            return func(*args, **kwargs)
+            context = enter(func, bound.arguments)
+            with contextlib.nullcontext() if context is None else context:
+                return func(*args, **kwargs)
 
         return run
 
     return decorate
+
+
+def checks_paths(required: tuple[str, ...], optional: tuple[str, ...]) -> Callable:
+    """Decorator: :func:`check_paths` on the workflow's file arguments (by name) before
+    anything else of the call, outputs claimed included."""
+
+    def check(func: Callable, arguments: dict[str, Any]) -> None:
+        check_paths(func.__name__, {n: arguments[n] for n in required},
+                    {n: arguments[n] for n in optional})
+
+    return around_call(check)
 
 
 def accepts_run_options(func: Callable) -> Callable:

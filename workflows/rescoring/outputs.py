@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 from get_md.atomic import atomic_output, atomic_path  # noqa: F401 (re-exported for the workflows)
 from get_md.errors import WorkflowError
 
-from .options import PathLike
+from .options import PathLike, around_call
 
 logger = logging.getLogger("get_md.workflows")
 
@@ -286,20 +286,9 @@ def claims_outputs(outputs_of: Callable[[dict], dict[str, Optional[PathLike]]],
     """Decorator: run a workflow with its outputs claimed (:func:`claim_outputs`) for the
     whole call. ``outputs_of`` maps the call's arguments (by name, defaults applied) to
     ``{option: path or None}``, ``inputs_of`` to its input files (no output may be one)."""
-    import functools
-    import inspect
 
-    def decorate(func: Callable) -> Callable:
-        signature = inspect.signature(func)
+    def claim(func: Callable, arguments: dict[str, Any]) -> OutputClaim:
+        inputs = inputs_of(arguments) if inputs_of is not None else None
+        return claim_outputs(outputs_of(arguments), inputs=inputs)
 
-        @functools.wraps(func)
-        def run(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            inputs = inputs_of(bound.arguments) if inputs_of is not None else None
-            with claim_outputs(outputs_of(bound.arguments), inputs=inputs):
-                return func(*args, **kwargs)
-
-        return run
-
-    return decorate
+    return around_call(claim)
