@@ -104,6 +104,8 @@ def _check_geometry(path: str, positions: np.ndarray, offsets: np.ndarray, sourc
                                f"{MAX_COORDINATE:g} Å")
         if len(p) < 2:
             continue
+        # not geometry_checks.closest_pair: it finds only pairs under the threshold, the median
+        # below needs every atom's nearest neighbour, and get_md core does not import workflows
         d2 = ((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)
         np.fill_diagonal(d2, np.inf)
         a, b = np.unravel_index(int(np.argmin(d2)), d2.shape)
