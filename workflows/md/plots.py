@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 
-from get_md.atomic import atomic_path
+from ..figures import agg_figure, save_png
 
 
 def plot_run(csv_path, png_path, title: str = "") -> None:
@@ -17,11 +16,6 @@ def plot_run(csv_path, png_path, title: str = "") -> None:
     Example:
         >>> plot_run("md_run/md.csv", "md_run/md.png")  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     with open(csv_path) as fh:
         table = list(csv.DictReader(fh))
     t = np.array([float(r["time_ps"]) for r in table])
@@ -29,8 +23,7 @@ def plot_run(csv_path, png_path, title: str = "") -> None:
     etot = np.array([float(r["total_energy_eV"]) for r in table])
     temp = np.array([float(r["temperature_K"]) for r in table])
     ref = etot[0] if len(etot) else 0.0
-    fig, (ax_e, ax_t) = plt.subplots(2, 1, figsize=(7, 5), dpi=120, sharex=True)
-    try:
+    with agg_figure(2, 1, figsize=(7, 5), sharex=True) as (fig, (ax_e, ax_t)):
         ax_e.plot(t, epot - ref, lw=1.0, label="potential")
         ax_e.plot(t, etot - ref, lw=1.0, label="total")
         ax_e.set_ylabel("energy − E_total(0) (eV)")
@@ -38,15 +31,7 @@ def plot_run(csv_path, png_path, title: str = "") -> None:
         ax_t.plot(t, temp, lw=1.0, color="C3")
         ax_t.set_ylabel("temperature (K)")
         ax_t.set_xlabel("time (ps)")
-        for ax in (ax_e, ax_t):
-            ax.grid(alpha=0.3)
-        if title:
-            ax_e.set_title(title, fontsize=9)
-        fig.tight_layout()
-        with atomic_path(Path(png_path)) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+        save_png(fig, (ax_e, ax_t), png_path, title)
 
 
 __all__ = ["plot_run"]

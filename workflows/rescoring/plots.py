@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from get_md.atomic import atomic_path
-
+from ..figures import agg_figure, save_png
 from .options import PathLike
 
 logger = logging.getLogger("get_md.workflows.trajectory")
@@ -18,33 +17,15 @@ _LABELS = {"score": "score (pK)", "interaction_energy_kcal_mol": "interaction en
 def plot_scores(df, path: PathLike, column: str, title: str = "") -> None:
     """PNG of ``column`` against ``time_ps`` (against ``frame`` when the file's times do
     not increase, as in concatenated trajectories), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     x, xlabel = df["time_ps"], "time (ps)"
     if len(df) > 1 and not bool((x.diff().iloc[1:] > 0).all()):
         logger.warning("times in the trajectory file do not increase; plotting against frame number")
         x, xlabel = df["frame"], "frame"
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
-    try:
+    with agg_figure(figsize=(7, 3.5)) as (fig, ax):
         ax.plot(x, df[column], lw=1.2, marker="o" if len(df) <= 50 else None, ms=3)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(_LABELS.get(column, column))
-        _finish(fig, ax, path, title)
-    finally:
-        plt.close(fig)
-
-
-def _finish(fig, ax, path: PathLike, title: str) -> None:
-    """Title, grid, layout, and the PNG written atomically."""
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        save_png(fig, [ax], path, title)
 
 
 def plot_pose_scores(table, path: PathLike, column: str, title: str = "") -> None:
@@ -55,17 +36,11 @@ def plot_pose_scores(table, path: PathLike, column: str, title: str = "") -> Non
     Example:
         >>> plot_pose_scores(df[df.status == "ok"], "poses.png", "score")  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     df = table.sort_values("pose")
     names = df["name"].fillna("").astype(str) if "name" in df else None
     groups = [("", df)] if names is None or names.nunique() <= 1 else list(df.groupby(names, sort=False))
     higher_is_better = column == "score"
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
-    try:
+    with agg_figure(figsize=(7, 3.5)) as (fig, ax):
         for i, (name, part) in enumerate(groups):
             err = part["score_std"] if "score_std" in part and column == "score" else None
             color = f"C{i % 10}"
@@ -78,9 +53,7 @@ def plot_pose_scores(table, path: PathLike, column: str, title: str = "") -> Non
                                                      else ""))
         if any(name for name, _ in groups) and len(groups) <= 12:
             ax.legend(fontsize=7, ncol=2)
-        _finish(fig, ax, path, title)
-    finally:
-        plt.close(fig)
+        save_png(fig, [ax], path, title)
 
 
 __all__ = ["plot_pose_scores", "plot_scores"]
