@@ -158,6 +158,24 @@ def test_dataset_errors(dataset, tmp_path):
         MolecularDataset.load(tmp_path / "junk.pt")
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p[2].copy_(p[0] + torch.tensor([0.05, 0.0, 0.0])),
+     "atoms 1 and 3 are 0.05 Å apart (overlapping atoms: < 0.1 Å)"),
+    (lambda p: p[1].fill_(3e5), "atom 2 has coordinate [300000.0, 300000.0, 300000.0] beyond 100000 Å"),
+], ids=["overlapping", "far"])
+def test_dataset_file_with_bad_geometry_is_refused_at_load(dataset, tmp_path, change, message):
+    """A .pt dataset gets the geometry checks of the .npz files: overlapping atoms or a far
+    coordinate is an error naming the file and the sample, not training data."""
+    g = dataset[1].graph
+    positions = g.positions.clone()
+    change(positions)
+    bad = Sample(g.with_positions(positions), dataset[1].targets)
+    MolecularDataset([dataset[0], bad, dataset[2]]).save(tmp_path / "bad.pt")
+    with pytest.raises(DatasetError) as info:
+        MolecularDataset.load(tmp_path / "bad.pt")
+    assert str(info.value) == f"{tmp_path / 'bad.pt'}: sample 1 (mol1): {message}"
+
+
 # ----------------------------------------------------------------------------- batching
 def test_block_batching_respects_budget_and_covers_each_sample_once():
     gen = torch.Generator().manual_seed(0)

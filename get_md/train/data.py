@@ -27,6 +27,7 @@ from get_md.atomic import atomic_path
 from get_md.errors import DatasetError
 from get_md.graph import TENSOR_FIELDS, GraphError, MolecularGraph
 from get_md.train.checkpoint import load_torch_file
+from get_md.train.geometry import check_structure
 
 #: Target name -> "graph" (one value per structure) or "atom" ([N, 3] per atom).
 TARGETS = {"energy": "graph", "score": "graph", "forces": "atom", "vectors": "atom", "charge": "graph"}
@@ -184,7 +185,9 @@ class MolecularDataset(torch.utils.data.Dataset):
         """Read a dataset written by :meth:`save` (safe: ``weights_only`` unpickling).
 
         Raises:
-            DatasetError: missing, unreadable or invalid file (message names file and sample).
+            DatasetError: missing, unreadable or invalid file, or a structure with non-finite
+                coordinates, a coordinate beyond 1e5 Å or two atoms closer than 0.1 Å (as
+                :func:`~get_md.train.labelled.load_labelled`; the message names file and sample).
         """
         path = Path(path)
         payload = load_torch_file(path, "dataset file", DatasetError)
@@ -196,6 +199,7 @@ class MolecularDataset(torch.utils.data.Dataset):
         for i, rec in enumerate(payload.get("samples", [])):
             who = f"{path}: sample {i}"
             g = _graph_from_dict(rec.get("graph", {}), who)
+            check_structure(g.positions, f"{who} ({g.label()})")
             try:
                 samples.append(Sample(g, dict(rec.get("targets", {}))))
             except DatasetError as e:

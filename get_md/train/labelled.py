@@ -24,17 +24,11 @@ import torch
 from get_md.datasets.targets import excluded_records
 from get_md.graph import MolecularGraph
 from get_md.train.data import DatasetError, MolecularDataset, Sample
+from get_md.train.geometry import NEIGHBOUR_RANGE, check_structure
 
 logger = logging.getLogger(__name__)
 
 REQUIRED = ("positions", "atomic_numbers", "n_atoms", "energy", "forces")
-#: Å: two atoms of one structure closer than this cannot be a molecule (an error)
-MIN_DISTANCE = 0.1
-#: Å: a coordinate beyond this is not a position (an error; as the rescoring workflows)
-MAX_COORDINATE = 1e5
-#: Å: a median nearest-neighbour distance outside this range suggests other length units
-#: (about 0.1 in nm, 1.8-2.9 in Bohr; bonds to H are about 1.0 Å, C-C 1.5 Å): a warning
-NEIGHBOUR_RANGE = (0.5, 1.75)
 #: eV/Å: an RMS force component above this suggests kcal/mol/Å (23 times larger): a warning
 MAX_RMS_FORCE = 20.0
 #: ΔE of two geometries of one molecule over the work of its forces (trapezoid rule), median
@@ -86,37 +80,13 @@ def _check_arrays(path: str, data) -> None:
 
 def _check_geometry(path: str, positions: np.ndarray, offsets: np.ndarray, sources: np.ndarray,
                     chosen: list[int]) -> Optional[float]:
-    """DatasetError naming the structure and atoms for coordinates beyond MAX_COORDINATE or two
-    atoms closer than MIN_DISTANCE; returns the median nearest-neighbour distance (None for
+    """:func:`~get_md.train.geometry.check_structure` on each chosen structure (the error names
+    the file, structure and atoms); returns the median nearest-neighbour distance (None for
     structures of one atom)."""
-    nearest = []
-    for i in chosen:
-        p = positions[offsets[i]:offsets[i + 1]].astype(np.float64)
-        who = f"{path}: structure {i} ({sources[i]})"
-        bad = ~np.isfinite(p).all(axis=1)
-        if bad.any():
-            a = int(np.argmax(bad))
-            raise DatasetError(f"{who}: atom {a + 1} has non-finite coordinates {p[a].tolist()}")
-        far = np.abs(p) > MAX_COORDINATE
-        if far.any():
-            a = int(np.argwhere(far)[0][0])
-            raise DatasetError(f"{who}: atom {a + 1} has coordinate {p[a].tolist()} beyond "
-                               f"{MAX_COORDINATE:g} Å")
-        if len(p) < 2:
-            continue
-        # not geometry_checks.closest_pair: it finds only pairs under the threshold, the median
-        # below needs every atom's nearest neighbour, and get_md core does not import workflows
-        d2 = ((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)
-        np.fill_diagonal(d2, np.inf)
-        a, b = np.unravel_index(int(np.argmin(d2)), d2.shape)
-        near = np.sqrt(d2.min(axis=1))
-        if d2[a, b] < MIN_DISTANCE ** 2:
-            hint = "; positions in nm?" if np.median(near) < NEIGHBOUR_RANGE[0] else ""
-            raise DatasetError(f"{who}: atoms {min(a, b) + 1} and {max(a, b) + 1} are "
-                               f"{float(np.sqrt(d2[a, b])):.3g} Å apart (overlapping atoms: "
-                               f"< {MIN_DISTANCE} Å{hint})")
-        nearest.append(near)
-    return float(np.median(np.concatenate(nearest))) if nearest else None
+    nearest = np.concatenate([np.empty(0)] + [
+        check_structure(positions[offsets[i]:offsets[i + 1]], f"{path}: structure {i} ({sources[i]})")
+        for i in chosen])
+    return float(np.median(nearest)) if len(nearest) else None
 
 
 def _work_ratio(data, offsets: np.ndarray, chosen: list[int]) -> tuple[Optional[float], int]:
@@ -174,9 +144,9 @@ def load_labelled(
 
     Raises:
         DatasetError: missing file or keys, inconsistent sizes, no structures, non-finite
-            values, overlapping atoms (closer than ``MIN_DISTANCE``), coordinates beyond
-            ``MAX_COORDINATE``, a fractional total charge (the message names the file and the
-            structure). Lengths, forces and energies that look like other units (nm or Bohr,
+            values, overlapping atoms (closer than ``geometry.MIN_DISTANCE``), coordinates
+            beyond ``geometry.MAX_COORDINATE``, a fractional total charge (the message names
+            the file and the structure). Lengths, forces and energies that look like other units (nm or Bohr,
             kcal/mol) are logged as warnings.
     """
     path = os.fspath(path)
