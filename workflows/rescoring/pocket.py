@@ -193,6 +193,7 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
         (pocket graph, number of records, number of poses read, the records or None).
     """
     import torch
+    from scipy.spatial import cKDTree
 
     from get_md.build import iter_poses
     from get_md.graph import GraphError
@@ -214,11 +215,9 @@ def union_pocket(receptor, poses: PathLike, radius: float, progress: Optional[bo
         lo, hi = lig.min(0).values - radius, lig.max(0).values + radius
         cand = (~selected) & ((rpos >= lo) & (rpos <= hi)).all(dim=1)
         idx = torch.nonzero(cand).flatten()
-        step = max(1, (1 << 22) // max(1, lig.shape[0]))
-        for s in range(0, idx.numel(), step):
-            part = idx[s:s + step]
-            d = torch.cdist(rpos[part], lig).min(dim=1).values
-            selected[part[d <= radius]] = True
+        if idx.numel():  # nearest pose atom of each candidate (a k-d tree: poses overlap, most atoms are far)
+            d, _ = cKDTree(lig.numpy()).query(rpos[idx].numpy(), k=1, distance_upper_bound=radius + 1e-6)
+            selected[idx[torch.from_numpy(d <= radius)]] = True
         buf, n_buf = [], 0
 
     bar = progress_bar(progress, desc="pocket (reading poses)", unit="pose",
