@@ -89,11 +89,18 @@ class PoseRecord:
 
 
 # ------------------------------------------------------------------------- RDKit
-def _rdkit_table(mol) -> AtomTable:
-    n = mol.GetNumAtoms()
-    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
+def _atoms(mol) -> list:
+    """The atoms of an RDKit molecule by index (``GetAtoms()`` iterates in Python with a
+    length check per step: 3x slower, a third of a pose's parse)."""
+    return [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]
+
+
+def _rdkit_table(mol, atoms: Optional[list] = None) -> AtomTable:
+    atoms = _atoms(mol) if atoms is None else atoms
+    n = len(atoms)
+    z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)
     names, resnames, chains, resids = [], [], [], []
-    for a in mol.GetAtoms():
+    for a in atoms:
         info = a.GetPDBResidueInfo()
         if info is not None:
             names.append(info.GetName().strip() or f"{a.GetSymbol()}{a.GetIdx() + 1}")
@@ -165,14 +172,15 @@ def from_rdkit(
         raise GraphError(f"{name}: no conformer with id {conf_id}") from e
     if not conf.Is3D() and not allow_2d:
         raise GraphError(f"{name}: coordinates are 2D (pass allow_2d=True to accept them)")
-    table = _rdkit_table(mol)
+    atoms = _atoms(mol)
+    table = _rdkit_table(mol, atoms)
     bad = np.flatnonzero(table.z <= 0)
     if bad.size:
         i = int(bad[0])
         raise GraphError(
             f"{name}: atom {i + 1} ({mol.GetAtomWithIdx(i).GetSymbol()}) is a dummy / query atom without an element"
         )
-    charges = np.array([a.GetFormalCharge() for a in mol.GetAtoms()])
+    charges = np.array([a.GetFormalCharge() for a in atoms])
     wild = np.flatnonzero(np.abs(charges) > MAX_FORMAL_CHARGE)
     if wild.size:
         i = int(wild[0])
