@@ -223,3 +223,35 @@ def test_minimize_first_starts_both_engines_from_the_same_minimum(ethanol_xyz, t
     assert start["ase"] == pytest.approx(start["openmm"], abs=1e-6)
     with pytest.raises(WorkflowError, match="--minimize must be a whole number of steps >= 0"):
         run_md(ethanol_xyz, tmp_path / "x", steps=1, settings=MDSettings(minimize_steps=-1))
+
+
+def test_a_resume_refuses_lost_rows_or_frames_and_a_changed_structure(ethanol_xyz, tmp_path):
+    """A damaged md.csv or trajectory, or a structure whose elements changed, had resumed
+    without a word: a gap in md.csv, or frames of C then N for the same atom."""
+    import shutil
+
+    structure = tmp_path / "mol.xyz"
+    shutil.copy(ethanol_xyz, structure)
+    run = tmp_path / "run"
+    run_md(structure, run, steps=10, settings=MDSettings(interval=5))
+    for name, damage, message in (
+            ("md.csv", "garbage\n", r"md.csv: it holds no row, the checkpoint is at step 10: rows were lost"),
+            ("trajectory.extxyz", None, r"trajectory.extxyz: it is missing or empty, the checkpoint is at step 10"),
+    ):
+        copy = tmp_path / f"damaged_{name}"
+        shutil.copytree(run, copy)
+        if damage is None:
+            (copy / name).unlink()
+        else:
+            (copy / name).write_text(damage)
+        with pytest.raises(WorkflowError, match=message):
+            run_md(structure, copy, steps=20, settings=MDSettings(interval=5))
+        assert damage is None or (copy / name).read_text() == damage  # nothing rewritten
+    lines = structure.read_text().splitlines()
+    first = lines[2].split()[0]
+    other = "N" if first != "N" else "C"  # the same file size: run.json's check does not see it
+    lines[2] = other + lines[2][len(first):]
+    structure.write_text("\n".join(lines) + "\n")
+    with pytest.raises(WorkflowError, match=rf"frame of step 0, atom 1 is {first} where .*mol.xyz record 1 has "
+                                            rf"{other}: the structure file changed"):
+        run_md(structure, run, steps=20, settings=MDSettings(interval=5))

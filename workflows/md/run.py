@@ -258,7 +258,7 @@ def _run(structure, folder: RunFolder, steps: int, settings: MDSettings, resume:
         found = folder.load_checkpoint()
         if found is not None:
             start, state = found
-            folder.truncate_after(start, len(atoms))
+            folder.truncate_after(start, atoms.get_chemical_symbols(), f"{structure} record {settings.record}")
     if state is None:
         folder.start(recorded)
 

@@ -22,7 +22,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -93,27 +93,54 @@ class RunFolder:
             np.savez(tmp, step=np.int64(step), time_ps=np.float64(time_ps),
                      state=np.frombuffer(state, dtype=np.uint8))
 
-    def truncate_after(self, step: int, n_atoms: int) -> None:
-        """Drop rows and frames after ``step`` (written after the last checkpoint, or torn)."""
+    def truncate_after(self, step: int, symbols: Sequence[str], structure: str = "the structure") -> None:
+        """Drop rows and frames after ``step`` (written after the last checkpoint, or torn).
+
+        Raises:
+            WorkflowError, before anything is rewritten: ``md.csv`` or the trajectory does
+                not reach ``step`` (rows or frames were lost: a damaged or replaced file;
+                resuming would leave a gap), or a frame holds other elements than
+                ``symbols``, those of ``structure`` (the file changed since the run began,
+                or the trajectory is another run's).
+        """
         lines = self.csv.read_text().splitlines() if self.csv.exists() else []
         rows = [ln for ln in lines[1:] if ln.split(",")[0].isdigit() and int(ln.split(",")[0]) <= step
                 and len(ln.split(",")) == len(CSV_HEADER.split(","))]
-        if len(rows) != len(lines) - 1 or not lines:
-            with atomic_output(self.csv) as fh:
-                fh.write("\n".join([CSV_HEADER, *rows]) + "\n")
+        if not rows or int(rows[-1].split(",")[0]) != step:
+            found = f"its last row is step {rows[-1].split(',')[0]}" if rows else (
+                "it holds no row" if self.csv.exists() else "it is missing")
+            raise WorkflowError(f"{self.csv}: {found}, the checkpoint is at step {step}: rows were lost (a damaged "
+                                "or replaced file); restore it, or start over with --no-resume")
         text = self.trajectory.read_text() if self.trajectory.exists() else ""
-        frame_lines = n_atoms + 2
+        frame_lines = len(symbols) + 2
         tlines = text.splitlines(keepends=True)
         kept = []
+        last = None
         for start in range(0, len(tlines) - frame_lines + 1, frame_lines):
             frame = tlines[start:start + frame_lines]
             m = _STEP.search(frame[1])
             if not frame[-1].endswith("\n") or m is None or int(m.group(1)) > step:
                 break
+            for i, (line, symbol) in enumerate(zip(frame[2:], symbols, strict=True)):
+                found = (line.split(maxsplit=1) or ["nothing"])[0]
+                if found != symbol:
+                    raise WorkflowError(
+                        f"{self.trajectory}: frame of step {m.group(1)}, atom {i + 1} is {found} where "
+                        f"{structure} has {symbol}: the structure file changed since the run began, or the "
+                        "trajectory is another run's; give the run's structure, or start over with --no-resume")
             kept.extend(frame)
+            last = int(m.group(1))
+        if last != step:
+            found = f"its last frame of {len(symbols)} atoms is step {last}" if last is not None else (
+                f"it holds no frame of {len(symbols)} atoms" if text else "it is missing or empty")
+            raise WorkflowError(f"{self.trajectory}: {found}, the checkpoint is at step {step}: frames were lost (a "
+                                "damaged or replaced file, or another run's); restore it, or start over with "
+                                "--no-resume")
+        if len(rows) != len(lines) - 1:
+            with atomic_output(self.csv) as fh:
+                fh.write("\n".join([CSV_HEADER, *rows]) + "\n")
         if len(kept) != len(tlines):
             with atomic_output(self.trajectory) as fh:
                 fh.write("".join(kept))
-
 
 __all__ = ["CSV_HEADER", "RunFolder"]
