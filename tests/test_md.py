@@ -107,6 +107,11 @@ def test_settings_of_another_run_and_bad_input_are_refused(ethanol_xyz, tmp_path
     assert [int(r["step"]) for r in rows(out)] == [0, 10]
     with pytest.raises(WorkflowError, match="--timestep is in fs; 500.0 fs"):
         run_md(ethanol_xyz, tmp_path / "x", steps=10, settings=MDSettings(timestep_fs=500.0))
+    # ASE's Langevin blew up at 10,000/ps (a 10^45 K temperature, blamed on the time step)
+    with pytest.raises(WorkflowError, match=r"--friction is in 1/ps; 10000/ps with --timestep 0.5 fs.* = 5, must be <= 1"):
+        run_md(ethanol_xyz, tmp_path / "x", steps=10, settings=MDSettings(friction_per_ps=1e4))
+    with pytest.raises(WorkflowError, match="--temperature is in K; 1e[+]09 K is far beyond"):  # had run, at 10^9 K
+        run_md(ethanol_xyz, tmp_path / "x", steps=10, settings=MDSettings(temperature_K=1e9))
     with pytest.raises(WorkflowError, match="--steps must be a whole number >= 1"):
         run_md(ethanol_xyz, tmp_path / "x", steps=0)
     with pytest.raises(WorkflowError, match="is a score model; MD needs a potential"):

@@ -25,6 +25,9 @@ from .structure import read_structure
 
 log = logging.getLogger("get_md.workflows.md")
 
+#: K: a higher --temperature is refused (a typo, or another unit: no molecule holds together).
+MAX_TEMPERATURE_K = 10000.0
+
 
 @dataclass(frozen=True)
 class MDSettings:
@@ -83,6 +86,16 @@ class MDSettings:
         if self.timestep_fs > 10.0:
             raise WorkflowError(f"--timestep is in fs; {self.timestep_fs} fs is far beyond a stable step for "
                                 "atoms with hydrogens (0.5-1 fs) — ps given as fs?")
+        if self.temperature_K > MAX_TEMPERATURE_K:
+            raise WorkflowError(f"--temperature is in K; {self.temperature_K:g} K is far beyond what a molecular "
+                                f"potential describes (bonds break at a few thousand K; at most {MAX_TEMPERATURE_K:g} "
+                                "K is accepted)")
+        if self.friction_per_ps * self.timestep_fs * 1e-3 > 1.0:
+            raise WorkflowError(
+                f"--friction is in 1/ps; {self.friction_per_ps:g}/ps with --timestep {self.timestep_fs:g} fs damps the "
+                f"velocities more than once per step (friction x time step = "
+                f"{self.friction_per_ps * self.timestep_fs * 1e-3:.4g}, must be <= 1; ASE's Langevin blows up "
+                "beyond it; typical frictions are 0.1-100/ps)")
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise WorkflowError(f"--interval must be a whole number >= 1, got {self.interval!r}")
         if self.max_temperature_K is not None and not self.max_temperature_K > 0:
@@ -149,7 +162,8 @@ def _check_snapshot(snap: Snapshot, step: int, settings: MDSettings, last_good: 
         raise WorkflowError(f"MD step {step}: positions or energies are NaN or infinite; {kept}")
     limit = settings.temperature_limit()
     if snap.temperature_K > limit:
-        raise WorkflowError(f"MD step {step}: temperature {snap.temperature_K:.0f} K exceeds {limit:.0f} K "
+        t = f"{snap.temperature_K:.0f}" if snap.temperature_K < 1e6 else f"{snap.temperature_K:.1e}"
+        raise WorkflowError(f"MD step {step}: temperature {t} K exceeds {limit:.0f} K "
                             f"(--max-temperature): the run is blowing up (time step too long, or a strained "
                             f"start structure?); {kept}")
 
