@@ -260,3 +260,26 @@ def test_a_resume_refuses_lost_rows_or_frames_and_a_changed_structure(ethanol_xy
     with pytest.raises(WorkflowError, match=rf"frame of step 0, atom 1 is {first} where .*mol.xyz record 1 has "
                                             rf"{other}: the structure file changed"):
         run_md(structure, run, steps=20, settings=MDSettings(interval=5))
+
+
+def test_the_charge_is_checked_and_one_value_for_both_engines(ethanol_xyz, tmp_path, caplog):
+    """An extended-XYZ ``charge=`` had stayed in atoms.info, where GETCalculator reads it
+    before the run's --charge (so the ASE and OpenMM engines saw two charges), a NaN
+    --charge had been refused only after run.json was written, and a --charge the model
+    ignores or an odd electron count had passed without a word."""
+    lines = ethanol_xyz.read_text().splitlines()
+    charged = tmp_path / "charged.xyz"
+    charged.write_text("\n".join([lines[0], "charge=-2", *lines[2:]]) + "\n")
+    atoms, charge = read_structure(charged)
+    assert charge == -2.0 and "charge" not in atoms.info
+    charged.write_text("\n".join([lines[0], "charge=abc", *lines[2:]]) + "\n")
+    with pytest.raises(WorkflowError, match="charged.xyz record 1: charge='abc' in the comment line is not a number"):
+        read_structure(charged)
+    with pytest.raises(WorkflowError, match="--charge must be a finite number"):
+        run_md(ethanol_xyz, tmp_path / "nan", steps=1, settings=MDSettings(charge=float("nan")))
+    assert not (tmp_path / "nan").exists()
+    with caplog.at_level("WARNING", logger="get_md.workflows.md"):
+        run_md(ethanol_xyz, tmp_path / "cation", steps=1, settings=MDSettings(interval=1, charge=1.0))
+    text = caplog.text
+    assert "--charge 1 is ignored: model get-xtb-organic" in text
+    assert "C2H6O with total charge 1 holds 25 electrons, an odd number: a radical" in text

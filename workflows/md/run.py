@@ -98,6 +98,9 @@ class MDSettings:
                 "beyond it; typical frictions are 0.1-100/ps)")
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise WorkflowError(f"--interval must be a whole number >= 1, got {self.interval!r}")
+        if self.charge is not None and (isinstance(self.charge, bool) or not isinstance(self.charge, (int, float))
+                                        or not math.isfinite(self.charge)):
+            raise WorkflowError(f"--charge must be a finite number (total charge in e), got {self.charge!r}")
         if self.max_temperature_K is not None and not self.max_temperature_K > 0:
             raise WorkflowError(f"--max-temperature must be > 0 K, got {self.max_temperature_K!r}")
         if isinstance(self.minimize_steps, bool) or not isinstance(self.minimize_steps, int) or self.minimize_steps < 0:
@@ -200,6 +203,24 @@ def _load_potential(settings: MDSettings):
     return potential
 
 
+def _check_charge(atoms, charge: float, potential, explicit: bool, who: str) -> None:
+    """Warn where the total charge cannot mean what the user thinks: a --charge the model
+    does not read, a charge that is not whole, or an odd number of electrons (get_md's
+    potentials are trained on closed-shell structures)."""
+    if explicit and charge and not potential.needs_charge:
+        log.warning("%s: --charge %g is ignored: model %s does not read a total charge (it gives the energy of "
+                    "the charge state its training data had for these atoms)", who, charge, potential.source)
+    if charge != round(charge):
+        log.warning("%s: total charge %g e is not a whole number", who, charge)
+        return
+    electrons = int(atoms.numbers.sum()) - int(round(charge))
+    if electrons % 2:
+        log.warning("%s: %s with total charge %g holds %d electrons, an odd number: a radical (open shell); "
+                    "get_md's potentials are trained on closed-shell structures, so energies and forces mean "
+                    "little (a missing hydrogen, or another --charge?)", who, atoms.get_chemical_formula(), charge,
+                    electrons)
+
+
 def _make_engine(settings: MDSettings, atoms, potential, charge: float):
     from get_md.plugins.ase import GETCalculator
 
@@ -256,6 +277,7 @@ def _run(structure, folder: RunFolder, steps: int, settings: MDSettings, resume:
     atoms, formal_charge = read_structure(structure, settings.record, settings.periodic)
     potential = _load_potential(settings)  # before anything is written: a score model is refused
     charge = formal_charge if settings.charge is None else float(settings.charge)
+    _check_charge(atoms, charge, potential, settings.charge is not None, f"{structure} record {settings.record}")
     p = Path(structure)
     recorded = dict(asdict(settings), structure=str(p.resolve()), structure_size=p.stat().st_size,
                     n_atoms=len(atoms), charge=charge)

@@ -43,11 +43,19 @@ def _ase_read(path: Path, record: int):
     if record > len(frames):
         raise WorkflowError(f"{path}: record {record} asked for, the file holds {len(frames)}")
     atoms = frames[record - 1]
+    given = atoms.info.pop("charge", 0.0)  # the run's charge, one value for both engines (not atoms.info)
+    try:
+        charge = float(given)
+    except (TypeError, ValueError):
+        charge = float("nan")
+    if not np.isfinite(charge):
+        raise WorkflowError(f"{path} record {record}: charge={given!r} in the comment line is not a number "
+                            "(total charge in e)")
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any() and not pbc.all():
         raise WorkflowError(f"{path} record {record}: periodic along some axes only (pbc={pbc.tolist()}); "
                             "give pbc=\"T T T\" or none")
-    return atoms, 0.0
+    return atoms, charge
 
 
 def _graph_read(path: Path, ext: str, record: int, periodic: bool):
