@@ -283,3 +283,24 @@ def test_the_charge_is_checked_and_one_value_for_both_engines(ethanol_xyz, tmp_p
     text = caplog.text
     assert "--charge 1 is ignored: model get-xtb-organic" in text
     assert "C2H6O with total charge 1 holds 25 electrons, an odd number: a radical" in text
+
+
+def test_a_periodic_cell_too_small_for_the_structure_is_named(ethanol_xyz, tmp_path):
+    """A placeholder CRYST1 of 1 Å with --periodic had run ethanol on its own images
+    (-312 eV instead of -310), and pbc="T T T" without a Lattice had been refused by
+    GETCalculator without the file's name."""
+    import ase.io
+
+    atoms = ethanol()
+    atoms.cell = [1.0, 1.0, 1.0]
+    atoms.pbc = True
+    ase.io.write(tmp_path / "placeholder.pdb", atoms)
+    assert "CRYST1    1.000    1.000    1.000" in (tmp_path / "placeholder.pdb").read_text()
+    with pytest.raises(WorkflowError, match=r"placeholder.pdb record 1: atom \d+ \(\w+\) and a periodic image of "
+                                            r"atom \d+ \(\w+\) are 0.\d+ Å apart .*the cell \(1, 1, 1 Å\) is too small"):
+        run_md(tmp_path / "placeholder.pdb", tmp_path / "p", steps=1, settings=MDSettings(periodic=True))
+    lines = ethanol_xyz.read_text().splitlines()
+    no_lattice = tmp_path / "no_lattice.xyz"
+    no_lattice.write_text("\n".join([lines[0], 'pbc="T T T"', *lines[2:]]) + "\n")
+    with pytest.raises(WorkflowError, match="no_lattice.xyz record 1: periodic, but its cell .* has no volume"):
+        read_structure(no_lattice)
