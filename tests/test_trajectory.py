@@ -92,6 +92,10 @@ def test_empty_selection_is_a_clear_error(models, capsys):
         rescore_trajectory(TOP, _xtc(), models["energy"], receptor="chainid 7", progress=False)
     with pytest.raises(WorkflowError, match="overlap"):
         rescore_trajectory(TOP, _xtc(), models["energy"], receptor="all", progress=False)
+    # had suggested --receptor 'protein and not (all)', which selects nothing
+    with pytest.raises(WorkflowError, match=r"ligand selection 'all' holds every atom of the receptor selection "
+                                            r"'protein' .*, the whole system of \d+\); select the ligand alone"):
+        rescore_trajectory(TOP, _xtc(), models["energy"], ligand="all", progress=False)
     from get_md.cli import main
 
     assert main(["rescore-traj", str(TOP), str(_xtc()), "--model", str(models["energy"]),

@@ -264,6 +264,11 @@ def rescore_trajectory(
     both = np.intersect1d(rec_idx, lig_idx)
     if both.size:
         a = top.atom(int(both[0]))
+        if both.size == rec_idx.size:  # "not (ligand)" would leave no receptor: the ligand is too wide
+            whole = f", the whole system of {top.n_atoms}" if lig_idx.size == top.n_atoms else ""
+            raise WorkflowError(
+                f"ligand selection {ligand!r} holds every atom of the receptor selection {receptor!r} in {topology} "
+                f"({lig_idx.size} atoms{whole}); select the ligand alone, e.g. --ligand 'resname LIG'")
         raise WorkflowError(
             f"receptor selection {receptor!r} and ligand selection {ligand!r} overlap in {topology} "
             f"({both.size} atoms, e.g. {a}); make them disjoint, e.g. --receptor 'protein and not ({ligand})'"
