@@ -304,3 +304,33 @@ def test_a_periodic_cell_too_small_for_the_structure_is_named(ethanol_xyz, tmp_p
     no_lattice.write_text("\n".join([lines[0], 'pbc="T T T"', *lines[2:]]) + "\n")
     with pytest.raises(WorkflowError, match="no_lattice.xyz record 1: periodic, but its cell .* has no volume"):
         read_structure(no_lattice)
+
+
+def test_a_checkpoint_whose_state_does_not_load_is_named(ethanol_xyz, tmp_path):
+    """A checkpoint.npz that opens but holds a damaged or another run's state had given
+    numpy's bare messages ('matmul: Input operand 1 has a mismatch ...', 'This file
+    contains pickled data ...') or GETCalculator's NaN error, none naming the file."""
+    import io
+
+    out = tmp_path / "run"
+    run_md(ethanol_xyz, out, steps=10, settings=MDSettings(interval=5))
+    good = out / "checkpoint.npz"
+    with np.load(good) as data:
+        step = data["step"]
+        with np.load(io.BytesIO(data["state"].tobytes())) as state:
+            fields = dict(state)
+    for damage, message in ((lambda f: f.update(positions=f["positions"][:3], momenta=f["momenta"][:3]),
+                             r"positions \(3, 3\) and momenta \(3, 3\) for a structure of 9 atoms"),
+                            (lambda f: f["positions"].__setitem__((0, 0), np.nan), "NaN or infinite positions"),
+                            (None, "not a saved ASE engine state")):
+        if damage is None:
+            blob = b"x" * 100
+        else:
+            changed = {k: np.array(v, copy=True) for k, v in fields.items()}
+            damage(changed)
+            buf = io.BytesIO()
+            np.savez(buf, **changed)
+            blob = buf.getvalue()
+        np.savez(good, step=step, time_ps=np.float64(0.005), state=np.frombuffer(blob, dtype=np.uint8))
+        with pytest.raises(WorkflowError, match=rf"checkpoint.npz: its ase state does not load \(ValueError: {message}"):
+            run_md(ethanol_xyz, out, steps=20, settings=MDSettings(interval=5))

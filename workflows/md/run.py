@@ -300,7 +300,11 @@ def _run(structure, folder: RunFolder, steps: int, settings: MDSettings, resume:
 
     engine = _make_engine(settings, atoms, potential, charge)
     if state is not None:
-        engine.restore(state)
+        try:
+            engine.restore(state)
+        except Exception as e:  # noqa: BLE001 - numpy, json and OpenMM raise several kinds for a damaged state
+            raise WorkflowError(f"{folder.checkpoint}: its {settings.engine} state does not load ({type(e).__name__}: "
+                                f"{e}); start over with --no-resume") from e
         log.info("get-md md: resuming %s at step %d", folder.out, start)
     else:
         if settings.minimize_steps:
