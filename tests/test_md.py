@@ -98,12 +98,16 @@ def test_the_engines_start_alike_and_openmm_conserves_energy(ethanol_xyz, tmp_pa
     assert np.abs(total - total[0]).max() < 2e-3
 
 
-def test_settings_of_another_run_and_bad_input_are_refused(ethanol_xyz, tmp_path):
+def test_settings_of_another_run_and_bad_input_are_refused(ethanol_xyz, tmp_path, caplog):
     out = tmp_path / "run"
     run_md(ethanol_xyz, out, steps=10, settings=MDSettings(interval=10))
     with pytest.raises(WorkflowError, match="other settings.*timestep_fs 0.5 -> 1.0"):
         run_md(ethanol_xyz, out, steps=20, settings=MDSettings(interval=10, timestep_fs=1.0))
     run_md(ethanol_xyz, out, steps=10, settings=MDSettings(interval=10, timestep_fs=1.0), resume=False)
+    assert [int(r["step"]) for r in rows(out)] == [0, 10]
+    with caplog.at_level("WARNING", logger="get_md.workflows.md"):  # had returned without a word
+        assert run_md(ethanol_xyz, out, steps=5, settings=MDSettings(interval=10, timestep_fs=1.0)).steps == 10
+    assert "already holds 10 steps, --steps 5 runs none" in caplog.text
     assert [int(r["step"]) for r in rows(out)] == [0, 10]
     with pytest.raises(WorkflowError, match="--timestep is in fs; 500.0 fs"):
         run_md(ethanol_xyz, tmp_path / "x", steps=10, settings=MDSettings(timestep_fs=500.0))

@@ -306,6 +306,9 @@ def _run(structure, folder: RunFolder, steps: int, settings: MDSettings, resume:
             raise WorkflowError(f"{folder.checkpoint}: its {settings.engine} state does not load ({type(e).__name__}: "
                                 f"{e}); start over with --no-resume") from e
         log.info("get-md md: resuming %s at step %d", folder.out, start)
+        if start >= steps:
+            log.warning("--out %s already holds %d steps, --steps %d runs none (a larger --steps extends the run; "
+                        "nothing is dropped)", folder.out, start, steps)
     else:
         if settings.minimize_steps:
             engine.set_positions(_minimized(atoms, potential, settings, charge))
