@@ -338,3 +338,30 @@ def test_a_checkpoint_whose_state_does_not_load_is_named(ethanol_xyz, tmp_path):
         np.savez(good, step=step, time_ps=np.float64(0.005), state=np.frombuffer(blob, dtype=np.uint8))
         with pytest.raises(WorkflowError, match=rf"checkpoint.npz: its ase state does not load \(ValueError: {message}"):
             run_md(ethanol_xyz, out, steps=20, settings=MDSettings(interval=5))
+
+
+def test_a_folder_holding_files_of_another_tool_is_not_overwritten(ethanol_xyz, tmp_path):
+    """An --out folder with md.csv, trajectory.extxyz or checkpoint.npz but no run.json
+    (another tool's output) had had them deleted without a word, --no-resume or not."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "md.csv").write_text("time,energy\n0,1\n")
+    (other / "trajectory.extxyz").write_text("theirs\n")
+    for resume in (True, False):
+        with pytest.raises(WorkflowError, match=r"--out .*other holds md.csv, trajectory.extxyz but no run.json: "
+                                                r"not a run of get-md md .*nothing was deleted. Give an empty"):
+            run_md(ethanol_xyz, other, steps=1, settings=MDSettings(interval=1), resume=resume)
+    assert (other / "md.csv").read_text() == "time,energy\n0,1\n"
+    assert (other / "trajectory.extxyz").read_text() == "theirs\n"
+    assert sorted(p.name for p in other.iterdir()) == ["md.csv", "trajectory.extxyz"]
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    np.savez(lone / "checkpoint.npz", x=np.zeros(2))
+    with pytest.raises(WorkflowError, match=r"holds checkpoint.npz but no run.json"):
+        run_md(ethanol_xyz, lone, steps=1, settings=MDSettings(interval=1))
+    assert (lone / "checkpoint.npz").exists()
+    own = tmp_path / "own"  # a run of get-md md (run.json) still resumes, and --no-resume starts it over
+    run_md(ethanol_xyz, own, steps=2, settings=MDSettings(interval=1))
+    assert run_md(ethanol_xyz, own, steps=3, settings=MDSettings(interval=1)).started_at == 2
+    assert run_md(ethanol_xyz, own, steps=1, settings=MDSettings(interval=1), resume=False).started_at == 0
+    assert [int(r["step"]) for r in rows(own)] == [0, 1]

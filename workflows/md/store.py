@@ -46,10 +46,23 @@ class RunFolder:
         self.settings = self.out / "run.json"
 
     def has_run(self) -> bool:
-        return self.settings.exists() or self.checkpoint.exists()
+        return self.settings.exists()
 
     def start(self, settings: dict) -> None:
-        """Begin a new run: empty outputs, the settings recorded."""
+        """Begin a new run: empty outputs, the settings recorded.
+
+        Raises:
+            WorkflowError, before anything is deleted: the folder holds ``md.csv``,
+                ``trajectory.extxyz`` or ``checkpoint.npz`` but no ``run.json`` (not a run of
+                get-md md: another tool's output, which a new run would overwrite).
+        """
+        if not self.settings.exists():
+            found = [p.name for p in (self.csv, self.trajectory, self.checkpoint) if p.exists()]
+            if found:
+                raise WorkflowError(
+                    f"--out {self.out} holds {', '.join(found)} but no run.json: not a run of get-md md (another "
+                    "tool's output?), and a new run would overwrite them; nothing was deleted. Give an empty or new "
+                    "--out folder, or remove those files")
         self.out.mkdir(parents=True, exist_ok=True)
         for p in (self.checkpoint, self.csv, self.trajectory):
             if p.exists():
