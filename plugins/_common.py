@@ -13,7 +13,7 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from get_md.workflows.geometry_checks import check_overlaps  # noqa: F401 - the plugins' import
+from get_md.workflows.geometry_checks import check_images, check_overlaps  # noqa: F401 - the plugins' import
 
 from get_md.errors import GraphError, PluginError
 

@@ -32,6 +32,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 from get_md.plugins._common import (
     check_cell,
+    check_images,
     check_overlaps,
     model_positions,
     pack_module,
@@ -88,8 +89,10 @@ class GETCalculator(Calculator):
     Raises:
         get_md.GetMDError (a ValueError): no model given and no default shipped (the
             message says what to pass), a model file that does not load
-            (``ModelFileError``), elements the model does not know or a periodic
-            direction without a cell vector (``GraphError``), a model of another task
+            (``ModelFileError``), elements the model does not know, a periodic
+            direction without a cell vector or a cell too small for the structure (an
+            atom within 0.5 Å of a periodic image of another; checked with the first
+            positions and on each new cell) (``GraphError``), a model of another task
             (``PluginError``).
         ase.calculators.calculator.PropertyNotImplementedError: ``stress`` for a
             structure that is not periodic in all three directions; energy properties
@@ -363,6 +366,9 @@ class _Template:
                         "(e.g. atoms.center(vacuum=10.0)) or pbc=False"
                     )
                 check_cell(cell, pbc, f"{who}: ase.Atoms {atoms.get_chemical_formula()}")
+                # with the structure's first positions and on a new cell only: not every MD step
+                check_images(atoms.positions, atoms.numbers, cell, pbc, f"{who}: ase.Atoms "
+                                                                        f"{atoms.get_chemical_formula()}")
                 c = torch.as_tensor(cell, device=device).to(dtype).reshape(1, 3, 3)
             else:
                 c = torch.zeros(1, 3, 3, dtype=dtype, device=device)

@@ -290,6 +290,44 @@ def test_overlapping_atoms_thin_cells_and_unknown_devices_are_named(tmp_path):
         dummy.get_potential_energy()
 
 
+def test_a_periodic_cell_too_small_for_the_structure_is_named_on_a_new_cell_only(monkeypatch):
+    """Ethanol in a 3 Å cubic box (its O 0.48 Å from an image of an H) had been computed
+    without a word; the check runs with the first positions and on each new cell, not on
+    every call while only positions change."""
+    import get_md.plugins.ase as plugin
+
+    from get_md.errors import GraphError
+
+    calc = GETCalculator(tiny_get())
+    small = ethanol()
+    small.set_cell([3.0, 3.0, 3.0])
+    small.pbc = True
+    small.calc = calc
+    with pytest.raises(GraphError, match=r"GETCalculator: ase.Atoms C2H6O: atom 3 \(O\) and a periodic image of atom 7 "
+                                         r"\(H\) are 0.482 Å apart \(closer than 0.5 Å; the image is atom 7 shifted by "
+                                         r"\(-1, 0, 0\) cell vectors\): the cell \(3, 3, 3 Å\) is too small"):
+        small.get_potential_energy()
+    calls = []
+    original = plugin.check_images
+    monkeypatch.setattr(plugin, "check_images", lambda *a, **k: calls.append(1) or original(*a, **k))
+    atoms = ethanol()
+    atoms.set_cell([9.0, 9.0, 9.0])
+    atoms.pbc = True
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    for _ in range(3):
+        atoms.positions[0, 0] += 0.01
+        atoms.get_potential_energy()
+    assert len(calls) == 1, "positions only: the cell is checked once"
+    atoms.set_cell([9.1, 9.0, 9.0], scale_atoms=True)  # NPT: a new cell is checked again
+    atoms.get_potential_energy()
+    assert len(calls) == 2
+    atoms.set_cell([3.0, 3.0, 3.0])
+    atoms.set_positions(ethanol().positions)
+    with pytest.raises(GraphError, match="the cell \\(3, 3, 3 Å\\) is too small"):
+        atoms.get_potential_energy()
+
+
 def test_a_charge_the_model_does_not_read_is_named_once(caplog):
     atoms = ethanol()
     atoms.info["charge"] = 2

@@ -163,6 +163,50 @@ def overlap_text(name_i: str, name_j: str, distance: float, threshold: float = M
             f"overlapping atoms{hint}")
 
 
+def check_images(positions: Any, numbers: Any, cell: Any, pbc: Any, who: str = "get_md",
+                 error: Optional[type] = None) -> None:
+    """``error`` (default GraphError) naming both atoms, the image and the cell if an atom of
+    ``positions`` [N, 3] (Å) lies closer than :data:`MIN_DISTANCE` to a periodic image of
+    another (a cell too small for the structure: a placeholder CRYST1 of 1 Å, or a box in
+    nm). Pairs within the cell are :func:`check_overlaps`'s. ``cell``: 3 x 3, rows the cell
+    vectors (Å), with a volume and at least 1 Å wide along its periodic vectors
+    (``get_md.plugins._common.check_cell``); ``pbc``: 3 bools. The models' own neighbour
+    list (``get_md.nn.neighbors.radius_graph``): O(N), 20 ms at 3,000 atoms.
+
+    Example:
+        >>> check_images([[0.0, 0, 0], [2.8, 0, 0]], [6, 8], [[3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0]],
+        ...              [True, True, True], "CO")
+        Traceback (most recent call last):
+        ...
+        get_md.errors.GraphError: CO: atom 1 (C) and a periodic image of atom 2 (O) are 0.2 Å apart (closer than 0.5 Å; the image is atom 2 shifted by (-1, 0, 0) cell vectors): the cell (3, 3, 3 Å) is too small for the structure (a placeholder cell such as a CRYST1 of 1 Å, or a box in nm?)
+    """
+    import torch
+
+    from get_md.nn.neighbors import radius_graph
+
+    x = torch.as_tensor(np.asarray(positions, dtype=np.float64).reshape(-1, 3))
+    c = torch.as_tensor(np.asarray(cell, dtype=np.float64).reshape(1, 3, 3))
+    periodic = torch.as_tensor(np.asarray(pbc, dtype=bool).reshape(1, 3))
+    center, neighbor, shifts = radius_graph(x, torch.zeros(len(x), dtype=torch.long), MIN_DISTANCE, c, periodic)
+    image = (shifts != 0).any(dim=1)
+    if not bool(image.any()):
+        return
+    center, neighbor, shifts = center[image], neighbor[image], shifts[image]
+    d = torch.linalg.vector_norm(x[neighbor] - x[center] + shifts @ c[0], dim=1)
+    k = int(torch.argmin(d))
+    a, b = int(center[k]), int(neighbor[k])
+    z = np.asarray(numbers).reshape(-1)
+    lengths = np.linalg.norm(c[0].numpy(), axis=1)
+    from get_md.errors import GraphError
+
+    raise (error or GraphError)(
+        f"{who}: atom {a + 1} ({element_symbol(int(z[a]))}) and a periodic image of atom {b + 1} "
+        f"({element_symbol(int(z[b]))}) are {float(d[k]):.3g} Å apart (closer than {MIN_DISTANCE:g} Å; the image "
+        f"is atom {b + 1} shifted by ({', '.join(str(int(v)) for v in shifts[k].tolist())}) cell vectors): the cell "
+        f"({', '.join(f'{v:.4g}' for v in lengths)} Å) is too small for the structure (a placeholder cell such as a "
+        "CRYST1 of 1 Å, or a box in nm?)")
+
+
 def frame_problems(
     xyz: Any,
     name: AtomName,

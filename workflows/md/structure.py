@@ -139,24 +139,15 @@ def _check(atoms, who: str) -> None:
 def _check_box(atoms, who: str) -> None:
     """A periodic structure's cell: a volume, and no atom on a periodic image of another
     (a placeholder CRYST1 of 1 Å, or a box in nm, had run as if it were real)."""
-    from ase.neighborlist import neighbor_list
     from get_md.plugins._common import check_cell
-    from get_md.workflows.geometry_checks import MIN_DISTANCE, element_symbol
+    from get_md.workflows.geometry_checks import check_images
 
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     if not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-6:
         raise WorkflowError(f"{who}: periodic, but its cell {np.round(cell, 4).tolist()} has no volume; give a "
                             "cell (extended XYZ: Lattice=\"...\"), or no pbc")
     check_cell(cell, atoms.pbc, who)
-    i, j, d = neighbor_list("ijd", atoms, MIN_DISTANCE)  # pairs within the cell were refused before: images
-    if len(d):
-        k = int(np.argmin(d))
-        a, b = int(i[k]), int(j[k])
-        raise WorkflowError(
-            f"{who}: atom {a + 1} ({element_symbol(int(atoms.numbers[a]))}) and a periodic image of atom {b + 1} "
-            f"({element_symbol(int(atoms.numbers[b]))}) are {d[k]:.3g} Å apart (closer than {MIN_DISTANCE:g} Å): the "
-            f"cell ({', '.join(f'{v:.4g}' for v in atoms.cell.lengths())} Å) is too small for the structure (a "
-            "placeholder CRYST1, or a box in nm?)")
+    check_images(atoms.positions, atoms.numbers, cell, atoms.pbc, who, error=WorkflowError)
 
 
 __all__ = ["STRUCTURE_FORMATS", "read_structure"]
