@@ -222,6 +222,26 @@ def test_a_trajectory_whose_atom_order_is_not_the_topologys_is_an_error(system, 
     assert "Å from their nearest neighbour (median)" in line and "coordinates in Å read as nm (x10 too large)" in line
 
 
+def test_a_trajectory_scaled_down_is_refused_at_its_first_frame(system, model, tmp_path, capsys, caplog,
+                                                               monkeypatch):
+    """Coordinates 10x too small (nm read as Å) had had a pocket built and every frame tried
+    before "no frame could be scored"; the first frame says so, with the units hint that 10x
+    too large coordinates get."""
+    import get_md.workflows.rescoring.trajectory as traj_module
+
+    monkeypatch.setattr(traj_module, "score_frames", lambda *a: pytest.fail("a frame was scored"))
+    shrunk = _dcd(system, system["xyz"] * 0.1, tmp_path / "x01.dcd")
+    with caplog.at_level("INFO"):
+        rc = main(_argv(system, shrunk, model, tmp_path / "x01.csv"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("get-md: error:")]
+    assert f"{shrunk}: frame 0 (the pocket's; every frame at this scale would be skipped): atom " in line
+    assert "closer than 0.5 Å): overlapping atoms; its atoms are 0.1" in line
+    assert "coordinates in nm (x10 to Å) or another unit?" in line
+    assert "pocket from frame" not in caplog.text and not (tmp_path / "x01.csv").exists()
+
+
 def test_a_topology_without_ligand_bonds_is_checked_on_its_own_coordinates(system, model, tmp_path, capsys):
     """No CONECT records for the ligand: the pairs of ligand atoms close in the topology
     PDB's own coordinates stand for its bonds. A trajectory in another atom order (here a

@@ -52,10 +52,12 @@ from get_md.errors import WorkflowError
 from get_md.units import EV_TO_KCAL_MOL, NM_TO_ANGSTROM
 
 from ..geometry_checks import (
+    closest_pair,
     coordinate_problems,
     describe_coordinate,
     ligand_frame_problem,
     linked_groups,
+    overlap_text,
     units_hint,
 )
 from .frames import checked_frames, count_frames, load_topology, read_frames, select_atoms
@@ -291,15 +293,23 @@ def rescore_trajectory(
                 first[1][both[bad]] * NM_TO_ANGSTROM, f"atom {atom.serial or int(both[bad]) + 1} ({atom})")
             + "; the pocket is chosen from this frame: give --start a good frame"
         )
+    first_xyz = first[1][both] * NM_TO_ANGSTROM
+    pair = closest_pair(first_xyz)
+    if pair is not None and units_hint(first_xyz):  # scaled down: every frame would be skipped
+        a, b = (top.atom(int(both[k])) for k in pair[:2])
+        raise WorkflowError(
+            f"{trajectory}: frame {start} (the pocket's; every frame at this scale would be skipped): "
+            + overlap_text(f"atom {a.serial or a.index + 1} ({a})", f"atom {b.serial or b.index + 1} ({b})", pair[2],
+                           positions=first_xyz))
     stretched = stretched_ligand_bond(top, first[1], lig_idx, topology_file=topology)
     if stretched is not None:
-        raise WorkflowError(f"{trajectory}: frame {start}: {stretched}" + units_hint(first[1][both] * NM_TO_ANGSTROM))
+        raise WorkflowError(f"{trajectory}: frame {start}: {stretched}" + units_hint(first_xyz))
     pocket_idx = choose_pocket(top, first[1], rec_idx, lig_idx, pocket_radius)
     if pocket_idx.size == 0:
         raise WorkflowError(
             f"no receptor atom ({receptor!r}) within {pocket_radius} Å of the ligand ({ligand!r}) in frame "
             f"{start} of {trajectory}; is the trajectory imaged (complex whole)?"
-            + units_hint(first[1][both] * NM_TO_ANGSTROM)
+            + units_hint(first_xyz)
         )
     from get_md.build import topology_template
     from get_md.build.hydrogens import hydrogen_counts
