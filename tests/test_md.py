@@ -365,3 +365,17 @@ def test_a_folder_holding_files_of_another_tool_is_not_overwritten(ethanol_xyz, 
     assert run_md(ethanol_xyz, own, steps=3, settings=MDSettings(interval=1)).started_at == 2
     assert run_md(ethanol_xyz, own, steps=1, settings=MDSettings(interval=1), resume=False).started_at == 0
     assert [int(r["step"]) for r in rows(own)] == [0, 1]
+
+
+def test_a_timestep_that_looks_like_ps_is_warned_about(ethanol_xyz, tmp_path, caplog):
+    """--timestep 1e-9 (fs given in ps, or a typo) had run without a word, time_ps all zeros."""
+    with caplog.at_level("WARNING", logger="get_md.workflows.md"):
+        res = run_md(ethanol_xyz, tmp_path / "tiny", steps=2, settings=MDSettings(interval=1, timestep_fs=1e-9))
+        assert res.steps == 2  # a warning: the run goes on
+        assert "--timestep is in fs; 1e-09 fs is far below a useful step" in caplog.text
+        assert "a value in ps (0.0005 ps is 0.5 fs), or a typo?" in caplog.text
+        assert [r["time_ps"] for r in rows(tmp_path / "tiny")] == ["0.000000"] * 3
+        caplog.clear()
+        MDSettings(timestep_fs=0.02).check()
+        MDSettings().check()
+    assert "--timestep" not in caplog.text

@@ -27,6 +27,8 @@ log = logging.getLogger("get_md.workflows.md")
 
 #: K: a higher --temperature is refused (a typo, or another unit: no molecule holds together).
 MAX_TEMPERATURE_K = 10000.0
+#: fs: a shorter --timestep is warned about (a value in ps, or a typo: time_ps stays 0).
+MIN_TIMESTEP_FS = 0.01
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ class MDSettings:
         if self.timestep_fs > 10.0:
             raise WorkflowError(f"--timestep is in fs; {self.timestep_fs} fs is far beyond a stable step for "
                                 "atoms with hydrogens (0.5-1 fs) — ps given as fs?")
+        if self.timestep_fs < MIN_TIMESTEP_FS:
+            log.warning("--timestep is in fs; %g fs is far below a useful step for atoms with hydrogens (0.5-1 fs): "
+                        "the atoms barely move, and md.csv's time_ps (6 decimals) reads 0 or nearly so — a value in ps "
+                        "(0.0005 ps is 0.5 fs), or a typo?", self.timestep_fs)
         if self.temperature_K > MAX_TEMPERATURE_K:
             raise WorkflowError(f"--temperature is in K; {self.temperature_K:g} K is far beyond what a molecular "
                                 f"potential describes (bonds break at a few thousand K; at most {MAX_TEMPERATURE_K:g} "
