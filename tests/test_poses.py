@@ -212,8 +212,36 @@ def test_pose_file_parsed_once_when_it_fits(models, tmp_path, monkeypatch):
     again = rescore_poses(REC, POSES_SDF, models["score"], pocket_radius=3.0, batch_size=4,
                           sort="none", out_csv=tmp_path / "b.csv", progress=False)
     assert n_once == 9              # the pocket pass alone (batch_size given: no probe)
-    assert len(parsed) == 2 * 9
+    assert len(parsed) == 3 * 9     # the pocket pass, the first 64 poses for check_site_free, scoring
     assert kept["score"].tolist() == again["score"].tolist()
+
+
+def test_ligand_left_in_the_receptor_is_refused(models, tmp_path):
+    """A receptor file that still holds the co-crystal ligand (a hetero group where the
+    poses are) is refused, naming the group and the pose; before, the poses that did not
+    overlap it within 0.5 Å were scored against it. A cofactor-like group beside the site
+    passes."""
+    from get_md.errors import WorkflowError
+
+    het = [ln.replace("ATOM  ", "HETATM") for ln in LIG_PDB.read_text().splitlines()
+           if ln.startswith(("ATOM", "HETATM"))]
+    body = [ln for ln in REC.read_text().splitlines() if not ln.startswith("END")]
+    with_ligand = tmp_path / "rec_with_ligand.pdb"
+    with_ligand.write_text("\n".join(body + het + ["END"]) + "\n")
+    for model in ("score", "energy"):
+        with pytest.raises(WorkflowError, match=r"hetero group G:1:LIG \(43 heavy atoms\) sits where the ligand "
+                                                r"is: .* record 1 of .*A ligand left in the receptor file"):
+            rescore_poses(with_ligand, POSES_SDF, models[model], pocket_radius=4.0, progress=False,
+                          out_csv=tmp_path / f"{model}.csv")
+    # the same group moved 12 Å away (a cofactor beside the site, not on it) is no ligand left behind
+    moved = [ln[:30] + f"{float(ln[30:38]) + 12.0:8.3f}" + ln[38:] for ln in het]
+    beside = tmp_path / "rec_with_group_beside.pdb"
+    beside.write_text("\n".join(body + moved + ["END"]) + "\n")
+    from get_md.workflows.rescoring.receptor import check_site_free, load_receptor
+
+    from get_md.build import iter_poses
+
+    check_site_free(beside, load_receptor(beside), [("pose 1", next(iter(iter_poses(POSES_SDF))).graph)])
 
 
 def test_plot_of_the_pose_scores(models, tmp_path, monkeypatch):

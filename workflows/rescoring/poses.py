@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -83,7 +84,9 @@ from .pose_records import (
 )
 from .receptor import (
     HYDROGEN_CHOICES,
+    OCCUPIED_CHECK_POSES,
     check_receptor,
+    check_site_free,
     load_receptor,
     load_reference,
     receptor_pdb_text,
@@ -546,6 +549,13 @@ def rescore_poses(
     pocket, _ = screen_pocket(pocket, meta, drop_unsupported, str(receptor))
     check_receptor(receptor, pocket, "pocket with hydrogens added" if protonated else "pocket",
                    overlaps=True, names_from_file=not protonated)
+    from get_md.build import iter_poses
+
+    first = records if records is not None else iter_poses(poses, segment_id=1)
+    check_site_free(receptor, pocket,
+                    [(f"record {r.index} of {poses}", r.graph)
+                     for r in itertools.islice(first, OCCUPIED_CHECK_POSES) if r.graph is not None]
+                    + ([("the reference ligand " + str(reference), ref_graph)] if reference is not None else []))
     bare = sorted(set(unprotonated) & {":".join(lab.split(":")[:3]) for lab in pocket.block_labels or []})
     if bare:
         logger.warning("%s: pocket residue(s) %s have no hydrogen template in OpenMM and stay without "
@@ -580,8 +590,6 @@ def rescore_poses(
             "pocket_radius": float(pocket_radius),
             "heavy_atoms_only": bool((meta.get("config") or {}).get("heavy_atoms_only")),
             "interaction_cutoff": interaction_cutoff(spec, meta)}
-
-    from get_md.build import iter_poses
 
     bar = progress_bar(progress, desc="rescoring poses", unit="pose", total=n_records)
     done_before = sum(len(b["rows"]) for b in store.batches.values())

@@ -10,10 +10,13 @@ import io
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from get_md.errors import WorkflowError
 
 from ..geometry_checks import (
     MIN_DISTANCE,
+    as_array,
     graph_atom_namer,
     multi_atom_block_atoms,
     structure_problem,
@@ -101,6 +104,56 @@ def check_receptor(path: PathLike, receptor, what: str = "receptor", overlaps: b
     if namer is not None:
         why = structure_problem(receptor.positions, namer, blocks, min_distance=limit) or why
     raise WorkflowError(f"{path}: {what}: {why}")
+
+
+#: a hetero group of the receptor is taken for a ligand left in it when at least half of its
+#: heavy atoms (and 3) lie this close (Å) to heavy atoms of one pose: no contact is that
+#: short (hydrogen bonds are 2.5 Å or more), only a second copy of the ligand
+OCCUPIED_DISTANCE = 1.5
+#: poses checked for :func:`check_site_free` (the first ones of the file)
+OCCUPIED_CHECK_POSES = 64
+
+
+def hetero_groups(graph) -> dict[str, np.ndarray]:
+    """Heavy atoms of each multi-atom hetero group of a receptor graph (one block per
+    atom, labelled ``chain:residue:name:atom``), by ``chain:residue:name``."""
+    labels = graph.block_labels or []
+    block_of = as_array(graph.block_ids).astype(int)
+    heavy = as_array(graph.atomic_numbers) != 1
+    groups: dict[str, list[int]] = {}
+    for atom in np.flatnonzero(heavy):
+        label = labels[block_of[atom]] if block_of[atom] < len(labels) else ""
+        if label.count(":") == 3:
+            groups.setdefault(label.rsplit(":", 1)[0], []).append(int(atom))
+    return {k: np.array(v) for k, v in groups.items() if len(v) >= 3}
+
+
+def check_site_free(receptor_path: PathLike, pocket, ligands) -> None:
+    """Raise WorkflowError if a hetero group of the pocket sits where a ligand is: half or
+    more of its heavy atoms within :data:`OCCUPIED_DISTANCE` of heavy atoms of one of
+    ``ligands`` (``(description, graph)`` pairs, e.g. the first poses and the reference).
+    That is the co-crystal ligand left in the receptor file: every pose would be scored
+    against a second copy of itself (or skipped as overlapping it)."""
+    from scipy.spatial import cKDTree
+
+    groups = hetero_groups(pocket)
+    if not groups:
+        return
+    xyz = as_array(pocket.positions)
+    for what, graph in ligands:
+        lig = as_array(graph.positions)[as_array(graph.atomic_numbers) != 1]
+        if not len(lig):
+            continue
+        tree = cKDTree(lig)
+        for key, atoms in groups.items():
+            d, _ = tree.query(xyz[atoms], k=1, distance_upper_bound=OCCUPIED_DISTANCE + 1e-6)
+            close = int((d <= OCCUPIED_DISTANCE).sum())
+            if close >= 0.5 * len(atoms):
+                raise WorkflowError(
+                    f"{receptor_path}: hetero group {key} ({len(atoms)} heavy atoms) sits where the ligand is: "
+                    f"{close} of its heavy atoms lie within {OCCUPIED_DISTANCE:g} Å of heavy atoms of {what}. "
+                    "A ligand left in the receptor file? Remove it (every pose would be scored against a second "
+                    "copy of a ligand, or skipped as overlapping it)")
 
 
 def load_reference(path: PathLike):
