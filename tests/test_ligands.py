@@ -86,6 +86,37 @@ def test_poses_without_a_name_are_one_ligand_with_a_warning(caplog):
     assert "5 pose(s) have no 'name'" in caplog.text
 
 
+def test_one_name_over_different_molecules_is_warned_about(caplog):
+    """Poses grouped under one name whose heavy atoms differ are different molecules (a
+    docking tool that names every record "ligand"): one pose would stand for all of them.
+    Protonation states of one ligand (hydrogens alone differ) are not."""
+    t = _table(ligand_formula=["C20H20N2O", "C20H21N2O", "C20H19N2O", "C9H9Cl", "C9H9Cl", "C9H8ClF"])
+    with caplog.at_level("WARNING", logger="get_md.workflows.poses"):
+        out = per_ligand(t)
+    assert len(out) == 2
+    assert "1 ligand name(s) hold poses of different molecules (heavy atoms differ): 'b' (C9Cl, C9ClF)" in caplog.text
+    assert "'a'" not in caplog.text                          # only hydrogens differ in a
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="get_md.workflows.poses"):
+        per_ligand(t.assign(ligand_formula=["C2H6O"] * 6))
+    assert "different molecules" not in caplog.text
+
+
+def test_pose_table_gives_each_pose_its_formula(tmp_path_factory, tmp_path):
+    from get_md.workflows.poses import rescore_poses
+
+    models = make_models(tmp_path_factory)
+    df = rescore_poses(REC, POSES_SDF, models["score"], pocket_radius=3.0, progress=False,
+                       out_csv=tmp_path / "p.csv")
+    import re
+
+    from rdkit.Chem import rdMolDescriptors
+
+    mol = next(iter(Chem.SDMolSupplier(str(POSES_SDF), removeHs=False)))
+    formula = re.sub(r"[+-]\d*$", "", rdMolDescriptors.CalcMolFormula(mol))  # without the charge
+    assert set(df["ligand_formula"]) == {formula}
+
+
 def test_ligand_key_and_bad_options():
     t = _table(ID=["x", "y", "x", "y", "y", "y"])
     assert per_ligand(t, key="ID").set_index("ligand")["n_poses"].to_dict() == {"x": 2, "y": 3}

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any, Optional
 
 from get_md.errors import WorkflowError
@@ -50,6 +51,33 @@ DOCKING_TAGS = (
     "SCORE",
 )
 PICK_CHOICES = ("docking", "first", "score")
+
+
+def hill_formula(numbers: Any) -> str:
+    """Molecular formula in Hill order (C, H, then the rest alphabetically) of atomic numbers.
+
+    Example:
+        >>> hill_formula([6, 6, 8, 1, 1, 1, 1, 1, 1]), hill_formula([17, 1])
+        ('C2H6O', 'ClH')
+    """
+    from collections import Counter
+
+    from ..geometry_checks import element_symbol
+
+    counts = Counter(element_symbol(int(z)) for z in numbers)
+    first = [e for e in ("C", "H") if e in counts] if "C" in counts else []
+    order = first + sorted(e for e in counts if e not in first)
+    return "".join(f"{e}{counts[e] if counts[e] > 1 else ''}" for e in order)
+
+
+def heavy_formula(formula: str) -> str:
+    """A :func:`hill_formula` without its hydrogens (protonation states of one ligand share it).
+
+    Example:
+        >>> heavy_formula("C2H6O"), heavy_formula("CH3HgCl")
+        ('C2O', 'CHgCl')
+    """
+    return re.sub(r"H(?![a-z])\d*", "", formula)
 
 
 def check_ligand_key(key: str, poses: Any, columns: Any = ()) -> None:
@@ -139,7 +167,12 @@ def per_ligand(table, pick: str = "docking", key: str = "name"):
     keep = [c for c in ("score", "score_std", "pose_score", "interaction_energy_eV",
                         "interaction_energy_kcal_mol") if c in ok]
     rows = []
+    mixed: list[str] = []
     for ligand, group in ok.groupby(key, sort=False, dropna=False):
+        if "ligand_formula" in group:
+            kinds = sorted({heavy_formula(f) for f in group["ligand_formula"].dropna().astype(str)})
+            if len(kinds) > 1:
+                mixed.append(f"{ligand!r} ({', '.join(kinds[:3])}{', ...' if len(kinds) > 3 else ''})")
         if pick == "score":
             chosen, by = group.loc[group[value].idxmax() if is_score else group[value].idxmin()], value
         elif pick == "docking" and tag is not None and group["_dock"].notna().any():
@@ -152,6 +185,10 @@ def per_ligand(table, pick: str = "docking", key: str = "name"):
             row["docking_score"] = chosen["_dock"]
         row["best_of_poses"] = group[value].max() if is_score else group[value].min()
         rows.append(row)
+    if mixed:
+        logger.warning("%d ligand name(s) hold poses of different molecules (heavy atoms differ): %s%s; "
+                       "one pose stands for each name, so name a column that identifies ligands with "
+                       "--ligand-key", len(mixed), "; ".join(mixed[:3]), "; ..." if len(mixed) > 3 else "")
     out = pd.DataFrame(rows)
     if out.empty:
         return out

@@ -54,6 +54,7 @@ from get_md.errors import WorkflowError
 from get_md.units import EV_TO_KCAL_MOL
 
 from ..geometry_checks import graph_atom_namer, pose_problem
+from .ligands import hill_formula
 from .model import (
     ModelRef,
     environment_cache,
@@ -109,7 +110,7 @@ POSEBUSTERS_CONFIGS = ("dock", "dock_fast", "redock", "redock_fast")
 OWN_COLUMNS = frozenset({
     "pose", "source", "name", "status", "error", "score", "interaction_energy_eV",
     "interaction_energy_kcal_mol", "e_complex_eV", "e_ligand_eV", "e_pocket_eV",
-    "n_ligand_atoms", "n_hydrogens_added", "rank", "score_std", "pose_score",
+    "n_ligand_atoms", "n_hydrogens_added", "ligand_formula", "rank", "score_std", "pose_score",
 })
 
 
@@ -221,6 +222,7 @@ def score_batch(spec: ModelRef, pocket, terms: dict, items: list, opts: dict) ->
             row["status"] = "skipped"
             row["error"] = str(error)
         row["n_ligand_atoms"] = None if graph is None else graph.num_atoms
+        row["ligand_formula"] = None if graph is None else hill_formula(as_array(graph.atomic_numbers))
         row["n_hydrogens_added"] = int(props_in.get("_hydrogens_added", 0))
         rows.append(row)
         if error is None:
@@ -341,7 +343,7 @@ def _finalize(store: ProgressStore, spec: ModelRef, sort: str, posebusters: bool
     else:
         base += ["interaction_energy_eV", "interaction_energy_kcal_mol", "e_complex_eV",
                  "e_ligand_eV", "e_pocket_eV"]
-    base += ["rank", "n_ligand_atoms", "n_hydrogens_added"]
+    base += ["rank", "n_ligand_atoms", "n_hydrogens_added", "ligand_formula"]
     extra: list[str] = []
     for r in rows:
         for k in r:
