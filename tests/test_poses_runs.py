@@ -64,6 +64,30 @@ def test_mol2_and_vina_pdbqt_inputs(models, tmp_path):
     assert mol.HasProp("get_score")
 
 
+def test_vina_flexible_residues_are_not_ligand_atoms(models, tmp_path, caplog):
+    """A flexible-side-chain Vina pose (BEGIN_RES ... END_RES after the ligand) scores its
+    ligand alone, against the receptor file's side chain, with one warning; before, the
+    side chain's atoms were read as ligand atoms on top of the receptor's copy and the
+    pose was skipped as overlapping."""
+    pose = POSE_PDBQT.read_text()
+    # the flexible part of the first pocket residue of the receptor, as Vina writes it
+    residue = next(ln[17:26] for ln in REC.read_text().splitlines() if ln.startswith("ATOM") and "TYR" in ln)
+    atoms = [ln for ln in REC.read_text().splitlines()
+             if ln.startswith("ATOM") and ln[17:26] == residue and ln[12:16].strip() not in ("N", "C", "O", "H")]
+    flex = [f"BEGIN_RES {residue}", "ROOT"] + [ln[:66].ljust(70) + "  0.000 " + ln[76:78].strip() for ln in atoms[:2]]
+    flex += ["ENDROOT", "BRANCH   1   2"] + [ln[:66].ljust(70) + "  0.000 " + ln[76:78].strip() for ln in atoms[2:]]
+    flex += ["ENDBRANCH   1   2", f"END_RES {residue}"]
+    flexible = tmp_path / "flex_out.pdbqt"
+    flexible.write_text("MODEL 1\n" + pose.rstrip("\n") + "\n" + "\n".join(flex) + "\nENDMDL\n")
+    plain = rescore_poses(REC, POSE_PDBQT, models["score"], out_csv=tmp_path / "a.csv", **COMMON)
+    with caplog.at_level("WARNING"):
+        df = rescore_poses(REC, flexible, models["score"], out_csv=tmp_path / "b.csv", **COMMON)
+    assert df["status"].tolist() == ["ok"], df["error"].tolist()
+    assert df["score"].iloc[0] == pytest.approx(plain["score"].iloc[0], abs=1e-6)
+    assert df["flexible_residues"].iloc[0] == " ".join(residue.split())
+    assert "hold flexible receptor residues" in caplog.text
+
+
 def test_resume_after_kill_gives_identical_output(models, baseline, tmp_path):
     _, base = baseline
     out_csv, out_sdf = tmp_path / "out.csv", tmp_path / "out.sdf"

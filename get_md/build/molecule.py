@@ -499,6 +499,23 @@ def _vina_properties(text: str) -> dict[str, Any]:
     return props
 
 
+_FLEX_RESIDUE = re.compile(r"^BEGIN_RES\s*(.*?)\s*$.*?^END_RES.*?$\n?", flags=re.MULTILINE | re.DOTALL)
+
+
+def split_flexible_residues(text: str) -> tuple[str, list[str]]:
+    r"""A Vina PDBQT model without its flexible receptor residues (the ``BEGIN_RES`` ...
+    ``END_RES`` sections flexible-side-chain docking writes after the ligand), and their
+    names (``"TYR A 123"``).
+
+    Example:
+        >>> model = "ROOT\nATOM ...\nENDROOT\nBEGIN_RES THR A 315\nATOM ...\nEND_RES THR A 315\n"
+        >>> split_flexible_residues(model)
+        ('ROOT\nATOM ...\nENDROOT\n', ['THR A 315'])
+    """
+    names = [" ".join(m.group(1).split()) for m in _FLEX_RESIDUE.finditer(text)]
+    return (_FLEX_RESIDUE.sub("", text), names) if names else (text, [])
+
+
 def concatenated_poses(text: str) -> Optional[int]:
     """1-based atom at which a single-model PDB / PDBQT text starts a second copy of its
     first atoms (same serial numbers and names again: several poses written one after
@@ -520,7 +537,11 @@ def iter_pdb_poses(path: PathLike, *, segment_id: int = 0) -> Iterator[PoseRecor
     Every atom is a ligand block, whatever its residue name. Vina's
     ``REMARK VINA RESULT`` line, when present, is read into ``properties``
     (``vina_score`` in kcal/mol, ``vina_rmsd_lb``, ``vina_rmsd_ub``). Vina PDBQT
-    poses carry polar hydrogens only.
+    poses carry polar hydrogens only. The flexible receptor residues of a
+    flexible-side-chain docking (``BEGIN_RES`` ... ``END_RES``) are not ligand atoms: they
+    are left out, named in ``properties["flexible_residues"]``, with one warning per file
+    (the ligand is then scored against the receptor file's conformation of those
+    residues, not the docked one).
 
     Args:
         path: ``.pdbqt`` or ``.pdb`` (optionally ``.gz``).
@@ -548,6 +569,14 @@ def iter_pdb_poses(path: PathLike, *, segment_id: int = 0) -> Iterator[PoseRecor
                 if again is not None:
                     raise GraphError(f"{who}: its first atoms start over at atom {again} (same serial numbers and "
                                      "names): several poses without MODEL / ENDMDL records? Write one MODEL per pose")
+                if is_pdbqt:
+                    text, flexible = split_flexible_residues(text)
+                    if flexible:
+                        rec.properties["flexible_residues"] = "; ".join(flexible)
+                        warn_once(f"{source}: its poses hold flexible receptor residues ({', '.join(flexible)}; "
+                                  "Vina flexible docking) besides the ligand: they are left out of the ligand, "
+                                  "which is scored against the receptor file's conformation of those residues, "
+                                  "not the docked one")
                 body = pdbqt_to_pdb_text(text, who) if is_pdbqt else text
                 if not re.search(r"^(ATOM  |HETATM)", body, flags=re.MULTILINE):
                     raise GraphError(f"{who}: ligand has no atoms")
