@@ -190,6 +190,21 @@ def test_bad_first_frame_is_a_clear_error(system, model, tmp_path, capsys):
     assert f"{system['topology'].atom(int(system['lig'][2]))}" in line
 
 
+def test_a_calpha_trace_is_refused(system, model, tmp_path, capsys):
+    """A topology whose protein holds its Cα atoms alone (a coarse-grained or trace model)
+    is refused naming the share of heavy atoms; it had been scored like an all-atom one."""
+    traj = md.load(str(_xtc()), top=str(TOP), stride=125)
+    sub = traj.atom_slice(traj.topology.select("resname LIG or (protein and name CA)"))
+    sub[0].save_pdb(str(tmp_path / "trace.pdb"))
+    sub.save_dcd(str(tmp_path / "trace.dcd"))
+    rc = main(["rescore-traj", str(tmp_path / "trace.pdb"), str(tmp_path / "trace.dcd"), "--model", str(model),
+               "--pocket-radius", "6", "--out-csv", str(tmp_path / "t.csv"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "amino acids hold" in err and "with one atom alone): a Cα or backbone trace?" in err
+    assert not (tmp_path / "t.csv").exists()
+
+
 def test_a_ligand_that_leaves_the_pocket_or_comes_apart_is_skipped(system, model, tmp_path):
     xyz = system["xyz"].copy()
     lig = system["lig"]

@@ -244,6 +244,22 @@ def test_ligand_left_in_the_receptor_is_refused(models, tmp_path):
     check_site_free(beside, load_receptor(beside), [("pose 1", next(iter(iter_poses(POSES_SDF))).graph)])
 
 
+def test_a_calpha_or_backbone_receptor_is_refused(models, tmp_path):
+    """A receptor of Cα atoms alone, or of backbone atoms alone, is refused naming the
+    share of heavy atoms its pocket holds; a Cα trace had been scored (7.5 against 9.7 pK
+    for the shipped model on the full receptor)."""
+    from get_md.errors import WorkflowError
+
+    atoms = [ln for ln in REC.read_text().splitlines() if ln.startswith("ATOM")]
+    for keep, name in (({"CA"}, "ca"), ({"N", "CA", "C", "O"}, "backbone")):
+        path = tmp_path / f"{name}.pdb"
+        path.write_text("\n".join(ln for ln in atoms if ln[12:16].strip() in keep) + "\nEND\n")
+        with pytest.raises(WorkflowError, match=r"pocket: \d+ amino acids hold \d+ of their \d+ heavy atoms .*"
+                                                r"a Cα or backbone trace\? The models were trained on all-atom"):
+            rescore_poses(path, POSES_SDF, models["score"], pocket_radius=6.0, progress=False,
+                          out_csv=tmp_path / f"{name}.csv")
+
+
 def test_plot_of_the_pose_scores(models, tmp_path, monkeypatch):
     """--plot draws each scored pose (in input order) with its value, and refuses to
     overwrite an input before any work."""

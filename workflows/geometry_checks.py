@@ -457,3 +457,51 @@ def multi_atom_block_atoms(graph) -> np.ndarray:
     """[N] bool: atoms of blocks that hold more than one atom (residues)."""
     block_ids = graph.block_ids.detach().cpu().numpy()
     return np.bincount(block_ids, minlength=graph.num_blocks)[block_ids] > 1
+
+
+#: Heavy atoms of each amino acid in a protein chain (the terminal OXT not counted), and
+#: of the force fields' protonation variants
+AMINO_ACID_HEAVY_ATOMS = {
+    "ALA": 5, "ARG": 11, "ASN": 8, "ASP": 8, "CYS": 6, "GLN": 9, "GLU": 9, "GLY": 4, "HIS": 10,
+    "ILE": 8, "LEU": 8, "LYS": 9, "MET": 8, "PHE": 11, "PRO": 7, "SER": 6, "THR": 7, "TRP": 14,
+    "TYR": 12, "VAL": 7, "HID": 10, "HIE": 10, "HIP": 10, "HSD": 10, "HSE": 10, "HSP": 10,
+    "CYX": 6, "CYM": 6, "ASH": 8, "GLH": 9, "LYN": 9, "MSE": 8,
+}
+#: A pocket whose amino acids hold less than this share of their heavy atoms is a Cα or
+#: backbone trace (backbone alone: about 0.5), not a structure with a few truncated side chains
+MIN_HEAVY_ATOM_SHARE = 0.6
+
+
+def trace_problem(graph, segment: int = 0) -> Optional[str]:
+    """Why the amino acids of ``graph`` (blocks of ``segment``, labelled
+    ``chain:residue:name``) cannot stand for an all-atom receptor: together they hold less
+    than :data:`MIN_HEAVY_ATOM_SHARE` of the heavy atoms their residue names call for (a
+    Cα trace, a backbone-only or coarse-grained model); None if they do, or if there are
+    fewer than 3 of them.
+
+    Example:
+        >>> import torch
+        >>> from get_md.graph import MolecularGraph
+        >>> g = MolecularGraph.from_atoms(torch.rand(3, 3) * 10, torch.tensor([6, 6, 6]))  # one Cα each
+        >>> g.block_labels = ["A:1:ALA", "A:2:LEU", "A:3:GLY"]
+        >>> trace_problem(g)
+        '3 amino acids hold 3 of their 17 heavy atoms (18%; 3 with one atom alone): a Cα or backbone trace?'
+    """
+    labels = graph.block_labels or []
+    blocks = as_array(graph.block_ids).astype(int)
+    heavy = as_array(graph.atomic_numbers) != 1
+    seg = as_array(graph.segment_ids).astype(int)
+    counts = np.bincount(blocks[heavy], minlength=len(labels))
+    present = expected = n = lone = 0
+    for b, label in enumerate(labels):
+        parts = label.split(":")
+        if seg[b] != segment or len(parts) != 3 or parts[2] not in AMINO_ACID_HEAVY_ATOMS:
+            continue
+        n += 1
+        present += int(counts[b])
+        expected += AMINO_ACID_HEAVY_ATOMS[parts[2]]
+        lone += int(counts[b] == 1)
+    if n < 3 or present >= MIN_HEAVY_ATOM_SHARE * expected:
+        return None
+    return (f"{n} amino acids hold {present} of their {expected} heavy atoms ({100 * present / expected:.0f}%; "
+            f"{lone} with one atom alone): a Cα or backbone trace?")

@@ -53,7 +53,7 @@ from typing import Any, Optional, Sequence
 from get_md.errors import WorkflowError
 from get_md.units import EV_TO_KCAL_MOL
 
-from ..geometry_checks import graph_atom_namer, pose_problem
+from ..geometry_checks import graph_atom_namer, pose_problem, trace_problem
 from .ligands import hill_formula
 from .model import (
     ModelRef,
@@ -551,6 +551,10 @@ def rescore_poses(
     pocket, _ = screen_pocket(pocket, meta, drop_unsupported, str(receptor))
     check_receptor(receptor, pocket, "pocket with hydrogens added" if protonated else "pocket",
                    overlaps=True, names_from_file=not protonated)
+    trace = trace_problem(pocket)
+    if trace is not None:
+        raise WorkflowError(f"{receptor}: pocket: {trace} The models were trained on all-atom receptors: "
+                            "give the full structure")
     from get_md.build import iter_poses
 
     first = records if records is not None else iter_poses(poses, segment_id=1)

@@ -58,6 +58,7 @@ from ..geometry_checks import (
     ligand_frame_problem,
     linked_groups,
     overlap_text,
+    trace_problem,
     units_hint,
 )
 from .frames import checked_frames, count_frames, load_topology, read_frames, select_atoms
@@ -330,6 +331,10 @@ def rescore_trajectory(
     err = element_check(meta)(template.atomic_numbers)
     if err:
         raise WorkflowError(f"{topology}: ligand ({ligand!r}): {err}")
+    trace = trace_problem(template)
+    if trace is not None:
+        raise WorkflowError(f"{topology}: pocket ({receptor!r}): {trace} The models were trained on all-atom "
+                            "receptors: give an all-atom topology and trajectory")
     n_h, n_heavy = hydrogen_counts(template)
     if spec.is_potential and n_h < 0.5 * n_heavy:
         logger.warning("%s: the scored atoms hold %d hydrogens for %d heavy atoms; the potential was trained "
