@@ -13,7 +13,12 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from get_md.workflows.geometry_checks import check_images, check_overlaps  # noqa: F401 - the plugins' import
+from get_md.workflows.geometry_checks import (  # noqa: F401 - the plugins' import
+    MIN_CELL_WIDTH,
+    check_cell,
+    check_images,
+    check_overlaps,
+)
 
 from get_md.errors import GraphError, PluginError
 
@@ -45,34 +50,6 @@ def model_positions(positions: Any, device: Union[str, torch.device], dtype: tor
                          f"{str(dtype).replace('torch.', '')} holds")
     return pos
 
-
-
-#: Å: a periodic cell thinner than this along any periodic direction puts every atom this
-#: close to its own image (and needs cutoff / width images: 50,000 for a 1e-4 Å cell)
-MIN_CELL_WIDTH = 1.0
-
-
-def check_cell(cell: Any, pbc: Any, who: str = "get_md") -> None:
-    """GraphError if a periodic direction of ``cell`` (3 x 3, rows the cell vectors, Å) is
-    thinner than :data:`MIN_CELL_WIDTH` (width: the distance between the two faces).
-
-    Example:
-        >>> check_cell([[10.0, 0, 0], [0, 10.0, 0], [0, 0, 1e-4]], [True, True, True], "ethanol")
-        Traceback (most recent call last):
-        ...
-        get_md.errors.GraphError: ethanol: periodic cell is 0.0001 Å wide along its vector 3 (less than 1 Å: every atom would lie that close to its own image); cell in the wrong units, or a direction that should not be periodic?
-    """
-    c = np.asarray(cell, dtype=np.float64).reshape(3, 3)
-    volume = abs(np.linalg.det(c))
-    for k in range(3):
-        if not bool(np.asarray(pbc).reshape(-1)[k]):
-            continue
-        area = np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3]))
-        width = volume / area if area > 0 else 0.0
-        if width < MIN_CELL_WIDTH:
-            raise GraphError(f"{who}: periodic cell is {width:.3g} Å wide along its vector {k + 1} (less than "
-                             f"{MIN_CELL_WIDTH:g} Å: every atom would lie that close to its own image); cell in "
-                             "the wrong units, or a direction that should not be periodic?")
 
 
 def total_charge(value: Any, who: str = "get_md", name: str = "charge") -> float:

@@ -163,6 +163,36 @@ def overlap_text(name_i: str, name_j: str, distance: float, threshold: float = M
             f"overlapping atoms{hint}")
 
 
+#: Å: a periodic cell thinner than this along any periodic direction puts every atom this
+#: close to its own image (and needs cutoff / width images: 50,000 for a 1e-4 Å cell)
+MIN_CELL_WIDTH = 1.0
+
+
+def check_cell(cell: Any, pbc: Any, who: str = "get_md") -> None:
+    """GraphError if a periodic direction of ``cell`` (3 x 3, rows the cell vectors, Å) is
+    thinner than :data:`MIN_CELL_WIDTH` (width: the distance between the two faces).
+
+    Example:
+        >>> check_cell([[10.0, 0, 0], [0, 10.0, 0], [0, 0, 1e-4]], [True, True, True], "ethanol")
+        Traceback (most recent call last):
+        ...
+        get_md.errors.GraphError: ethanol: periodic cell is 0.0001 Å wide along its vector 3 (less than 1 Å: every atom would lie that close to its own image); cell in the wrong units, or a direction that should not be periodic?
+    """
+    from get_md.errors import GraphError
+
+    c = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    volume = abs(np.linalg.det(c))
+    for k in range(3):
+        if not bool(np.asarray(pbc).reshape(-1)[k]):
+            continue
+        area = np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3]))
+        width = volume / area if area > 0 else 0.0
+        if width < MIN_CELL_WIDTH:
+            raise GraphError(f"{who}: periodic cell is {width:.3g} Å wide along its vector {k + 1} (less than "
+                             f"{MIN_CELL_WIDTH:g} Å: every atom would lie that close to its own image); cell in "
+                             "the wrong units, or a direction that should not be periodic?")
+
+
 def check_images(positions: Any, numbers: Any, cell: Any, pbc: Any, who: str = "get_md",
                  error: Optional[type] = None) -> None:
     """``error`` (default GraphError) naming both atoms, the image and the cell if an atom of
@@ -170,7 +200,7 @@ def check_images(positions: Any, numbers: Any, cell: Any, pbc: Any, who: str = "
     another (a cell too small for the structure: a placeholder CRYST1 of 1 Å, or a box in
     nm). Pairs within the cell are :func:`check_overlaps`'s. ``cell``: 3 x 3, rows the cell
     vectors (Å), with a volume and at least 1 Å wide along its periodic vectors
-    (``get_md.plugins._common.check_cell``); ``pbc``: 3 bools. The models' own neighbour
+    (:func:`check_cell`); ``pbc``: 3 bools. The models' own neighbour
     list (``get_md.nn.neighbors.radius_graph``): O(N), 20 ms at 3,000 atoms.
 
     Example:

@@ -103,14 +103,14 @@ class AseEngine:
         try:
             data = np.load(io.BytesIO(state), allow_pickle=False)
         except Exception as e:  # noqa: BLE001 - numpy raises several kinds for bytes that are no npz
-            raise ValueError("not a saved ASE engine state") from e
+            raise WorkflowError("not a saved ASE engine state") from e
         with data:
             positions, momenta = data["positions"], data["momenta"]
             if positions.shape != (len(self.atoms), 3) or momenta.shape != positions.shape:
-                raise ValueError(f"positions {positions.shape} and momenta {momenta.shape} for a structure of "
+                raise WorkflowError(f"positions {positions.shape} and momenta {momenta.shape} for a structure of "
                                  f"{len(self.atoms)} atoms")
             if not (np.isfinite(positions).all() and np.isfinite(momenta).all()):
-                raise ValueError("NaN or infinite positions or momenta")
+                raise WorkflowError("NaN or infinite positions or momenta")
             self.atoms.set_positions(positions)
             self.atoms.set_momenta(momenta)
             self.rng.bit_generator.state = json.loads(str(data["rng"]))

@@ -309,8 +309,9 @@ def _run(structure, folder: RunFolder, steps: int, settings: MDSettings, resume:
         try:
             engine.restore(state)
         except Exception as e:  # noqa: BLE001 - numpy, json and OpenMM raise several kinds for a damaged state
-            raise WorkflowError(f"{folder.checkpoint}: its {settings.engine} state does not load ({type(e).__name__}: "
-                                f"{e}); start over with --no-resume") from e
+            why = str(e) if isinstance(e, WorkflowError) else f"{type(e).__name__}: {e}"
+            raise WorkflowError(f"{folder.checkpoint}: its {settings.engine} state does not load ({why}); "
+                                "start over with --no-resume") from e
         log.info("get-md md: resuming %s at step %d", folder.out, start)
         if start >= steps:
             log.warning("--out %s already holds %d steps, --steps %d runs none (a larger --steps extends the run; "

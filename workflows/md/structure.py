@@ -139,8 +139,7 @@ def _check(atoms, who: str) -> None:
 def _check_box(atoms, who: str) -> None:
     """A periodic structure's cell: a volume, and no atom on a periodic image of another
     (a placeholder CRYST1 of 1 Å, or a box in nm, had run as if it were real)."""
-    from get_md.plugins._common import check_cell
-    from get_md.workflows.geometry_checks import check_images
+    from get_md.workflows.geometry_checks import check_cell, check_images
 
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     if not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-6:
