@@ -205,6 +205,19 @@ def test_a_calpha_trace_is_refused(system, model, tmp_path, capsys):
     assert not (tmp_path / "t.csv").exists()
 
 
+def test_a_ligand_selection_that_matches_nothing_names_the_candidates(system, model, tmp_path, capsys):
+    """The default --ligand 'resname LIG' on a topology whose ligand is MOL names MOL (and
+    its size) and the option to give, instead of only saying that nothing matched."""
+    top = tmp_path / "mol.pdb"
+    top.write_text(Path(system["top"]).read_text().replace("LIG", "MOL"))
+    rc = main(_argv({**system, "top": top}, _dcd(system, system["xyz"][:2], tmp_path / "t.dcd"), model,
+                    tmp_path / "t.csv"))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert (f"ligand selection 'resname LIG' matches no atom of {top}; its residues besides protein, nucleic "
+            f"acid and water: MOL (1 residue, {len(system['lig'])} atoms) (e.g. --ligand 'resname MOL')") in err
+
+
 def test_a_ligand_that_leaves_the_pocket_or_comes_apart_is_skipped(system, model, tmp_path):
     xyz = system["xyz"].copy()
     lig = system["lig"]

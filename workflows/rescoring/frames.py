@@ -31,8 +31,26 @@ def select_atoms(top, selection: str, what: str, topology: PathLike):
         raise WorkflowError(f"{what} selection {selection!r} is not valid for {topology} ({e})") from e
     idx = np.asarray(idx, dtype=np.int64)
     if idx.size == 0:
-        raise WorkflowError(f"{what} selection {selection!r} matches no atom of {topology}")
+        raise WorkflowError(f"{what} selection {selection!r} matches no atom of {topology}"
+                            + (other_residues_hint(top) if what == "ligand" else ""))
     return idx
+
+
+def other_residues_hint(top) -> str:
+    """``; its residues besides protein, nucleic acid and water: MOL (1 residue, 79 atoms), ...
+    (e.g. --ligand 'resname MOL')`` for an mdtraj topology, the largest residue named first;
+    empty if there are none."""
+    sizes: dict[str, list[int]] = {}
+    for residue in top.residues:
+        if not (residue.is_protein or residue.is_water or residue.is_nucleic):
+            sizes.setdefault(residue.name, []).append(residue.n_atoms)
+    if not sizes:
+        return "; it holds no residue besides protein, nucleic acid and water"
+    order = sorted(sizes, key=lambda n: -max(sizes[n]))
+    listed = ", ".join(f"{n} ({len(sizes[n])} residue{'s' if len(sizes[n]) > 1 else ''}, "
+                       f"{max(sizes[n])} atoms{' each at most' if len(sizes[n]) > 1 else ''})" for n in order[:5])
+    more = f" and {len(order) - 5} more" if len(order) > 5 else ""
+    return f"; its residues besides protein, nucleic acid and water: {listed}{more} (e.g. --ligand 'resname {order[0]}')"
 
 
 #: Errors mdtraj raises for a frame it cannot read.
