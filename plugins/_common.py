@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from get_md.workflows.geometry_checks import (  # noqa: F401 - the plugins' import
     MIN_CELL_WIDTH,
+    cell_widths,
     check_cell,
     check_images,
     check_overlaps,

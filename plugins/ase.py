@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -31,6 +32,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 from get_md.plugins._common import (
+    cell_widths,
     check_cell,
     check_images,
     check_overlaps,
@@ -92,7 +94,7 @@ class GETCalculator(Calculator):
             (``ModelFileError``), elements the model does not know, a periodic
             direction without a cell vector or a cell too small for the structure (an
             atom within 0.5 Å of a periodic image of another; checked with the first
-            positions and on each new cell) (``GraphError``), a model of another task
+            positions and when the cell narrows by more than 10 %) (``GraphError``), a model of another task
             (``PluginError``).
         ase.calculators.calculator.PropertyNotImplementedError: ``stress`` for a
             structure that is not periodic in all three directions; energy properties
@@ -344,6 +346,11 @@ class GETCalculator(Calculator):
 GeoMFormerCalculator = GETCalculator
 
 
+#: a periodic cell is checked for atoms on images of others (``check_images``) at first, and
+#: again when its narrowest periodic width falls below this fraction of the width checked
+IMAGE_CHECK_SHRINK = 0.9
+
+
 class _Template:
     """Integer graph tensors for one set of atomic numbers, with the last cell's tensors."""
 
@@ -352,6 +359,7 @@ class _Template:
         self._cell_key: Optional[bytes] = None
         self._cell: Optional[torch.Tensor] = None
         self._pbc: Optional[torch.Tensor] = None
+        self._checked_width = math.inf  # narrowest periodic width the images were checked at
 
     def cell_tensors(self, atoms, device, dtype, who: str) -> tuple[torch.Tensor, torch.Tensor]:
         pbc = np.asarray(atoms.pbc, dtype=bool).reshape(3)
@@ -366,9 +374,13 @@ class _Template:
                         "(e.g. atoms.center(vacuum=10.0)) or pbc=False"
                     )
                 check_cell(cell, pbc, f"{who}: ase.Atoms {atoms.get_chemical_formula()}")
-                # with the structure's first positions and on a new cell only: not every MD step
-                check_images(atoms.positions, atoms.numbers, cell, pbc, f"{who}: ase.Atoms "
-                                                                        f"{atoms.get_chemical_formula()}")
+                # with the structure's first positions and when the cell has narrowed by more than
+                # IMAGE_CHECK_SHRINK since: not on every step of an NPT run (20 ms at 3,000 atoms)
+                width = float(cell_widths(cell)[pbc].min())
+                if width < IMAGE_CHECK_SHRINK * self._checked_width:
+                    check_images(atoms.positions, atoms.numbers, cell, pbc, f"{who}: ase.Atoms "
+                                                                            f"{atoms.get_chemical_formula()}")
+                    self._checked_width = width
                 c = torch.as_tensor(cell, device=device).to(dtype).reshape(1, 3, 3)
             else:
                 c = torch.zeros(1, 3, 3, dtype=dtype, device=device)

@@ -292,8 +292,8 @@ def test_overlapping_atoms_thin_cells_and_unknown_devices_are_named(tmp_path):
 
 def test_a_periodic_cell_too_small_for_the_structure_is_named_on_a_new_cell_only(monkeypatch):
     """Ethanol in a 3 Å cubic box (its O 0.48 Å from an image of an H) had been computed
-    without a word; the check runs with the first positions and on each new cell, not on
-    every call while only positions change."""
+    without a word; the check runs with the first positions and when the cell narrows by
+    more than 10 %, not on every call while positions or (NPT) the cell change a little."""
     import get_md.plugins.ase as plugin
 
     from get_md.errors import GraphError
@@ -319,7 +319,10 @@ def test_a_periodic_cell_too_small_for_the_structure_is_named_on_a_new_cell_only
         atoms.positions[0, 0] += 0.01
         atoms.get_potential_energy()
     assert len(calls) == 1, "positions only: the cell is checked once"
-    atoms.set_cell([9.1, 9.0, 9.0], scale_atoms=True)  # NPT: a new cell is checked again
+    atoms.set_cell([9.1, 8.9, 9.0], scale_atoms=True)  # an NPT step: a cell narrowed by 1 % is not
+    atoms.get_potential_energy()
+    assert len(calls) == 1
+    atoms.set_cell([9.0, 7.9, 9.0], scale_atoms=True)  # narrowed by more than 10 %: checked again
     atoms.get_potential_energy()
     assert len(calls) == 2
     atoms.set_cell([3.0, 3.0, 3.0])

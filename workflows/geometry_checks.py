@@ -168,6 +168,21 @@ def overlap_text(name_i: str, name_j: str, distance: float, threshold: float = M
 MIN_CELL_WIDTH = 1.0
 
 
+def cell_widths(cell: Any) -> np.ndarray:
+    """The distances (Å) between the opposite faces of a cell (3 x 3, rows the cell
+    vectors): how far an atom is from its own image along each vector's face normal; 0 for
+    a face of no area.
+
+    Example:
+        >>> np.round(cell_widths([[10.0, 0, 0], [5.0, 10.0, 0], [0, 0, 2.0]]), 3).tolist()
+        [8.944, 10.0, 2.0]
+    """
+    c = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    volume = abs(np.linalg.det(c))
+    areas = np.array([np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3])) for k in range(3)])
+    return np.divide(volume, areas, out=np.zeros(3), where=areas > 0)
+
+
 def check_cell(cell: Any, pbc: Any, who: str = "get_md") -> None:
     """GraphError if a periodic direction of ``cell`` (3 x 3, rows the cell vectors, Å) is
     thinner than :data:`MIN_CELL_WIDTH` (width: the distance between the two faces).
@@ -180,13 +195,11 @@ def check_cell(cell: Any, pbc: Any, who: str = "get_md") -> None:
     """
     from get_md.errors import GraphError
 
-    c = np.asarray(cell, dtype=np.float64).reshape(3, 3)
-    volume = abs(np.linalg.det(c))
+    widths = cell_widths(cell)
     for k in range(3):
         if not bool(np.asarray(pbc).reshape(-1)[k]):
             continue
-        area = np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3]))
-        width = volume / area if area > 0 else 0.0
+        width = float(widths[k])
         if width < MIN_CELL_WIDTH:
             raise GraphError(f"{who}: periodic cell is {width:.3g} Å wide along its vector {k + 1} (less than "
                              f"{MIN_CELL_WIDTH:g} Å: every atom would lie that close to its own image); cell in "
