@@ -218,6 +218,18 @@ def test_a_ligand_selection_that_matches_nothing_names_the_candidates(system, mo
             f"acid and water: MOL (1 residue, {len(system['lig'])} atoms) (e.g. --ligand 'resname MOL')") in err
 
 
+def test_a_ligand_selection_of_several_pieces_is_warned_about(system, model, tmp_path, caplog):
+    """A --ligand selection that holds two separate molecules (here the ligand and a far
+    residue) is scored as one ligand: a warning says so, naming the residues."""
+    traj = _dcd(system, system["xyz"][:2], tmp_path / "t.dcd")
+    far = int(system["topology"].atom(0).residue.index)
+    with caplog.at_level("WARNING"):
+        rc = main(_argv(system, traj, model, tmp_path / "t.csv", "--ligand", f"resname LIG or resid {far}",
+                        "--receptor", f"protein and not resid {far}"))
+    assert rc == 0
+    assert "holds 2 separate pieces in frame 0" in caplog.text and "LIG" in caplog.text
+
+
 def test_a_ligand_that_leaves_the_pocket_or_comes_apart_is_skipped(system, model, tmp_path):
     xyz = system["xyz"].copy()
     lig = system["lig"]

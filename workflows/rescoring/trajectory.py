@@ -351,6 +351,12 @@ def rescore_trajectory(
     # each frame's ligand: whole as in the first frame, and still in the pocket cut there
     lig_at, pocket_at = np.flatnonzero(seg == 1), np.flatnonzero(seg == 0)
     groups, _ = linked_groups(first[1][sel[lig_at]] * NM_TO_ANGSTROM)
+    if groups > 1:
+        residues = sorted({f"{top.atom(int(i)).residue}" for i in lig_idx})
+        logger.warning("%s: the ligand selection %r holds %d separate pieces in frame %d (residues %s): they are "
+                       "scored together as one ligand. Several molecules (select one, e.g. by resid), or one split "
+                       "by the periodic boundary (image the trajectory first)?", topology, ligand, groups, start,
+                       ", ".join(residues[:5]) + (", ..." if len(residues) > 5 else ""))
 
     def ligand_check(pos):
         return ligand_frame_problem(pos[lig_at], pos[pocket_at], lambda i: atom_name(int(lig_at[i])),
