@@ -260,6 +260,28 @@ def test_a_calpha_or_backbone_receptor_is_refused(models, tmp_path):
                           out_csv=tmp_path / f"{name}.csv")
 
 
+def test_poses_holding_a_counter_ion_are_warned_about_once(models, tmp_path, caplog):
+    """An SDF pose with a chloride beside the ligand (a salt form kept through docking) is
+    scored as one ligand with it: one warning names the first such record and its pieces."""
+    from rdkit.Chem import rdmolops
+    from rdkit.Geometry import Point3D
+
+    writer = Chem.SDWriter(str(tmp_path / "salt.sdf"))
+    for mol in Chem.SDMolSupplier(str(POSES_SDF), removeHs=False):
+        ion = Chem.RWMol(Chem.MolFromSmiles("[Cl-]"))
+        both = Chem.RWMol(rdmolops.CombineMols(mol, ion))
+        conf = both.GetConformer()
+        p0 = conf.GetAtomPosition(0)
+        conf.SetAtomPosition(both.GetNumAtoms() - 1, Point3D(p0.x + 3.5, p0.y, p0.z))
+        writer.write(both)
+    writer.close()
+    with caplog.at_level("WARNING", logger="get_md.workflows.poses"):
+        rescore_poses(REC, tmp_path / "salt.sdf", models["score"], pocket_radius=4.0, progress=False,
+                      batch_size=4, out_csv=tmp_path / "s.csv")
+    assert caplog.text.count("separate molecules") == 1
+    assert "record 1 holds 2 separate molecules (C33H36N5O5+, Cl-), scored together as one ligand" in caplog.text
+
+
 def test_plot_of_the_pose_scores(models, tmp_path, monkeypatch):
     """--plot draws each scored pose (in input order) with its value, and refuses to
     overwrite an input before any work."""

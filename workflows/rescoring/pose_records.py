@@ -110,6 +110,27 @@ def adds_hydrogens(rec, ligand_hydrogens: str) -> bool:
     return ligand_hydrogens == "yes" or hydrogen_counts(rec.graph)[0] == 0
 
 
+def warn_fragments(records: Sequence) -> bool:
+    """Warn (and return True) at the first record read with bonds (SDF, MOL2) that holds
+    several molecules (a salt's counter-ion, a solvent molecule): they are scored as one
+    ligand."""
+    from rdkit import Chem
+
+    for rec in records:
+        if rec.graph is None or rec.mol is None:
+            continue
+        frags = Chem.GetMolFrags(rec.mol, asMols=True, sanitizeFrags=False)
+        if len(frags) > 1:
+            from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
+            formulas = ", ".join(CalcMolFormula(f) for f in frags[:4]) + (", ..." if len(frags) > 4 else "")
+            logger.warning("%s: record %d holds %d separate molecules (%s), scored together as one ligand: strip "
+                           "counter-ions and solvent from the poses (e.g. RDKit's SaltRemover) if they are not part "
+                           "of the binding mode", rec.source, rec.index, len(frags), formulas)
+            return True
+    return False
+
+
 def warn_sparse_hydrogens(records: Sequence) -> bool:
     """Warn (and return True) if a pose without bond orders (PDBQT, PDB) has fewer
     hydrogens than a third of its heavy atoms: they cannot be completed here."""

@@ -81,6 +81,7 @@ from .pose_records import (
     mol_from_graph,
     plain_value,
     pose_items,
+    warn_fragments,
     warn_sparse_hydrogens,
 )
 from .receptor import (
@@ -603,7 +604,7 @@ def rescore_poses(
 
     def tasks():
         nonlocal terms
-        warned = False
+        warned = warned_fragments = False
         # the records the pocket pass kept, or the file parsed again; the next batch is
         # parsed while the model scores this one
         source = iter(records) if records is not None else iter_poses(poses, segment_id=1)
@@ -614,6 +615,8 @@ def rescore_poses(
                 terms = _pocket_terms(spec, pocket)
             if not warned and ligand_hydrogens != "no":
                 warned = warn_sparse_hydrogens(batch)
+            if not warned_fragments:
+                warned_fragments = warn_fragments(batch)
             yield k, (spec, pocket, terms, pose_items(batch, ligand_hydrogens), opts)
 
     def on_result(key, result):
