@@ -161,6 +161,24 @@ def test_cli_writes_one_row_per_ligand(tmp_path_factory, tmp_path, capsys):
                  "--pocket-radius", "3", "--quiet"]) == 0
 
 
+def test_cli_points_to_out_ligands_for_several_poses_per_ligand(tmp_path_factory, tmp_path, capsys):
+    """Docked poses of named ligands scored without --out-ligands: one line says that the
+    score ranks ligands better than poses and names the option; --quiet leaves it out."""
+    models = make_models(tmp_path_factory)
+    sdf = tmp_path / "docked.sdf"
+    writer = Chem.SDWriter(str(sdf))
+    for i, m in enumerate(list(Chem.SDMolSupplier(str(POSES_SDF), removeHs=False))[:4]):
+        m.SetProp("_Name", "lig1" if i < 2 else "lig2")
+        writer.write(m)
+    writer.close()
+    argv = ["rescore-poses", str(REC), str(sdf), "--model", str(models["score"]), "--pocket-radius", "3",
+            "--out-csv", str(tmp_path / "p.csv"), "--out-sdf", str(tmp_path / "p.sdf")]
+    assert main(argv) == 0
+    assert "note: 2 ligand(s) have several poses" in capsys.readouterr().out
+    assert main(argv + ["--quiet", "--no-resume"]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_cli_refuses_a_ligands_file_another_run_is_writing(tmp_path, capsys):
     from get_md.workflows._common import OutputLock
 

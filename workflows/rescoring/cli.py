@@ -95,6 +95,13 @@ def _rescore_poses_cli(args: argparse.Namespace, out_csv: str, out_sdf: str) -> 
     if ok == 0:
         print("get-md: error: no pose could be scored", file=sys.stderr)
         return 2
+    if not args.out_ligands and not args.quiet and table.attrs["task"] == "score":
+        names = table.loc[table["status"] == "ok", "name"].astype(str)
+        repeated = int((names[names.str.strip() != ""].value_counts() > 1).sum())
+        if repeated:
+            print(f"note: {repeated} ligand(s) have several poses; the score ranks ligands better than one "
+                  "ligand's poses (docs/affinity.md#pose-ranking): --out-ligands FILE keeps the docking "
+                  "program's pose of each")
     if args.out_ligands:
         ligands = per_ligand(table, pick=args.pick, key=args.ligand_key)
         write_csv_atomic(ligands, args.out_ligands)
