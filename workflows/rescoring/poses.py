@@ -527,7 +527,7 @@ def rescore_poses(
     if cofactors is not None:
         rec = receptor_with_cofactors(rec, cofactors, ligand_hydrogens)
 
-    reference_mol = None
+    reference_mol = ref_graph = None
     if reference is not None:
         from get_md.build import select_pocket
 
@@ -552,17 +552,7 @@ def rescore_poses(
     pocket, _ = screen_pocket(pocket, meta, drop_unsupported, str(receptor))
     check_receptor(receptor, pocket, "pocket with hydrogens added" if protonated else "pocket",
                    overlaps=True, names_from_file=not protonated)
-    trace = trace_problem(pocket)
-    if trace is not None:
-        raise WorkflowError(f"{receptor}: pocket: {trace} The models were trained on all-atom receptors: "
-                            "give the full structure")
-    from get_md.build import iter_poses
-
-    first = records if records is not None else iter_poses(poses, segment_id=1)
-    check_site_free(receptor, pocket,
-                    [(f"record {r.index} of {poses}", r.graph)
-                     for r in itertools.islice(first, OCCUPIED_CHECK_POSES) if r.graph is not None]
-                    + ([("the reference ligand " + str(reference), ref_graph)] if reference is not None else []))
+    _check_pocket_contents(receptor, pocket, poses, records, reference, ref_graph)
     bare = sorted(set(unprotonated) & {":".join(lab.split(":")[:3]) for lab in pocket.block_labels or []})
     if bare:
         logger.warning("%s: pocket residue(s) %s have no hydrogen template in OpenMM and stay without "
@@ -597,6 +587,8 @@ def rescore_poses(
             "pocket_radius": float(pocket_radius),
             "heavy_atoms_only": bool((meta.get("config") or {}).get("heavy_atoms_only")),
             "interaction_cutoff": interaction_cutoff(spec, meta)}
+
+    from get_md.build import iter_poses
 
     bar = progress_bar(progress, desc="rescoring poses", unit="pose", total=n_records)
     done_before = sum(len(b["rows"]) for b in store.batches.values())
@@ -656,6 +648,26 @@ def rescore_poses(
     table.attrs["pocket_residues"] = list(pocket.block_labels or [])
     table.attrs["n_scored"] = n_ok
     return table
+
+
+def _check_pocket_contents(receptor: PathLike, pocket, poses: PathLike, records: Optional[list],
+                           reference: Optional[PathLike], ref_graph) -> None:
+    """WorkflowError if the pocket is a Cα / backbone trace
+    (:func:`~get_md.workflows.geometry_checks.trace_problem`) or holds a ligand left in the
+    receptor file (:func:`~get_md.workflows.rescoring.receptor.check_site_free`, against the
+    first poses, from ``records`` where the pocket pass kept them, and the reference)."""
+    from get_md.build import iter_poses
+
+    trace = trace_problem(pocket)
+    if trace is not None:
+        raise WorkflowError(f"{receptor}: pocket: {trace} The models were trained on all-atom receptors: "
+                            "give the full structure")
+    first = records if records is not None else iter_poses(poses, segment_id=1)
+    ligands = [(f"record {r.index} of {poses}", r.graph)
+               for r in itertools.islice(first, OCCUPIED_CHECK_POSES) if r.graph is not None]
+    if ref_graph is not None:
+        ligands.append((f"the reference ligand {reference}", ref_graph))
+    check_site_free(receptor, pocket, ligands)
 
 
 def _pose_batch_size(spec: ModelRef, pocket, poses: PathLike, requested: Optional[int],
