@@ -353,6 +353,14 @@ def export_program(model: nn.Module) -> torch.export.ExportedProgram:
             model.singleton_shortcut = saved_shortcut
 
 
+def program_task(program: torch.export.ExportedProgram) -> Optional[str]:
+    """The task the program computes, from its output keys (``energy``, ``score`` or
+    ``vectors``); None if they name none. ``metadata.json`` can be edited, the program not."""
+    spec = program.call_spec.out_spec
+    keys = list(spec.context) if spec is not None and isinstance(spec.context, list) else []
+    return next((task for task in ("energy", "score", "vectors") if task in keys), None)
+
+
 def program_state_dict(program: torch.export.ExportedProgram) -> Dict[str, torch.Tensor]:
     """The program's weights under the model's own names (for ``weights_sha256``)."""
     return {k[len("model."):] if k.startswith("model.") else k: v for k, v in program.state_dict.items()}
@@ -372,7 +380,8 @@ class Pt2Module(nn.Module):
         self.metadata = metadata
         self.source = source
         self.family = str(metadata.get("family"))
-        self.task = str(metadata.get("task"))
+        # the program's own task: load() refuses a metadata.json that names another
+        self.task = program_task(program) or str(metadata.get("task"))
         config = dict(metadata.get("config") or {})
         self.config = config
         self.cutoff = metadata.get("cutoff")

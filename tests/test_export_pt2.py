@@ -191,6 +191,33 @@ def test_corrupt_pt2_names_the_file(files, tmp_path):
         export.load(garbage)
 
 
+def _edited_pt2(good: Path, out: Path, **changes) -> Path:
+    """``good`` with fields of its metadata.json replaced; the weights (and digest) untouched."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename.endswith("/extra/metadata.json"):
+                body = json.dumps({**json.loads(body), **changes}).encode()
+            dst.writestr(info, body)
+    return out
+
+
+def test_pt2_with_edited_task_is_refused(files, tmp_path):
+    """A pt2 energy model relabelled ``score`` in metadata.json had loaded and verified (its
+    task came from the metadata): the program's own outputs say what it computes."""
+    _, _, pt2_path, _, _ = files["get-potential-energy"]
+    edited = _edited_pt2(pt2_path, tmp_path / "relabelled.pt2", task="score",
+                         units={"length": "angstrom", "score": "pK"})
+    with pytest.raises(ModelFileError, match="relabelled.pt2: metadata.json says task 'score' but the "
+                                             "model computes 'energy'"):
+        export.load(edited)
+    for name in ("get-score", "get-potential-vectors"):  # the real tasks still load
+        assert export.load(files[name][2])[0].task == name.split("-")[-1]
+
+
 def test_pt2_refuses_what_it_cannot_export(tmp_path):
     model = build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, mode="score",
                         task="score", heavy_atoms_only=True)
