@@ -355,9 +355,15 @@ def _check_archive(path: Path) -> zipfile.ZipFile:
             raise ModelFileError(f"{path}: model file is truncated or damaged (incomplete zip archive)")
         raise ModelFileError(f"{path}: not a get_md model file (not a TorchScript or pt2 zip archive)")
     try:
-        return zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         raise ModelFileError(f"{path}: model file is damaged ({e})") from e
+    if head == b"PK\x03\x04" and min((i.header_offset for i in zf.infolist()), default=0) != 0:
+        # the end of the file is gone and zipfile found the directory of a zip stored inside
+        # (a pt2 file holds its sample inputs as one): not the archive that starts the file
+        zf.close()
+        raise ModelFileError(f"{path}: model file is truncated or damaged (incomplete zip archive)")
+    return zf
 
 
 def _metadata_member(zf: zipfile.ZipFile) -> Optional[str]:

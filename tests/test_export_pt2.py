@@ -218,6 +218,20 @@ def test_pt2_with_edited_task_is_refused(files, tmp_path):
         assert export.load(files[name][2])[0].task == name.split("-")[-1]
 
 
+def test_pt2_cut_at_its_end_is_named_truncated(files, tmp_path, capsys):
+    """A pt2 file that lost its last bytes had been read as the zip of its sample inputs
+    (stored inside it): "no metadata.json ...; not a get_md model file"."""
+    from get_md.cli import main
+
+    _, _, pt2_path, _, _ = files["get-potential-energy"]
+    cut = tmp_path / "cut.pt2"
+    cut.write_bytes(pt2_path.read_bytes()[:-100])
+    with pytest.raises(ModelFileError, match="cut.pt2: model file is truncated or damaged"):
+        export.read_metadata(cut)
+    assert main(["info", str(cut), "--no-verify"]) == 2
+    assert "truncated" in capsys.readouterr().err
+
+
 def test_pt2_refuses_what_it_cannot_export(tmp_path):
     model = build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, mode="score",
                         task="score", heavy_atoms_only=True)
