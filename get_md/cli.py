@@ -248,6 +248,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
               f"(same weights, sha256 {written['weights_sha256'][:12]}...)")
         return 0
     ckpt, state, family, model_config = _read_checkpoint(src)
+    recorded = (family, model_config) if family and model_config is not None else None
     meta: dict[str, Any] = {}
     if args.config:
         config_family, model_config, meta = _export_config(Path(args.config))
@@ -258,6 +259,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ModelFileError(f"{src}: holds no model family/config; pass --config (training config "
                          "or JSON of hyper-parameters) and --family")
     model = build_model_for(family, model_config)
+    if recorded is not None:
+        _check_recorded_model(src, recorded, family, dict(getattr(model, "config", None) or model_config))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -276,6 +279,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({written['family']}, task {written['task']}, "
           f"sha256 {written['weights_sha256'][:12]}...)")
     return 0
+
+
+def _check_recorded_model(src: Path, recorded: tuple[str, dict], family: str, config: dict) -> None:
+    """ModelFileError when ``--config`` / ``--family`` build another model than the checkpoint
+    records: a score model's weights fit a GET potential and had been exported as one."""
+    diff = [f"family {recorded[0]!r} -> {family!r}"] if recorded[0] != family else []
+    diff += [f"{k} {v!r} -> {config[k]!r}" for k, v in recorded[1].items() if k in config and config[k] != v]
+    if diff:
+        raise ModelFileError(f"{src}: the checkpoint was trained as another model than --config / --family "
+                             f"give ({', '.join(diff)}); leave them out to export the model it records")
 
 
 def _check_export_out(out: Path) -> None:

@@ -135,6 +135,23 @@ def test_export_empty_element_list(tmp_path, capsys, checkpoint):  # C13
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_export_score_checkpoint_with_a_potential_config(tmp_path, capsys):
+    """A score model's weights fit a GET potential: ``--config`` of a potential had silently
+    exported them as an energy model; the checkpoint records what it was trained as."""
+    score = dict(TINY, mode="score", task="score")
+    ckpt = tmp_path / "score.pt"
+    torch.save({"model": build_model("get", **score).state_dict(), "family": "get", "model_config": score}, ckpt)
+    cfg = tmp_path / "pot.json"
+    cfg.write_text(json.dumps(TINY))
+    line = _export_error(capsys, ckpt, tmp_path / "x.pt", "--config", cfg)
+    assert (f"{ckpt}: the checkpoint was trained as another model than --config / --family give "
+            "(mode 'score' -> 'potential', task 'score' -> 'energy')") in line
+    assert not (tmp_path / "x.pt").exists()
+    cfg.write_text(json.dumps(score))  # the same model: exported
+    rc, out, _ = _cli(["export", ckpt, tmp_path / "y.pt", "--config", cfg], capsys)
+    assert rc == 0 and "task score" in out
+
+
 # ----------------------------------------------------------------------------- train
 def test_dataset_text_file_without_unsafe_advice(tmp_path):  # C7 (train)
     data = tmp_path / "data_text.pt"
