@@ -266,6 +266,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except RuntimeError as e:
         raise ModelFileError(f"{src}: weights do not fit a {family} model with this config "
                          f"({str(e).splitlines()[0]})") from e
+    bad = export.nonfinite_weights(model)
+    if bad:  # every load would refuse the file
+        raise ModelFileError(f"{src}: weights contain non-finite values (NaN or inf): {bad}; the training "
+                             "run diverged: export an earlier checkpoint (best.pt)")
     if elements is not None:
         meta["elements"] = elements
     if args.description:

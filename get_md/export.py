@@ -542,16 +542,32 @@ def _check_module_task(path: Path, module: torch.nn.Module, meta: Mapping[str, A
                              f"{own!r} (the file was edited or not written by get_md)")
 
 
+def nonfinite_weights(module: torch.nn.Module) -> Optional[str]:
+    """``"3 in name and 1 more tensor(s)"`` if any weight is NaN or infinite, else None
+    (:func:`load` refuses such a file).
+
+    Example:
+        >>> m = torch.nn.Linear(2, 1)
+        >>> with torch.no_grad():
+        ...     m.bias[0] = float("nan")
+        >>> nonfinite_weights(m)
+        '1 in bias'
+    """
+    bad = {name: int((~torch.isfinite(t)).sum()) for name, t in module.state_dict().items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())}
+    if not bad:
+        return None
+    name, count = next(iter(bad.items()))
+    return f"{count} in {name}" + (f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else "")
+
+
 def _check_finite_weights(path: Path, module: torch.nn.Module) -> None:
     """ModelFileError naming the first tensor if any weight is NaN or infinite (a diverged
     training run exported as it was): every output of such a file is NaN."""
-    bad = {name: int((~torch.isfinite(t)).sum()) for name, t in module.state_dict().items()
-           if t.is_floating_point() and not bool(torch.isfinite(t).all())}
+    bad = nonfinite_weights(module)
     if bad:
-        name, count = next(iter(bad.items()))
-        raise ModelFileError(f"{path}: weights contain non-finite values (NaN or inf): {count} in {name}"
-                             + (f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else "")
-                             + "; the training run diverged or the file was damaged")
+        raise ModelFileError(f"{path}: weights contain non-finite values (NaN or inf): {bad}"
+                             "; the training run diverged or the file was damaged")
 
 
 #: Model files verified in this process: (resolved path, inode, size, mtime_ns, ctime_ns)

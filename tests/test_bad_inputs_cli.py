@@ -152,6 +152,19 @@ def test_export_score_checkpoint_with_a_potential_config(tmp_path, capsys):
     assert rc == 0 and "task score" in out
 
 
+def test_export_checkpoint_with_nan_weights_writes_nothing(tmp_path, capsys, checkpoint):
+    """A diverged run's checkpoint had been exported to a file that every load refuses."""
+    ckpt = torch.load(checkpoint, weights_only=True)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+    nan = tmp_path / "nan.pt"
+    torch.save(ckpt, nan)
+    out = tmp_path / "x.pt"
+    line = _export_error(capsys, nan, out)
+    assert f"{nan}: weights contain non-finite values (NaN or inf)" in line
+    assert name in line and not out.exists()
+
+
 # ----------------------------------------------------------------------------- train
 def test_dataset_text_file_without_unsafe_advice(tmp_path):  # C7 (train)
     data = tmp_path / "data_text.pt"
