@@ -509,7 +509,13 @@ def load_program(path: Path, meta: dict, device: Any = "cpu") -> Pt2Module:
         raise ModelFileError(f"{path}: cannot load pt2 (torch.export) model ({first})") from e
     try:
         module = Pt2Module(program, meta, str(path))
-    except ValueError as e:
+    except ModelFileError as e:
         raise ModelFileError(f"{path}: {e}") from e
+    except (ValueError, TypeError, KeyError, RuntimeError) as e:  # the model of family + config
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        first = " ".join(lines[:2] if lines[0].endswith(":") else lines[:1])[:240]  # load_state_dict: 2 lines
+        raise ModelFileError(f"{path}: metadata.json family {meta.get('family')!r} and config do not build the "
+                             f"model the program was exported from ({first}); the file was edited or not "
+                             "written by get_md") from e
     return module.to(device)
 

@@ -168,7 +168,7 @@ def test_pt2_through_runtime(files):
     assert_close(out["forces"], ref["forces"].detach(), torch.float32, "runtime forces")
     with pytest.raises(ModelFileError, match="dtype"):
         runtime.load(str(pt2_path), dtype="float64")
-    assert export.read_metadata(pt2_path)["format"] == "pt2"
+
 
 
 def test_corrupt_pt2_names_the_file(files, tmp_path):
@@ -216,6 +216,19 @@ def test_pt2_with_edited_task_is_refused(files, tmp_path):
         export.load(edited)
     for name in ("get-score", "get-potential-vectors"):  # the real tasks still load
         assert export.load(files[name][2])[0].task == name.split("-")[-1]
+
+
+def test_pt2_with_edited_family_or_config_names_the_file(files, tmp_path):
+    """The model a pt2 file runs beside its program is built from metadata.json's family and
+    config: an edited family had given a bare TypeError, an edited size a bare state-dict error."""
+    _, _, pt2_path, _, p2 = files["get-potential-energy"]
+    cases = {"family.pt2": {"family": "geomformer"},
+             "width.pt2": {"config": {**p2["config"], "d_hidden": 32}}}
+    for name, change in cases.items():
+        edited = _edited_pt2(pt2_path, tmp_path / name, **change)
+        with pytest.raises(ModelFileError, match=f"{name}: metadata.json family .* and config do not build the "
+                                                 "model the program was exported from"):
+            export.load(edited)
 
 
 def test_pt2_cut_at_its_end_is_named_truncated(files, tmp_path, capsys):
