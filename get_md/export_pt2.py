@@ -412,9 +412,11 @@ class Pt2Module(nn.Module):
     def to(self, *args: Any, **kwargs: Any) -> Pt2Module:  # type: ignore[override]
         device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
         if dtype is not None and dtype != self.dtype:
+            own, asked = (str(d).replace("torch.", "") for d in (self.dtype, dtype))
             raise ModelFileError(f"{self.source or 'pt2 model'}: a pt2 model file runs in the dtype it was "
-                                 f"exported in ({str(self.dtype).replace('torch.', '')}), not "
-                                 f"{str(dtype).replace('torch.', '')}; export it again in that dtype")
+                                 f"exported in ({own}), not {asked} (float32 is the default of "
+                                 f"get_md.runtime.load and the engines): load it with dtype='{own}' "
+                                 f"(--dtype {own}), or export it again in {asked}")
         if device is not None:
             device = torch.device(device)
             current = next(iter(self.program.state_dict.values())).device

@@ -170,6 +170,15 @@ def test_pt2_through_runtime(files):
         runtime.load(str(pt2_path), dtype="float64")
 
 
+def test_pt2_in_another_dtype_says_which_dtype_to_ask_for(files):
+    """A float64 pt2 file loaded with the engines' default float32 had been told only to
+    "export it again in that dtype"; asking for the file's dtype is the quicker way."""
+    _, _, pt2_path, _, _ = files["get-potential-energy"]
+    with pytest.raises(ModelFileError, match=r"exported in \(float32\), not float64 .*load it with "
+                                             r"dtype='float32' \(--dtype float32\), or export it again in float64"):
+        runtime.load(str(pt2_path), dtype="float64")
+    assert export.read_metadata(pt2_path)["format"] == "pt2"
+
 
 def test_corrupt_pt2_names_the_file(files, tmp_path):
     _, _, pt2_path, _, _ = files["get-potential-energy"]
