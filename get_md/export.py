@@ -493,7 +493,7 @@ def load(
     with _check_archive(path) as zf:
         key = _file_key(path)
         meta = _read_metadata_zip(path, zf)
-        pt2 = meta.get("format") == "pt2" or _is_pt2(zf.namelist())
+        pt2 = _is_pt2(zf.namelist())  # by content: metadata.json may say otherwise
         verified = _VERIFIED.get(key)
         if verified is None:
             try:
@@ -595,13 +595,15 @@ def add_load_check(name: str, check: Callable[[Path, str], None]) -> None:
 
 def carried_metadata(meta: Mapping[str, Any]) -> dict:
     """The part of a file's metadata that a new file of the same model keeps: everything but
-    what :func:`save` computes again (digest, versions, dates, inputs, family, task, cutoff).
+    what :func:`save` computes again (digest, versions, dates, inputs, family, task, cutoff,
+    file format).
 
     Example:
         >>> carried_metadata({"family": "get", "weights_sha256": "ab", "description": "d"})
         {'description': 'd'}
     """
-    return {k: v for k, v in meta.items() if k not in _COMPUTED and k not in ("family", "task", "cutoff")}
+    return {k: v for k, v in meta.items()
+            if k not in _COMPUTED and k not in ("family", "task", "cutoff", "format")}
 
 
 def rebuild(path: PathLike, config: Optional[dict] = None) -> tuple[torch.nn.Module, dict]:

@@ -254,6 +254,16 @@ def test_pt2_cut_at_its_end_is_named_truncated(files, tmp_path, capsys):
     assert "truncated" in capsys.readouterr().err
 
 
+def test_rescripted_pt2_file_is_a_loadable_torchscript_file(files, tmp_path):
+    """``export.rescript`` of a pt2 file had carried ``"format": "pt2"`` into the TorchScript
+    file it wrote, which every load then read as a pt2 program and refused."""
+    _, _, pt2_path, _, p2 = files["get-potential-energy"]
+    written = export.rescript(pt2_path, tmp_path / "again.pt")
+    assert "format" not in written and written["weights_sha256"] == p2["weights_sha256"]
+    module, _ = export.load(tmp_path / "again.pt")
+    assert isinstance(module, torch.jit.ScriptModule)
+
+
 def test_pt2_refuses_what_it_cannot_export(tmp_path):
     model = build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, mode="score",
                         task="score", heavy_atoms_only=True)
