@@ -241,12 +241,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     src, out = Path(args.checkpoint), Path(args.out)
     _check_export_out(out)
     elements = _parse_elements(args.elements) if args.elements is not None else None
-    _check_checkpoint_file(src)
-    if _is_model_file(src):
+    if src.is_file() and _is_model_file(src):  # before the checkpoint checks: a pt2 file holds no pickle
         written = export.rescript(src, out)
         print(f"re-scripted {src} -> {out} with get_md {written['get_md_version']} "
               f"(same weights, sha256 {written['weights_sha256'][:12]}...)")
         return 0
+    _check_checkpoint_file(src)
     ckpt, state, family, model_config = _read_checkpoint(src)
     recorded = (family, model_config) if family and model_config is not None else None
     meta: dict[str, Any] = {}

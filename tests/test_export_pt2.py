@@ -264,6 +264,17 @@ def test_rescripted_pt2_file_is_a_loadable_torchscript_file(files, tmp_path):
     assert isinstance(module, torch.jit.ScriptModule)
 
 
+def test_cli_export_rescripts_a_pt2_file(files, tmp_path, capsys):
+    """``get-md export model.pt2 model.pt`` had refused the pt2 file as "not a torch
+    checkpoint (zip without torch records)": the checkpoint checks ran before the model-file test."""
+    from get_md.cli import main
+
+    _, _, pt2_path, _, p2 = files["get-potential-energy"]
+    assert main(["export", str(pt2_path), str(tmp_path / "model.pt")]) == 0
+    assert "re-scripted" in capsys.readouterr().out
+    assert export.load(tmp_path / "model.pt")[1]["weights_sha256"] == p2["weights_sha256"]
+
+
 def test_pt2_refuses_what_it_cannot_export(tmp_path):
     model = build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, mode="score",
                         task="score", heavy_atoms_only=True)
