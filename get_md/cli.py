@@ -241,8 +241,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     src, out = Path(args.checkpoint), Path(args.out)
     _check_export_out(out)
     elements = _parse_elements(args.elements) if args.elements is not None else None
+    fmt = "pt2" if out.suffix.lower() == ".pt2" else "torchscript"  # by OUT's name
     if src.is_file() and _is_model_file(src):  # before the checkpoint checks: a pt2 file holds no pickle
-        written = export.rescript(src, out)
+        written = export.rescript(src, out, format=fmt)
         print(f"re-scripted {src} -> {out} with get_md {written['get_md_version']} "
               f"(same weights, sha256 {written['weights_sha256'][:12]}...)")
         return 0
@@ -279,8 +280,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         meta["metrics"] = {"epoch": int(ckpt["epoch"]),
                            **({"valid_loss": float(ckpt["valid_loss"])} if "valid_loss" in ckpt else {}),
                            **(ckpt.get("valid_metrics") or {})}
-    written = export.save(model, out, meta)
-    print(f"wrote {out} ({written['family']}, task {written['task']}, "
+    written = export.save(model, out, meta, format=fmt)
+    print(f"wrote {out} ({written['family']}, task {written['task']}, {fmt}, "
           f"sha256 {written['weights_sha256'][:12]}...)")
     return 0
 
@@ -388,7 +389,8 @@ def _register_export(sub: Any) -> None:
                                    "and metadata).")
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="checkpoint.pt, best.pt, a state dict, or a model file to re-script")
-    p.add_argument("out", metavar="OUT", help="model file to write (.pt)")
+    p.add_argument("out", metavar="OUT", help="model file to write: .pt (TorchScript) or .pt2 "
+                                              "(torch.export program, needs get_md to run)")
     p.add_argument("--config", help="training config, or JSON of model hyper-parameters")
     p.add_argument("--family", help="model family (get, geomformer) if the checkpoint lacks it")
     p.add_argument("--elements", help="comma-separated supported elements, e.g. H,C,N,O")

@@ -638,7 +638,8 @@ def rebuild(path: PathLike, config: Optional[dict] = None) -> tuple[torch.nn.Mod
     return model.eval(), meta
 
 
-def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[dict] = None) -> dict:
+def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[dict] = None,
+             format: str = "torchscript") -> dict:
     """Re-script a model file with the installed get_md's code: same weights, same metadata.
 
     A TorchScript file carries the code it was scripted from, so a model file keeps
@@ -649,7 +650,8 @@ def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[di
     under ``rescripted_from``.
 
     ``config``: settings to change that hold no weights (e.g. a score model's
-    ``receptor_radius``); recorded under ``rescripted_from.config_changes``.
+    ``receptor_radius``); recorded under ``rescripted_from.config_changes``. ``format``: of
+    the file written, as in :func:`save`.
 
     Example:
         >>> meta = rescript("potential.pt", "potential-new.pt")  # doctest: +SKIP
@@ -662,7 +664,7 @@ def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[di
     keep["rescripted_from"] = {"get_md_version": meta.get("get_md_version"), "created": meta.get("created")}
     if changes:
         keep["rescripted_from"]["config_changes"] = changes
-    written = save(model, out if out is not None else path, keep)
+    written = save(model, out if out is not None else path, keep, format=format)
     if written["weights_sha256"] != meta["weights_sha256"]:
         raise ModelFileError(f"{path}: re-scripted weights differ from the file's (digest mismatch)")
     return written

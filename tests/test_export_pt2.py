@@ -275,6 +275,18 @@ def test_cli_export_rescripts_a_pt2_file(files, tmp_path, capsys):
     assert export.load(tmp_path / "model.pt")[1]["weights_sha256"] == p2["weights_sha256"]
 
 
+def test_cli_export_to_a_pt2_name_writes_a_pt2_file(files, tmp_path, capsys):
+    """``get-md export ... OUT.pt2`` had written a TorchScript file under the pt2 name."""
+    from get_md.cli import main
+
+    _, ts_path, _, ts, _ = files["get-potential-energy"]
+    assert main(["export", str(ts_path), str(tmp_path / "model.pt2")]) == 0
+    capsys.readouterr()
+    module, meta = export.load(tmp_path / "model.pt2")
+    assert meta["format"] == "pt2" and not isinstance(module, torch.jit.ScriptModule)
+    assert meta["weights_sha256"] == ts["weights_sha256"]
+
+
 def test_pt2_refuses_what_it_cannot_export(tmp_path):
     model = build_model("get", d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, mode="score",
                         task="score", heavy_atoms_only=True)
