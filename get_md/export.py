@@ -322,6 +322,8 @@ def save(model: torch.nn.Module, path: PathLike, metadata: Optional[Mapping[str,
         model.eval()
         try:
             return export_pt2.save_program(model, path, meta, atomic_path)
+        except ModelFileError as e:  # a model pt2 cannot take: name the file
+            raise ModelFileError(f"{path}: {e}") from e
         finally:
             model.train(was_training)
     if isinstance(model, torch.jit.ScriptModule):

@@ -156,7 +156,8 @@ class _GETAdapter(_Adapter):
         if (getattr(model, "heavy_atoms_only", False) or float(getattr(model, "contact_radius", 0.0)) > 0
                 or float(getattr(model, "receptor_radius", 0.0)) > 0):
             raise ModelFileError("GET score models with heavy_atoms_only, contact_radius or receptor_radius "
-                                 "select atoms by data and cannot be exported to pt2; use format='torchscript'")
+                                 "select atoms by data and cannot be exported to pt2; use format='torchscript' "
+                                 "(get-md export: an OUT ending in .pt)")
 
     def graph(self, model, pos, block_ids, segment_ids, batch_ids, cell, pbc) -> Graph:
         with torch.no_grad():

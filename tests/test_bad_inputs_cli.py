@@ -165,6 +165,18 @@ def test_export_checkpoint_with_nan_weights_writes_nothing(tmp_path, capsys, che
     assert name in line and not out.exists()
 
 
+def test_export_to_pt2_of_a_model_pt2_cannot_take_names_out(tmp_path, capsys):
+    """A score model with a receptor selection exported to OUT.pt2 had been refused without
+    the file and with the Python API's advice only."""
+    score = dict(TINY, mode="score", task="score", receptor_radius=6.0)
+    ckpt = tmp_path / "score.pt"
+    torch.save({"model": build_model("get", **score).state_dict(), "family": "get", "model_config": score}, ckpt)
+    out = tmp_path / "x.pt2"
+    line = _export_error(capsys, ckpt, out)
+    assert f"{out}: GET score models with" in line and "an OUT ending in .pt" in line
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------------------- train
 def test_dataset_text_file_without_unsafe_advice(tmp_path):  # C7 (train)
     data = tmp_path / "data_text.pt"
