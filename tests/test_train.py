@@ -324,7 +324,7 @@ def test_kill_and_resume_matches_uninterrupted_run(dataset, tmp_path):
 
 def test_resume_refuses_changed_settings(dataset, tmp_path):
     train(pair_config(dataset, tmp_path / "r", max_epochs=1, plot=False))
-    with pytest.raises(TrainError, match="lr"):
+    with pytest.raises(TrainError, match=r"lr.*resume=False \(--no-resume on the command line\)"):
         train(pair_config(dataset, tmp_path / "r", max_epochs=2, lr=0.5, plot=False))
     # resume=False starts over
     result = train(pair_config(dataset, tmp_path / "r", max_epochs=1, lr=0.5, resume=False,

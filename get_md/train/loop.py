@@ -308,7 +308,8 @@ def run_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
     if start > 1 and state.stop.best_epoch > 0:
         problem = torch_file_problem(best_path, "checkpoint")
         if problem is not None:  # found now, not after the remaining epochs
-            raise TrainError(f"{best_path}: {problem}; cannot resume (use resume=False to start over)")
+            raise TrainError(f"{best_path}: {problem}; cannot resume (start over with resume=False, or "
+                             "--no-resume on the command line)")
 
     state.epoch = start - 1
     per_step = scheduler if settings.scheduler_interval == "step" else None
@@ -558,7 +559,8 @@ def train(config: TrainConfig, command: Optional[str] = None,
         diff = config.differences(ckpt["config"])
         if diff:
             raise TrainError(f"{out_dir / CHECKPOINT_NAME}: checkpoint was written with different "
-                             f"settings for {diff}; use a new output_dir or resume=False to start over")
+                             f"settings for {diff}; use a new output_dir, or start over with resume=False "
+                             "(--no-resume on the command line)")
 
     def progress(state: LoopState, row: dict[str, float]) -> None:
         if config.plot:
