@@ -641,7 +641,7 @@ def rebuild(path: PathLike, config: Optional[dict] = None) -> tuple[torch.nn.Mod
 
 
 def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[dict] = None,
-             format: str = "torchscript") -> dict:
+             format: Optional[str] = None) -> dict:
     """Re-script a model file with the installed get_md's code: same weights, same metadata.
 
     A TorchScript file carries the code it was scripted from, so a model file keeps
@@ -653,7 +653,8 @@ def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[di
 
     ``config``: settings to change that hold no weights (e.g. a score model's
     ``receptor_radius``); recorded under ``rescripted_from.config_changes``. ``format``: of
-    the file written, as in :func:`save`.
+    the file written, as in :func:`save`; None: ``"pt2"`` for a path ending in ``.pt2``,
+    else ``"torchscript"``.
 
     Example:
         >>> meta = rescript("potential.pt", "potential-new.pt")  # doctest: +SKIP
@@ -666,7 +667,10 @@ def rescript(path: PathLike, out: Optional[PathLike] = None, config: Optional[di
     keep["rescripted_from"] = {"get_md_version": meta.get("get_md_version"), "created": meta.get("created")}
     if changes:
         keep["rescripted_from"]["config_changes"] = changes
-    written = save(model, out if out is not None else path, keep, format=format)
+    target = Path(out if out is not None else path)
+    if format is None:
+        format = "pt2" if target.suffix.lower() == ".pt2" else "torchscript"
+    written = save(model, target, keep, format=format)
     if written["weights_sha256"] != meta["weights_sha256"]:
         raise ModelFileError(f"{path}: re-scripted weights differ from the file's (digest mismatch)")
     return written

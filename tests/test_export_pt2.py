@@ -262,6 +262,13 @@ def test_rescripted_pt2_file_is_a_loadable_torchscript_file(files, tmp_path):
     assert "format" not in written and written["weights_sha256"] == p2["weights_sha256"]
     module, _ = export.load(tmp_path / "again.pt")
     assert isinstance(module, torch.jit.ScriptModule)
+    # in place (or to another .pt2 name) the file stays a pt2 program: the format follows the name
+    import shutil
+
+    shutil.copy(pt2_path, tmp_path / "same.pt2")
+    export.rescript(tmp_path / "same.pt2")
+    module, meta = export.load(tmp_path / "same.pt2")
+    assert meta["format"] == "pt2" and not isinstance(module, torch.jit.ScriptModule)
 
 
 def test_cli_export_rescripts_a_pt2_file(files, tmp_path, capsys):
