@@ -119,10 +119,10 @@ def warn_fragments(records: Sequence) -> bool:
     for rec in records:
         if rec.graph is None or rec.mol is None:
             continue
-        frags = Chem.GetMolFrags(rec.mol, asMols=True, sanitizeFrags=False)
-        if len(frags) > 1:
+        if len(Chem.GetMolFrags(rec.mol)) > 1:  # atom indices: cheap on every pose; molecules only to name them
             from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
+            frags = Chem.GetMolFrags(rec.mol, asMols=True, sanitizeFrags=False)
             formulas = ", ".join(CalcMolFormula(f) for f in frags[:4]) + (", ..." if len(frags) > 4 else "")
             logger.warning("%s: record %d holds %d separate molecules (%s), scored together as one ligand: strip "
                            "counter-ions and solvent from the poses (e.g. RDKit's SaltRemover) if they are not part "
