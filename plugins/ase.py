@@ -346,6 +346,9 @@ class GETCalculator(Calculator):
 GeoMFormerCalculator = GETCalculator
 
 
+#: How an ase.Atoms gets the cell that ``check_cell`` found without volume
+CELL_HINT = "set a full cell (e.g. atoms.center(vacuum=10.0)) or pbc=False"
+
 #: a periodic cell is checked for atoms on images of others (``check_images``) at first, and
 #: again when its narrowest periodic width falls below this fraction of the width checked
 IMAGE_CHECK_SHRINK = 0.9
@@ -367,13 +370,7 @@ class _Template:
         key = pbc.tobytes() + (cell.tobytes() if pbc.any() else b"")
         if key != self._cell_key:
             if pbc.any():
-                if not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-6:
-                    raise GraphError(
-                        f"{who}: ase.Atoms {atoms.get_chemical_formula()} is periodic (pbc={pbc.tolist()}) "
-                        f"but its cell {cell.tolist()} has no volume; set a full cell "
-                        "(e.g. atoms.center(vacuum=10.0)) or pbc=False"
-                    )
-                check_cell(cell, pbc, f"{who}: ase.Atoms {atoms.get_chemical_formula()}")
+                check_cell(cell, pbc, f"{who}: ase.Atoms {atoms.get_chemical_formula()}", hint=CELL_HINT)
                 # with the structure's first positions and when the cell has narrowed by more than
                 # IMAGE_CHECK_SHRINK since: not on every step of an NPT run (20 ms at 3,000 atoms)
                 width = float(cell_widths(cell)[pbc].min())

@@ -290,6 +290,37 @@ def test_overlapping_atoms_thin_cells_and_unknown_devices_are_named(tmp_path):
         dummy.get_potential_energy()
 
 
+def test_a_cell_without_volume_is_one_check_with_each_callers_remedy(tmp_path):
+    """The 'no volume' check had been written twice, in the ASE calculator and in get-md md's
+    reader, with different words; it is geometry_checks.check_cell's, each caller giving its
+    own remedy (``hint``)."""
+    from get_md.workflows.geometry_checks import check_cell
+    from get_md.workflows.md.structure import read_structure
+
+    from get_md.errors import GraphError, WorkflowError
+
+    with pytest.raises(GraphError, match=r"^x: periodic, but its cell \[\[0.0, 0.0, 0.0\], .* has no volume "
+                                         r"\(pbc=\[True, False, False\]\); set one$"):
+        check_cell([[0.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0]], [True, False, False], "x", hint="set one")
+    check_cell(np.zeros((3, 3)), [False, False, False], "x", hint="set one")  # not periodic: no cell needed
+    bad = ethanol()
+    bad.pbc = True  # no cell
+    bad.calc = GETCalculator(tiny_get())
+    with pytest.raises(GraphError, match=r"GETCalculator: ase.Atoms C2H6O: periodic, but its cell .* has no volume "
+                                         r"\(pbc=\[True, True, True\]\); set a full cell \(e.g. "
+                                         r"atoms.center\(vacuum=10.0\)\) or pbc=False"):
+        bad.get_potential_energy()
+    xyz = tmp_path / "no_cell.xyz"
+    atoms = ethanol()
+    xyz.write_text("\n".join([str(len(atoms)), 'pbc="T T T"',
+                              *(f"{s} {x:.6f} {y:.6f} {z:.6f}" for s, (x, y, z)
+                                in zip(atoms.get_chemical_symbols(), atoms.positions, strict=True))]) + "\n")
+    with pytest.raises(WorkflowError, match=r"no_cell.xyz record 1: periodic, but its cell .* has no volume "
+                                            r"\(pbc=\[True, True, True\]\); give a cell \(extended XYZ: "
+                                            r"Lattice=\"...\"\), or no pbc"):
+        read_structure(xyz)
+
+
 def test_a_periodic_cell_too_small_for_the_structure_is_named_on_a_new_cell_only(monkeypatch):
     """Ethanol in a 3 Å cubic box (its O 0.48 Å from an image of an H) had been computed
     without a word; the check runs with the first positions and when the cell narrows by

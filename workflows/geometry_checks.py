@@ -183,27 +183,48 @@ def cell_widths(cell: Any) -> np.ndarray:
     return np.divide(volume, areas, out=np.zeros(3), where=areas > 0)
 
 
-def check_cell(cell: Any, pbc: Any, who: str = "get_md") -> None:
-    """GraphError if a periodic direction of ``cell`` (3 x 3, rows the cell vectors, Å) is
-    thinner than :data:`MIN_CELL_WIDTH` (width: the distance between the two faces).
+#: Å³: a periodic cell whose |determinant| is below this has no volume (a missing or
+#: parallel cell vector: ASE's default cell of zeros)
+MIN_CELL_VOLUME = 1e-6
+#: The remedy :func:`check_cell` gives for a cell without volume when its caller gives none
+CELL_HINT = "give a full cell, or no periodic boundary conditions"
+
+
+def check_cell(cell: Any, pbc: Any, who: str = "get_md", hint: str = CELL_HINT,
+               error: Optional[type] = None) -> None:
+    """``error`` (default GraphError) if ``cell`` (3 x 3, rows the cell vectors, Å) of a
+    structure periodic along any of ``pbc`` (3 bools) has no volume (a NaN, or a missing
+    vector: the message ends with ``hint``, the remedy in the caller's terms) or a periodic
+    direction is thinner than :data:`MIN_CELL_WIDTH` (width: the distance between the two
+    faces). Nothing is checked for a structure that is not periodic.
 
     Example:
         >>> check_cell([[10.0, 0, 0], [0, 10.0, 0], [0, 0, 1e-4]], [True, True, True], "ethanol")
         Traceback (most recent call last):
         ...
         get_md.errors.GraphError: ethanol: periodic cell is 0.0001 Å wide along its vector 3 (less than 1 Å: every atom would lie that close to its own image); cell in the wrong units, or a direction that should not be periodic?
+        >>> check_cell(np.zeros((3, 3)), [True, True, True], "ethanol", hint="set Lattice=")
+        Traceback (most recent call last):
+        ...
+        get_md.errors.GraphError: ethanol: periodic, but its cell [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]] has no volume (pbc=[True, True, True]); set Lattice=
     """
     from get_md.errors import GraphError
 
-    widths = cell_widths(cell)
-    for k in range(3):
-        if not bool(np.asarray(pbc).reshape(-1)[k]):
-            continue
+    periodic = np.asarray(pbc, dtype=bool).reshape(3)
+    if not periodic.any():
+        return
+    c = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(c).all() or abs(np.linalg.det(c)) < MIN_CELL_VOLUME:
+        raise (error or GraphError)(f"{who}: periodic, but its cell {np.round(c, 4).tolist()} has no volume "
+                                    f"(pbc={periodic.tolist()}); {hint}")
+    widths = cell_widths(c)
+    for k in np.flatnonzero(periodic):
         width = float(widths[k])
         if width < MIN_CELL_WIDTH:
-            raise GraphError(f"{who}: periodic cell is {width:.3g} Å wide along its vector {k + 1} (less than "
-                             f"{MIN_CELL_WIDTH:g} Å: every atom would lie that close to its own image); cell in "
-                             "the wrong units, or a direction that should not be periodic?")
+            raise (error or GraphError)(
+                f"{who}: periodic cell is {width:.3g} Å wide along its vector {k + 1} (less than "
+                f"{MIN_CELL_WIDTH:g} Å: every atom would lie that close to its own image); cell in "
+                "the wrong units, or a direction that should not be periodic?")
 
 
 def check_images(positions: Any, numbers: Any, cell: Any, pbc: Any, who: str = "get_md",

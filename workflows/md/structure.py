@@ -136,16 +136,17 @@ def _check(atoms, who: str) -> None:
                     "(e.g. RDKit Chem.AddHs(mol, addCoords=True)) before running MD", who)
 
 
+#: How a structure file gives the cell that :func:`_check_box` found without volume
+CELL_HINT = 'give a cell (extended XYZ: Lattice="..."), or no pbc'
+
+
 def _check_box(atoms, who: str) -> None:
     """A periodic structure's cell: a volume, and no atom on a periodic image of another
     (a placeholder CRYST1 of 1 Å, or a box in nm, had run as if it were real)."""
     from get_md.workflows.geometry_checks import check_cell, check_images
 
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    if not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-6:
-        raise WorkflowError(f"{who}: periodic, but its cell {np.round(cell, 4).tolist()} has no volume; give a "
-                            "cell (extended XYZ: Lattice=\"...\"), or no pbc")
-    check_cell(cell, atoms.pbc, who)
+    check_cell(cell, atoms.pbc, who, hint=CELL_HINT, error=WorkflowError)
     check_images(atoms.positions, atoms.numbers, cell, atoms.pbc, who, error=WorkflowError)
 
 
