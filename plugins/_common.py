@@ -14,6 +14,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 from get_md.workflows.geometry_checks import (  # noqa: F401 - the plugins' import
+    IMAGES_HINT,
     MIN_CELL_WIDTH,
     cell_widths,
     check_cell,

@@ -32,6 +32,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 from get_md.plugins._common import (
+    IMAGES_HINT,
     cell_widths,
     check_cell,
     check_images,
@@ -352,6 +353,9 @@ CELL_HINT = "set a full cell (e.g. atoms.center(vacuum=10.0)) or pbc=False"
 #: a periodic cell is checked for atoms on images of others (``check_images``) at first, and
 #: again when its narrowest periodic width falls below this fraction of the width checked
 IMAGE_CHECK_SHRINK = 0.9
+#: Å: ... and again when an atom has moved farther than this since the last check (an
+#: unwrapped molecule that drifts across the boundary onto an image of another)
+IMAGE_CHECK_DRIFT = 1.0
 
 
 class _Template:
@@ -362,7 +366,9 @@ class _Template:
         self._cell_key: Optional[bytes] = None
         self._cell: Optional[torch.Tensor] = None
         self._pbc: Optional[torch.Tensor] = None
+        self._width = math.inf  # narrowest periodic width of the last cell
         self._checked_width = math.inf  # narrowest periodic width the images were checked at
+        self._checked_positions: Optional[np.ndarray] = None  # positions the images were checked at
 
     def cell_tensors(self, atoms, device, dtype, who: str) -> tuple[torch.Tensor, torch.Tensor]:
         pbc = np.asarray(atoms.pbc, dtype=bool).reshape(3)
@@ -371,20 +377,45 @@ class _Template:
         if key != self._cell_key:
             if pbc.any():
                 check_cell(cell, pbc, f"{who}: ase.Atoms {atoms.get_chemical_formula()}", hint=CELL_HINT)
-                # with the structure's first positions and when the cell has narrowed by more than
-                # IMAGE_CHECK_SHRINK since: not on every step of an NPT run (20 ms at 3,000 atoms)
-                width = float(cell_widths(cell)[pbc].min())
-                if width < IMAGE_CHECK_SHRINK * self._checked_width:
-                    check_images(atoms.positions, atoms.numbers, cell, pbc, f"{who}: ase.Atoms "
-                                                                            f"{atoms.get_chemical_formula()}")
-                    self._checked_width = width
+                self._width = float(cell_widths(cell)[pbc].min())
                 c = torch.as_tensor(cell, device=device).to(dtype).reshape(1, 3, 3)
             else:
                 c = torch.zeros(1, 3, 3, dtype=dtype, device=device)
             self._cell = c
             self._pbc = torch.as_tensor(pbc, device=device).reshape(1, 3)
             self._cell_key = key
+        if pbc.any():
+            self._check_images(atoms, cell, pbc, who)
         return self._cell, self._pbc  # type: ignore[return-value]
+
+    def _check_images(self, atoms, cell: np.ndarray, pbc: np.ndarray, who: str) -> None:
+        """``check_images`` with the structure's first positions, when the cell has narrowed by
+        more than IMAGE_CHECK_SHRINK and when an atom has moved farther than IMAGE_CHECK_DRIFT
+        since the last check: not on every MD step (20 ms at 3,000 atoms; the test of the
+        moves is one vectorised O(N) pass)."""
+        x = np.asarray(atoms.positions, dtype=np.float64)
+        moved = _farthest_move(x, self._checked_positions)
+        narrowed = self._width < IMAGE_CHECK_SHRINK * self._checked_width
+        if not narrowed and moved is not None and moved[1] <= IMAGE_CHECK_DRIFT:
+            return
+        hint = IMAGES_HINT if narrowed or moved is None else (
+            f"atom {moved[0] + 1} is {moved[1]:.3g} Å from where it was at the last check (cell {{cell}} Å): "
+            "atoms moved onto a periodic image of others (a molecule unwrapped across the boundary over a "
+            "long run, or a run blowing up?)")
+        check_images(x, atoms.numbers, cell, pbc, f"{who}: ase.Atoms {atoms.get_chemical_formula()}", hint=hint)
+        self._checked_width = self._width
+        self._checked_positions = x.copy()
+
+
+def _farthest_move(x: np.ndarray, before: Optional[np.ndarray]) -> Optional[tuple[int, float]]:
+    """``(i, d)``: the atom of ``x`` [N, 3] farthest from its place in ``before`` and that
+    distance (Å); None without ``before`` or for another number of atoms. Vectorised, O(N)."""
+    if before is None or before.shape != x.shape:
+        return None
+    step = x - before
+    d2 = np.einsum("ij,ij->i", step, step)
+    i = int(np.argmax(d2))
+    return i, math.sqrt(float(d2[i]))
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

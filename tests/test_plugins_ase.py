@@ -321,6 +321,40 @@ def test_a_cell_without_volume_is_one_check_with_each_callers_remedy(tmp_path):
         read_structure(xyz)
 
 
+def test_atoms_that_moved_onto_a_periodic_image_are_named(monkeypatch):
+    """The image check had run at the first call and when the cell narrowed only: atoms that
+    came within 0.5 Å of a periodic image of another while the cell stayed the same (a molecule
+    unwrapped across the boundary over a long run) were computed without a word. It runs again
+    once an atom has moved more than IMAGE_CHECK_DRIFT (1 Å) since the last check."""
+    import get_md.plugins.ase as plugin
+
+    from get_md.errors import GraphError
+
+    atoms = ethanol()
+    atoms.set_cell([10.0, 10.0, 10.0])
+    atoms.pbc = True
+    atoms.calc = GETCalculator(tiny_get())
+    atoms.get_potential_energy()
+    calls = []
+    original = plugin.check_images
+    monkeypatch.setattr(plugin, "check_images", lambda *a, **k: calls.append(1) or original(*a, **k))
+    for _ in range(3):
+        atoms.positions[1:] += [0.3, 0.0, 0.0]  # 0.9 Å in all since the check: not checked again
+        atoms.get_potential_energy()
+    assert calls == []
+    atoms.positions[1:] += [0.3, 0.0, 0.0]  # 1.2 Å: checked again, and passes
+    atoms.get_potential_energy()
+    assert len(calls) == 1
+    moved = atoms.positions.copy()
+    moved[8] = moved[0] - [9.7, 0.0, 0.0]  # an H onto the image of the C on the far side of the x face
+    atoms.positions = moved
+    with pytest.raises(GraphError, match=r"GETCalculator: ase.Atoms C2H6O: atom 1 \(C\) and a periodic image of atom 9 "
+                                         r"\(H\) are 0.3 Å apart .*: atom 9 is 10.\d Å from where it was at the last check \(cell "
+                                         r"10, 10, 10 Å\): atoms moved onto a periodic image of others"):
+        atoms.get_potential_energy()
+    assert len(calls) == 2
+
+
 def test_a_periodic_cell_too_small_for_the_structure_is_named_on_a_new_cell_only(monkeypatch):
     """Ethanol in a 3 Å cubic box (its O 0.48 Å from an image of an H) had been computed
     without a word; the check runs with the first positions and when the cell narrows by

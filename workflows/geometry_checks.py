@@ -227,15 +227,22 @@ def check_cell(cell: Any, pbc: Any, who: str = "get_md", hint: str = CELL_HINT,
                 "the wrong units, or a direction that should not be periodic?")
 
 
+#: The cause :func:`check_images` names unless its caller gives another (``{cell}``: the
+#: cell's lengths)
+IMAGES_HINT = ("the cell ({cell} Å) is too small for the structure (a placeholder cell such as a CRYST1 of 1 Å, "
+               "or a box in nm?)")
+
+
 def check_images(positions: Any, numbers: Any, cell: Any, pbc: Any, who: str = "get_md",
-                 error: Optional[type] = None) -> None:
+                 error: Optional[type] = None, hint: str = IMAGES_HINT) -> None:
     """``error`` (default GraphError) naming both atoms, the image and the cell if an atom of
     ``positions`` [N, 3] (Å) lies closer than :data:`MIN_DISTANCE` to a periodic image of
     another (a cell too small for the structure: a placeholder CRYST1 of 1 Å, or a box in
     nm). Pairs within the cell are :func:`check_overlaps`'s. ``cell``: 3 x 3, rows the cell
     vectors (Å), with a volume and at least 1 Å wide along its periodic vectors
     (:func:`check_cell`); ``pbc``: 3 bools. The models' own neighbour
-    list (``get_md.nn.neighbors.radius_graph``): O(N), 20 ms at 3,000 atoms.
+    list (``get_md.nn.neighbors.radius_graph``): O(N), 20 ms at 3,000 atoms. ``hint``: the
+    likely cause, after the image named (``{cell}`` is replaced by the cell's lengths).
 
     Example:
         >>> check_images([[0.0, 0, 0], [2.8, 0, 0]], [6, 8], [[3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0]],
@@ -266,9 +273,8 @@ def check_images(positions: Any, numbers: Any, cell: Any, pbc: Any, who: str = "
     raise (error or GraphError)(
         f"{who}: atom {a + 1} ({element_symbol(int(z[a]))}) and a periodic image of atom {b + 1} "
         f"({element_symbol(int(z[b]))}) are {float(d[k]):.3g} Å apart (closer than {MIN_DISTANCE:g} Å; the image "
-        f"is atom {b + 1} shifted by ({', '.join(str(int(v)) for v in shifts[k].tolist())}) cell vectors): the cell "
-        f"({', '.join(f'{v:.4g}' for v in lengths)} Å) is too small for the structure (a placeholder cell such as a "
-        "CRYST1 of 1 Å, or a box in nm?)")
+        f"is atom {b + 1} shifted by ({', '.join(str(int(v)) for v in shifts[k].tolist())}) cell vectors): "
+        + hint.format(cell=", ".join(f"{v:.4g}" for v in lengths)))
 
 
 def frame_problems(
