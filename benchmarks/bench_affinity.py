@@ -74,50 +74,6 @@ def _held_out_series(root: str, targets: tuple[str, ...], plb: bool = False):
     return [s for s in (plb_series(root) if plb else schrodinger_series(root)) if s.target in targets]
 
 
-def _schrodinger_pk(series) -> dict[str, float]:
-    """Measured pK of each ligand of a Schrödinger series, by record name."""
-    from rdkit import Chem
-
-    from get_md.datasets.affinity import DG_TAG, pk_from_dg
-
-    return {m.GetProp("_Name"): float(pk_from_dg(float(m.GetProp(DG_TAG))))
-            for m in Chem.SDMolSupplier(series.ligands, sanitize=False, removeHs=False)
-            if m is not None and m.HasProp(DG_TAG)}
-
-
-def _openfe_series(openfe: str, schrodinger: str, targets: tuple[str, ...]):
-    """``(Series, pK by ligand name)`` of OpenFE's preparation of each held-out Schrödinger
-    series: among the system folders (``SET/SYSTEM/protein.pdb`` + ``ligands.sdf``) of the
-    series' target, the one sharing the most ligand names with it. Folders of targets
-    reserved for independent evaluation are not opened."""
-    from rdkit import Chem
-
-    from get_md.datasets.affinity import Series
-    from get_md.datasets.targets import canonical_target, is_excluded
-
-    systems = []
-    for protein in sorted(Path(openfe).glob("*/*/protein.pdb")):
-        rel = protein.parent.relative_to(openfe).as_posix()
-        if is_excluded(rel) or not (protein.parent / "ligands.sdf").is_file():
-            continue
-        if canonical_target(protein.parent.name) in targets:
-            names = {m.GetProp("_Name") for m in Chem.SDMolSupplier(str(protein.parent / "ligands.sdf"),
-                                                                    sanitize=False) if m is not None}
-            systems.append((rel, canonical_target(protein.parent.name), names))
-    out = []
-    for s in _held_out_series(schrodinger, targets):
-        measured = _schrodinger_pk(s)
-        best = max((sys_ for sys_ in systems if sys_[1] == s.target),
-                   key=lambda sys_: len(sys_[2] & set(measured)), default=None)
-        if best is None or not best[2] & set(measured):
-            print(f"{s.name}: no OpenFE system shares its ligands", file=sys.stderr)
-            continue
-        folder = Path(openfe) / best[0]
-        out.append((Series(s.target, f"openfe:{best[0]}", str(folder / "protein.pdb"), str(folder / "ligands.sdf"),
-                           "OpenFreeEnergy/IndustryBenchmarks2024"), measured))
-    return out
-
-
 def _test_names(data: str | None) -> set[str] | None:
     if data is None:
         return None
@@ -256,7 +212,9 @@ def main(argv=None) -> int:
         ap.error("--openfe takes its measurements from the Schrödinger series: give --schrodinger too")
     targets = tuple(args.targets)
     if args.openfe:
-        jobs = _openfe_series(args.openfe, args.schrodinger, targets)
+        from get_md.datasets.affinity import openfe_series
+
+        jobs = [(s, s.measured) for s in openfe_series(args.openfe, args.schrodinger, targets)]
     elif args.folders:
         from get_md.datasets.affinity import folder_series, sdf_activity_pk
 

@@ -20,11 +20,13 @@ from get_md.datasets.affinity import (
     Series,
     assert_no_excluded,
     build_dataset,
+    collect_series,
     folder_series,
     pk_from_dg,
     plb_pk,
     plb_series,
     posed_series,
+    sample_series,
     sample_target,
     schrodinger_series,
     sdf_activity_pk,
@@ -213,6 +215,64 @@ def test_sdf_activity_tags_become_pk_and_a_bad_value_is_named(tmp_path):
         w.write(mols[0])
     with pytest.raises(DatasetError, match=r"ligands\.sdf: record 1 \(lig0\): IC50\[nM\] = '>10' is not a positive"):
         sdf_activity_pk(sdf)
+
+
+def _openfe_tree(root: Path, schrodinger_sdf: Path, system: str = "merck/syk") -> Path:
+    """IndustryBenchmarks2024's ``prepared_structures`` layout: the Schrödinger series'
+    records re-written without their ``r_exp_dg`` tags (OpenFE's files carry none), next to
+    a system of an excluded target whose files would fail to read."""
+    folder = root / system
+    folder.mkdir(parents=True)
+    (folder / "protein.pdb").write_bytes(REC.read_bytes())
+    with Chem.SDWriter(str(folder / "ligands.sdf")) as w:
+        for m in Chem.SDMolSupplier(str(schrodinger_sdf), removeHs=False):
+            m.ClearProp(DG_TAG)
+            w.write(m)
+    (root / "jacs_set" / "tyk2").mkdir(parents=True)
+    (root / "jacs_set" / "tyk2" / "protein.pdb").write_text("not read")
+    (root / "jacs_set" / "tyk2" / "ligands.sdf").write_text("not read")
+    return root
+
+
+def test_another_preparation_of_a_complex_is_a_second_sample_with_the_same_label(tmp_path, monkeypatch):
+    """OpenFE's re-preparation of a Schrödinger series takes that series' measurements by
+    ligand name; duplicates are removed within a preparation, not across them, so each
+    complex comes twice (once per preparation) with one label; an excluded target's
+    system is never opened."""
+    schr = _schrodinger_tree(tmp_path / "si", [("SYK", "syk")])
+    openfe = _openfe_tree(tmp_path / "ofe", schr / "set1" / "syk_ligands.sdf")
+    opened: list[str] = []
+    supplier = Chem.SDMolSupplier
+    monkeypatch.setattr(Chem, "SDMolSupplier", lambda path, *a, **k: opened.append(str(path)) or supplier(path, *a, **k))
+    series = collect_series(schr, openfe=openfe)
+    assert opened and not [p for p in opened if "tyk2" in p]
+    assert [(s.name, s.preparation) for s in series] == [("set1/syk", ""), ("openfe:merck/syk", "openfe")]
+    ds, report = build_dataset(series, pocket_radius=5.0)
+    assert report.duplicates == 0 and not report.failures
+    by_name = {s.graph.names[0]: float(s.targets["score"]) for s in ds}
+    assert sorted(by_name) == ["SYK|openfe:merck/syk|a", "SYK|openfe:merck/syk|b", "SYK|openfe:merck/syk|c",
+                               "SYK|set1/syk|a", "SYK|set1/syk|b", "SYK|set1/syk|c"]
+    for lig, dg in zip("abc", (-9.0, -8.0, -7.0), strict=True):
+        assert by_name[f"SYK|set1/syk|{lig}"] == by_name[f"SYK|openfe:merck/syk|{lig}"] == pytest.approx(pk_from_dg(dg))
+    assert len({sample_series(s) for s in ds}) == 2   # two series for the per-series figures
+    # the same preparation read twice: the second copy is a duplicate
+    _, again = build_dataset(series + series[1:], pocket_radius=5.0)
+    assert again.duplicates == 3
+
+
+def test_other_preparations_name_what_they_cannot_label(tmp_path):
+    schr = _schrodinger_tree(tmp_path / "si", [("SYK", "syk")])
+    with pytest.raises(DatasetError, match="give the structure_inputs folder too"):
+        collect_series(None, openfe=tmp_path)
+    yml = "a:\n  measurement: {type: ic50, unit: nM, value: 10}\n"
+    _plb_target(tmp_path / "plb", "syk", yml)
+    (tmp_path / "plb" / "syk" / "02_ligands" / "ligands.sdf").write_bytes(
+        (schr / "set1" / "syk_ligands.sdf").read_bytes())
+    series = collect_series(None, plb=tmp_path / "plb")
+    assert [(s.name, s.preparation) for s in series] == [("plb:syk", "plb")]
+    ds, report = build_dataset(series, pocket_radius=5.0)
+    assert [s.graph.names[0] for s in ds] == ["SYK|plb:syk|a"] and float(ds[0].targets["score"]) == pytest.approx(8.0)
+    assert len(report.failures) == 2 and "record 2: no measurement named 'b'" in report.failures[0]
 
 
 # ----------------------------------------------------------------------------- labels

@@ -14,7 +14,8 @@ Every series name, file stem and target passes :func:`get_md.datasets.targets.is
 first: the targets kept for independent evaluation are never read. Ligands that
 recur (protomer copies ``NAME_1`` of ``NAME`` in one series; the same compound of the
 same target in another series or source) are kept once, by target and InChIKey
-skeleton.
+skeleton, within one preparation of the structures (:attr:`Series.preparation`): OpenFE's,
+OpenFF's or MCompChem's preparation of a Schrödinger complex is a second sample of it.
 
 Sample names are ``"TARGET|series|ligand"`` so that splits can go by target.
 
@@ -35,7 +36,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -103,6 +104,12 @@ class Series:
         protein: PDB file.
         ligands: SDF file of posed ligands with the ``r_exp_dg`` tag.
         source: where the files come from (data set and commit).
+        measured: pK by SDF record name, for sets that keep their measurements outside
+            the SDF (OpenFF, MCompChem, OpenFE); None: each record's ``r_exp_dg`` tag.
+        preparation: which preparation of the structures this is (``""`` for
+            Schrödinger's own and the poses built on Uni-FEP's references). Duplicates
+            are removed within a preparation only, so that one complex prepared twice
+            (protonation, poses and receptor set up by different groups) is kept twice.
     """
 
     target: str
@@ -110,6 +117,8 @@ class Series:
     protein: str
     ligands: str
     source: str = ""
+    measured: Optional[Mapping[str, float]] = field(default=None, compare=False, repr=False)
+    preparation: str = ""
 
 
 @dataclass
@@ -322,16 +331,100 @@ def sdf_activity_pk(path: PathLike) -> dict[str, float]:
     return out
 
 
-def collect_series(schrodinger: Optional[PathLike], posed: Sequence[PathLike] = ()) -> list[Series]:
-    """The series of a Schrödinger ``structure_inputs`` folder (None: none) followed by
-    those of each ``posed`` folder; excluded ones come back with target ``EXCLUDED``.
+def schrodinger_pk(series: Series) -> dict[str, float]:
+    """Measured pK of each ligand of a Schrödinger series, by record name (``r_exp_dg``)."""
+    from rdkit import Chem
+
+    out: dict[str, float] = {}
+    for i, mol in enumerate(Chem.SDMolSupplier(series.ligands, sanitize=False, removeHs=False), 1):
+        if mol is None or not mol.HasProp(DG_TAG):
+            continue
+        who = f"{series.ligands}: record {i} ({mol.GetProp('_Name')})"
+        try:
+            dg = float(mol.GetProp(DG_TAG))
+        except ValueError:
+            raise DatasetError(f"{who}: {DG_TAG} = {mol.GetProp(DG_TAG)!r} is not a number") from None
+        out[mol.GetProp("_Name")] = check_pk(pk_from_dg(dg), who, f"{DG_TAG} = {dg:g} kcal/mol", _dg_hint(dg))
+    return out
+
+
+def openfe_series(openfe: PathLike, schrodinger: PathLike, targets: Optional[Iterable[str]] = None,
+                  source: str = "OpenFreeEnergy/IndustryBenchmarks2024") -> list[Series]:
+    """OpenFE's re-preparation of the Schrödinger series (``IndustryBenchmarks2024``'s
+    ``prepared_structures`` folder: ``SET/SYSTEM/protein.pdb`` + ``ligands.sdf``), each
+    with the measured pK of the Schrödinger series it re-prepares (by ligand name).
+
+    For each Schrödinger series (of ``targets``, or all), the system folder of the same
+    target sharing the most ligand names with it; each system is used once. Folders of
+    targets reserved for independent evaluation are not opened.
 
     Example:
-        >>> collect_series("structure_inputs", ["data/unifep"])  # doctest: +SKIP
+        >>> [s.name for s in openfe_series("prepared_structures", "structure_inputs")][:1]  # doctest: +SKIP
+        ['openfe:bayer_macrocycles/brd4']
     """
+    from rdkit import Chem
+
+    root = _folder(openfe, "OpenFE prepared_structures")
+    wanted = None if targets is None else {canonical_target(t) for t in targets}
+    systems = []
+    for protein in sorted(root.glob("*/*/protein.pdb")):
+        rel = protein.parent.relative_to(root).as_posix()
+        if is_excluded(*rel.split("/")) or not (protein.parent / "ligands.sdf").is_file():
+            continue
+        target = canonical_target(protein.parent.name)
+        if wanted is None or target in wanted:
+            names = {m.GetProp("_Name") for m in Chem.SDMolSupplier(str(protein.parent / "ligands.sdf"),
+                                                                    sanitize=False) if m is not None}
+            systems.append((rel, target, names))
+    out: list[Series] = []
+    used: set[str] = set()
+    for s in schrodinger_series(schrodinger):
+        if s.target == "EXCLUDED" or (wanted is not None and s.target not in wanted):
+            continue
+        measured = schrodinger_pk(s)
+        best = max((x for x in systems if x[1] == s.target and x[0] not in used),
+                   key=lambda x: len(x[2] & set(measured)), default=None)
+        if best is None or not best[2] & set(measured):
+            logger.info("%s: no OpenFE system shares its ligands", s.name)
+            continue
+        used.add(best[0])
+        folder = root / best[0]
+        out.append(Series(s.target, f"openfe:{best[0]}", str(folder / "protein.pdb"),
+                          str(folder / "ligands.sdf"), source, measured=measured, preparation="openfe"))
+    return out
+
+
+def collect_series(schrodinger: Optional[PathLike], posed: Sequence[PathLike] = (),
+                   plb: Optional[PathLike] = None, folders: Optional[PathLike] = None,
+                   openfe: Optional[PathLike] = None) -> list[Series]:
+    """The series of a Schrödinger ``structure_inputs`` folder (None: none), those of each
+    ``posed`` folder, then other preparations of the same kind of data: the OpenFF
+    protein-ligand-benchmark ``data`` folder (``plb``), a folder of MCompChem-style series
+    folders (``folders``) and OpenFE's re-preparation of the Schrödinger series
+    (``openfe``, needs ``schrodinger``). Excluded ones come back with target ``EXCLUDED``
+    (OpenFE's are not listed at all).
+
+    Example:
+        >>> collect_series("structure_inputs", ["data/unifep"], plb="protein-ligand-benchmark/data")  # doctest: +SKIP
+    """
+    from dataclasses import replace
+
     series = schrodinger_series(schrodinger) if schrodinger else []
     for root in posed:
         series += posed_series(root)
+    if plb:
+        series += [s if s.target == "EXCLUDED" else
+                   replace(s, name=f"plb:{s.name}", measured=plb_pk(s), preparation="plb")
+                   for s in plb_series(plb)]
+    if folders:
+        series += [s if s.target == "EXCLUDED" else
+                   replace(s, name=f"folders:{s.name}", measured=sdf_activity_pk(s.ligands), preparation="folders")
+                   for s in folder_series(folders)]
+    if openfe:
+        if not schrodinger:
+            raise DatasetError(f"{openfe}: OpenFE's series take their measurements from the Schrödinger "
+                               "series they re-prepare: give the structure_inputs folder too")
+        series += openfe_series(openfe, schrodinger)
     return series
 
 
@@ -416,22 +509,29 @@ def build_dataset(
                 report.failures.append(f"{who}: {rec.error}")
                 bad += 1
                 continue
-            try:
-                dg = float(rec.properties[DG_TAG])
-            except (KeyError, TypeError, ValueError):
-                report.failures.append(f"{who}: no numeric {DG_TAG} tag")
-                bad += 1
-                continue
-            try:
-                pk = check_pk(pk_from_dg(dg), who, f"{DG_TAG} = {dg:g} kcal/mol",
-                              _dg_hint(dg))
-            except DatasetError as e:  # nan, ΔG > 0 or in kJ/mol: this record only
-                logger.warning("%s", e)
-                report.failures.append(str(e))
-                bad += 1
-                continue
+            if s.measured is not None:  # checked by the reader that filled it
+                if lig_name not in s.measured:
+                    report.failures.append(f"{who}: no measurement named {lig_name!r}")
+                    bad += 1
+                    continue
+                pk = float(s.measured[lig_name])
+            else:
+                try:
+                    dg = float(rec.properties[DG_TAG])
+                except (KeyError, TypeError, ValueError):
+                    report.failures.append(f"{who}: no numeric {DG_TAG} tag")
+                    bad += 1
+                    continue
+                try:
+                    pk = check_pk(pk_from_dg(dg), who, f"{DG_TAG} = {dg:g} kcal/mol",
+                                  _dg_hint(dg))
+                except DatasetError as e:  # nan, ΔG > 0 or in kJ/mol: this record only
+                    logger.warning("%s", e)
+                    report.failures.append(str(e))
+                    bad += 1
+                    continue
             key = _skeleton_key(rec.mol)
-            if key is not None and (s.target, key) in seen:
+            if key is not None and (s.preparation, s.target, key) in seen:
                 dup += 1
                 continue
             try:
@@ -442,13 +542,13 @@ def build_dataset(
                 bad += 1
                 continue
             if key is not None:
-                seen.add((s.target, key))
+                seen.add((s.preparation, s.target, key))
             names_in_series.add(lig_name)
             samples.append(Sample(cplx, {"score": torch.tensor([pk])}))
             kept += 1
         report.duplicates += dup
         report.series.append({"target": s.target, "series": s.name, "source": s.source,
-                              "kept": kept, "duplicates": dup, "failed": bad})
+                              "preparation": s.preparation or "default", "kept": kept, "duplicates": dup, "failed": bad})
         logger.info("%s (%s): %d ligands, %d duplicates, %d failed", s.name, s.target, kept, dup, bad)
     return MolecularDataset(samples, name=name), report
 

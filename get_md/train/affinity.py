@@ -66,8 +66,10 @@ DEFAULT_TRAIN = dict(max_blocks=400, lr=5e-4, lr_gamma=0.93, max_epochs=15, pati
 
 # ----------------------------------------------------------------------------- data
 def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
-                 pocket_radius: float = POCKET_RADIUS) -> dict:
-    """Build ``train.pt``, ``valid.pt``, ``test.pt`` and ``report.json`` in ``out``.
+                 pocket_radius: float = POCKET_RADIUS, plb: Optional[str] = None,
+                 folders: Optional[str] = None, openfe: Optional[str] = None) -> dict:
+    """Build ``train.pt``, ``valid.pt``, ``test.pt`` and ``report.json`` in ``out``
+    (sources as in :func:`get_md.datasets.affinity.collect_series`).
 
     Example:
         >>> build_splits("structure_inputs", [], "data/affinity")  # doctest: +SKIP
@@ -81,12 +83,13 @@ def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
         split_by_target,
     )
 
-    series = collect_series(schrodinger, posed)
+    series = collect_series(schrodinger, posed, plb=plb, folders=folders, openfe=openfe)
     data, report = build_dataset(series, pocket_radius=pocket_radius, name="affinity")
     if len(data) == 0:  # had written three empty datasets and a report
         from get_md.errors import DatasetError
 
-        where = ", ".join(str(x) for x in [schrodinger, *posed] if x) or "no folder (give --schrodinger or --posed)"
+        where = (", ".join(str(x) for x in [schrodinger, *posed, plb, folders, openfe] if x)
+                 or "no folder (give --schrodinger, --posed, --plb, --folders or --openfe)")
         first = f"; first failure: {report.failures[0]}" if report.failures else ""
         raise DatasetError(f"{where}: no ligand with a usable {DG_TAG} tag ({len(series)} series, "
                            f"{len(report.excluded)} excluded, {len(report.failures)} failures{first})")
@@ -484,6 +487,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     d = sub.add_parser("data", help="build pK-labelled datasets split by target")
     d.add_argument("--schrodinger", help="structure_inputs folder of the Schrödinger FEP+ benchmark")
     d.add_argument("--posed", nargs="*", default=[], help="folders of get_md.datasets.reference_poses")
+    d.add_argument("--plb", help="data folder of openforcefield/protein-ligand-benchmark (another preparation)")
+    d.add_argument("--folders", help="folder of MCompChem/fep-benchmark-style series folders (another preparation)")
+    d.add_argument("--openfe", help="with --schrodinger: prepared_structures folder of "
+                                    "OpenFreeEnergy/IndustryBenchmarks2024 (OpenFE's re-preparation)")
     d.add_argument("--out", required=True)
     d.add_argument("--pocket-radius", type=float, default=POCKET_RADIUS)
     t = sub.add_parser("train", help="train (or resume) the ensemble members")
@@ -527,7 +534,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv_ = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv_)
     if args.step == "data":
-        summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius)
+        summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius,
+                               plb=args.plb, folders=args.folders, openfe=args.openfe)
         print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
     elif args.step == "train":
         if args.members < 1 or any(seed < 0 for seed in args.seeds or []):
