@@ -526,6 +526,7 @@ def load(
             )
         _check_finite_weights(path, module)
         _check_module_task(path, module, meta)
+        _check_module_cutoff(path, module, meta)
         _VERIFIED[key] = verified = actual
     if check_registry:
         for check in list(LOAD_CHECKS.values()):
@@ -542,6 +543,23 @@ def _check_module_task(path: Path, module: torch.nn.Module, meta: Mapping[str, A
     if isinstance(own, str) and own != meta.get("task"):
         raise ModelFileError(f"{path}: {METADATA_NAME} says task {meta.get('task')!r} but the model computes "
                              f"{own!r} (the file was edited or not written by get_md)")
+
+
+def _check_module_cutoff(path: Path, module: torch.nn.Module, meta: Mapping[str, Any]) -> None:
+    """ModelFileError when ``metadata.json``'s cutoff differs from the module's own ``cutoff``
+    attribute (get_md models carry one: a TorchScript attribute; for a pt2 file, the cutoff its
+    neighbour lists are built with): the engines and rescoring read the metadata's."""
+    own = getattr(module, "cutoff", None)
+    if isinstance(own, bool) or not isinstance(own, (int, float)):
+        return
+    said = meta.get("cutoff")
+    if isinstance(said, (int, float)) and math.isclose(float(said), float(own), rel_tol=1e-9):
+        return
+    shown = f"{float(said):g} Å" if isinstance(said, (int, float)) else repr(said)
+    raise ModelFileError(f"{path}: {METADATA_NAME} says cutoff {shown} but the model's own is "
+                         f"{float(own):g} Å (the file was edited or not written by get_md): set "
+                         f"\"cutoff\": {float(own):g} in {METADATA_NAME} again, or export the model again "
+                         "(get_md.export.save)")
 
 
 def nonfinite_weights(module: torch.nn.Module) -> Optional[str]:

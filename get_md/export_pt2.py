@@ -385,11 +385,13 @@ class Pt2Module(nn.Module):
         self.task = program_task(program) or str(metadata.get("task"))
         config = dict(metadata.get("config") or {})
         self.config = config
-        self.cutoff = metadata.get("cutoff")
         self.adapter = adapter_for(self.family, config)
         # the architecture from the config: its graph code runs eagerly before the program, and
         # with the program's weights it runs the inputs the program was not exported for
         self._graph_model = _skeleton(self.family, config, str(metadata.get("builder") or ""))
+        # the cutoff the neighbour lists are built with (the config's): load() refuses a
+        # metadata.json whose cutoff says otherwise
+        self.cutoff = getattr(self._graph_model, "cutoff", metadata.get("cutoff"))
         self._graph_model.load_state_dict(program_state_dict(program))
         self._graph_model.to(dtype=next(iter(program.state_dict.values())).dtype)
         self.compute_forces = bool(config.get("compute_forces", True))

@@ -227,6 +227,16 @@ def test_pt2_with_edited_task_is_refused(files, tmp_path):
         assert export.load(files[name][2])[0].task == name.split("-")[-1]
 
 
+def test_pt2_with_edited_cutoff_is_refused(files, tmp_path):
+    """A pt2 file's cutoff edited in metadata.json had loaded (the module took its cutoff from
+    the metadata): the cutoff its neighbour lists are built with, the config's, says otherwise."""
+    _, _, pt2_path, _, p2 = files["get-potential-energy"]
+    edited = _edited_pt2(pt2_path, tmp_path / "cutoff.pt2", cutoff=p2["cutoff"] + 2.0)
+    with pytest.raises(ModelFileError, match=f"cutoff.pt2: metadata.json says cutoff {p2['cutoff'] + 2.0:g} Å but "
+                                             f"the model's own is {p2['cutoff']:g} Å"):
+        export.load(edited)
+
+
 def test_pt2_with_edited_family_or_config_names_the_file(files, tmp_path):
     """The model a pt2 file runs beside its program is built from metadata.json's family and
     config: an edited family had given a bare TypeError, an edited size a bare state-dict error."""

@@ -315,6 +315,23 @@ def test_edited_metadata_is_refused_by_info_and_load(models, tmp_path, capsys, c
         GETCalculator(model)
 
 
+def test_an_edited_cutoff_is_refused_by_info_and_load(models, tmp_path, capsys):
+    """A cutoff edited in metadata.json (the weights digest still matches) had loaded and
+    verified: the engines and rescoring read the metadata's cutoff, the model its own."""
+    own = export.read_metadata(models["energy"])["cutoff"]
+    model = _edited_metadata(models["energy"], tmp_path / "cutoff.pt", cutoff=own + 2.0)
+    words = (f"{model}: metadata.json says cutoff {own + 2.0:g} Å but the model's own is {own:g} Å (the file "
+             f"was edited or not written by get_md): set \"cutoff\": {own:g} in metadata.json again, or export")
+    rc, out, err = _cli(["info", model], capsys)
+    _assert_error(rc, err, words)
+    with pytest.raises(export.ModelFileError, match=re.escape(words)):
+        export.load(model)
+    nulled = _edited_metadata(models["energy"], tmp_path / "no_cutoff.pt", cutoff=None)
+    with pytest.raises(export.ModelFileError, match="metadata.json says cutoff None but the model's own is"):
+        export.load(nulled)
+    assert export.load(models["energy"])[1]["cutoff"] == own  # the file as written still loads
+
+
 def test_save_refuses_units_the_engines_do_not_convert(models, tmp_path):
     module = torch.jit.load(str(models["energy"]))
     with pytest.raises(export.ModelFileError, match=r"metadata units \{'energy': 'kcal/mol'\}"):
