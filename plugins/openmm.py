@@ -326,13 +326,10 @@ class GETPotentialImpl:
         opts.update({k: v for k, v in args.items() if v is not None})
         dtype = opts.get("dtype") or _precision_dtype(opts.get("precision"))
         device = opts.get("device") or "cpu"
-        n_system, n_topology = system.getNumParticles(), topology.getNumAtoms()
-        # openmm-ml's interpolation passes an empty System to collect the forces in
-        if n_system and n_system != n_topology:
-            raise PluginError(
-                f"MLPotential({self.name!r}): the System has {n_system} particles but its topology "
-                f"{n_topology} atoms (openmm-ml's link atoms included); build the System from the topology you pass (after "
-                "Modeller.addSolvent or addHydrogens, pass modeller.topology)")
+        # openmm-ml's interpolation passes an empty System to collect the forces in (its
+        # sizes are checked in createMixedSystem)
+        if system.getNumParticles():
+            self._check_sizes(topology, system, " (openmm-ml's link atoms included)")
         force = create_force(
             self.potential, topology, atoms=None if atoms is None else list(atoms),
             periodic=topology.getPeriodicBoxVectors() is not None,
@@ -347,14 +344,41 @@ class GETPotentialImpl:
         return False
 
     def getSupportedEmbeddings(self) -> list:
-        """No potential-specific embeddings: openmm-ml's generic ones (``mechanical``) apply."""
-        return []
+        """openmm-ml's own embeddings (``mechanical``), run through :meth:`createMixedSystem`
+        for its size check."""
+        return sorted(_embedding_factories())
 
     def createMixedSystem(self, topology, system, atoms, forceGroup, interpolate, embedding,
                           returnInfo=False, **args):
-        raise NotImplementedError(
-            f"MLPotential({self.name!r}) has no embedding of its own; use embedding='mechanical'"
-        )
+        """openmm-ml's embedding ``embedding``, once ``system`` is known to hold the topology's
+        particles: with ``interpolate=True`` openmm-ml hands :meth:`addForces` an empty System,
+        and a System of other particles had been built without a word (link atoms and the
+        modelled atoms taken from the wrong particles)."""
+        self._check_sizes(topology, system, "")
+        factory = _embedding_factories().get(embedding)
+        if factory is None:
+            raise NotImplementedError(f"MLPotential({self.name!r}) has no embedding {embedding!r} of its own; "
+                                      "use embedding='mechanical'")
+        return factory.createEmbedding(embedding).createMixedSystem(
+            self, topology, system, atoms, forceGroup, interpolate, returnInfo=returnInfo, **args)
+
+    def _check_sizes(self, topology, system, note: str) -> None:
+        """PluginError naming both sizes if ``system`` has other particles than ``topology`` atoms."""
+        n_system, n_topology = system.getNumParticles(), topology.getNumAtoms()
+        if n_system != n_topology:
+            raise PluginError(
+                f"MLPotential({self.name!r}): the System has {n_system} particles but its topology "
+                f"{n_topology} atoms{note}; build the System from the topology you pass (after "
+                "Modeller.addSolvent or addHydrogens, pass modeller.topology)")
+
+
+def _embedding_factories() -> dict:
+    """openmm-ml's registered embeddings (name -> factory); empty without openmm-ml."""
+    try:
+        from openmmml.mlpotential import MLPotential
+    except ImportError:
+        return {}
+    return dict(getattr(MLPotential, "_embeddingFactories", {}))
 
 
 def _precision_dtype(precision: Optional[str]) -> torch.dtype:

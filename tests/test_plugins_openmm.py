@@ -432,10 +432,33 @@ def test_openmmml_system_of_another_topology_is_refused(model_file):
     solvated = ff.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff)
     ml_atoms = [a.index for a in list(top.residues())[1].atoms()]
     potential = MLPotential("get", modelPath=str(model_file))
-    with pytest.raises(ValueError, match=r"the System has \d+ particles but its topology 35 atoms"):
+    with pytest.raises(ValueError, match=r"the System has \d+ particles but its topology 33 atoms"):
         potential.createMixedSystem(top, solvated, ml_atoms, backend="pythonforce")
     mixed = potential.createMixedSystem(modeller.topology, solvated, ml_atoms, backend="pythonforce")
     assert mixed.getNumParticles() == solvated.getNumParticles() + 2
+
+
+@pytest.mark.skipif(not HAVE_OPENMMML, reason="openmm-ml (openmmml) is not installed")
+def test_openmmml_interpolation_with_a_system_of_another_topology_is_refused(model_file):
+    """With interpolate=True openmm-ml hands addForces an empty System: a System of 48
+    particles with a topology of 33 atoms (and the reverse) had been built and run without a
+    word, the link atoms and modelled atoms taken from the wrong particles."""
+    from openmmml import MLPotential
+
+    top, positions = tripeptide()
+    ff = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    modeller = app.Modeller(top, positions * unit.nanometer)
+    modeller.addSolvent(ff, numAdded=5)
+    solvated = ff.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff)
+    peptide = ff.createSystem(top, nonbondedMethod=app.NoCutoff)
+    ml_atoms = [a.index for a in list(top.residues())[1].atoms()]
+    potential = MLPotential("get", modelPath=str(model_file))
+    for topology, system, sizes in ((top, solvated, (48, 33)), (modeller.topology, peptide, (33, 48))):
+        with pytest.raises(ValueError, match=rf"MLPotential\('get'\): the System has {sizes[0]} particles but its "
+                                             rf"topology {sizes[1]} atoms; build the System from the topology"):
+            potential.createMixedSystem(topology, system, ml_atoms, interpolate=True, backend="pythonforce")
+    mixed = potential.createMixedSystem(top, peptide, ml_atoms, interpolate=True, backend="pythonforce")
+    assert mixed.getNumParticles() == peptide.getNumParticles() + 2
 
 
 @pytest.mark.skipif(HAVE_OPENMMTORCH, reason="openmmtorch is available")
@@ -612,7 +635,10 @@ def test_openmmml_factory_shim(model_file, ase_calc):
     atoms.calc = ase_calc
     top = openmm_topology(atoms)
     impl = GETPotentialImplFactory().createImpl("get", modelPath=str(model_file))
-    assert impl.getMLLongRange() is False and impl.getSupportedEmbeddings() == []
+    assert impl.getMLLongRange() is False
+    # openmm-ml's own embeddings, routed through createMixedSystem's size check; none without it
+    embeddings = impl.getSupportedEmbeddings()
+    assert "mechanical" in embeddings if HAVE_OPENMMML else embeddings == []
     system = system_for(atoms.get_masses())
     impl.addForces(top, system, None, 2, precision="double", unknownOption=1)
     assert system.getForce(0).getForceGroup() == 2
