@@ -300,7 +300,7 @@ def evaluate(model: torch.nn.Module, dataset) -> dict:
     pred = predict(model, dataset)
     y = score_labels(dataset)
     groups = [sample_target(s) for s in dataset]
-    heavy = np.array([_ligand_heavy_atoms(s.graph) for s in dataset], dtype=float)
+    heavy = np.array([ligand_heavy_atoms(s.graph) for s in dataset], dtype=float)
     res = {"model": ranking_metrics(y, pred["score"], groups),
            "heavy_atoms": ranking_metrics(y, heavy, groups)}
     # one target can hold several series (assays, papers); a congeneric series is the unit
@@ -317,7 +317,8 @@ def evaluate(model: torch.nn.Module, dataset) -> dict:
     return res
 
 
-def _ligand_heavy_atoms(graph) -> int:
+def ligand_heavy_atoms(graph) -> int:
+    """Heavy atoms of the ligand (every segment but the receptor's, 0) of a complex graph."""
     lig = graph.atom_segment_ids != 0
     return int(((graph.atomic_numbers != 1) & lig).sum())
 
