@@ -338,6 +338,23 @@ def test_pdb_unknown_element(tmp_path):
     assert "bad_element.pdb" in msg and "atom 5 (G:1:LIG:" in msg and "'Xx'" in msg
 
 
+def test_pdb_without_element_columns_reads_two_letter_elements(tmp_path, caplog):
+    """A PDB without columns 77-78 (GROMACS, older tools): biotite had read a calcium ion
+    CA, a chloride CL, a ligand's CL1 and MSE's SE as C, C, C and S without a word that
+    counted. The residue template, else the name's column alignment, decides."""
+    rows = [("CA  ", " CA", "A 401", 20), ("CL  ", " CL", "A 402", 17), ("CL1 ", "UNL", "A 403", 17),
+            (" C1 ", "UNL", "A 403", 6), ("SE  ", "MSE", "A   5", 34), (" CA ", "MSE", "A   5", 6),
+            ("1HB ", "ALA", "A   6", 1), ("HG11", "VAL", "A   7", 1)]
+    lines = [f"HETATM{k:5d} {name} {res:3s} {chain_res}    {3.0 * k:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00  0.00"
+             for k, (name, res, chain_res, _z) in enumerate(rows, 1)]
+    with caplog.at_level("WARNING"):
+        g = from_pdb(_write(tmp_path, "noelement.pdb", lines))
+    assert g.atomic_numbers.tolist() == [z for *_, z in rows]
+    assert "noelement.pdb: 8 atom records have no element" in caplog.text and "Cl 2 (CL of CL A:402)" in caplog.text
+    pose = _write(tmp_path, "pose.pdb", [ln for ln in lines if "UNL" in ln])
+    assert [r.graph.atomic_numbers.tolist() for r in iter_poses(pose)] == [[17, 6]]
+
+
 def test_pdb_nan_coordinate(tmp_path):
     lines = _atom_lines(REC)[:60]
     lines[30] = lines[30][:30] + "     nan" + lines[30][38:]

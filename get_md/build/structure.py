@@ -32,6 +32,7 @@ from get_md.build._common import (
     logger,
     read_text,
 )
+from get_md.build.pdb_elements import fill_elements
 from get_md.graph import GraphError, MolecularGraph
 
 ResidueSpec = Union[int, str, tuple]
@@ -318,6 +319,9 @@ def pdb_array(text: str, path: str, model: int, altloc: str):
 
     if not re.search(r"^(ATOM  |HETATM)", text, flags=re.MULTILINE):
         raise GraphError(f"{path}: no ATOM/HETATM records (empty or not a PDB file)")
+    text, guessed = fill_elements(text)
+    if guessed:
+        logger.warning("%s: %s", path, guessed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
