@@ -260,6 +260,23 @@ def test_a_calpha_or_backbone_receptor_is_refused(models, tmp_path):
                           out_csv=tmp_path / f"{name}.csv")
 
 
+def test_a_ligand_file_given_as_the_receptor_is_warned_about(models, tmp_path, caplog):
+    """A ligand PDB given as RECEPTOR (beside the poses, not on them) had been scored as a
+    79-atom 'pocket' without a word; now a warning names the file and its hetero group.
+    The prolif receptor gets no such warning."""
+    atoms = [ln for ln in LIG_PDB.read_text().splitlines() if ln.startswith(("ATOM", "HETATM"))]
+    shifted = tmp_path / "ligand_as_receptor.pdb"
+    shifted.write_text("\n".join(ln[:30] + f"{float(ln[30:38]) + 6.0:8.3f}" + ln[38:] for ln in atoms) + "\nEND\n")
+    for receptor, warned in ((REC, False), (shifted, True)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="get_md.workflows.poses"):
+            rescore_poses(receptor, POSES_SDF, models["score"], pocket_radius=6.0, progress=False,
+                          out_csv=tmp_path / f"{receptor.stem}.csv")
+        said = (f"{receptor}: the receptor holds no protein or nucleic-acid residue, only G:1:LIG (43 heavy "
+                "atoms): a ligand file given as the receptor?")
+        assert (said in caplog.text) is warned, caplog.text
+
+
 def test_poses_holding_a_counter_ion_are_warned_about_once(models, tmp_path, caplog):
     """An SDF pose with a chloride beside the ligand (a salt form kept through docking) is
     scored as one ligand with it: one warning names the first such record and its pieces."""

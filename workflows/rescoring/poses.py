@@ -94,6 +94,7 @@ from .receptor import (
     receptor_pdb_text,
     receptor_with_cofactors,
     receptor_with_hydrogens,
+    warn_if_no_polymer,
 )
 from .sdf_output import write_pose_sdf
 from .store import ProgressStore, file_fingerprint, progress_path
@@ -521,6 +522,7 @@ def rescore_poses(
         raise WorkflowError(f"add_hydrogens must be one of {HYDROGEN_CHOICES}, got {add_hydrogens!r}")
     rec_file = load_receptor(receptor)
     check_receptor(receptor, rec_file)  # before any pose is read
+    warn_if_no_polymer(receptor, rec_file)
     rec, unprotonated = receptor_with_hydrogens(receptor, rec_file, add_hydrogens, spec.is_potential)
     protonated = rec is not rec_file
     ligand_hydrogens = {"yes": "yes", "no": "no"}.get(add_hydrogens, "missing" if spec.is_potential else "no")

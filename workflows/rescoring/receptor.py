@@ -128,6 +128,21 @@ def hetero_groups(graph) -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in groups.items() if len(v) >= 3}
 
 
+def warn_if_no_polymer(path: PathLike, receptor) -> None:
+    """Warn, naming ``path`` and its largest hetero groups, if ``receptor`` holds no
+    protein or nucleic-acid atom: a ligand or cofactor file given as the receptor (the
+    poses would be scored against a small molecule). Host-guest systems are scored
+    as they are."""
+    from get_md import vocab
+
+    if bool((receptor.atom_positions != vocab.SMALL_MOLECULE_POSITION).any()):
+        return
+    groups = sorted(hetero_groups(receptor).items(), key=lambda kv: -len(kv[1]))
+    held = ", ".join(f"{key} ({len(atoms)} heavy atoms)" for key, atoms in groups[:3]) or "ions or water only"
+    logger.warning("%s: the receptor holds no protein or nucleic-acid residue, only %s: a ligand file given "
+                   "as the receptor? Scored as it is (as for a host-guest system)", path, held)
+
+
 def check_site_free(receptor_path: PathLike, pocket, ligands) -> None:
     """Raise WorkflowError if a hetero group of the pocket sits where a ligand is: half or
     more of its heavy atoms within :data:`OCCUPIED_DISTANCE` of heavy atoms of one of
