@@ -92,12 +92,14 @@ def atom_position_index(atom_name: str, element: str, polymer: bool) -> int:
     """Atom position code of a polymer atom name (PDB convention) or a small-molecule atom.
 
     For amino acids the code is the Greek-letter remoteness indicator (CA -> "A",
-    CB -> "B", NZ -> "Z"); backbone N, C, O map to ""; nucleotide phosphate
-    atoms to "P" and sugar atoms (primed names) to "'".
+    CB -> "B", NZ -> "Z"; a hydrogen's PDB v2 name as its v3 name: 1HB -> "B"); backbone
+    N, C, O map to ""; nucleotide phosphate atoms to "P" and sugar atoms (primed names)
+    to "'".
     """
     if not polymer:
         return SMALL_MOLECULE_POSITION
     name = atom_name.strip().upper()
+    name = name.lstrip("0123456789") or name  # PDB v2 hydrogen names: 1HB = HB1, 2HG1 = HG12
     if "'" in name or "*" in name:
         return _POS_INDEX["'"]
     if name in {"P", "OP1", "OP2", "OP3", "O1P", "O2P", "O3P"}:

@@ -355,6 +355,23 @@ def test_pdb_without_element_columns_reads_two_letter_elements(tmp_path, caplog)
     assert [r.graph.atomic_numbers.tolist() for r in iter_poses(pose)] == [[17, 6]]
 
 
+def test_pdb_v2_hydrogen_names_get_the_atom_positions_of_their_v3_names(tmp_path):
+    """1HB / 2HG1 / 1H (PDB v2, older AMBER and Reduce files) had been given the position
+    code of an eta atom ("H": the letter after the digit); they are HB1 / HG12 / H1."""
+    lines = _atom_lines(REC)[:60]
+    hydrogens = [k for k, ln in enumerate(lines) if ln[76:78].strip() == "H" and ln[12:16].strip()[-1].isdigit()]
+    v2 = list(lines)
+    for k in hydrogens:
+        name = lines[k][12:16].strip()
+        v2[k] = lines[k][:12] + f"{name[-1]}{name[:-1]}".ljust(4) + lines[k][16:]
+    a, b = from_pdb(_write(tmp_path, "v3.pdb", lines)), from_pdb(_write(tmp_path, "v2.pdb", v2))
+    assert len(hydrogens) >= 5 and torch.equal(a.atomic_numbers, b.atomic_numbers)
+    assert torch.equal(a.atom_positions, b.atom_positions)
+    eta = vocab.ATOM_POSITIONS.index("H")
+    assert [vocab.atom_position_index(n, "H", True) == eta for n in ("1H", "1HB", "2HG1", "HH11")] == [
+        False, False, False, True]
+
+
 def test_pdb_nan_coordinate(tmp_path):
     lines = _atom_lines(REC)[:60]
     lines[30] = lines[30][:30] + "     nan" + lines[30][38:]
