@@ -372,6 +372,33 @@ def test_pdb_v2_hydrogen_names_get_the_atom_positions_of_their_v3_names(tmp_path
         False, False, False, True]
 
 
+@pytest.mark.parametrize("source, name, holds", [
+    (POSES_MOL2, "poses.sdf", "MOL2 records, not SDF: give it the .mol2 extension"),
+    (LIG_PDB, "poses.sdf", "PDB records, not SDF: give it the .pdb extension"),
+    (POSE_PDBQT, "poses.sdf", "PDBQT records, not SDF: give it the .pdbqt extension"),
+    (POSES_SDF, "poses.mol2", "SDF records, not MOL2: give it the .sdf extension"),
+    (POSES_SDF, "poses.pdbqt", "SDF records, not PDBQT: give it the .sdf extension"),
+    (POSE_PDBQT, "pose.pdb", "PDBQT records, not PDB: give it the .pdbqt extension"),
+    (REC, "receptor.cif", "PDB records, not mmCIF: give it the .pdb extension"),
+])
+def test_a_file_of_another_format_is_named_as_such(tmp_path, source, name, holds):
+    """Content of one format under another's extension had been reported as the wrong
+    format's parse failure (``cannot read the counts line 'SMALL'``, ``There are no blocks
+    in the file``, ``unknown element 'A'``); now the format it holds and the extension to give."""
+    path = _write(tmp_path, name, source.read_text())
+    read = from_mmcif if name.endswith(".cif") else read_poses
+    with pytest.raises(GraphError, match=rf"{re.escape(name)}.*the file holds {re.escape(holds)}"):
+        read(path)
+
+
+def test_a_pdbqt_receptor_named_pdb_is_refused(tmp_path):
+    """A PDBQT receptor under .pdb: its AutoDock types sit in the element columns, where
+    ``A`` is no element and ``Cl`` / ``Br`` read as C / B; refused naming the format."""
+    lines = [_pdbqt_line(ln) for ln in _atom_lines(REC)[:60]]
+    with pytest.raises(GraphError, match=r"receptor\.pdb: the file holds PDBQT records, not PDB"):
+        from_pdb(_write(tmp_path, "receptor.pdb", lines))
+
+
 def test_pdb_nan_coordinate(tmp_path):
     lines = _atom_lines(REC)[:60]
     lines[30] = lines[30][:30] + "     nan" + lines[30][38:]

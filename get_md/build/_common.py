@@ -12,6 +12,7 @@ import gzip
 import io
 import logging
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -86,6 +87,43 @@ def read_text(path: PathLike) -> str:
             return fh.read()
     except (OSError, EOFError) as e:
         raise GraphError(f"{p}: cannot read file ({e})") from e
+
+
+#: Text formats the builders read: name, extension, and a line that only that format
+#: starts with (tried in this order: a PDBQT file also holds ATOM records).
+_SIGNATURES = (
+    ("MOL2", ".mol2", re.compile(r"^@<TRIPOS>", re.MULTILINE)),
+    ("SDF", ".sdf", re.compile(r"^(M  END|\$\$\$\$)", re.MULTILINE)),
+    ("PDBQT", ".pdbqt", re.compile(r"^(ROOT|ENDROOT|TORSDOF|BRANCH)\b|^(ATOM  |HETATM).{60}\s*[-+]?\d+\.\d+ "
+                                   r"(A|OA|NA|HD|SA|NS|OS|HS) *$", re.MULTILINE)),
+    ("mmCIF", ".cif", re.compile(r"^(data_|_atom_site\.)", re.MULTILINE)),
+    ("PDB", ".pdb", re.compile(r"^(ATOM  |HETATM)", re.MULTILINE)),
+)
+
+
+def other_format(text: str, expected: str) -> str:
+    r"""``"the file holds MOL2 records, not SDF: give it the .mol2 extension"`` when the start
+    of ``text`` is another format than ``expected`` ("SDF", "MOL2", "PDBQT", "mmCIF", "PDB"),
+    else "".
+
+    Example:
+        >>> other_format("@<TRIPOS>MOLECULE\nx\n", "SDF")
+        'the file holds MOL2 records, not SDF: give it the .mol2 extension'
+    """
+    head = text[:20000]
+    for name, ext, signature in _SIGNATURES:
+        if signature.search(head):
+            return "" if name == expected else f"the file holds {name} records, not {expected}: give it the {ext} extension"
+    return ""
+
+
+def read_head(path: PathLike, size: int = 20000) -> str:
+    """The first ``size`` characters of a (possibly gzipped) text file; "" if unreadable."""
+    try:
+        with open_text(path) as fh:
+            return fh.read(size)
+    except (OSError, EOFError, GraphError):
+        return ""
 
 
 def base_suffix(path: PathLike) -> str:

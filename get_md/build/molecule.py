@@ -39,6 +39,8 @@ from get_md.build._common import (
     element_to_z,
     logger,
     open_text,
+    other_format,
+    read_head,
     read_text,
 )
 from get_md.graph import GraphError, MolecularGraph
@@ -198,6 +200,9 @@ def _diagnose_molblock(block: str) -> str:
     if head and sum(not (c.isprintable() or c in "\r\n\t") for c in head) > 0.1 * len(head):
         return ("binary data, not text (a compressed file inside a compressed file, e.g. .sdf.gz "
                 "compressed twice?)")
+    elsewhere = other_format(block, "SDF")
+    if elsewhere:
+        return elsewhere
     lines = block.splitlines()
     if len(lines) < 4:
         return f"record truncated ({len(lines)} lines, a header alone needs 4)"
@@ -368,7 +373,8 @@ def _split_records(path: Path, fmt: str) -> Iterator[tuple[int, str]]:
         count += 1
         yield count, rest
     if count == 0:
-        raise GraphError(f"{path}: no {fmt.upper()} records (empty file or wrong format)")
+        elsewhere = other_format(read_head(path), fmt.upper())
+        raise GraphError(f"{path}: no {fmt.upper()} records ({elsewhere or 'empty file or wrong format'})")
 
 
 def _iter_rdkit(path: PathLike, fmt: str, sanitize: bool, allow_2d: bool, segment_id: int) -> Iterator[PoseRecord]:
@@ -558,7 +564,8 @@ def iter_pdb_poses(path: PathLike, *, segment_id: int = 0) -> Iterator[PoseRecor
     is_pdbqt = base_suffix(p) == ".pdbqt"
     models = _split_models(read_text(p))
     if not any(re.search(r"^(ATOM  |HETATM)", m, flags=re.MULTILINE) for m in models):
-        raise GraphError(f"{source}: no ATOM/HETATM records (empty file or wrong format)")
+        elsewhere = other_format(read_head(p), "PDBQT" if is_pdbqt else "PDB")
+        raise GraphError(f"{source}: no ATOM/HETATM records ({elsewhere or 'empty file or wrong format'})")
 
     def gen():
         for index, text in enumerate(models, 1):
@@ -580,7 +587,7 @@ def iter_pdb_poses(path: PathLike, *, segment_id: int = 0) -> Iterator[PoseRecor
                 body = pdbqt_to_pdb_text(text, who) if is_pdbqt else text
                 if not re.search(r"^(ATOM  |HETATM)", body, flags=re.MULTILINE):
                     raise GraphError(f"{who}: ligand has no atoms")
-                array, _ = pdb_array(body, who, 1, "first")
+                array, _ = pdb_array(body, who, 1, "first", "PDBQT" if is_pdbqt else "PDB")
                 rec.graph = from_atom_array(
                     array, who, segment_id=segment_id, force_kind="ligand", waters=True
                 )

@@ -30,6 +30,8 @@ from get_md.build._common import (
     classify,
     element_to_z,
     logger,
+    other_format,
+    read_head,
     read_text,
 )
 from get_md.build.pdb_elements import fill_elements
@@ -313,12 +315,21 @@ def from_atom_array(
 
 
 # ------------------------------------------------------------------------- files
-def pdb_array(text: str, path: str, model: int, altloc: str):
-    """AtomArray of one model of PDB-format text, and the number of models."""
+def pdb_array(text: str, path: str, model: int, altloc: str, fmt: str = "PDB"):
+    """AtomArray of one model of PDB-format text (``fmt`` "PDBQT": converted by
+    :func:`pdbqt_to_pdb_text`), and the number of models.
+
+    Raises:
+        GraphError: no atom records, PDBQT records in a PDB file (AutoDock types in the
+            element columns: ``A`` unknown, ``Cl`` read as C), or records biotite cannot read.
+    """
     import biotite.structure.io.pdb as pdb
 
+    elsewhere = other_format(text, fmt)
     if not re.search(r"^(ATOM  |HETATM)", text, flags=re.MULTILINE):
-        raise GraphError(f"{path}: no ATOM/HETATM records (empty or not a PDB file)")
+        raise GraphError(f"{path}: no ATOM/HETATM records ({elsewhere or 'empty or not a PDB file'})")
+    if fmt == "PDB" and elsewhere.startswith("the file holds PDBQT"):
+        raise GraphError(f"{path}: {elsewhere} (AutoDock atom types and charges after the coordinates)")
     text, guessed = fill_elements(text)
     if guessed:
         logger.warning("%s: %s", path, guessed)
@@ -428,7 +439,7 @@ def from_pdbqt(
     """
     p = check_file(path)
     text = pdbqt_to_pdb_text(read_text(p), str(p))
-    array, n_models = pdb_array(text, str(p), model, "first")
+    array, n_models = pdb_array(text, str(p), model, "first", "PDBQT")
     return from_atom_array(
         array, _name(p, model, n_models), waters=waters, hydrogens=hydrogens, chains=chains,
         residues=residues, atom_filter=atom_filter, segment_id=segment_id,
@@ -480,7 +491,8 @@ def from_mmcif(
         except GraphError:
             raise
         except Exception as e:  # noqa: BLE001
-            raise GraphError(f"{who}: cannot parse mmCIF ({type(e).__name__}: {e})") from e
+            elsewhere = "" if base_suffix(p) == ".bcif" else other_format(read_head(p), "mmCIF")
+            raise GraphError(f"{who}: cannot parse mmCIF ({elsewhere or f'{type(e).__name__}: {e}'})") from e
     _log_warnings(caught, who)
     return from_atom_array(
         array, _name(p, model, n_models), waters=waters, hydrogens=hydrogens, chains=chains,
