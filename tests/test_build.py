@@ -179,6 +179,21 @@ def test_multimodel_pdb(tmp_path):
         from_pdb(p, model=3)
 
 
+def test_a_multimodel_receptor_says_which_model_is_read(tmp_path, caplog):
+    """An NMR ensemble given as one receptor had been read as its first model without a word."""
+    atoms = _atom_lines(REC)[:60]
+    p = _write(tmp_path, "nmr.pdb", ["MODEL        1", *atoms, "ENDMDL", "MODEL        2", *atoms, "ENDMDL",
+                                     "MODEL        3", *atoms, "ENDMDL"])
+    with caplog.at_level("WARNING", logger="get_md"):
+        from_pdb(p)
+    said = [r.getMessage() for r in caplog.records if "models" in r.getMessage()]
+    assert len(said) == 1 and "nmr.pdb: 3 models" in said[0] and "model 1 is read" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="get_md"):
+        from_pdb(_write(tmp_path, "one.pdb", atoms))
+    assert not [r for r in caplog.records if "models" in r.getMessage()]
+
+
 def _pdbqt_line(pdb_line: str) -> str:
     el = pdb_line[76:78].strip()
     ad = {"C": "C", "N": "NA", "O": "OA", "S": "SA", "H": "HD"}[el]

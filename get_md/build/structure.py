@@ -359,6 +359,16 @@ def _name(path, model: int, n_models: int) -> str:
     return f"{path}" if n_models == 1 else f"{path} model {model}"
 
 
+def _warn_models(who: str, model: int, n_models: int) -> None:
+    """One warning when a file holds several models and one is read: an NMR ensemble (or
+    docking poses, or frames) given as one structure had been read as its first model
+    without a word."""
+    if n_models > 1:
+        logger.warning("%s: %d models (an NMR ensemble, poses or frames?); model %d is read, the "
+                       "others are not (model=K picks another; split the file to use each)",
+                       who, n_models, model)
+
+
 def from_pdb(
     path: PathLike,
     *,
@@ -403,6 +413,7 @@ def from_pdb(
     if cut is not None:
         raise GraphError(f"{p}: {cut}")
     array, n_models = pdb_array(text, str(p), model, altloc)
+    _warn_models(str(p), model, n_models)
     return from_atom_array(
         array, _name(p, model, n_models), waters=waters, hydrogens=hydrogens, chains=chains,
         residues=residues, atom_filter=atom_filter, segment_id=segment_id, periodic=periodic,
@@ -440,6 +451,7 @@ def from_pdbqt(
     p = check_file(path)
     text = pdbqt_to_pdb_text(read_text(p), str(p))
     array, n_models = pdb_array(text, str(p), model, "first", "PDBQT")
+    _warn_models(str(p), model, n_models)
     return from_atom_array(
         array, _name(p, model, n_models), waters=waters, hydrogens=hydrogens, chains=chains,
         residues=residues, atom_filter=atom_filter, segment_id=segment_id,
@@ -494,6 +506,7 @@ def from_mmcif(
             elsewhere = "" if base_suffix(p) == ".bcif" else other_format(read_head(p), "mmCIF")
             raise GraphError(f"{who}: cannot parse mmCIF ({elsewhere or f'{type(e).__name__}: {e}'})") from e
     _log_warnings(caught, who)
+    _warn_models(who, model, n_models)
     return from_atom_array(
         array, _name(p, model, n_models), waters=waters, hydrogens=hydrogens, chains=chains,
         residues=residues, atom_filter=atom_filter, segment_id=segment_id, periodic=periodic,
