@@ -130,6 +130,25 @@ def test_posed_series_reads_tags_and_excludes(tmp_path):
                 w.write(m)
     series = posed_series(tmp_path)
     assert [s.target for s in series] == ["SYK", "EXCLUDED"]
+    assert series[0].preparation == ""   # Uni-FEP poses: the default preparation
+
+
+def test_reposed_series_are_kept_next_to_the_original_poses(tmp_path):
+    """Records tagged ``preparation`` (benchmarks/repose_series.py) form their own
+    preparation: the same ligands re-posed are second samples, not duplicates."""
+    schr = _schrodinger_tree(tmp_path / "si", [("SYK", "syk")])
+    d = tmp_path / "reposed" / "set1__syk"
+    d.mkdir(parents=True)
+    (d / "protein.pdb").write_bytes(REC.read_bytes())
+    with Chem.SDWriter(str(d / "ligands.sdf")) as w:
+        for m in Chem.SDMolSupplier(str(schr / "set1" / "syk_ligands.sdf"), removeHs=False):
+            for k, v in (("target", "SYK"), ("series", "reposed:set1/syk"), ("preparation", "reposed")):
+                m.SetProp(k, v)
+            w.write(m)
+    series = collect_series(schr, [tmp_path / "reposed"])
+    assert [(s.name, s.preparation) for s in series] == [("set1/syk", ""), ("reposed:set1/syk", "reposed")]
+    ds, report = build_dataset(series, pocket_radius=5.0)
+    assert len(ds) == 6 and report.duplicates == 0
 
 
 def _plb_target(root: Path, folder: str, measurements: str) -> None:

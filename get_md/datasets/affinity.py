@@ -160,7 +160,8 @@ def schrodinger_series(root: PathLike, source: str = "schrodinger/public_binding
 
 def posed_series(root: PathLike) -> list[Series]:
     """Series written by :mod:`get_md.datasets.reference_poses` (``<root>/<series>/protein.pdb``
-    and ``ligands.sdf`` whose records carry ``target``, ``series`` and ``source`` tags)."""
+    and ``ligands.sdf`` whose records carry ``target``, ``series`` and ``source`` tags, and
+    ``preparation`` where the poses re-prepare series of another source)."""
     root = _folder(root, "posed series")
     out: list[Series] = []
     for sdf in sorted(root.glob("*/ligands.sdf")):
@@ -172,7 +173,7 @@ def posed_series(root: PathLike) -> list[Series]:
             out.append(Series("EXCLUDED", name, "", "", tags.get("source", "")))
             continue
         out.append(Series(canonical_target(target), name, str(folder / "protein.pdb"), str(sdf),
-                          tags.get("source", "")))
+                          tags.get("source", ""), preparation=tags.get("preparation", "")))
     return out
 
 
