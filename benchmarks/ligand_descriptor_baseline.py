@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import shlex
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plugin_common import write_result  # noqa: E402
+from plugin_common import command_line, write_result  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "ligand_descriptor_baseline.json"
@@ -150,8 +149,7 @@ def main(argv=None) -> int:
             results[name]["weights_pk_per_unit"] = m["weights"]
         print(f"{name:28s} " + "  ".join(f"{part} {r['per_series']:+.3f} / {r['per_target']:+.3f}"
                                          for part, r in results[name].items() if part != "weights_pk_per_unit"))
-    write_result(args.out, {"command": "python benchmarks/ligand_descriptor_baseline.py "
-                            + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+    write_result(args.out, {"command": command_line("ligand_descriptor_baseline.py", argv),
                             "source": "dptech-corp/Uni-FEP-Benchmarks", "splits": sizes,
                             "metric": "mean Spearman per series / per target (series of >= min_ligands)",
                             "results": results})

@@ -156,6 +156,15 @@ def machine_info(threads: int) -> dict:
     return info
 
 
+def command_line(script: str, argv=None) -> str:
+    """``python benchmarks/SCRIPT ARGS...`` as run (``argv``: the arguments given to ``main``,
+    None: ``sys.argv[1:]``), shell-quoted, for a result's ``command`` field."""
+    import shlex
+    import sys
+
+    return f"python benchmarks/{script} " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+
 def write_result(out: Path, result: dict) -> None:
     """Write a benchmark's result dict to ``out`` as indented JSON (folders made as
     needed) and say where."""

@@ -16,7 +16,6 @@ preparations is measured on the same ligands rather than on different series.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -24,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plugin_common import write_result  # noqa: E402
-from size_adjusted_ranking import residual  # noqa: E402
+from plugin_common import command_line, write_result  # noqa: E402
+from size_adjusted_ranking import series_figures  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "preparation_consistency.json"
 
@@ -47,18 +46,15 @@ def compare(table: pd.DataFrame, other: str, min_ligands: int) -> dict:
            "max_abs_score_difference": float(np.max(np.abs(a - b))),
            "spearman_between_preparations": float(spearmanr(a, b)[0]),
            "mean_abs_pk_difference": float(np.mean(np.abs(base.loc[common, "pK"].to_numpy(float)
-                                                           - alt.loc[common, "pK"].to_numpy(float)))),
-           "series": []}
-    for series, group in base.loc[common].groupby("series"):
-        if len(group) < min_ligands:
-            continue
-        row = {"series": series, "n": len(group)}
-        for name, source in (("default", base), (other, alt)):
-            s = source.loc[group.index]
-            score, pk, size = s["get"].to_numpy(float), s["pK"].to_numpy(float), s["heavy_atoms"].to_numpy(float)
-            row[f"{name}_spearman"] = float(spearmanr(score, pk)[0])
-            row[f"{name}_beyond_size"] = float(spearmanr(residual(score, size), residual(pk, size))[0])
-        out["series"].append(row)
+                                                           - alt.loc[common, "pK"].to_numpy(float))))}
+    # per series of the default preparation, the same ligands in each: size_adjusted_ranking's figures
+    by_series: dict[str, dict] = {}
+    for name, source in (("default", base), (other, alt)):
+        same = source.loc[common].assign(series=base.loc[common, "series"].to_numpy())
+        for row in series_figures(same, "get", min_ligands):
+            mine = by_series.setdefault(row["series"], {"series": row["series"], "n": row["n"]})
+            mine[f"{name}_spearman"], mine[f"{name}_beyond_size"] = row["spearman"], row["beyond_size"]
+    out["series"] = [r for r in by_series.values() if len(r) == 6]  # figures in both preparations
     for key in ("default_spearman", "default_beyond_size", f"{other}_spearman", f"{other}_beyond_size"):
         values = [r[key] for r in out["series"]]
         out[f"mean_{key}"] = float(np.mean(values)) if values else float("nan")
@@ -71,8 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-ligands", type=int, default=8)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
-    result = {"command": "python benchmarks/preparation_consistency.py "
-              + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])), "inputs": {}}
+    result = {"command": command_line("preparation_consistency.py", argv), "inputs": {}}
     for path in args.csv:
         table = pd.read_csv(path)
         figures = {}

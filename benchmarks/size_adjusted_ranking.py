@@ -20,7 +20,6 @@ at least ``--min-ligands``; writes the per-series figures and their means to ``-
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_affinity import SIGNS  # noqa: E402
-from plugin_common import write_result  # noqa: E402
+from plugin_common import command_line, write_result  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "size_adjusted_ranking.json"
 
@@ -63,8 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
 
-    result = {"command": "python benchmarks/size_adjusted_ranking.py "
-              + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+    result = {"command": command_line("size_adjusted_ranking.py", argv),
               "metric": "mean over series of the Spearman of score and pK residuals after a per-series "
                         "least-squares line in the heavy-atom count", "inputs": {}}
     for path in args.csv:
