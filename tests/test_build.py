@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import re
 from pathlib import Path
@@ -691,3 +692,21 @@ def test_poses_written_without_model_records_are_named_as_such(tmp_path):
             "several poses without MODEL / ENDMDL records?") in str(rec.error)
     (tmp_path / "one.pdbqt").write_text("\n".join(one) + "\n")
     assert list(iter_poses(tmp_path / "one.pdbqt"))[0].graph.num_atoms == n_atoms
+
+
+def test_a_broken_receptor_is_named_without_saying_its_warnings_twice(tmp_path, caplog):
+    """The re-read that names atoms as the file does had repeated the first read's warnings."""
+    from get_md.errors import WorkflowError
+    from workflows.rescoring.receptor import check_receptor
+
+    atoms = _atom_lines(REC)[:60]
+    far = atoms[5][:30] + f"{float(atoms[5][30:38]) + 500.0:8.3f}" + atoms[5][38:]
+    p = _write(tmp_path, "nmr.pdb", ["MODEL        1", *atoms[:5], far, *atoms[6:], "ENDMDL",
+                                     "MODEL        2", *atoms, "ENDMDL"])
+    with caplog.at_level("WARNING", logger="get_md"):
+        receptor = from_pdb(p)
+        with pytest.raises(WorkflowError, match=r"nmr\.pdb: receptor: .*atom 6 \("):
+            check_receptor(p, receptor)
+    said = [r.getMessage() for r in caplog.records if "2 models" in r.getMessage()]
+    assert len(said) == 1
+    assert not logging.getLogger("get_md.build").disabled

@@ -64,10 +64,16 @@ def _file_atom_namer(path: PathLike, graph):
 
     reader = {"pdb": build.from_pdb, "mmcif": build.from_mmcif,
               "pdbqt": build.from_pdbqt}[_RECEPTOR_FORMATS[base_suffix(path)]]
+    # the first read has said what the file's warnings say (several models, guessed
+    # elements); this one is for names only, so they are not said twice
+    structure_log = logging.getLogger("get_md.build")
+    was_disabled, structure_log.disabled = structure_log.disabled, True
     try:
         reader(path, segment_id=0, atom_filter=keep_all, check_duplicates=False)
     except Exception:  # noqa: BLE001 - names are a courtesy
         return None
+    finally:
+        structure_log.disabled = was_disabled
     if not captured:
         return None
     arr = captured[0]
