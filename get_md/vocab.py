@@ -46,6 +46,15 @@ NUM_ATOM_POSITIONS = len(ATOM_POSITIONS)
 _POS_INDEX = {p: i for i, p in enumerate(ATOM_POSITIONS)}
 SMALL_MOLECULE_POSITION = _POS_INDEX["sm"]
 
+#: Ligand heavy-atom chemistry (atom position codes after ``ATOM_POSITIONS``), read only by
+#: models built with ``ligand_chemistry``: aromatic ("ar") or not ("al"), attached
+#: hydrogens H0..H3 (3 or more), formal charge sign. What a heavy-atom model cannot see
+#: in the coordinates alone: an NH donor from an N acceptor, a charged amine.
+LIGAND_CHEMISTRY_POSITIONS = [
+    f"sm:{ring}:H{h}:{q}" for ring in ("al", "ar") for h in range(4) for q in ("-", "0", "+")
+]
+NUM_ATOM_POSITIONS_WITH_CHEMISTRY = NUM_ATOM_POSITIONS + len(LIGAND_CHEMISTRY_POSITIONS)
+
 
 def atomic_number(symbol: str) -> int:
     """Atomic number of an element symbol, case-insensitive ("CL", "Cl" -> 17).
@@ -79,6 +88,18 @@ def ligand_block_type(z: int) -> int:
     if not 0 < z <= MAX_ATOMIC_NUMBER:
         raise KeyError(f"atomic number {z} out of range")
     return LIGAND_OFFSET + z
+
+
+def ligand_chemistry_position(aromatic: bool, hydrogens: int, charge: int) -> int:
+    """Atom position code of a ligand heavy atom for models with ``ligand_chemistry``.
+
+    Example:
+        >>> i = ligand_chemistry_position(True, 1, 0)
+        >>> LIGAND_CHEMISTRY_POSITIONS[i - NUM_ATOM_POSITIONS]
+        'sm:ar:H1:0'
+    """
+    q = 0 if charge < 0 else (1 if charge == 0 else 2)
+    return NUM_ATOM_POSITIONS + (12 if aromatic else 0) + 3 * min(max(int(hydrogens), 0), 3) + q
 
 
 def block_type_name(index: int) -> str:

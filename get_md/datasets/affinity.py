@@ -462,6 +462,7 @@ def build_dataset(
     series: Iterable[Series],
     pocket_radius: float = 10.0,
     name: str = "affinity",
+    ligand_chemistry: bool = False,
 ) -> tuple:
     """Complexes of every series as a pK-labelled dataset, and a :class:`BuildReport`.
 
@@ -470,6 +471,8 @@ def build_dataset(
             target is excluded are listed in the report and not read.
         pocket_radius: Å, receptor residues within this distance of the ligand.
         name: dataset name.
+        ligand_chemistry: ligand atoms carry chemistry codes
+            (:mod:`get_md.build.ligand_chemistry`), for models built with ``ligand_chemistry``.
 
     Returns:
         ``(MolecularDataset, BuildReport)``; sample targets ``{"score": [pK]}``.
@@ -479,6 +482,7 @@ def build_dataset(
             expected: the readers mark them).
     """
     from get_md.build import from_pdb, iter_poses, make_complex, select_pocket
+    from get_md.build.ligand_chemistry import with_ligand_chemistry
     from get_md.train.data import MolecularDataset, Sample
 
     report = BuildReport()
@@ -536,8 +540,9 @@ def build_dataset(
                 dup += 1
                 continue
             try:
-                pocket = select_pocket(receptor, rec.graph, pocket_radius)
-                cplx = make_complex(pocket, rec.graph, name=f"{s.target}|{s.name}|{lig_name}")
+                ligand = with_ligand_chemistry(rec.graph, rec.mol) if ligand_chemistry else rec.graph
+                pocket = select_pocket(receptor, ligand, pocket_radius)
+                cplx = make_complex(pocket, ligand, name=f"{s.target}|{s.name}|{lig_name}")
             except Exception as e:  # noqa: BLE001
                 report.failures.append(f"{who}: {e}")
                 bad += 1

@@ -107,6 +107,10 @@ class GET(nn.Module):
             None (default): True for the score task (affinity models are trained with
             the ligand in segment 1), False otherwise. The score task's ligand reference
             and ``contact_radius`` read the segments either way.
+        ligand_chemistry: ligand heavy atoms carry chemistry codes (aromatic, attached
+            hydrogens, charge sign; :mod:`get_md.build.ligand_chemistry`) as their atom
+            position, and the position embedding has rows for them. The workflows give
+            such a model those codes (metadata ``config.ligand_chemistry``).
     """
 
     __jit_ignored_attributes__ = ["config"]
@@ -133,6 +137,7 @@ class GET(nn.Module):
         contact_radius: float = 0.0,
         uses_segments: Optional[bool] = None,
         receptor_radius: float = 0.0,
+        ligand_chemistry: bool = False,
     ):
         super().__init__()
         if mode not in MODES:
@@ -150,6 +155,8 @@ class GET(nn.Module):
         if receptor_radius:
             # only where set, so files written before this option rebuild from their config
             self.config["receptor_radius"] = float(receptor_radius)
+        if ligand_chemistry:  # likewise
+            self.config["ligand_chemistry"] = True
         self.family = "get"
         self.mode = mode
         self.task = task
@@ -169,7 +176,8 @@ class GET(nn.Module):
 
         self.atom_embedding = nn.Embedding(vocab.MAX_ATOMIC_NUMBER + 1, d_hidden)
         self.block_embedding = nn.Embedding(vocab.NUM_BLOCK_TYPES, d_hidden)
-        self.position_embedding = nn.Embedding(vocab.NUM_ATOM_POSITIONS, d_hidden)
+        self.position_embedding = nn.Embedding(
+            vocab.NUM_ATOM_POSITIONS_WITH_CHEMISTRY if ligand_chemistry else vocab.NUM_ATOM_POSITIONS, d_hidden)
         self.edge_embedding = nn.Embedding(2, max(d_edge, 1))
         self.use_edge_attr = d_edge > 0
         self.n_channel = 2 if input_vectors else 1

@@ -56,7 +56,7 @@ MIN_SERIES_LIGANDS = 8
 DEFAULT_MODEL = dict(
     d_hidden=48, d_radial=16, n_rbf=16, n_head=4, n_layers=2, d_edge=16, cutoff=10.0,
     mode="score", task="score", k_neighbors=9, sparse_k=3, knn_radius=12.0, dropout=0.1,
-    heavy_atoms_only=True, contact_radius=4.0, receptor_radius=POCKET_RADIUS,
+    heavy_atoms_only=True, contact_radius=4.0, receptor_radius=POCKET_RADIUS, ligand_chemistry=False,
 )
 # small batches (about 4 complexes): per complex, a 16-complex batch costs 3-5x as much on
 # the CPU (its pair tensors leave the cache)
@@ -67,7 +67,8 @@ DEFAULT_TRAIN = dict(max_blocks=400, lr=5e-4, lr_gamma=0.93, max_epochs=15, pati
 # ----------------------------------------------------------------------------- data
 def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
                  pocket_radius: float = POCKET_RADIUS, plb: Optional[str] = None,
-                 folders: Optional[str] = None, openfe: Optional[str] = None) -> dict:
+                 folders: Optional[str] = None, openfe: Optional[str] = None,
+                 ligand_chemistry: bool = False) -> dict:
     """Build ``train.pt``, ``valid.pt``, ``test.pt`` and ``report.json`` in ``out``
     (sources as in :func:`get_md.datasets.affinity.collect_series`).
 
@@ -84,7 +85,8 @@ def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
     )
 
     series = collect_series(schrodinger, posed, plb=plb, folders=folders, openfe=openfe)
-    data, report = build_dataset(series, pocket_radius=pocket_radius, name="affinity")
+    data, report = build_dataset(series, pocket_radius=pocket_radius, name="affinity",
+                                 ligand_chemistry=ligand_chemistry)
     if len(data) == 0:  # had written three empty datasets and a report
         from get_md.errors import DatasetError
 
@@ -102,6 +104,7 @@ def build_splits(schrodinger: Optional[str], posed: Sequence[str], out: str,
         ds.save(out_dir / f"{name}.pt")
     summary = {
         "pocket_radius": pocket_radius,
+        "ligand_chemistry": ligand_chemistry,
         "n": {"train": len(train), "valid": len(valid), "test": len(test)},
         "targets": {name: sorted({sample_target(s) for s in ds})
                     for name, ds in (("train", train), ("valid", valid), ("test", test))},
@@ -494,6 +497,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                     "OpenFreeEnergy/IndustryBenchmarks2024 (OpenFE's re-preparation)")
     d.add_argument("--out", required=True)
     d.add_argument("--pocket-radius", type=float, default=POCKET_RADIUS)
+    d.add_argument("--ligand-chemistry", action="store_true",
+                   help="ligand atoms carry chemistry codes, for members trained with "
+                        "--set ligand_chemistry=true")
     t = sub.add_parser("train", help="train (or resume) the ensemble members")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True)
@@ -536,7 +542,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv_)
     if args.step == "data":
         summary = build_splits(args.schrodinger, args.posed, args.out, args.pocket_radius,
-                               plb=args.plb, folders=args.folders, openfe=args.openfe)
+                               plb=args.plb, folders=args.folders, openfe=args.openfe,
+                               ligand_chemistry=args.ligand_chemistry)
         print(json.dumps({"n": summary["n"], "targets": summary["targets"]}, indent=1))
     elif args.step == "train":
         if args.members < 1 or any(seed < 0 for seed in args.seeds or []):

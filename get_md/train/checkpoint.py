@@ -185,6 +185,27 @@ def read_init(path: str) -> dict:
     return ckpt
 
 
+def grow_position_embedding(state: dict, model: torch.nn.Module) -> dict:
+    """Start weights of a model without ligand chemistry, fitted to one with it: the rows
+    of :data:`get_md.vocab.LIGAND_CHEMISTRY_POSITIONS` start as copies of the plain
+    small-molecule row, so the model starts out computing what the start weights did and
+    learns from there what the codes add. Other weights are returned as they are.
+
+    Example:
+        >>> model.load_state_dict(grow_position_embedding(start["model"], model))  # doctest: +SKIP
+    """
+    from get_md import vocab
+
+    key = "position_embedding.weight"
+    target = getattr(getattr(model, "position_embedding", None), "weight", None)
+    have = state.get(key)
+    if (target is None or have is None or have.shape[0] != vocab.NUM_ATOM_POSITIONS
+            or target.shape[0] != vocab.NUM_ATOM_POSITIONS_WITH_CHEMISTRY):
+        return state
+    extra = have[vocab.SMALL_MOLECULE_POSITION].expand(len(vocab.LIGAND_CHEMISTRY_POSITIONS), -1)
+    return {**state, key: torch.cat([have, extra.clone()], dim=0)}
+
+
 def init_weights(path: str) -> dict:
     """Model weights of a ``best.pt`` / ``checkpoint.pt`` file (fine-tuning start)."""
     return read_init(path)["model"]

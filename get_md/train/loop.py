@@ -63,6 +63,7 @@ from get_md.train.checkpoint import (
     MODEL_NAME,
     append_row,
     atomic_torch_save,
+    grow_position_embedding,
     load_checkpoint,
     load_torch_file,
     read_init,
@@ -542,7 +543,7 @@ def train(config: TrainConfig, command: Optional[str] = None,
     def fresh_start() -> None:
         if config.init_from:
             start = read_init(config.init_from)
-            model.load_state_dict(start["model"])
+            model.load_state_dict(grow_position_embedding(start["model"], model))
             say(f"initial weights from {config.init_from}")
             built = dict(getattr(model, "config", {}) or {})
             changed = {k: (v, built.get(k)) for k, v in (start.get("model_config") or {}).items()

@@ -1,0 +1,111 @@
+"""Ligand chemistry codes: what they say, that hydrogens do not change them, and that a
+score model learns them from start weights without them while computing the same at first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from affinity_helpers import _sdf_with_dg
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from get_md import vocab
+from get_md.build import from_rdkit, iter_poses
+from get_md.build.ligand_chemistry import chemistry_positions, with_ligand_chemistry
+from get_md.datasets.affinity import Series, build_dataset
+from get_md.graph import GraphError
+from get_md.models.get import GET
+from get_md.train.checkpoint import grow_position_embedding
+
+DATA = Path(__file__).parent / "data"
+REC = DATA / "prolif" / "rec.pdb"
+POSES = DATA / "prolif" / "vina_output.sdf"
+
+
+def _names(mol) -> list[str]:
+    return [vocab.LIGAND_CHEMISTRY_POSITIONS[c - vocab.NUM_ATOM_POSITIONS]
+            if c >= vocab.NUM_ATOM_POSITIONS else vocab.ATOM_POSITIONS[c]
+            for c in chemistry_positions(mol).tolist()]
+
+
+def test_codes_tell_donors_acceptors_and_charges():
+    # pyridine N (acceptor), pyrrole NH (donor), NH3+, carboxylate O-, a methyl
+    mol = Chem.MolFromSmiles("c1ccncc1.c1cc[nH]c1.C[NH3+].CC(=O)[O-]")
+    names = _names(mol)
+    assert names[3] == "sm:ar:H0:0"
+    assert names[9] == "sm:ar:H1:0"
+    assert names[11] == "sm:al:H3:0" and names[12] == "sm:al:H3:+"
+    assert names[16] == "sm:al:H0:-" and names[15] == "sm:al:H0:0"
+
+
+def test_codes_do_not_depend_on_explicit_hydrogens():
+    mol = Chem.MolFromSmiles("CC(=O)Nc1ccc(O)cc1")
+    with_h = Chem.AddHs(mol)
+    heavy = [i for i in range(with_h.GetNumAtoms()) if with_h.GetAtomWithIdx(i).GetAtomicNum() > 1]
+    assert chemistry_positions(with_h)[heavy].tolist() == chemistry_positions(mol).tolist()
+    hydrogens = [i for i in range(with_h.GetNumAtoms()) if i not in heavy]
+    assert set(chemistry_positions(with_h)[hydrogens].tolist()) == {vocab.SMALL_MOLECULE_POSITION}
+
+
+def test_graph_of_another_molecule_or_no_molecule_is_named():
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    graph = from_rdkit(mol, name="lig.sdf: record 1")
+    other = Chem.AddHs(Chem.MolFromSmiles("CCN"))
+    with pytest.raises(GraphError, match=r"lig\.sdf: record 1.*not the molecule's"):
+        with_ligand_chemistry(graph, other)
+    with pytest.raises(GraphError, match=r"lig\.sdf: record 1.*SDF or MOL2"):
+        with_ligand_chemistry(graph, None)
+    assert with_ligand_chemistry(graph, mol).atom_positions.max() >= vocab.NUM_ATOM_POSITIONS
+
+
+def test_dataset_with_chemistry_codes_only_the_ligand(tmp_path):
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, -8.0], ["a", "b"])
+    plain, _ = build_dataset([Series("SYK", "syk", str(REC), str(sdf))], pocket_radius=6.0)
+    chem, _ = build_dataset([Series("SYK", "syk", str(REC), str(sdf))], pocket_radius=6.0,
+                            ligand_chemistry=True)
+    g, h = plain[0].graph, chem[0].graph
+    receptor = g.atom_segment_ids == 0
+    assert torch.equal(g.atom_positions[receptor], h.atom_positions[receptor])
+    ligand_heavy = (h.atom_segment_ids == 1) & (h.atomic_numbers > 1)
+    assert bool((h.atom_positions[ligand_heavy] >= vocab.NUM_ATOM_POSITIONS).all())
+    assert torch.equal(g.positions, h.positions)
+
+
+def _score_model(**kw) -> GET:
+    torch.manual_seed(0)
+    return GET(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=10.0, mode="score",
+               task="score", k_neighbors=4, sparse_k=2, heavy_atoms_only=True, **kw).eval()
+
+
+def test_model_with_chemistry_starts_where_its_start_weights_were(tmp_path):
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0], ["a"])
+    chem, _ = build_dataset([Series("SYK", "syk", str(REC), str(sdf))], pocket_radius=6.0,
+                            ligand_chemistry=True)
+    plain, _ = build_dataset([Series("SYK", "syk", str(REC), str(sdf))], pocket_radius=6.0)
+    old = _score_model()
+    new = _score_model(ligand_chemistry=True)
+    assert new.config["ligand_chemistry"] and "ligand_chemistry" not in old.config
+    assert new.position_embedding.num_embeddings == vocab.NUM_ATOM_POSITIONS_WITH_CHEMISTRY
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        new.load_state_dict(old.state_dict())
+    new.load_state_dict(grow_position_embedding(old.state_dict(), new))
+    with torch.no_grad():
+        a = old(*plain[0].graph.inputs())["score"]
+        b = new(*chem[0].graph.inputs())["score"]
+    assert torch.allclose(a, b, atol=1e-6)
+    # and the codes reach the model: another embedding for one code changes the score
+    with torch.no_grad():
+        new.position_embedding.weight[vocab.NUM_ATOM_POSITIONS:] += 1.0
+        c = new(*chem[0].graph.inputs())["score"]
+    assert not torch.allclose(b, c, atol=1e-4)
+
+
+def test_pose_records_read_from_sdf_give_codes():
+    rec = next(iter(iter_poses(POSES)))
+    codes = with_ligand_chemistry(rec.graph, rec.mol).atom_positions
+    heavy = rec.graph.atomic_numbers > 1
+    assert bool((codes[heavy] >= vocab.NUM_ATOM_POSITIONS).all())
+    assert bool((codes[~heavy] == vocab.SMALL_MOLECULE_POSITION).all())
