@@ -109,3 +109,49 @@ def test_pose_records_read_from_sdf_give_codes():
     heavy = rec.graph.atomic_numbers > 1
     assert bool((codes[heavy] >= vocab.NUM_ATOM_POSITIONS).all())
     assert bool((codes[~heavy] == vocab.SMALL_MOLECULE_POSITION).all())
+
+
+def test_rescoring_gives_a_chemistry_model_its_codes_and_names_poses_without_bond_orders(tmp_path):
+    """rescore-poses with a model file built with ligand_chemistry: SDF poses are scored
+    with their codes (the scores of complexes built here with them), Vina PDBQT poses
+    (no bond orders) are failed rows that say why."""
+    from get_md.workflows.poses import rescore_poses
+
+    from get_md import export
+    from get_md.build import from_pdb, make_complex, select_pocket
+    from get_md.models.ensemble import ScoreEnsemble
+
+    torch.set_num_threads(1)
+    members = [_score_model(ligand_chemistry=True, contact_radius=4.0, receptor_radius=6.0).float()
+               for _ in range(2)]
+    with torch.no_grad():
+        for k, m in enumerate(members):  # codes that matter: distinct rows per code
+            torch.manual_seed(k)
+            m.position_embedding.weight[vocab.NUM_ATOM_POSITIONS:] = torch.randn(
+                len(vocab.LIGAND_CHEMISTRY_POSITIONS), m.position_embedding.embedding_dim)
+    path = tmp_path / "chem.pt"
+    export.save(ScoreEnsemble(members).eval(), path, {
+        "pocket_radius": 6.0, "builder": "get_md.models.ensemble:build_ensemble",
+        "outputs": ["score", "score_std", "member_scores", "block_scores"]})
+    df = rescore_poses(REC, POSES, path, pocket_radius=6.0, batch_size=4, progress=False, parallel=1)
+    assert (df["status"] == "ok").all() and len(df) == 9
+    first = next(iter(iter_poses(POSES, segment_id=1)))
+    receptor = from_pdb(REC, segment_id=0)
+    ens = export.load(path)[0]
+    by_hand = []
+    for graph in (with_ligand_chemistry(first.graph, first.mol), first.graph):
+        with torch.no_grad():  # the model cuts its own pocket (receptor_radius) from any that holds it
+            by_hand.append(float(ens(*make_complex(select_pocket(receptor, graph, 8.0), graph).inputs())["score"][0]))
+    assert float(df.loc[df["pose"] == 1, "score"].iloc[0]) == pytest.approx(by_hand[0], abs=1e-4)
+    assert abs(by_hand[0] - by_hand[1]) > 1e-3
+    from get_md.workflows.demo import example_file
+    from get_md.workflows.trajectory import rescore_trajectory
+
+    from get_md.errors import WorkflowError
+
+    with pytest.raises(WorkflowError, match=r"chem\.pt: .*ligand's chemistry.*top\.pdb"):
+        rescore_trajectory(example_file("top.pdb"), example_file("traj.xtc"), path, progress=False, parallel=1)
+    pdbqt = Path(__file__).parent / "data" / "prolif" / "vina_output_ligand_1.pdbqt"
+    bad = rescore_poses(REC, pdbqt, path, pocket_radius=6.0, progress=False, parallel=1)
+    assert (bad["status"] != "ok").all()
+    assert bad["error"].str.contains(r"vina_output_ligand_1\.pdbqt.*no bond orders.*SDF or MOL2").all()

@@ -86,9 +86,15 @@ def is_nan(v) -> bool:
         return False
 
 
-def pose_items(records: Sequence, ligand_hydrogens: str = "no") -> list:
+def pose_items(records: Sequence, ligand_hydrogens: str = "no", ligand_chemistry: bool = False) -> list:
     """Work items of pose records; ``ligand_hydrogens``: "yes" adds missing hydrogens to
-    every pose read with bond orders (SDF, MOL2), "missing" to those with none, "no"."""
+    every pose read with bond orders (SDF, MOL2), "missing" to those with none, "no".
+    ``ligand_chemistry`` (a score model built with it): each pose's atoms get their
+    chemistry codes (:mod:`get_md.build.ligand_chemistry`); a pose read without bond
+    orders (PDBQT, PDB) becomes a failed item that says so."""
+    from get_md.build.ligand_chemistry import with_ligand_chemistry
+    from get_md.graph import GraphError
+
     out = []
     for rec in records:
         name = str(rec.properties.get("_Name", "") or "")
@@ -97,6 +103,11 @@ def pose_items(records: Sequence, ligand_hydrogens: str = "no") -> list:
         if graph is not rec.graph:
             props["_hydrogens_added"] = graph.num_atoms - rec.graph.num_atoms
         err = None if rec.error is None else str(rec.error)
+        if ligand_chemistry and err is None and graph is not None:
+            try:
+                graph = with_ligand_chemistry(graph, mol)
+            except GraphError as e:
+                err = str(e)
         out.append((rec.index, rec.source, name, graph, err, props, mol))
     return out
 

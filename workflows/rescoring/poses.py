@@ -592,6 +592,7 @@ def rescore_poses(
 
     from get_md.build import iter_poses
 
+    chemistry = bool((meta.get("config") or {}).get("ligand_chemistry"))
     bar = progress_bar(progress, desc="rescoring poses", unit="pose", total=n_records)
     done_before = sum(len(b["rows"]) for b in store.batches.values())
     bar.update(done_before)
@@ -611,7 +612,7 @@ def rescore_poses(
                 warned = warn_sparse_hydrogens(batch)
             if not warned_fragments:
                 warned_fragments = warn_fragments(batch)
-            yield k, (spec, pocket, terms, pose_items(batch, ligand_hydrogens), opts)
+            yield k, (spec, pocket, terms, pose_items(batch, ligand_hydrogens, chemistry), opts)
 
     def on_result(key, result):
         store.commit(key, result)

@@ -260,6 +260,10 @@ def rescore_trajectory(
 
     n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
+    if (meta.get("config") or {}).get("ligand_chemistry"):
+        raise WorkflowError(f"{spec.path}: this score model reads the ligand's chemistry (bond orders, charges), "
+                            f"which the topology {topology} does not give; rescore the frames' ligands as SDF "
+                            "poses with rescore-poses, or use a model without ligand chemistry")
     pocket_radius = pocket_radius_for(meta, pocket_radius, margin=MOVING_LIGAND_MARGIN)
     top = load_topology(topology)
     rec_idx = select_atoms(top, receptor, "receptor", topology)
