@@ -155,3 +155,27 @@ def test_rescoring_gives_a_chemistry_model_its_codes_and_names_poses_without_bon
     bad = rescore_poses(REC, pdbqt, path, pocket_radius=6.0, progress=False, parallel=1)
     assert (bad["status"] != "ok").all()
     assert bad["error"].str.contains(r"vina_output_ligand_1\.pdbqt.*no bond orders.*SDF or MOL2").all()
+
+
+@pytest.mark.parametrize("data_codes, model_codes, words", [
+    (True, False, r"train\.pt: built with ligand chemistry codes.*--set ligand_chemistry=true"),
+    (False, True, r"train\.pt: no ligand chemistry codes.*--ligand-chemistry"),
+])
+def test_training_refuses_data_and_model_that_disagree_on_the_codes(tmp_path, data_codes, model_codes, words):
+    """Codes for a model without rows for them had stopped training with an IndexError deep in
+    the embedding; a chemistry model on plain data had trained on the plain code alone."""
+    from get_md.errors import TrainError
+    from get_md.train.config import TrainConfig
+    from get_md.train.loop import train
+
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, -8.0], ["a", "b"])
+    ds, _ = build_dataset([Series("SYK", "syk", str(REC), str(sdf))], pocket_radius=6.0,
+                          ligand_chemistry=data_codes)
+    ds.save(tmp_path / "train.pt")
+    model = dict(d_hidden=16, d_radial=8, n_rbf=8, n_head=2, n_layers=1, cutoff=10.0, mode="score",
+                 task="score", ligand_chemistry=model_codes)
+    cfg = TrainConfig(family="get", model=model, train_data=str(tmp_path / "train.pt"),
+                      valid_data=str(tmp_path / "train.pt"), max_epochs=1, output_dir=str(tmp_path / "run"),
+                      verbose=False)
+    with pytest.raises(TrainError, match=words):
+        train(cfg)

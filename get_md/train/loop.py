@@ -423,6 +423,29 @@ def _datasets(config: TrainConfig) -> tuple[MolecularDataset, MolecularDataset, 
     return train_ds, valid, info
 
 
+def check_ligand_chemistry(model: torch.nn.Module, data: dict) -> None:
+    """TrainError naming the data if its ligand atoms' codes do not fit the model: ligand
+    chemistry codes (``affinity data --ligand-chemistry``) for a model without rows for
+    them, or a model built with ``ligand_chemistry`` and data without the codes (it would
+    train on the plain small-molecule code alone). ``data``: {source name: dataset}.
+
+    Example:
+        >>> check_ligand_chemistry(model, {"data/train.pt": train_ds})  # doctest: +SKIP
+    """
+    from get_md import vocab
+
+    wants = bool((getattr(model, "config", None) or {}).get("ligand_chemistry"))
+    for where, ds in data.items():
+        has = any(int(ds[i].graph.atom_positions.max()) >= vocab.NUM_ATOM_POSITIONS for i in range(len(ds)))
+        if has and not wants:
+            raise TrainError(f"{where}: built with ligand chemistry codes (affinity data --ligand-chemistry), "
+                             "which this model has no rows for: train with --set ligand_chemistry=true, or "
+                             "build the data without the option")
+        if wants and not has:
+            raise TrainError(f"{where}: no ligand chemistry codes, and the model is built with "
+                             "ligand_chemistry: build the data with affinity data --ligand-chemistry")
+
+
 def _series_labels(ds: MolecularDataset) -> list[str]:
     """Each sample's series (name up to the last ``|``) for a ``score_series`` loss."""
     labels = []
@@ -508,6 +531,7 @@ def train(config: TrainConfig, command: Optional[str] = None,
 
     seed_everything(config.seed)
     model = build_model_for(config.family, config.model, config.model_factory)
+    check_ligand_chemistry(model, {data_info["train"]: train_ds, data_info["valid"]: valid_ds})
     model.to(device=device, dtype=dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = exponential(optimizer, config.lr_gamma)
