@@ -322,6 +322,49 @@ def test_kill_and_resume_matches_uninterrupted_run(dataset, tmp_path):
         export.read_metadata(part / "model.pt")["weights_sha256"]
 
 
+def test_weight_average_validates_and_exports_the_average(dataset, tmp_path):
+    """With ema_decay, best.pt and model.pt hold the averaged weights (not the trained ones),
+    and checkpoint.pt keeps both so training goes on from the trained ones."""
+    out = tmp_path / "ema"
+    result = train(pair_config(dataset, out, max_epochs=1, plot=False, ema_decay=0.5))
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    trained = ckpt["model"]
+    average = {k[len("module."):]: v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    assert average.keys() == trained.keys()
+    assert int(ckpt["ema"]["n_averaged"]) > 1  # updated after every step
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert all(torch.equal(best["model"][k], average[k]) for k in trained)
+    assert any(not torch.equal(best["model"][k], trained[k]) for k in trained)
+    meta = export.read_metadata(result.model_path)
+    assert export.weights_sha256(best["model"]) == meta["weights_sha256"]
+    assert meta["training"]["config"]["ema_decay"] == 0.5
+
+
+def test_weight_average_resumes_like_an_uninterrupted_run(dataset, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(pair_config(dataset, full, max_epochs=3, plot=False, ema_decay=0.7))
+    train(pair_config(dataset, part, max_epochs=1, plot=False, ema_decay=0.7))
+    train(pair_config(dataset, part, max_epochs=3, plot=False, ema_decay=0.7))
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(read_rows(full / "log.csv")) == strip(read_rows(part / "log.csv"))
+    a = torch.load(full / "best.pt", weights_only=True)
+    b = torch.load(part / "best.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_weight_average_refuses_a_checkpoint_without_one(dataset, tmp_path):
+    train(pair_config(dataset, tmp_path / "r", max_epochs=1, plot=False))
+    with pytest.raises(TrainError, match=r"different settings for \['ema_decay'\]"):
+        train(pair_config(dataset, tmp_path / "r", max_epochs=2, plot=False, ema_decay=0.9))
+    # a checkpoint from before the setting existed (its config lacks the key)
+    ckpt_path = tmp_path / "r" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    del ckpt["config"]["ema_decay"]
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(TrainError, match=r"checkpoint\.pt: checkpoint has no weight average"):
+        train(pair_config(dataset, tmp_path / "r", max_epochs=2, plot=False, ema_decay=0.9))
+
+
 def test_resume_refuses_changed_settings(dataset, tmp_path):
     train(pair_config(dataset, tmp_path / "r", max_epochs=1, plot=False))
     with pytest.raises(TrainError, match=r"lr.*resume=False \(--no-resume on the command line\)"):
@@ -489,6 +532,8 @@ def test_cli_extension_points(monkeypatch, capsys):
     ({"export_metadata": [1, 2]}, "export_metadata must be a map of metadata fields, got [1, 2]"),
     ({"weight_decay": -1.0}, "weight_decay must be >= 0, got -1.0"),
     ({"min_delta": -0.5}, "min_delta must be >= 0, got -0.5"),
+    ({"ema_decay": 1.0}, "ema_decay must be in (0, 1) or null, got 1.0"),
+    ({"ema_decay": "0.99"}, "ema_decay must be a number, got '0.99'"),
 ])
 def test_config_refuses_strings_for_switches_and_negative_decay(tmp_path, change, message):
     """A JSON string "false" for a switch had been truthy (resume / energy_per_atom silently on),

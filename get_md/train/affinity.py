@@ -516,6 +516,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "file or shipped name (e.g. get-affinity); the start's architecture is kept "
                         "(--set changes it, with a warning in the log)")
     t.add_argument("--lr", type=float, default=DEFAULT_TRAIN["lr"])
+    t.add_argument("--ema-decay", type=float, metavar="DECAY",
+                   help="validate, select and export the moving average of the weights "
+                        "(e.g. 0.999, ~1,000 steps; see get_md.train.ema); default: the weights")
     e = sub.add_parser("ensemble", help="assemble, evaluate on the held-out targets, export")
     e.add_argument("--runs", required=True)
     e.add_argument("--data", required=True)
@@ -557,7 +560,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model = dict(base, **parse_settings(args.model_set))
         extra = {"loss_weights": {"score": 1.0, "score_series": args.series_weight}} if args.series_weight else {}
         train_members(args.data, args.out, args.members, args.seeds, init=init, max_epochs=args.epochs,
-                      model=model, lr=args.lr, **extra)
+                      model=model, lr=args.lr, ema_decay=args.ema_decay, **extra)
     elif args.step == "relabel":
         print(json.dumps(relabel(args.teacher, args.data, args.out), indent=1))
     elif args.step == "readout":

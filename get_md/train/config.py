@@ -51,7 +51,7 @@ _PATH_FIELDS = ("train_data", "valid_data", "output_dir")
 _NUMBER_FIELDS = {
     "valid_fraction": False, "max_blocks": True, "lr": False, "weight_decay": False,
     "lr_gamma": False, "max_epochs": True, "patience": True, "min_delta": False,
-    "grad_clip": False, "seed": True,
+    "grad_clip": False, "seed": True, "ema_decay": False,
 }
 #: switches: JSON true / false (a string such as "false" is not one)
 _BOOL_FIELDS = ("energy_per_atom", "neutral_energy_only", "fit_energy_reference", "resume", "plot",
@@ -80,7 +80,7 @@ def _check_number_types(config: TrainConfig) -> None:
     fields given as floats (``"max_epochs": 2.0``) become ints; switches are booleans."""
     for name, whole in _NUMBER_FIELDS.items():
         value = getattr(config, name)
-        if name == "grad_clip" and value is None:
+        if name in ("grad_clip", "ema_decay") and value is None:
             continue
         _check_number(name, value, whole)
         if whole:
@@ -142,6 +142,9 @@ class TrainConfig:
         patience: stop after this many epochs without validation improvement.
         min_delta: improvement smaller than this does not count.
         grad_clip: max gradient norm (None: no clipping).
+        ema_decay: validate, select and export an exponential moving average of the
+            weights, updated after every optimiser step with this decay (e.g. 0.999:
+            an average over ~1,000 steps); None: the weights themselves.
         loss_weights: target -> weight; None weighs every target of the data by 1.
         loss: "mse" or "mae" (or a map target -> kind).
         energy_per_atom: energy errors divided by atom counts.
@@ -179,6 +182,7 @@ class TrainConfig:
     patience: int = 20
     min_delta: float = 0.0
     grad_clip: Optional[float] = 10.0
+    ema_decay: Optional[float] = None
     loss_weights: Optional[dict] = None
     loss: Union[str, dict] = "mse"
     energy_per_atom: bool = True
@@ -215,6 +219,7 @@ class TrainConfig:
         need(int(self.max_epochs) >= 1, "max_epochs", ">= 1")
         need(int(self.patience) >= 1, "patience", ">= 1")
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "positive or null")
+        need(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, "ema_decay", "in (0, 1) or null")
         need(self.dtype in ("float32", "float64"), "dtype", '"float32" or "float64"')
         need(isinstance(self.device, str) and bool(self.device), "device", 'a device name ("cpu", "cuda", "cuda:1")')
         need(isinstance(self.export_metadata, dict), "export_metadata", "a map of metadata fields")

@@ -75,6 +75,7 @@ from get_md.train.checkpoint import (
 )
 from get_md.train.config import TrainConfig
 from get_md.train.data import LABELS, MolecularDataset, Sample
+from get_md.train.ema import WeightAverage
 from get_md.train.fitting import default_elements, fit_energy_statistics, fit_score_reference
 from get_md.train.loss import DERIVED, MetricAccumulator, WeightedLoss
 from get_md.train.plots import plot_curves
@@ -476,6 +477,24 @@ def _forward(model: torch.nn.Module, graph, device: torch.device, dtype: torch.d
     return model(*inputs)
 
 
+def _average_weights(hooks: LoopHooks, model: torch.nn.Module, decay: float, ckpt_path: Path) -> None:
+    """Validate, select (``best.pt``) and export the EMA of the weights (see ``get_md.train.ema``);
+    the average travels in ``checkpoint.pt`` so a resumed run goes on averaging."""
+    ema = WeightAverage(model, decay)  # its first update copies the weights (start weights too)
+
+    def load(ckpt: dict) -> None:
+        if "ema" not in ckpt:
+            raise TrainError(f"{ckpt_path}: checkpoint has no weight average (written without ema_decay); "
+                             "use a new output_dir, or start over with resume=False (--no-resume)")
+        ema.load_state_dict(ckpt["ema"])
+
+    hooks.after_step = lambda: ema.update(model)
+    hooks.before_validation = lambda: ema.swap_in(model)
+    hooks.after_validation = lambda: ema.restore(model)
+    hooks.save_extra = lambda: {"ema": ema.state_dict()}
+    hooks.load_extra = load
+
+
 def _device(name: str) -> torch.device:
     """``torch.device(name)``, or ConfigError naming the field when torch cannot use it here."""
     from get_md.errors import ConfigError
@@ -599,6 +618,8 @@ def train(config: TrainConfig, command: Optional[str] = None,
                       on_epoch_end=[progress, *callbacks], on_fresh_start=fresh_start,
                       check_resume=check_resume, grad_in_eval=need_forces or bool(
                           getattr(model, "compute_forces", False)))
+    if config.ema_decay is not None:
+        _average_weights(hooks, model, config.ema_decay, out_dir / CHECKPOINT_NAME)
     settings = LoopSettings(out_dir, config.max_epochs, _columns(loss_fn.targets), config.to_dict(),
                             family, model_config, patience=config.patience,
                             min_delta=config.min_delta, grad_clip=config.grad_clip, resume=config.resume,
