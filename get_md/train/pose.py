@@ -44,6 +44,7 @@ from get_md.train.affinity import (
     POCKET_RADIUS,
     VALID_TARGETS,
     load_members,
+    set_threads,
     train_configs,
 )
 from get_md.train.affinity import member_config as affinity_member_config
@@ -201,6 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     t.add_argument("--epochs", type=int, default=POSE_TRAIN["max_epochs"])
     t.add_argument("--lr", type=float, default=POSE_TRAIN["lr"])
+    t.add_argument("--threads", type=int, help="torch CPU threads (1 when members train side by side)")
     t.add_argument("--init", help="start from these weights ({'model': state_dict}, e.g. an affinity member's)")
     t.add_argument("--ligand-weight", type=float, default=0.0,
                    help="weight of a within-ligand loss: each pose's label error minus the mean over the "
@@ -218,6 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_splits(args.schrodinger, args.decoys, args.out, args.pocket_radius, args.posed)
         print(json.dumps({k: summary[k] for k in ("n", "ligands", "targets")}, indent=1))
     elif args.step == "train":
+        set_threads(p, args.threads)
         extra: dict[str, Any] = {}
         if args.ligand_weight:
             extra["loss_weights"] = {"score": 1.0, "score_series": args.ligand_weight}
