@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from affinity_helpers import _sdf_with_dg
@@ -111,6 +112,24 @@ def test_pose_records_read_from_sdf_give_codes():
     assert bool((codes[~heavy] == vocab.SMALL_MOLECULE_POSITION).all())
 
 
+def _chemistry_model_file(path: Path) -> Path:
+    """A two-member score-model file built with ligand_chemistry whose code rows differ."""
+    from get_md import export
+    from get_md.models.ensemble import ScoreEnsemble
+
+    members = [_score_model(ligand_chemistry=True, contact_radius=4.0, receptor_radius=6.0).float()
+               for _ in range(2)]
+    with torch.no_grad():
+        for k, m in enumerate(members):  # codes that matter: distinct rows per code
+            torch.manual_seed(k)
+            m.position_embedding.weight[vocab.NUM_ATOM_POSITIONS:] = torch.randn(
+                len(vocab.LIGAND_CHEMISTRY_POSITIONS), m.position_embedding.embedding_dim)
+    export.save(ScoreEnsemble(members).eval(), path, {
+        "pocket_radius": 6.0, "builder": "get_md.models.ensemble:build_ensemble",
+        "outputs": ["score", "score_std", "member_scores", "block_scores"]})
+    return path
+
+
 def test_rescoring_gives_a_chemistry_model_its_codes_and_names_poses_without_bond_orders(tmp_path):
     """rescore-poses with a model file built with ligand_chemistry: SDF poses are scored
     with their codes (the scores of complexes built here with them), Vina PDBQT poses
@@ -119,20 +138,9 @@ def test_rescoring_gives_a_chemistry_model_its_codes_and_names_poses_without_bon
 
     from get_md import export
     from get_md.build import from_pdb, make_complex, select_pocket
-    from get_md.models.ensemble import ScoreEnsemble
 
     torch.set_num_threads(1)
-    members = [_score_model(ligand_chemistry=True, contact_radius=4.0, receptor_radius=6.0).float()
-               for _ in range(2)]
-    with torch.no_grad():
-        for k, m in enumerate(members):  # codes that matter: distinct rows per code
-            torch.manual_seed(k)
-            m.position_embedding.weight[vocab.NUM_ATOM_POSITIONS:] = torch.randn(
-                len(vocab.LIGAND_CHEMISTRY_POSITIONS), m.position_embedding.embedding_dim)
-    path = tmp_path / "chem.pt"
-    export.save(ScoreEnsemble(members).eval(), path, {
-        "pocket_radius": 6.0, "builder": "get_md.models.ensemble:build_ensemble",
-        "outputs": ["score", "score_std", "member_scores", "block_scores"]})
+    path = _chemistry_model_file(tmp_path / "chem.pt")
     df = rescore_poses(REC, POSES, path, pocket_radius=6.0, batch_size=4, progress=False, parallel=1)
     assert (df["status"] == "ok").all() and len(df) == 9
     first = next(iter(iter_poses(POSES, segment_id=1)))
@@ -144,13 +152,6 @@ def test_rescoring_gives_a_chemistry_model_its_codes_and_names_poses_without_bon
             by_hand.append(float(ens(*make_complex(select_pocket(receptor, graph, 8.0), graph).inputs())["score"][0]))
     assert float(df.loc[df["pose"] == 1, "score"].iloc[0]) == pytest.approx(by_hand[0], abs=1e-4)
     assert abs(by_hand[0] - by_hand[1]) > 1e-3
-    from get_md.workflows.demo import example_file
-    from get_md.workflows.trajectory import rescore_trajectory
-
-    from get_md.errors import WorkflowError
-
-    with pytest.raises(WorkflowError, match=r"chem\.pt: .*ligand's chemistry.*top\.pdb"):
-        rescore_trajectory(example_file("top.pdb"), example_file("traj.xtc"), path, progress=False, parallel=1)
     pdbqt = Path(__file__).parent / "data" / "prolif" / "vina_output_ligand_1.pdbqt"
     bad = rescore_poses(REC, pdbqt, path, pocket_radius=6.0, progress=False, parallel=1)
     assert (bad["status"] != "ok").all()
@@ -179,3 +180,75 @@ def test_training_refuses_data_and_model_that_disagree_on_the_codes(tmp_path, da
                       verbose=False)
     with pytest.raises(TrainError, match=words):
         train(cfg)
+
+
+def _molecule(smiles: str, seed: int = 1):
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
+    return mol
+
+
+@pytest.mark.parametrize("smiles", ["CC(=O)[O-]", "C[NH3+]", "c1cc[nH+]cc1", "Nc1cccnc1",
+                                    "C[N+](=O)[O-]", "OC(=O)c1ccc(cc1)C(N)=O", "[NH3+]CC([O-])=O"])
+def test_perceived_bond_orders_give_the_codes_of_the_molecule(smiles):
+    """From elements, coordinates and (or without) bonds, with every hydrogen explicit, the
+    perceived molecule has the codes of the molecule it came from (charge found, not given;
+    up to resonance: which oxygen of a carboxylate carries the charge)."""
+    from get_md.build.ligand_chemistry import perceive_molecule
+
+    mol = _molecule(smiles)
+    z = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    xyz = mol.GetConformer().GetPositions()
+    bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
+    want = sorted(chemistry_positions(mol).tolist())  # sorted: which O of a carboxylate is charged is arbitrary
+    assert sorted(chemistry_positions(perceive_molecule(z, xyz, bonds)).tolist()) == want
+    assert sorted(chemistry_positions(perceive_molecule(z, xyz)).tolist()) == want  # bonds from coordinates
+
+
+def test_perception_refuses_a_ligand_without_hydrogens_or_with_a_wrong_charge():
+    from get_md.build.ligand_chemistry import perceive_molecule
+
+    mol = Chem.MolFromSmiles("c1ccncc1")
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    z = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    with pytest.raises(GraphError, match=r"^LIG: no hydrogens"):
+        perceive_molecule(z, mol.GetConformer().GetPositions(), name="LIG")
+    acetate = _molecule("CC(=O)[O-]")
+    z = [a.GetAtomicNum() for a in acetate.GetAtoms()]
+    with pytest.raises(GraphError, match=r"^LIG: no bond orders fit its 7 atoms and 6 bonds at net charge 2"):
+        perceive_molecule(z, acetate.GetConformer().GetPositions(), charge=2, name="LIG")
+
+
+def test_trajectory_rescoring_perceives_the_ligand_chemistry(tmp_path, caplog, monkeypatch):
+    """rescore-traj with a ligand-chemistry model: the example topology's ligand (CONECT bonds,
+    explicit hydrogens) is perceived as the same molecule as the Vina SDF's poses of it, and
+    its codes reach the scores; a ligand without hydrogens is refused naming the topology."""
+    import logging
+
+    from get_md.workflows.demo import example_file
+    from get_md.workflows.trajectory import rescore_trajectory
+
+    from get_md.build import ligand_chemistry
+    from get_md.errors import WorkflowError
+
+    torch.set_num_threads(1)
+    path = _chemistry_model_file(tmp_path / "chem.pt")
+    top, traj = example_file("top.pdb"), example_file("traj.xtc")
+    sdf = next(Chem.SDMolSupplier(str(POSES), removeHs=False))
+    with caplog.at_level(logging.INFO, logger="get_md.workflows.trajectory"):
+        df = rescore_trajectory(top, traj, path, stop=3, out_csv=tmp_path / "a.csv", progress=False, parallel=1)
+    assert len(df) == 3 and df["score"].notna().all()
+    assert f"perceived from the topology's bonds: {Chem.MolToSmiles(Chem.RemoveHs(sdf))}" in caplog.text
+    plain = lambda mol: np.full(mol.GetNumAtoms(), vocab.SMALL_MOLECULE_POSITION)  # noqa: E731
+    monkeypatch.setattr(ligand_chemistry, "chemistry_positions", plain)
+    df_plain = rescore_trajectory(top, traj, path, stop=3, out_csv=tmp_path / "b.csv", progress=False,
+                                  parallel=1)
+    assert (df["score"] - df_plain["score"]).abs().min() > 1e-3
+    monkeypatch.undo()
+    lines = [ln for ln in Path(top).read_text().splitlines()
+             if not (ln.startswith(("ATOM", "HETATM")) and ln[17:20] == "LIG" and ln[76:78].strip() == "H")
+             and not ln.startswith("CONECT")]
+    (tmp_path / "noh.pdb").write_text("\n".join(lines) + "\n")
+    with pytest.raises(WorkflowError, match=r"noh\.pdb: ligand \('resname LIG'\): no hydrogens.*rescore-poses"):
+        rescore_trajectory(tmp_path / "noh.pdb", tmp_path / "noh.pdb", path, out_csv=tmp_path / "c.csv",
+                           progress=False, parallel=1)

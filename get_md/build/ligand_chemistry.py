@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +41,72 @@ def chemistry_positions(mol) -> np.ndarray:
             out[i] = vocab.ligand_chemistry_position(
                 atom.GetIsAromatic(), atom.GetTotalNumHs(includeNeighbors=True), atom.GetFormalCharge())
     return out
+
+
+#: Net charges tried, in this order, when perceiving bond orders without a given charge: with
+#: every hydrogen explicit the valences leave one of them (electron parity excludes neighbours).
+PERCEIVED_CHARGES = (0, 1, -1, 2, -2, 3, -3)
+
+
+def perceive_molecule(atomic_numbers: Sequence[int], positions: np.ndarray,
+                      bonds: Optional[Sequence[tuple[int, int]]] = None, charge: Optional[int] = None,
+                      name: str = "ligand"):
+    """An RDKit molecule with bond orders and formal charges perceived from an all-atom
+    structure (an MD topology's ligand, which gives elements and at most bonds).
+
+    Bonds are taken from ``bonds`` (atom index pairs, e.g. the topology's CONECT records)
+    or, when None or empty, from the coordinates (RDKit ``DetermineConnectivity``); bond
+    orders and charges from the valences (RDKit ``DetermineBondOrders``), which needs every
+    hydrogen explicit. ``charge``: the ligand's net charge; None tries
+    :data:`PERCEIVED_CHARGES` in turn.
+
+    Raises:
+        GraphError: no hydrogens, or no bond orders fit (naming ``name``).
+
+    Example:
+        >>> from rdkit import Chem
+        >>> from rdkit.Chem import AllChem
+        >>> mol = Chem.AddHs(Chem.MolFromSmiles("C[NH3+]"))
+        >>> _ = AllChem.EmbedMolecule(mol, randomSeed=1)
+        >>> z = [a.GetAtomicNum() for a in mol.GetAtoms()]
+        >>> Chem.MolToSmiles(Chem.RemoveHs(perceive_molecule(z, mol.GetConformer().GetPositions())))
+        'C[NH3+]'
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdDetermineBonds
+
+    z = [int(v) for v in atomic_numbers]
+    xyz = np.asarray(positions, dtype=np.float64).reshape(len(z), 3)
+    if 1 not in z:
+        raise GraphError(f"{name}: no hydrogens, so its bond orders and charges cannot be perceived; a model "
+                         "with ligand chemistry needs an all-atom ligand (or its poses as SDF / MOL2)")
+    rw = Chem.RWMol()
+    for number in z:
+        atom = Chem.Atom(number)
+        atom.SetNoImplicit(True)
+        rw.AddAtom(atom)
+    conf = Chem.Conformer(len(z))
+    for i, p in enumerate(xyz):
+        conf.SetAtomPosition(i, p.tolist())
+    rw.AddConformer(conf, assignId=True)
+    for i, j in bonds or ():
+        if rw.GetBondBetweenAtoms(int(i), int(j)) is None:
+            rw.AddBond(int(i), int(j), Chem.BondType.SINGLE)
+    mol = rw.GetMol()
+    if not bonds:
+        rdDetermineBonds.DetermineConnectivity(mol)
+    tried = PERCEIVED_CHARGES if charge is None else (int(charge),)
+    for q in tried:
+        candidate = Chem.Mol(mol)
+        try:
+            rdDetermineBonds.DetermineBondOrders(candidate, charge=q, allowChargedFragments=True)
+            Chem.SanitizeMol(candidate)
+        except (ValueError, RuntimeError):  # RDKit: "could not find valid bond ordering"
+            continue
+        return candidate
+    raise GraphError(f"{name}: no bond orders fit its {len(z)} atoms and "
+                     f"{mol.GetNumBonds()} bonds at net charge {', '.join(map(str, tried))} (missing "
+                     "hydrogens, or bonds the topology lacks?)")
 
 
 def with_ligand_chemistry(graph: MolecularGraph, mol) -> MolecularGraph:

@@ -24,13 +24,15 @@ from typing import Optional
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from get_md.errors import ConfigError, TrainError
+
 
 class WeightAverage:
     """The EMA of ``model``'s parameters and buffers (``decay`` per :meth:`update`)."""
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema decay must be in (0, 1), got {decay!r}")
+            raise ConfigError(f"ema_decay must be in (0, 1), got {decay!r}")
         self.decay = float(decay)
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
                                      use_buffers=True)
@@ -52,7 +54,7 @@ class WeightAverage:
     def restore(self, model: torch.nn.Module) -> None:
         """Put back the trained weights that :meth:`swap_in` replaced."""
         if self._trained is None:
-            raise RuntimeError("restore() without swap_in()")
+            raise TrainError("WeightAverage.restore() without swap_in(): no trained weights kept")
         model.load_state_dict(self._trained)
         self._trained = None
 

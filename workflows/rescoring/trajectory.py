@@ -46,7 +46,7 @@ import contextlib
 import logging
 import numbers
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from get_md.errors import WorkflowError
 from get_md.units import EV_TO_KCAL_MOL, NM_TO_ANGSTROM
@@ -85,7 +85,40 @@ from .pocket import (
 )
 from .store import ProgressStore, file_fingerprint, progress_path
 
+if TYPE_CHECKING:  # numpy is imported inside the functions that use it, as elsewhere here
+    import numpy as np
+
 logger = logging.getLogger("get_md.workflows.trajectory")
+
+
+def perceived_chemistry(template, seg: np.ndarray, top, lig_idx: np.ndarray, lig_xyz: np.ndarray, name: str):
+    """``template`` with its ligand atoms' chemistry codes (models built with ``ligand_chemistry``),
+    bond orders and charges perceived from the topology's ligand bonds (or, without any, the
+    first frame's coordinates) and its explicit hydrogens (``perceive_molecule``)."""
+    from dataclasses import replace
+
+    import torch
+    from rdkit import Chem
+
+    from get_md.build.ligand_chemistry import chemistry_positions, perceive_molecule
+    from get_md.graph import GraphError
+
+    where = {int(a): k for k, a in enumerate(lig_idx)}
+    bonds = [(where[b[0].index], where[b[1].index]) for b in top.bonds
+             if b[0].index in where and b[1].index in where]
+    numbers = [top.atom(int(a)).element.atomic_number for a in lig_idx]
+    try:
+        mol = perceive_molecule(numbers, lig_xyz, bonds, name=name)
+    except GraphError as e:
+        raise WorkflowError(f"{e}; this score model reads the ligand's chemistry (bond orders, charges): "
+                            "rescore the frames' ligands as SDF poses with rescore-poses, or use a model "
+                            "without ligand chemistry") from e
+    logger.info("%s: ligand chemistry perceived from %s: %s", name,
+                "the topology's bonds" if bonds else "the first frame's coordinates",
+                Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False)))
+    codes = template.atom_positions.clone()
+    codes[torch.as_tensor(seg == 1)] = torch.as_tensor(chemistry_positions(mol), device=codes.device)
+    return replace(template, atom_positions=codes)
 
 
 def score_frames(spec: ModelRef, template, lig_mask, frames: list) -> dict:
@@ -260,10 +293,6 @@ def rescore_trajectory(
 
     n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
-    if (meta.get("config") or {}).get("ligand_chemistry"):
-        raise WorkflowError(f"{spec.path}: this score model reads the ligand's chemistry (bond orders, charges), "
-                            f"which the topology {topology} does not give; rescore the frames' ligands as SDF "
-                            "poses with rescore-poses, or use a model without ligand chemistry")
     pocket_radius = pocket_radius_for(meta, pocket_radius, margin=MOVING_LIGAND_MARGIN)
     top = load_topology(topology)
     rec_idx = select_atoms(top, receptor, "receptor", topology)
@@ -344,6 +373,9 @@ def rescore_trajectory(
         logger.warning("%s: the scored atoms hold %d hydrogens for %d heavy atoms; the potential was trained "
                        "on all-atom structures, so energies of a united-atom or heavy-atom topology mean little",
                        topology, n_h, n_heavy)
+    if (meta.get("config") or {}).get("ligand_chemistry"):
+        template = perceived_chemistry(template, seg, top, lig_idx, first[1][lig_idx] * NM_TO_ANGSTROM,
+                                       f"{topology}: ligand ({ligand!r})")
     lig_mask = torch.as_tensor(seg.astype(bool))
     # topology_template keeps atom order; segments come from the atom order as given
     assert int(template.num_atoms) == sel.size
