@@ -206,6 +206,8 @@ def test_perceived_bond_orders_give_the_codes_of_the_molecule(smiles):
 
 
 def test_perception_refuses_a_ligand_without_hydrogens_or_with_a_wrong_charge():
+    """No hydrogens, hydrogens on carbon left out (valences then filled with charges and ring
+    triple bonds, which RDKit accepts), and a net charge no bond orders fit."""
     from get_md.build.ligand_chemistry import perceive_molecule
 
     mol = Chem.MolFromSmiles("c1ccncc1")
@@ -213,13 +215,18 @@ def test_perception_refuses_a_ligand_without_hydrogens_or_with_a_wrong_charge():
     z = [a.GetAtomicNum() for a in mol.GetAtoms()]
     with pytest.raises(GraphError, match=r"^LIG: no hydrogens"):
         perceive_molecule(z, mol.GetConformer().GetPositions(), name="LIG")
+    amide = _molecule("CC(=O)NCc1ccccc1O")  # as in a PDBQT: hydrogens on carbon left out
+    keep = [a.GetIdx() for a in amide.GetAtoms() if a.GetAtomicNum() > 1 or a.GetNeighbors()[0].GetAtomicNum() != 6]
+    z = [amide.GetAtomWithIdx(i).GetAtomicNum() for i in keep]
+    with pytest.raises(GraphError, match=r"^LIG: its bond orders do not look like a molecule's .*hydrogens missing"):
+        perceive_molecule(z, amide.GetConformer().GetPositions()[keep], name="LIG")
     acetate = _molecule("CC(=O)[O-]")
     z = [a.GetAtomicNum() for a in acetate.GetAtoms()]
     with pytest.raises(GraphError, match=r"^LIG: no bond orders fit its 7 atoms and 6 bonds at net charge 2"):
         perceive_molecule(z, acetate.GetConformer().GetPositions(), charge=2, name="LIG")
 
 
-def test_trajectory_rescoring_perceives_the_ligand_chemistry(tmp_path, caplog, monkeypatch):
+def test_trajectory_rescoring_perceives_the_ligand_chemistry(tmp_path, caplog, monkeypatch, capsys):
     """rescore-traj with a ligand-chemistry model: the example topology's ligand (CONECT bonds,
     explicit hydrogens) is perceived as the same molecule as the Vina SDF's poses of it, and
     its codes reach the scores; a ligand without hydrogens is refused naming the topology."""
@@ -245,6 +252,16 @@ def test_trajectory_rescoring_perceives_the_ligand_chemistry(tmp_path, caplog, m
                                   parallel=1)
     assert (df["score"] - df_plain["score"]).abs().min() > 1e-3
     monkeypatch.undo()
+    # the net charge given: the same molecule (+1, a protonated amine); another is refused
+    df_q = rescore_trajectory(top, traj, path, stop=3, out_csv=tmp_path / "d.csv", progress=False, parallel=1,
+                              ligand_charge=1)
+    assert np.allclose(df_q["score"], df["score"], atol=1e-6)
+    from get_md.cli import main
+
+    assert main(["rescore-traj", str(top), str(traj), "--model", str(path), "--stop", "3", "--ligand-charge", "2",
+                 "--out-csv", str(tmp_path / "e.csv"), "--quiet"]) == 2
+    assert "ligand ('resname LIG'): no bond orders fit its 79 atoms and 86 bonds at net charge 2" in \
+        capsys.readouterr().err
     lines = [ln for ln in Path(top).read_text().splitlines()
              if not (ln.startswith(("ATOM", "HETATM")) and ln[17:20] == "LIG" and ln[76:78].strip() == "H")
              and not ln.startswith("CONECT")]

@@ -175,7 +175,7 @@ def _cmd_trajectory(args: argparse.Namespace) -> int:
     df = rescore_trajectory(
         args.topology, args.trajectory, receptor=args.receptor, ligand=args.ligand,
         stride=args.stride, start=args.start, stop=args.stop, chunk=args.chunk, plot=args.plot,
-        options=RunOptions.from_args(args, out_csv=out_csv),
+        ligand_charge=args.ligand_charge, options=RunOptions.from_args(args, out_csv=out_csv),
     )
     col = "score" if df.attrs["task"] == "score" else "interaction_energy_kcal_mol"
     n, ok = len(df), int(df.attrs["n_scored"])
@@ -220,6 +220,9 @@ def register_trajectory_cli(sub: Any) -> None:
                    help="receptor residues within this distance of the ligand in the first frame "
                         "(default: the model's training radius, 6 for the shipped score model; else 10)")
     add_drop_unsupported_option(p)
+    p.add_argument("--ligand-charge", type=int, metavar="Q",
+                   help="the ligand's net charge, for a score model with ligand chemistry (bond orders "
+                        "are perceived from the topology; default: searched, with a warning if several fit)")
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help="model file or shipped name (default: shipped score model, else potential)")
     p.add_argument("--out-csv", metavar="F", help="result table (default TRAJ_rescored.csv)")

@@ -91,7 +91,8 @@ if TYPE_CHECKING:  # numpy is imported inside the functions that use it, as else
 logger = logging.getLogger("get_md.workflows.trajectory")
 
 
-def perceived_chemistry(template, seg: np.ndarray, top, lig_idx: np.ndarray, lig_xyz: np.ndarray, name: str):
+def perceived_chemistry(template, seg: np.ndarray, top, lig_idx: np.ndarray, lig_xyz: np.ndarray, name: str,
+                        charge: Optional[int] = None):
     """``template`` with its ligand atoms' chemistry codes (models built with ``ligand_chemistry``),
     bond orders and charges perceived from the topology's ligand bonds (or, without any, the
     first frame's coordinates) and its explicit hydrogens (``perceive_molecule``)."""
@@ -108,7 +109,7 @@ def perceived_chemistry(template, seg: np.ndarray, top, lig_idx: np.ndarray, lig
              if b[0].index in where and b[1].index in where]
     numbers = [top.atom(int(a)).element.atomic_number for a in lig_idx]
     try:
-        mol = perceive_molecule(numbers, lig_xyz, bonds, name=name)
+        mol = perceive_molecule(numbers, lig_xyz, bonds, charge=charge, name=name)
     except GraphError as e:
         raise WorkflowError(f"{e}; this score model reads the ligand's chemistry (bond orders, charges): "
                             "rescore the frames' ligands as SDF poses with rescore-poses, or use a model "
@@ -222,6 +223,7 @@ def rescore_trajectory(
     parallel: Optional[int] = None,
     progress: Optional[bool] = None,
     resume: bool = True,
+    ligand_charge: Optional[int] = None,
 ):
     """Interaction energy (potential) or score of each frame of a trajectory; a DataFrame.
 
@@ -253,6 +255,9 @@ def rescore_trajectory(
             torch CPU thread on the CPU, 1 on a GPU (see ``parallel_batches``).
         progress: progress bar (None: when stderr is a terminal).
         resume: reuse the finished batches of an interrupted run with the same inputs/options.
+        ligand_charge: the ligand's net charge, for a score model built with
+            ``ligand_chemistry`` (its bond orders are perceived from the topology's bonds and
+            hydrogens); None: searched (``perceive_molecule``), with a warning if several fit.
         options: a :class:`~get_md.workflows.rescoring.options.RunOptions` instead of the
             arguments it holds; giving one both ways with another value is an error.
 
@@ -375,7 +380,7 @@ def rescore_trajectory(
                        topology, n_h, n_heavy)
     if (meta.get("config") or {}).get("ligand_chemistry"):
         template = perceived_chemistry(template, seg, top, lig_idx, first[1][lig_idx] * NM_TO_ANGSTROM,
-                                       f"{topology}: ligand ({ligand!r})")
+                                       f"{topology}: ligand ({ligand!r})", ligand_charge)
     lig_mask = torch.as_tensor(seg.astype(bool))
     # topology_template keeps atom order; segments come from the atom order as given
     assert int(template.num_atoms) == sel.size
@@ -407,6 +412,8 @@ def rescore_trajectory(
                     "drop_unsupported": resolve_drop_unsupported(drop_unsupported, meta), "device": spec.device,
                     "dtype": spec.dtype, "batch_size": batch_size if batch_size is not None else "auto"},
     }
+    if (meta.get("config") or {}).get("ligand_chemistry"):  # the codes depend on it
+        fingerprint["options"]["ligand_charge"] = ligand_charge
     store = ProgressStore(progress_path(out_csv), fingerprint, resume=resume)
     store.open()
     n_total = count_frames(trajectory, start, stop, stride)
