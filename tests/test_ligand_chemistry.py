@@ -133,7 +133,8 @@ def _chemistry_model_file(path: Path) -> Path:
 def test_rescoring_gives_a_chemistry_model_its_codes_and_names_poses_without_bond_orders(tmp_path):
     """rescore-poses with a model file built with ligand_chemistry: SDF poses are scored
     with their codes (the scores of complexes built here with them), Vina PDBQT poses
-    (no bond orders) are failed rows that say why."""
+    (no bond orders, no hydrogens on carbon) are failed rows that say why, and a PDB pose
+    with every hydrogen is scored as its SDF (bond orders perceived)."""
     from get_md.workflows.poses import rescore_poses
 
     from get_md import export
@@ -156,6 +157,17 @@ def test_rescoring_gives_a_chemistry_model_its_codes_and_names_poses_without_bon
     bad = rescore_poses(REC, pdbqt, path, pocket_radius=6.0, progress=False, parallel=1)
     assert (bad["status"] != "ok").all()
     assert bad["error"].str.contains(r"vina_output_ligand_1\.pdbqt.*no bond orders.*SDF or MOL2").all()
+    # the same pose as PDB with every hydrogen: bond orders perceived, the SDF pose's score
+    (tmp_path / "pose1.pdb").write_text(Chem.MolToPDBBlock(first.mol, flavor=4))
+    as_pdb = rescore_poses(REC, tmp_path / "pose1.pdb", path, pocket_radius=6.0, progress=False, parallel=1,
+                           out_csv=tmp_path / "pdb.csv")
+    assert as_pdb["status"].tolist() == ["ok"]
+    assert float(as_pdb["score"].iloc[0]) == pytest.approx(by_hand[0], abs=1e-4)
+    no_h = Chem.RemoveHs(first.mol)
+    (tmp_path / "noh.pdb").write_text(Chem.MolToPDBBlock(no_h, flavor=4))
+    bad = rescore_poses(REC, tmp_path / "noh.pdb", path, pocket_radius=6.0, progress=False, parallel=1,
+                        out_csv=tmp_path / "noh.csv")
+    assert bad["error"].str.contains(r"noh\.pdb: record 1: no hydrogens").all()
 
 
 @pytest.mark.parametrize("data_codes, model_codes, words", [

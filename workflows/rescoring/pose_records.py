@@ -90,9 +90,11 @@ def pose_items(records: Sequence, ligand_hydrogens: str = "no", ligand_chemistry
     """Work items of pose records; ``ligand_hydrogens``: "yes" adds missing hydrogens to
     every pose read with bond orders (SDF, MOL2), "missing" to those with none, "no".
     ``ligand_chemistry`` (a score model built with it): each pose's atoms get their
-    chemistry codes (:mod:`get_md.build.ligand_chemistry`); a pose read without bond
-    orders (PDBQT, PDB) becomes a failed item that says so."""
-    from get_md.build.ligand_chemistry import with_ligand_chemistry
+    chemistry codes (:mod:`get_md.build.ligand_chemistry`); for a PDB pose, which has no
+    bond orders, they are perceived from its hydrogens (``perceive_molecule``); a PDBQT
+    pose (no hydrogens on carbon) or a PDB pose they cannot be perceived for becomes a
+    failed item that says so."""
+    from get_md.build.ligand_chemistry import perceive_molecule, with_ligand_chemistry
     from get_md.graph import GraphError
 
     out = []
@@ -105,6 +107,9 @@ def pose_items(records: Sequence, ligand_hydrogens: str = "no", ligand_chemistry
         err = None if rec.error is None else str(rec.error)
         if ligand_chemistry and err is None and graph is not None:
             try:
+                if mol is None and not str(rec.source).lower().removesuffix(".gz").endswith(".pdbqt"):
+                    mol = perceive_molecule(graph.atomic_numbers.tolist(), graph.positions.cpu().numpy(),
+                                            name=f"{rec.source}: record {rec.index}")
                 graph = with_ligand_chemistry(graph, mol)
             except GraphError as e:
                 err = str(e)
