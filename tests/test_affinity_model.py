@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -508,3 +509,44 @@ def test_recipe_fine_tunes_members_with_the_within_series_loss(tmp_path):
             series = float(row[f"{split}_score_series_rmse"]) ** 2
             pointwise = float(row[f"{split}_score_rmse"]) ** 2
             assert float(row[f"{split}_loss"]) == pytest.approx(pointwise + 0.5 * series, rel=1e-6)
+
+
+def test_members_can_be_selected_on_the_within_series_error(tmp_path):
+    """`affinity train --select score_series`: validation in batches of one series, the
+    logged valid_score_series_mse is the best model's errors minus their series means (computed
+    here), and it, not the loss, picks the best epoch."""
+    import csv
+
+    from affinity_helpers import _sdf_with_dg
+
+    from get_md import export
+    from get_md.datasets.affinity import Series, build_dataset
+    from get_md.train import affinity as recipe
+    from get_md.train.batching import series_of
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sdf = _sdf_with_dg(POSES, tmp_path / "l.sdf", [-9.0, -8.0, -7.0, -6.5], ["a", "b", "c", "d"])
+    sdf2 = _sdf_with_dg(POSES, tmp_path / "m.sdf", [-6.0, -8.5, -9.5, -7.5], ["a", "b", "c", "d"])
+    train, _ = build_dataset([Series("SYK", "SYK-1", str(REC), str(sdf), "test")], pocket_radius=5.0)
+    valid, _ = build_dataset([Series("FAAH", "FAAH-1", str(REC), str(sdf), "test"),
+                              Series("FAAH", "FAAH-2", str(REC), str(sdf2), "test")], pocket_radius=5.0)
+    train.save(data / "train.pt")
+    valid.save(data / "valid.pt")
+    recipe.main(["train", "--data", str(data), "--seeds", "0", "--out", str(tmp_path / "r"), "--epochs", "3",
+                 "--select", "score_series", "--lr", "3e-3",
+                 "--set", "d_hidden=16", "d_radial=8", "n_rbf=8", "n_head=2", "n_layers=1"])
+    run = tmp_path / "r" / "member0"
+    assert json.loads((run / "config.json").read_text())["select_metric"] == "score_series"
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    metric = [float(r["valid_score_series_mse"]) for r in rows]
+    running = [m < min(metric[:k], default=float("inf")) for k, m in enumerate(metric)]
+    assert [int(r["best"]) for r in rows] == [int(b) for b in running]
+    best = int(np.argmin(metric))
+    model = export.load(run / "model.pt")[0]
+    pred = recipe.predict(model, valid)["score"]
+    err = pred - recipe.score_labels(valid)
+    groups = np.array([series_of(valid[i].graph.names[0]) for i in range(len(valid))])
+    centred = np.concatenate([err[groups == g] - err[groups == g].mean() for g in np.unique(groups)])
+    assert float(np.mean(centred ** 2)) == pytest.approx(metric[best], rel=1e-4)

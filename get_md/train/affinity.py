@@ -526,6 +526,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "file or shipped name (e.g. get-affinity); the start's architecture is kept "
                         "(--set changes it, with a warning in the log)")
     t.add_argument("--lr", type=float, default=DEFAULT_TRAIN["lr"])
+    t.add_argument("--select", choices=["loss", "score_series"], default="loss",
+                   help="what picks each member's best epoch and stops it early: the validation loss "
+                        "(default), or the validation score errors minus their series means "
+                        "(score_series: blind to per-target offsets; training unchanged)")
     t.add_argument("--threads", type=int,
                    help="torch CPU threads per process; give 1 when members train side by side "
                         "(two processes at torch's default of one thread per core ran 4.7x slower)")
@@ -574,7 +578,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model = dict(base, **parse_settings(args.model_set))
         extra = {"loss_weights": {"score": 1.0, "score_series": args.series_weight}} if args.series_weight else {}
         train_members(args.data, args.out, args.members, args.seeds, init=init, max_epochs=args.epochs,
-                      model=model, lr=args.lr, ema_decay=args.ema_decay, **extra)
+                      model=model, lr=args.lr, ema_decay=args.ema_decay,
+                      select_metric=None if args.select == "loss" else args.select, **extra)
     elif args.step == "relabel":
         print(json.dumps(relabel(args.teacher, args.data, args.out), indent=1))
     elif args.step == "readout":

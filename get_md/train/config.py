@@ -53,6 +53,8 @@ _NUMBER_FIELDS = {
     "lr_gamma": False, "max_epochs": True, "patience": True, "min_delta": False,
     "grad_clip": False, "seed": True, "ema_decay": False,
 }
+#: selection metrics (``select_metric``): None is the validation loss
+SELECT_METRICS = (None, "score_series")
 #: switches: JSON true / false (a string such as "false" is not one)
 _BOOL_FIELDS = ("energy_per_atom", "neutral_energy_only", "fit_energy_reference", "resume", "plot",
                 "verbose")
@@ -142,6 +144,10 @@ class TrainConfig:
         patience: stop after this many epochs without validation improvement.
         min_delta: improvement smaller than this does not count.
         grad_clip: max gradient norm (None: no clipping).
+        select_metric: what picks ``best.pt`` and drives early stopping: None, the
+            validation loss; ``"score_series"``, the validation score errors minus their
+            mean within each series (validation batches of one series each; training
+            unchanged), blind to the per-target offsets that move the plain loss.
         ema_decay: validate, select and export an exponential moving average of the
             weights, updated after every optimiser step with this decay (e.g. 0.999:
             an average over ~1,000 steps); None: the weights themselves.
@@ -182,6 +188,7 @@ class TrainConfig:
     patience: int = 20
     min_delta: float = 0.0
     grad_clip: Optional[float] = 10.0
+    select_metric: Optional[str] = None
     ema_decay: Optional[float] = None
     loss_weights: Optional[dict] = None
     loss: Union[str, dict] = "mse"
@@ -220,6 +227,8 @@ class TrainConfig:
         need(int(self.patience) >= 1, "patience", ">= 1")
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "positive or null")
         need(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, "ema_decay", "in (0, 1) or null")
+        need(self.select_metric in SELECT_METRICS, "select_metric",
+             " or ".join(json.dumps(m) for m in SELECT_METRICS))
         need(self.dtype in ("float32", "float64"), "dtype", '"float32" or "float64"')
         need(isinstance(self.device, str) and bool(self.device), "device", 'a device name ("cpu", "cuda", "cuda:1")')
         need(isinstance(self.export_metadata, dict), "export_metadata", "a map of metadata fields")

@@ -547,6 +547,12 @@ def train(config: TrainConfig, command: Optional[str] = None,
         raise TrainError(f"loss_weights name targets {missing} that the data lacks "
                          f"(data has {train_ds.target_names})")
     loss_fn = WeightedLoss(weights, config.loss, config.energy_per_atom, config.neutral_energy_only)
+    # the selection metric's errors, computed on validation batches only (None: the loss)
+    selector = WeightedLoss({config.select_metric: 1.0}) if config.select_metric else None
+    if selector is not None and DERIVED[config.select_metric] not in train_ds.target_names:
+        raise TrainError(f"select_metric {config.select_metric!r} needs target "
+                         f"{DERIVED[config.select_metric]!r}; the data has {train_ds.target_names}")
+    valid_groups = loss_fn.needs_groups or selector is not None
 
     seed_everything(config.seed)
     model = build_model_for(config.family, config.model, config.model_factory)
@@ -555,13 +561,16 @@ def train(config: TrainConfig, command: Optional[str] = None,
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = exponential(optimizer, config.lr_gamma)
     if loss_fn.needs_groups:  # a within-series loss: batches of one series each
-        samplers = {split: SeriesBatchSampler(_series_labels(ds), ds.block_counts(), config.max_blocks,
-                                              shuffle=split == "train", seed=config.seed)
-                    for split, ds in (("train", train_ds), ("valid", valid_ds))}
+        samplers = {"train": SeriesBatchSampler(_series_labels(train_ds), train_ds.block_counts(),
+                                                config.max_blocks, shuffle=True, seed=config.seed)}
     else:
         samplers = {"train": BlockBatchSampler(train_ds.block_counts(), config.max_blocks, shuffle=True,
-                                               seed=config.seed),
-                    "valid": BlockBatchSampler(valid_ds.block_counts(), config.max_blocks, shuffle=False)}
+                                               seed=config.seed)}
+    if valid_groups:  # a within-series loss or selection metric
+        samplers["valid"] = SeriesBatchSampler(_series_labels(valid_ds), valid_ds.block_counts(),
+                                               config.max_blocks, shuffle=False, seed=config.seed)
+    else:
+        samplers["valid"] = BlockBatchSampler(valid_ds.block_counts(), config.max_blocks, shuffle=False)
     datasets = {"train": train_ds, "valid": valid_ds}
     need_forces = "forces" in loss_fn.weights
 
@@ -576,11 +585,13 @@ def train(config: TrainConfig, command: Optional[str] = None,
         targets = {k: v.to(device=device, dtype=dtype) for k, v in targets.items()}
         num_atoms = torch.bincount(graph.atom_batch_ids, minlength=graph.num_graphs).to(device)
         groups = None
-        if loss_fn.needs_groups:
+        if loss_fn.needs_groups or (valid_groups and not training):
             keys = [series_of(name) for name in graph.names]
             groups = torch.tensor([keys.index(k) for k in keys])
-        errs = loss_fn.errors(_forward(model, graph, device, dtype, need_forces), targets, num_atoms,
-                              groups)
+        outputs = _forward(model, graph, device, dtype, need_forces)
+        errs = loss_fn.errors(outputs, targets, num_atoms, groups)
+        if selector is not None and not training:
+            errs.update(selector.errors(outputs, targets, num_atoms, groups))
         return (loss_fn.reduce(errs)[0] if training else None), errs, graph.num_graphs
 
     def fresh_start() -> None:
@@ -618,9 +629,14 @@ def train(config: TrainConfig, command: Optional[str] = None,
                       on_epoch_end=[progress, *callbacks], on_fresh_start=fresh_start,
                       check_resume=check_resume, grad_in_eval=need_forces or bool(
                           getattr(model, "compute_forces", False)))
+    columns = _columns(loss_fn.targets)
+    if selector is not None:
+        hooks.valid_metric = lambda acc: acc.mean(config.select_metric, "mse")
+        hooks.metric_name = f"{config.select_metric}_mse"
+        columns.insert(columns.index("best"), f"valid_{hooks.metric_name}")
     if config.ema_decay is not None:
         _average_weights(hooks, model, config.ema_decay, out_dir / CHECKPOINT_NAME)
-    settings = LoopSettings(out_dir, config.max_epochs, _columns(loss_fn.targets), config.to_dict(),
+    settings = LoopSettings(out_dir, config.max_epochs, columns, config.to_dict(),
                             family, model_config, patience=config.patience,
                             min_delta=config.min_delta, grad_clip=config.grad_clip, resume=config.resume,
                             say=say)
@@ -628,11 +644,14 @@ def train(config: TrainConfig, command: Optional[str] = None,
         f"(valid {data_info['n_valid']}), targets {loss_fn.targets}, output {out_dir}")
     state = run_loop(model, optimizer, scheduler, hooks, settings)
 
-    best_epoch, best_loss = state.stop.best_epoch, state.stop.best
+    best_epoch = state.stop.best_epoch
     meta = dict(config.export_metadata)
     if not model_config.get("elements") and not getattr(model, "elements", None):
         meta.setdefault("elements", default_elements(train_ds))
     best_row = next((h for h in state.history if int(h["epoch"]) == best_epoch), None)
+    best_loss = state.stop.best  # the selection metric: the loss unless select_metric says otherwise
+    if hooks.metric_name:
+        best_loss = float(best_row["valid_loss"]) if best_row is not None else float("nan")
     metrics = {"best_epoch": best_epoch, "valid_loss": best_loss}
     if best_row is not None:
         metrics.update({k: v for k, v in best_row.items() if k.startswith("valid_")})
@@ -645,7 +664,8 @@ def train(config: TrainConfig, command: Optional[str] = None,
 
     model_path = out_dir / MODEL_NAME
     export.save(model, model_path, meta)
-    say(f"best epoch {best_epoch} (valid loss {best_loss:.6g}); model written to {model_path}")
+    chosen = f", valid {hooks.metric_name} {state.stop.best:.6g}" if hooks.metric_name else ""
+    say(f"best epoch {best_epoch} (valid loss {best_loss:.6g}{chosen}); model written to {model_path}")
     return TrainResult(output_dir=out_dir, model_path=model_path, best_epoch=best_epoch,
                        best_valid_loss=best_loss, last_epoch=state.last_epoch,
                        stopped_early=state.stop.stopped, history=state.history)

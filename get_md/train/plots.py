@@ -30,8 +30,9 @@ def plot_curves(history: list[Mapping[str, float]], path: Union[str, os.PathLike
     if not history:
         return
     epochs = [h["epoch"] for h in history]
-    targets = sorted({k[len("valid_"):-len("_mae")] for k in history[0]
-                      if k.startswith("valid_") and k.endswith("_mae")})
+    targets = sorted({k[len("valid_"):-len("_mae")] for k in history[0]  # trained targets: a selection
+                      if k.startswith("valid_") and k.endswith("_mae")   # metric has no train_ column
+                      and f"train_{k[len('valid_'):]}" in history[0]})
     width = 3.6 * (2 + len(targets))
     fig = Figure(figsize=(width, 3.2), dpi=90)
     FigureCanvasAgg(fig)
