@@ -533,9 +533,9 @@ def test_members_can_be_selected_on_the_within_series_error(tmp_path):
                               Series("FAAH", "FAAH-2", str(REC), str(sdf2), "test")], pocket_radius=5.0)
     train.save(data / "train.pt")
     valid.save(data / "valid.pt")
+    tiny = ["--set", "d_hidden=16", "d_radial=8", "n_rbf=8", "n_head=2", "n_layers=1"]
     recipe.main(["train", "--data", str(data), "--seeds", "0", "--out", str(tmp_path / "r"), "--epochs", "3",
-                 "--select", "score_series", "--lr", "3e-3",
-                 "--set", "d_hidden=16", "d_radial=8", "n_rbf=8", "n_head=2", "n_layers=1"])
+                 "--select", "score_series", "--lr", "3e-3", *tiny])
     run = tmp_path / "r" / "member0"
     assert json.loads((run / "config.json").read_text())["select_metric"] == "score_series"
     with open(run / "log.csv") as f:
@@ -550,3 +550,8 @@ def test_members_can_be_selected_on_the_within_series_error(tmp_path):
     groups = np.array([series_of(valid[i].graph.names[0]) for i in range(len(valid))])
     centred = np.concatenate([err[groups == g] - err[groups == g].mean() for g in np.unique(groups)])
     assert float(np.mean(centred ** 2)) == pytest.approx(metric[best], rel=1e-4)
+    # --ema-decay reaches the member's config, and its checkpoint keeps the average
+    recipe.main(["train", "--data", str(data), "--seeds", "0", "--out", str(tmp_path / "e"), "--epochs", "1",
+                 "--ema-decay", "0.9", *tiny])
+    assert json.loads((tmp_path / "e" / "member0" / "config.json").read_text())["ema_decay"] == 0.9
+    assert "ema" in torch.load(tmp_path / "e" / "member0" / "checkpoint.pt", weights_only=True)
