@@ -94,6 +94,7 @@ def pose_items(records: Sequence, ligand_hydrogens: str = "no", ligand_chemistry
     bond orders, they are perceived from its hydrogens (``perceive_molecule``); a PDBQT
     pose (no hydrogens on carbon) or a PDB pose they cannot be perceived for becomes a
     failed item that says so."""
+    from get_md.build import base_suffix
     from get_md.build.ligand_chemistry import perceive_molecule, with_ligand_chemistry
     from get_md.graph import GraphError
 
@@ -107,7 +108,7 @@ def pose_items(records: Sequence, ligand_hydrogens: str = "no", ligand_chemistry
         err = None if rec.error is None else str(rec.error)
         if ligand_chemistry and err is None and graph is not None:
             try:
-                if mol is None and not str(rec.source).lower().removesuffix(".gz").endswith(".pdbqt"):
+                if mol is None and base_suffix(rec.source) != ".pdbqt":
                     mol = perceive_molecule(graph.atomic_numbers.tolist(), graph.positions.cpu().numpy(),
                                             name=f"{rec.source}: record {rec.index}")
                 graph = with_ligand_chemistry(graph, mol)

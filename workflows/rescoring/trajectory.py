@@ -298,6 +298,7 @@ def rescore_trajectory(
 
     n_parallel = parallel_batches(device, parallel)
     spec, meta = resolve_model(model, device, dtype, preferred=("score", "energy"))
+    chemistry = bool((meta.get("config") or {}).get("ligand_chemistry"))  # codes perceived from the topology
     pocket_radius = pocket_radius_for(meta, pocket_radius, margin=MOVING_LIGAND_MARGIN)
     top = load_topology(topology)
     rec_idx = select_atoms(top, receptor, "receptor", topology)
@@ -378,7 +379,7 @@ def rescore_trajectory(
         logger.warning("%s: the scored atoms hold %d hydrogens for %d heavy atoms; the potential was trained "
                        "on all-atom structures, so energies of a united-atom or heavy-atom topology mean little",
                        topology, n_h, n_heavy)
-    if (meta.get("config") or {}).get("ligand_chemistry"):
+    if chemistry:
         template = perceived_chemistry(template, seg, top, lig_idx, first[1][lig_idx] * NM_TO_ANGSTROM,
                                        f"{topology}: ligand ({ligand!r})", ligand_charge)
     lig_mask = torch.as_tensor(seg.astype(bool))
@@ -412,7 +413,7 @@ def rescore_trajectory(
                     "drop_unsupported": resolve_drop_unsupported(drop_unsupported, meta), "device": spec.device,
                     "dtype": spec.dtype, "batch_size": batch_size if batch_size is not None else "auto"},
     }
-    if (meta.get("config") or {}).get("ligand_chemistry"):  # the codes depend on it
+    if chemistry:  # the codes depend on it
         fingerprint["options"]["ligand_charge"] = ligand_charge
     store = ProgressStore(progress_path(out_csv), fingerprint, resume=resume)
     store.open()
