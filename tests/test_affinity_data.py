@@ -419,13 +419,14 @@ def test_affinity_train_with_no_members_is_refused(tmp_path, capsys):
 
 def test_training_threads_option(tmp_path, capsys, monkeypatch):
     """`--threads 1` (members trained side by side) sets torch's thread count; below 1 is refused."""
+    from get_md.cli import run_module
     from get_md.train import affinity, pose
 
-    for module in (affinity, pose):
-        with pytest.raises(SystemExit) as info:
-            module.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "runs"), "--threads", "0"])
-        assert info.value.code == 2
-        assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    for module, prog in ((affinity, "python -m get_md.train.affinity"), (pose, "python -m get_md.train.pose")):
+        rc = run_module(module.main, prog, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "runs"),
+                                            "--threads", "0"])
+        assert rc == 2
+        assert f"{prog}: error: --threads must be >= 1, got 0" in capsys.readouterr().err
     calls = []
     monkeypatch.setattr(affinity.torch, "set_num_threads", calls.append)
     monkeypatch.setattr(affinity, "train_members", lambda *a, **k: [])

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from get_md.atomic import atomic_output, atomic_path
 from get_md.errors import WorkflowError
+from get_md.perf import set_threads
 
-from .rescoring.cli import set_threads, setup_cli_logging
+from .rescoring.cli import setup_cli_logging
 from .rescoring.model import (
     ModelRef,
     build_environment,

@@ -41,6 +41,7 @@ import torch
 from scipy.stats import rankdata
 
 from get_md.errors import ConfigError
+from get_md.perf import set_threads
 from get_md.train.config import TrainConfig, save_config
 
 #: Targets whose every ligand is held out of training and model selection (evaluation).
@@ -465,16 +466,6 @@ def _continued_from(runs: str, report: dict) -> Optional[dict]:
 
 
 # ----------------------------------------------------------------------------- CLI
-def set_threads(parser: argparse.ArgumentParser, threads: Optional[int]) -> None:
-    """``torch.set_num_threads(threads)`` for a training command's ``--threads`` (None: torch's
-    default); a count below 1 is a usage error."""
-    if threads is None:
-        return
-    if threads < 1:
-        parser.error(f"--threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
-
-
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:
     """``["k_neighbors=6", "dropout=0.2"]`` -> ``{"k_neighbors": 6, "dropout": 0.2}`` (values
     read as JSON, else kept as text); keys must be settings of :data:`DEFAULT_MODEL`.
@@ -569,7 +560,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.members < 1 or any(seed < 0 for seed in args.seeds or []):
             p.error(f"train: --members must be >= 1 and --seeds >= 0, got {args.members} and "
                     f"{args.seeds}")  # --members 0 had trained nothing and exited 0
-        set_threads(p, args.threads)
+        set_threads(args.threads)
         init = args.init
         if init is not None and not Path(init).is_dir():
             init = str(init_from_model_file(init, Path(args.out) / "init"))

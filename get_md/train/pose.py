@@ -38,13 +38,13 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from get_md.perf import set_threads
 from get_md.train.affinity import (
     DEFAULT_TRAIN,
     HELD_OUT_TARGETS,
     POCKET_RADIUS,
     VALID_TARGETS,
     load_members,
-    set_threads,
     train_configs,
 )
 from get_md.train.affinity import member_config as affinity_member_config
@@ -220,7 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_splits(args.schrodinger, args.decoys, args.out, args.pocket_radius, args.posed)
         print(json.dumps({k: summary[k] for k in ("n", "ligands", "targets")}, indent=1))
     elif args.step == "train":
-        set_threads(p, args.threads)
+        set_threads(args.threads)
         extra: dict[str, Any] = {}
         if args.ligand_weight:
             extra["loss_weights"] = {"score": 1.0, "score_series": args.ligand_weight}

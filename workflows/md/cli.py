@@ -11,7 +11,9 @@ from .run import MDSettings, run_md
 
 
 def _cmd_md(args: argparse.Namespace) -> int:
-    from get_md.workflows.rescoring.cli import set_threads, setup_cli_logging
+    from get_md.workflows.rescoring.cli import setup_cli_logging
+
+    from get_md.perf import set_threads
 
     setup_cli_logging(args.quiet)
     set_threads(args.threads)

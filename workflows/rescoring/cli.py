@@ -8,9 +8,9 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from get_md.errors import WorkflowError
+from get_md.perf import set_threads
 
 from .ligands import PICK_CHOICES, check_ligand_key, per_ligand
 from .options import RunOptions, add_drop_unsupported_option, add_run_options
@@ -18,17 +18,6 @@ from .outputs import OutputLock, check_outputs, write_csv_atomic
 from .poses import OWN_COLUMNS, POSEBUSTERS_CONFIGS, SORT_CHOICES, rescore_poses
 from .receptor import HYDROGEN_CHOICES
 from .trajectory import rescore_trajectory
-
-
-def set_threads(n: Optional[int]) -> None:
-    """``torch.set_num_threads(n)`` when ``n`` is given (>= 1)."""
-    if n is None:
-        return
-    if n < 1:
-        raise WorkflowError(f"--threads must be >= 1, got {n}")
-    import torch
-
-    torch.set_num_threads(int(n))
 
 
 def setup_cli_logging(quiet: bool) -> None:
