@@ -251,6 +251,12 @@ def test_recipe_trains_two_members_and_ships_an_ensemble(tmp_path, monkeypatch):
     assert held["heavy_atoms"]["per_group"]["MET"]["n"] == 4
     assert "spearman_std_vs_abs_error" in held["uncertainty"]
     assert set(held["by_series"]["model"]["per_group"]) == {"MET|MET-series"}
+    for figures in (held, held["by_series"]):   # the paired interval against the heavy-atom count
+        versus = figures["versus_heavy_atoms"]
+        assert versus["difference"] == pytest.approx(
+            figures["model"]["mean_spearman"] - figures["heavy_atoms"]["mean_spearman"])
+        assert versus["ci"][0] <= versus["ci"][1]
+    assert "model_minus_heavy_atoms_per_series_95ci" in recipe.brief(res)["held_out"]
     assert set(res["validation"]["model"]["per_group"]) == {"FAAH"}   # chosen by, kept apart
     assert meta["training"]["metrics"]["validation"]["model"]["n"] == 4
     assert "train_labels" not in meta["training"]["dataset"]

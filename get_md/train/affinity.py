@@ -294,12 +294,15 @@ def predict(model: torch.nn.Module, dataset, max_blocks: int = 400) -> dict[str,
 
 def evaluate(model: torch.nn.Module, dataset) -> dict:
     """Held-out metrics of a score model on a dataset built by :func:`build_splits`,
-    next to the ligand heavy-atom count (a score that cannot beat it is not scoring binding).
+    next to the ligand heavy-atom count (a score that cannot beat it is not scoring binding),
+    and ``versus_heavy_atoms`` per target and per series: the model's mean Spearman minus
+    the count's with its 95 % paired bootstrap interval (:mod:`get_md.train.ranking`).
 
     Example:
         >>> evaluate(ensemble, MolecularDataset.load("data/affinity/test.pt"))  # doctest: +SKIP
     """
     from get_md.datasets.affinity import sample_series, sample_target
+    from get_md.train.ranking import bootstrap_ranking
 
     pred = predict(model, dataset)
     y = score_labels(dataset)
@@ -314,6 +317,12 @@ def evaluate(model: torch.nn.Module, dataset) -> dict:
     big = np.isin(series, names[counts >= MIN_SERIES_LIGANDS])
     res["by_series"] = {"model": ranking_metrics(y[big], pred["score"][big], series[big]),
                         "heavy_atoms": ranking_metrics(y[big], heavy[big], series[big])}
+    # how sure "beats the heavy-atom count" is: a paired bootstrap over the ligands
+    for where, keep, by in ((res, slice(None), np.asarray(groups)), (res["by_series"], big, series)):
+        if len(set(by[keep].tolist())):
+            where["versus_heavy_atoms"] = bootstrap_ranking(
+                y[keep], {"model": pred["score"][keep], "heavy_atoms": heavy[keep]}, by[keep],
+                baseline="heavy_atoms", n_boot=1000)["versus"]["model"]
     if "score_std" in pred:
         err = np.abs(pred["score"] - y)
         res["uncertainty"] = {"mean_score_std": float(pred["score_std"].mean()),
@@ -588,12 +597,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def brief(result: dict) -> dict:
     """Mean Spearman per target and per series, model and heavy-atom count, on the
-    validation and held-out splits of a :func:`ship` (or readout refit) result."""
+    validation and held-out splits of a :func:`ship` (or readout refit) result, with the
+    95 % interval of the model's difference from the count (ligands resampled, paired)."""
     out = {"path": result["path"]}
     for split, m in (("validation", result["validation"]), ("held_out", result["metrics"])):
         out[split] = {f"{who}_mean_spearman_{level}": figures[who]["mean_spearman"]
                       for level, figures in (("per_target", m), ("per_series", m["by_series"]))
                       for who in ("model", "heavy_atoms")}
+        for level, figures in (("per_target", m), ("per_series", m["by_series"])):
+            if "versus_heavy_atoms" in figures:   # files before 2026-12-08 do not have it
+                v = figures["versus_heavy_atoms"]
+                out[split][f"model_minus_heavy_atoms_{level}_95ci"] = [round(v["ci"][0], 3), round(v["ci"][1], 3)]
     return out
 
 
