@@ -19,6 +19,13 @@ two ``dataset_scores.py`` CSVs of the validation split, ``--group series --basel
 LABEL``). ``--group series`` ranks within series of at least ``--min-ligands`` ligands
 instead of targets.
 
+``--poses JSON...`` does the same for the pose-ranking benchmark
+(``bench_pose_ranking.py``'s JSON): each method's top-1 success on docked poses only, with
+its paired difference from Vina's docking score, ligands resampled:
+
+    python benchmarks/ranking_intervals.py --poses \
+        benchmarks/results/bench_pose_ranking_8_per_series.json --out benchmarks/results/pose_intervals.json
+
 ``--add CSV`` fills the columns a file lacks (or has empty) from another CSV of the same
 ligands, matched by target, series and name (pK must agree): the v4 run did not score gnina,
 and the first file's run scored it on the same poses.
@@ -27,6 +34,7 @@ and the first file's run scored it on the same poses.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -112,9 +120,35 @@ def markdown(name: str, result: dict, baseline: str, group: str = "target") -> s
     return "\n".join(lines)
 
 
+def pose_intervals(path: Path, n_boot: int, seed: int, baseline: str = "vina") -> dict:
+    """Top-1 success on docked poses only (< ``NEAR_NATIVE_A``) of each method of a
+    bench_pose_ranking.py JSON, on the ligands every method scored, with paired intervals."""
+    from get_md.datasets.pose_quality import NEAR_NATIVE_A
+    from get_md.train.ranking import bootstrap_success
+
+    data = json.loads(path.read_text())
+    rows = [r for r in data["ligands"] if not r.get("error")]
+    methods = list(data["summary"]["methods"])
+    rows = [r for r in rows if all(np.isfinite(r["methods"].get(m, {}).get("top1_rmsd_docked_only", np.nan))
+                                   for m in methods)]
+    hits = {m: [r["methods"][m]["top1_rmsd_docked_only"] < NEAR_NATIVE_A for r in rows] for m in methods}
+    out = bootstrap_success(hits, baseline=baseline if baseline in hits else None, n_boot=n_boot, seed=seed)
+    print(f"{path.name} ({out['n']} ligands)\n| method | top-1 < 2 Å, docked only | 95 % CI | minus {baseline} | 95 % CI |"
+          "\n|---|---|---|---|---|")
+    for m in methods:
+        a = out["methods"][m]
+        row = f"| {m} | {a['rate']:.2f} | {a['ci'][0]:.2f} … {a['ci'][1]:.2f} |"
+        v = out["versus"].get(m)
+        row += f" {v['difference']:+.2f} | {v['ci'][0]:+.2f} … {v['ci'][1]:+.2f} |" if v else " — | |"
+        print(row)
+    print()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("csv", nargs="+", type=Path, help="per-ligand CSVs of bench_affinity.py")
+    ap.add_argument("csv", nargs="*", type=Path, help="per-ligand CSVs of bench_affinity.py")
+    ap.add_argument("--poses", nargs="+", type=Path, default=[], help="JSONs of bench_pose_ranking.py")
     ap.add_argument("--add", type=Path, help="a CSV of the same ligands to fill missing method columns from")
     ap.add_argument("--other", action="append", default=[], metavar="CSV=LABEL",
                     help="another model's per-ligand CSV; its 'get' column becomes method LABEL")
@@ -154,6 +188,10 @@ def main(argv=None) -> int:
         figures = intervals(table, methods, args.baseline, args.n_boot, args.seed, args.group)
         result["inputs"][str(path)] = figures
         print(markdown(path.name, figures, args.baseline, args.group), end="\n\n")
+    for path in args.poses:
+        result.setdefault("poses", {})[str(path)] = pose_intervals(path, args.n_boot, args.seed)
+    if not args.csv and not args.poses:
+        ap.error("give CSVs of bench_affinity.py and/or --poses JSONs of bench_pose_ranking.py")
     write_result(args.out, result)
     return 0
 

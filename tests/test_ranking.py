@@ -128,3 +128,40 @@ def test_script_on_bench_affinity_csvs(tmp_path):
     assert figures["gnina_cnnaffinity"]["ligands"]["versus"]["gnina_cnnaffinity"]["difference"] == 0.0
     assert figures["second"]["ligands"]["versus"]["second"]["difference"] == 0.0
     assert figures["get"]["ligands"]["versus"]["get"]["difference"] > 0
+
+
+def test_success_rates_paired_intervals():
+    from get_md.train.ranking import bootstrap_success
+
+    rng = np.random.default_rng(0)
+    base = rng.random(60) < 0.5
+    better = base | (rng.random(60) < 0.5)          # succeeds wherever the baseline does, and more
+    out = bootstrap_success({"base": base, "better": better, "same": base.copy()}, baseline="base", n_boot=1000)
+    assert out["methods"]["better"]["rate"] == pytest.approx(better.mean())
+    assert out["versus"]["better"]["ci"][0] > 0 and out["versus"]["better"]["fraction_above"] == 1.0
+    assert out["versus"]["same"]["ci"] == [0.0, 0.0]
+    lo, hi = out["methods"]["base"]["ci"]
+    assert lo < base.mean() < hi
+    with pytest.raises(ConfigError, match="baseline"):
+        bootstrap_success({"a": base}, baseline="b")
+
+
+def test_script_on_a_pose_ranking_json(tmp_path):
+    """--poses: top-1 success on docked poses only per method, ligands any method could not
+    score left out for all, the difference from Vina paired."""
+    def row(vina_rmsd, get_rmsd, error=""):
+        return {"error": error, "methods": {"vina": {"top1_rmsd_docked_only": vina_rmsd},
+                                            "get": {"top1_rmsd_docked_only": get_rmsd}}}
+    rows = [row(0.5, 3.0)] * 6 + [row(0.5, 0.7)] * 2 + [row(4.0, 4.0)] * 2 + [row(0.5, float("nan"))] \
+        + [row(0.1, 0.1, error="docking failed")]
+    path = tmp_path / "poses.json"
+    path.write_text(json.dumps({"ligands": rows, "summary": {"methods": {"vina": {}, "get": {}}}}))
+    out = tmp_path / "pi.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ranking_intervals.py"), "--poses", str(path),
+                    "--n-boot", "300", "--out", str(out)], check=True, capture_output=True, text=True)
+    figures = json.loads(out.read_text())["poses"][str(path)]
+    assert figures["n"] == 10
+    assert figures["methods"]["vina"]["rate"] == pytest.approx(0.8)
+    assert figures["methods"]["get"]["rate"] == pytest.approx(0.2)
+    assert figures["versus"]["get"]["difference"] == pytest.approx(-0.6)
+    assert figures["versus"]["get"]["ci"][1] < 0

@@ -15,6 +15,9 @@ on the **same** resampled ligands for every method (a paired bootstrap), in two 
   drawn group. The interval says how much the figure would move on other targets like
   these: the question a held-out evaluation asks, and a wider interval.
 
+:func:`bootstrap_success` does the same for success rates (a pose ranked first within 2 Å
+of the crystal pose), resampling the cases.
+
 Percentile intervals; a group drawn with fewer than 3 distinct ligands, or whose
 resampled scores or labels are all tied, has no Spearman and is left out of that
 sample's mean (as :func:`get_md.train.affinity.ranking_metrics` leaves it out).
@@ -167,4 +170,57 @@ def bootstrap_ranking(
             out["versus"][name] = {"baseline": baseline, "difference": float(point[i] - point[b]),
                                    "ci": [lo, hi],
                                    "fraction_above": float((finite > 0).mean()) if len(finite) else float("nan")}
+    return out
+
+
+def bootstrap_success(
+    hits: Mapping[str, Sequence[bool]],
+    baseline: Optional[str] = None,
+    n_boot: int = 4000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """Success rates (e.g. top-1 pose within 2 Å) of several methods on the same cases,
+    with paired bootstrap intervals over the cases.
+
+    Args:
+        hits: method name -> one success flag per case, the same cases in the same order
+            for every method.
+        baseline: a key of ``hits``; each other method also gets its difference from it.
+        n_boot, level, seed: as in :func:`bootstrap_ranking`.
+
+    Returns:
+        ``{"n_boot", "level", "n", "methods": {name: {"rate", "ci"}}, "versus": {name:
+        {"baseline", "difference", "ci", "fraction_above"}}}``.
+
+    Example:
+        >>> out = bootstrap_success({"a": [1, 1, 1, 0], "b": [0, 1, 0, 0]}, baseline="b", n_boot=100)
+        >>> out["methods"]["a"]["rate"], out["versus"]["a"]["difference"]
+        (0.75, 0.5)
+    """
+    if not hits:
+        raise ConfigError("no success flags to compare")
+    if baseline is not None and baseline not in hits:
+        raise ConfigError(f"baseline {baseline!r} is not one of {sorted(hits)}")
+    if n_boot < 1 or not 0 < level < 1:
+        raise ConfigError(f"n_boot must be >= 1 and level in (0, 1), got {n_boot}, {level}")
+    names = list(hits)
+    h = np.stack([np.asarray(hits[m], dtype=bool) for m in names]).astype(float)
+    if h.shape[1] == 0:
+        raise ConfigError("no cases")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, h.shape[1], size=(n_boot, h.shape[1]))
+    boot = h[:, draws].mean(axis=2)                      # [methods, samples]
+    out = {"n_boot": int(n_boot), "level": float(level), "n": int(h.shape[1]), "methods": {}, "versus": {}}
+    for i, name in enumerate(names):
+        lo, hi = _interval(boot[i], level)
+        out["methods"][name] = {"rate": float(h[i].mean()), "ci": [lo, hi]}
+    if baseline is not None:
+        b = names.index(baseline)
+        for i, name in enumerate(names):
+            if i != b:
+                diff = boot[i] - boot[b]
+                lo, hi = _interval(diff, level)
+                out["versus"][name] = {"baseline": baseline, "difference": float(h[i].mean() - h[b].mean()),
+                                       "ci": [lo, hi], "fraction_above": float((diff > 0).mean())}
     return out
