@@ -18,7 +18,7 @@ the chosen series (or its first ``--ligands N``) in one batch per step: with
 ``--epochs`` then counting steps.
 
 Measured 2026-12-06 (2-core Xeon VM, 1 thread, v4 data, v4 member 0's architecture): see
-docs/affinity.md, "A within-series loss (tried, not shipped)".
+docs/affinity_experiments.md, "A within-series loss (tried, not shipped)".
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ pK² for the affinity members) and early stopping picks whichever epoch happened
 low. The average of the weights over the last ~``1 / (1 - decay)`` optimiser steps is
 meant to sit nearer the middle of that jitter; on the affinity members (decay 0.999, 711
 steps an epoch) it smoothed one member's validation curve and not another's, and was not
-adopted (docs/affinity.md, "With a moving average of the weights"). The average is torch's own
+adopted (docs/affinity_experiments.md, "With a moving average of the weights"). The average is torch's own
 (:class:`torch.optim.swa_utils.AveragedModel` with an EMA update); this module only swaps
 it in for validation and out again for training.
 

@@ -1,7 +1,7 @@
 """Refit the score heads of an ensemble file on frozen features: many passes, little cost.
 
 The affinity members fit the differences within a congeneric series only over hundreds of
-passes (``docs/affinity.md``), and one pass over the training set costs minutes per
+passes (``docs/affinity_experiments.md``), and one pass over the training set costs minutes per
 member on a CPU. What a member reads out is small, though: each block's unit-length
 feature sum goes through a two-layer head, plus the block's reference (ligand atoms'
 element terms) and its contact weight (:meth:`get_md.models.get.GET._score_terms`)::
