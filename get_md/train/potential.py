@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from get_md.errors import ConfigError
+from get_md.perf import set_threads
 from get_md.train.batching import BlockBatchSampler, collate
 from get_md.train.config import TrainConfig, json_error_text
 from get_md.train.data import MolecularDataset
@@ -108,8 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--register", default=None, help="copy the result into the model zoo under this name")
     p.add_argument("--default", action="store_true", help="make it the default potential")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)   # a count below 1 is refused, as in the other recipes
     try:  # checked before the data are read
         overrides = json.loads(args.model)
     except json.JSONDecodeError as e:
