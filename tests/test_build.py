@@ -371,6 +371,25 @@ def test_pdb_without_element_columns_reads_two_letter_elements(tmp_path, caplog)
     assert [r.graph.atomic_numbers.tolist() for r in iter_poses(pose)] == [[17, 6]]
 
 
+def test_left_aligned_ligand_names_that_spell_metals_are_organic_atoms(tmp_path):
+    """A docking tool's ligand without element columns, its names left-aligned: CA12, CD1
+    and NA3 of a residue of several atoms had read as calcium, cadmium and sodium (warned,
+    then refused by a model without those elements). In a residue of several atoms they are
+    C, C and N; a chlorine CL1 stays Cl, a calcium ion alone in its residue stays Ca, in
+    every MODEL of a multi-model file alike."""
+    rows = [("CA12", "UNL", 6), ("CD1 ", "UNL", 6), ("NA3 ", "UNL", 7), ("CL1 ", "UNL", 17), ("O1  ", "UNL", 8)]
+    lig = [f"HETATM{k:5d} {name} {res:3s} A   1    {1.4 * k:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00  0.00"
+           for k, (name, res, _z) in enumerate(rows, 1)]
+    ion = f"HETATM{len(rows) + 1:5d} CA   XX  B   2    {20.0:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00  0.00"
+    models = []
+    for m in (1, 2):
+        models += [f"MODEL     {m:4d}", *lig, ion, "ENDMDL"]
+    g = from_pdb(_write(tmp_path, "ligand_names.pdb", models[: len(lig) + 3]))
+    assert g.atomic_numbers.tolist() == [z for *_, z in rows] + [20]
+    poses = list(iter_poses(_write(tmp_path, "poses.pdb", [ln for ln in models if " XX " not in ln])))
+    assert [r.graph.atomic_numbers.tolist() for r in poses] == [[z for *_, z in rows]] * 2
+
+
 def test_pdb_v2_hydrogen_names_get_the_atom_positions_of_their_v3_names(tmp_path):
     """1HB / 2HG1 / 1H (PDB v2, older AMBER and Reduce files) had been given the position
     code of an eta atom ("H": the letter after the digit); they are HB1 / HG12 / H1."""

@@ -49,7 +49,14 @@ def _title(symbol: str) -> str:
     return symbol[:1].upper() + symbol[1:].lower()
 
 
-def guess_element(name_field: str, res_name: str) -> str:
+#: Two-letter readings that a left-aligned name of a carbon, nitrogen or oxygen of an
+#: organic molecule spells (``CA12``, ``CD1``, ``NA3``, ``OS2``): taken as C / N / O inside a
+#: residue of several atoms, where a lone metal or noble-gas atom is not what the name means.
+_ORGANIC_LOOKALIKES = frozenset({"CA", "CD", "CE", "CF", "CO", "CR", "CS", "CU", "NA", "NB", "ND", "NE",
+                                 "NI", "NO", "OS"})
+
+
+def guess_element(name_field: str, res_name: str, alone: bool = True) -> str:
     """Element of an atom from its 4-column name field (columns 13-16) and residue name;
     "" when the name tells none.
 
@@ -58,7 +65,13 @@ def guess_element(name_field: str, res_name: str) -> str:
     column 13 (``" CA "``, ``"1HB "``) puts a one-letter element in column 14; a name
     starting in column 13 is a two-letter element when its first two letters are one and
     digits or nothing follow (``CL1`` -> Cl, ``BR`` -> Br); a hydrogen name (``HG11``,
-    ``HO2``) and any other name stay one-letter.
+    ``HO2``) and any other name stay one-letter. In a residue of several atoms
+    (``alone=False``) a left-aligned ``CA12`` / ``CD1`` / ``NA3`` is carbon / nitrogen, not
+    calcium / cadmium / sodium (:data:`_ORGANIC_LOOKALIKES`); halogens (``CL1``) stay two-letter.
+
+    Example:
+        >>> guess_element("CA12", "LIG"), guess_element("CA12", "LIG", alone=False), guess_element("CA  ", "CA")
+        ('Ca', 'C', 'Ca')
     """
     name = name_field.strip().upper()
     if not name:
@@ -72,6 +85,8 @@ def guess_element(name_field: str, res_name: str) -> str:
         return letters[0] if letters and _is_element(letters[0]) else ""
     two, rest = name[:2], name[2:]
     if len(two) == 2 and two[0] != "H" and _is_element(two) and (not rest or rest.isdigit()):
+        if not alone and two in _ORGANIC_LOOKALIKES:
+            return two[0]
         return _title(two)
     return name[0] if _is_element(name[0]) else ""
 
@@ -87,10 +102,19 @@ def fill_elements(text: str) -> tuple[str, Optional[str]]:
     lines = text.splitlines()
     filled: Counter = Counter()
     rare: dict[str, str] = {}
+    # atoms per residue (name, chain, number, insertion code; per MODEL alike): a name that
+    # reads as a metal in a residue of several atoms is the organic atom it also spells
+    model, residue_of = 0, {}
+    for k, line in enumerate(lines):
+        if line.startswith("MODEL"):
+            model += 1
+        elif _record(line):
+            residue_of[k] = (model, line[17:27])
+    residue_size = Counter(residue_of.values())
     for k, line in enumerate(lines):
         if not _record(line) or line[76:78].strip():
             continue
-        element = guess_element(line[12:16], line[17:20])
+        element = guess_element(line[12:16], line[17:20], alone=residue_size[residue_of[k]] <= 1)
         if not element:
             continue
         lines[k] = line[:76].ljust(76) + element.upper().rjust(2) + line[78:]
