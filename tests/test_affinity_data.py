@@ -427,7 +427,7 @@ def test_training_threads_option(tmp_path, capsys, monkeypatch):
                                             "--threads", "0"])
         assert rc == 2
         assert f"{prog}: error: --threads must be >= 1, got 0" in capsys.readouterr().err
-    from get_md.train import potential   # its --threads 0 had been ignored
+    from get_md.train import potential  # its --threads 0 had been ignored
 
     rc = run_module(potential.main, "python -m get_md.train.potential",
                     ["--data", str(tmp_path / "x.npz"), "--out", str(tmp_path / "p"), "--threads", "0"])
