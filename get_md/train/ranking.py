@@ -62,6 +62,36 @@ def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _check(methods: Mapping, baseline: Optional[str], n_boot: int, level: float, what: str) -> None:
+    if not methods:
+        raise ConfigError(f"no {what} to compare")
+    if baseline is not None and baseline not in methods:
+        raise ConfigError(f"baseline {baseline!r} is not one of the {what} {sorted(methods)}")
+    if n_boot < 1 or not 0 < level < 1:
+        raise ConfigError(f"n_boot must be >= 1 and level in (0, 1), got {n_boot}, {level}")
+
+
+def _figures(names: list[str], point: np.ndarray, boot: np.ndarray, baseline: Optional[str], level: float,
+             key: str) -> tuple[dict, dict]:
+    """Per method ``{key: point, "ci"}`` and, against ``baseline``, the paired differences."""
+    methods = {}
+    for i, name in enumerate(names):
+        lo, hi = _interval(boot[i], level)
+        methods[name] = {key: float(point[i]), "ci": [lo, hi]}
+    versus = {}
+    if baseline is not None:
+        b = names.index(baseline)
+        for i, name in enumerate(names):
+            if i == b:
+                continue
+            diff = boot[i] - boot[b]
+            lo, hi = _interval(diff, level)
+            finite = diff[np.isfinite(diff)]
+            versus[name] = {"baseline": baseline, "difference": float(point[i] - point[b]), "ci": [lo, hi],
+                            "fraction_above": float((finite > 0).mean()) if len(finite) else float("nan")}
+    return methods, versus
+
+
 def bootstrap_ranking(
     y_true: Sequence[float],
     scores: Mapping[str, Sequence[float]],
@@ -101,12 +131,7 @@ def bootstrap_ranking(
     """
     if resample not in RESAMPLE:
         raise ConfigError(f"resample must be one of {RESAMPLE}, got {resample!r}")
-    if not scores:
-        raise ConfigError("no scores to rank")
-    if baseline is not None and baseline not in scores:
-        raise ConfigError(f"baseline {baseline!r} is not one of the scores {sorted(scores)}")
-    if n_boot < 1 or not 0 < level < 1:
-        raise ConfigError(f"n_boot must be >= 1 and level in (0, 1), got {n_boot}, {level}")
+    _check(scores, baseline, n_boot, level, "scores")
     y = np.asarray(y_true, dtype=float)
     g = np.asarray(groups)
     names = list(scores)
@@ -154,23 +179,9 @@ def bootstrap_ranking(
                     accumulate(total, count, group_rho(idx), chosen)
     boot = mean(total, count)
 
-    out = {"resample": resample, "n_boot": int(n_boot), "level": float(level),
-           "n_groups": len(members), "n": int(len(y)), "methods": {}, "versus": {}}
-    for i, name in enumerate(names):
-        lo, hi = _interval(boot[i], level)
-        out["methods"][name] = {"mean_spearman": float(point[i]), "ci": [lo, hi]}
-    if baseline is not None:
-        b = names.index(baseline)
-        for i, name in enumerate(names):
-            if i == b:
-                continue
-            diff = boot[i] - boot[b]
-            lo, hi = _interval(diff, level)
-            finite = diff[np.isfinite(diff)]
-            out["versus"][name] = {"baseline": baseline, "difference": float(point[i] - point[b]),
-                                   "ci": [lo, hi],
-                                   "fraction_above": float((finite > 0).mean()) if len(finite) else float("nan")}
-    return out
+    methods, versus = _figures(names, point, boot, baseline, level, "mean_spearman")
+    return {"resample": resample, "n_boot": int(n_boot), "level": float(level), "n_groups": len(members),
+            "n": int(len(y)), "methods": methods, "versus": versus}
 
 
 def bootstrap_success(
@@ -198,12 +209,7 @@ def bootstrap_success(
         >>> out["methods"]["a"]["rate"], out["versus"]["a"]["difference"]
         (0.75, 0.5)
     """
-    if not hits:
-        raise ConfigError("no success flags to compare")
-    if baseline is not None and baseline not in hits:
-        raise ConfigError(f"baseline {baseline!r} is not one of {sorted(hits)}")
-    if n_boot < 1 or not 0 < level < 1:
-        raise ConfigError(f"n_boot must be >= 1 and level in (0, 1), got {n_boot}, {level}")
+    _check(hits, baseline, n_boot, level, "methods")
     names = list(hits)
     h = np.stack([np.asarray(hits[m], dtype=bool) for m in names]).astype(float)
     if h.shape[1] == 0:
@@ -211,16 +217,6 @@ def bootstrap_success(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, h.shape[1], size=(n_boot, h.shape[1]))
     boot = h[:, draws].mean(axis=2)                      # [methods, samples]
-    out = {"n_boot": int(n_boot), "level": float(level), "n": int(h.shape[1]), "methods": {}, "versus": {}}
-    for i, name in enumerate(names):
-        lo, hi = _interval(boot[i], level)
-        out["methods"][name] = {"rate": float(h[i].mean()), "ci": [lo, hi]}
-    if baseline is not None:
-        b = names.index(baseline)
-        for i, name in enumerate(names):
-            if i != b:
-                diff = boot[i] - boot[b]
-                lo, hi = _interval(diff, level)
-                out["versus"][name] = {"baseline": baseline, "difference": float(h[i].mean() - h[b].mean()),
-                                       "ci": [lo, hi], "fraction_above": float((diff > 0).mean())}
-    return out
+    methods, versus = _figures(names, h.mean(axis=1), boot, baseline, level, "rate")
+    return {"n_boot": int(n_boot), "level": float(level), "n": int(h.shape[1]), "methods": methods,
+            "versus": versus}
