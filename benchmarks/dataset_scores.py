@@ -10,6 +10,11 @@ with another on each of them, and on the validation split, where recipes are cho
 
     python benchmarks/dataset_scores.py --model get-affinity --data data/affinity_multi --split valid \\
         --out benchmarks/results/dataset_scores_valid.csv --by-preparation
+
+``--element-baseline`` adds ``element_counts``: pK from a least-squares line in the ligand's
+heavy atoms per element fitted on the folder's ``train.pt`` (what the members start from),
+so that the network's gain over its own ligand-only start can be ranked too (the folds of
+``python -m get_md.train.affinity folds``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,33 @@ def score_split(model: str, data: str, split: str, threads: int = 1) -> pd.DataF
     })
 
 
+def ligand_element_counts(dataset, elements: list[int]) -> np.ndarray:
+    """[samples, elements] heavy-atom counts of each ligand (segments other than 0)."""
+    out = np.zeros((len(dataset), len(elements)))
+    column = {z: k for k, z in enumerate(elements)}
+    for i, s in enumerate(dataset):
+        z = s.graph.atomic_numbers[(s.graph.atom_segment_ids != 0) & (s.graph.atomic_numbers != 1)]
+        for value, n in zip(*np.unique(z.numpy(), return_counts=True), strict=True):
+            if int(value) in column:
+                out[i, column[int(value)]] = n
+    return out
+
+
+def element_baseline(data: str, split: str) -> np.ndarray:
+    """pK of ``data/split.pt`` predicted by a least-squares line in the ligand's heavy-atom
+    counts per element (and a constant), fitted on ``data/train.pt``: the ligand-only
+    start the members' network corrects, as a baseline of its own."""
+    from get_md.train.affinity import score_labels
+    from get_md.train.data import MolecularDataset
+
+    train = MolecularDataset.load(Path(data) / "train.pt")
+    elements = sorted({int(z) for s in train for z in s.graph.atomic_numbers.tolist() if z != 1})
+    x = ligand_element_counts(train, elements)
+    coef, *_ = np.linalg.lstsq(np.c_[x, np.ones(len(x))], score_labels(train), rcond=None)
+    other = MolecularDataset.load(Path(data) / f"{split}.pt")
+    return np.c_[ligand_element_counts(other, elements), np.ones(len(other))] @ coef
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="score-model file or shipped name")
@@ -57,8 +89,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="CSV (with --by-preparation: OUT_<prep>.csv too)")
     ap.add_argument("--by-preparation", action="store_true", help="also one CSV per preparation")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--element-baseline", action="store_true",
+                    help="add column element_counts: least squares in the ligand's heavy atoms per element, "
+                         "fitted on train.pt of --data")
     args = ap.parse_args(argv)
     table = score_split(args.model, args.data, args.split, args.threads)
+    if args.element_baseline:
+        table["element_counts"] = element_baseline(args.data, args.split)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     print(f"wrote {args.out} ({len(table)} complexes)")

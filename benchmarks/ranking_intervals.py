@@ -26,6 +26,9 @@ its paired difference from Vina's docking score, ligands resampled:
     python benchmarks/ranking_intervals.py --poses \
         benchmarks/results/bench_pose_ranking_8_per_series.json --out benchmarks/results/pose_intervals.json
 
+``--concat`` ranks the CSVs as one table: the out-of-fold scores of a cross-validation by
+target (``python -m get_md.train.affinity folds``), one CSV per fold.
+
 ``--add CSV`` fills the columns a file lacks (or has empty) from another CSV of the same
 ligands, matched by target, series and name (pK must agree): the v4 run did not score gnina,
 and the first file's run scored it on the same poses.
@@ -149,6 +152,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", nargs="*", type=Path, help="per-ligand CSVs of bench_affinity.py")
     ap.add_argument("--poses", nargs="+", type=Path, default=[], help="JSONs of bench_pose_ranking.py")
+    ap.add_argument("--concat", action="store_true",
+                    help="rank the CSVs as one table (the folds of a cross-validation: each fold's "
+                         "test.pt scores, python -m get_md.train.affinity folds)")
     ap.add_argument("--add", type=Path, help="a CSV of the same ligands to fill missing method columns from")
     ap.add_argument("--other", action="append", default=[], metavar="CSV=LABEL",
                     help="another model's per-ligand CSV; its 'get' column becomes method LABEL")
@@ -166,9 +172,12 @@ def main(argv=None) -> int:
               "group": args.group,
               "metric": "mean over groups of the per-group Spearman of score and pK; paired percentile "
                         "bootstrap (get_md.train.ranking.bootstrap_ranking)", "inputs": {}}
-    for path in args.csv:
+    tables = [(path, pd.read_csv(path)) for path in args.csv]
+    if args.concat and tables:
+        tables = [(Path(f"concat of {len(tables)} files"), pd.concat([t for _, t in tables], ignore_index=True))]
+        result["concatenated"] = [str(p) for p in args.csv]
+    for path, table in tables:
         print(path.name)
-        table = pd.read_csv(path)
         if args.add is not None:
             table = fill_columns(table, pd.read_csv(args.add), args.add.name)
         methods = list(args.methods)

@@ -542,6 +542,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     e.add_argument("--out", required=True)
     e.add_argument("--members", type=int)
     e.add_argument("--register", metavar="NAME", help="add to the zoo as the default score model")
+    f = sub.add_parser("folds", help="cross-validation by target: the training targets of a data folder "
+                                     "split into K data folders (get_md.train.affinity_folds)")
+    f.add_argument("--data", required=True)
+    f.add_argument("--out", required=True)
+    f.add_argument("--folds", type=int, default=5)
+    f.add_argument("--seed", type=int, default=0, help="decides among targets of equal size")
     lb = sub.add_parser("relabel", help="distillation data: training labels replaced by a score-model "
                                          "file's predictions (valid and test kept)")
     lb.add_argument("--teacher", required=True, help="score-model file or shipped name (e.g. get-affinity)")
@@ -580,6 +586,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         train_members(args.data, args.out, args.members, args.seeds, init=init, max_epochs=args.epochs,
                       model=model, lr=args.lr, ema_decay=args.ema_decay,
                       select_metric=None if args.select == "loss" else args.select, **extra)
+    elif args.step == "folds":
+        from get_md.train.affinity_folds import make_folds
+
+        summary = make_folds(args.data, args.out, args.folds, args.seed)
+        print(json.dumps(summary["folds"], indent=1))
     elif args.step == "relabel":
         print(json.dumps(relabel(args.teacher, args.data, args.out), indent=1))
     elif args.step == "readout":
