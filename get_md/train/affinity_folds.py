@@ -15,8 +15,10 @@ ligand, ranked within each of its ~80 targets::
     python -m get_md.train.affinity train --data data/affinity_cv/fold0 --out runs/cv/fold0 --seeds 0 \\
         --set k_neighbors=6 sparse_k=2 --threads 1          # and fold1 ... fold4
     python -m get_md.train.affinity ensemble --runs runs/cv/fold0 --data data/affinity_cv/fold0 --out cv0.pt
-    python benchmarks/dataset_scores.py --model cv0.pt --data data/affinity_cv/fold0 --split test --out cv0.csv
-    python benchmarks/ranking_intervals.py --concat cv0.csv cv1.csv ... --out cv.json
+    python benchmarks/dataset_scores.py --model cv0.pt --data data/affinity_cv/fold0 --split test \
+        --element-baseline --out cv0.csv
+    python benchmarks/ranking_intervals.py cv0.csv cv1.csv ... --concat \
+        --methods get heavy_atoms element_counts --out cv.json
 
 Targets are dealt to the folds largest first, each to the fold with the fewest ligands so
 far (ties: the lower fold), after a seeded shuffle that decides among targets of equal size,
