@@ -53,19 +53,25 @@ DEFAULT_METHODS = ("get", "heavy_atoms", "vina", "gnina_cnnaffinity")
 KEYS = ["target", "series", "name"]
 
 
+def _merge(table: pd.DataFrame, columns: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``table`` with ``columns`` (KEYS, pK and new columns of the same ligands) joined on
+    target, series and name; the two files' pK must agree."""
+    merged = table.merge(columns.rename(columns={"pK": "_pK"}), on=KEYS, how="left")
+    same = merged["_pK"].isna() | np.isclose(merged["pK"], merged["_pK"])
+    if not same.all():
+        raise SystemExit(f"{source}: pK differs from the table's for {int((~same).sum())} ligands")
+    return merged.drop(columns="_pK")
+
+
 def fill_columns(table: pd.DataFrame, other: pd.DataFrame, source: str) -> pd.DataFrame:
     """``table`` with its missing or all-empty method columns taken from ``other``."""
     wanted = [m for m in SIGNS if m in other and other[m].notna().any()
               and (m not in table or table[m].isna().all())]
     if not wanted or not set(KEYS) <= set(table) or not set(KEYS) <= set(other):
         return table
-    merged = table.drop(columns=[m for m in wanted if m in table]).merge(
-        other[KEYS + ["pK"] + wanted].rename(columns={"pK": "_pK"}), on=KEYS, how="left")
-    same = merged["_pK"].isna() | np.isclose(merged["pK"], merged["_pK"])
-    if not same.all():
-        raise SystemExit(f"{source}: pK differs from the table's for {int((~same).sum())} ligands")
+    merged = _merge(table.drop(columns=[m for m in wanted if m in table]), other[KEYS + ["pK"] + wanted], source)
     print(f"  columns {', '.join(wanted)} from {source} ({int(merged[wanted[0]].notna().sum())} ligands)")
-    return merged.drop(columns="_pK")
+    return merged
 
 
 def add_model(table: pd.DataFrame, other: pd.DataFrame, label: str, source: str) -> pd.DataFrame:
@@ -73,13 +79,9 @@ def add_model(table: pd.DataFrame, other: pd.DataFrame, label: str, source: str)
     target, series and name; pK must agree)."""
     if "get" not in other:
         raise SystemExit(f"{source}: no 'get' column")
-    merged = table.merge(other[KEYS + ["pK", "get"]].rename(columns={"pK": "_pK", "get": label}),
-                         on=KEYS, how="left")
-    same = merged["_pK"].isna() | np.isclose(merged["pK"], merged["_pK"])
-    if not same.all():
-        raise SystemExit(f"{source}: pK differs from the table's for {int((~same).sum())} ligands")
+    merged = _merge(table, other[KEYS + ["pK", "get"]].rename(columns={"get": label}), source)
     print(f"  {label} from {source} ({int(merged[label].notna().sum())} of {len(merged)} ligands)")
-    return merged.drop(columns="_pK")
+    return merged
 
 
 def intervals(table: pd.DataFrame, methods: list[str], baseline: str, n_boot: int, seed: int,
