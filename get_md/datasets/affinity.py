@@ -579,8 +579,9 @@ def split_by_target(dataset, held_out: Sequence[str]):
         >>> train, test = split_by_target(ds, ["SYK", "PFKFB3"])  # doctest: +SKIP
     """
     held = {canonical_target(t) for t in held_out}
-    inside = [i for i, s in enumerate(dataset) if sample_target(s) in held]
-    outside = [i for i, s in enumerate(dataset) if sample_target(s) not in held]
+    is_held = [canonical_target(sample_target(s)) in held for s in dataset]   # both sides canonical
+    inside = [i for i, h in enumerate(is_held) if h]
+    outside = [i for i, h in enumerate(is_held) if not h]
     return dataset.subset(outside, f"{dataset.name}[train]"), dataset.subset(inside, f"{dataset.name}[held-out]")
 
 

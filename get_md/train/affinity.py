@@ -319,7 +319,7 @@ def evaluate(model: torch.nn.Module, dataset) -> dict:
                         "heavy_atoms": ranking_metrics(y[big], heavy[big], series[big])}
     # how sure "beats the heavy-atom count" is: a paired bootstrap over the ligands
     for where, keep, by in ((res, slice(None), np.asarray(groups)), (res["by_series"], big, series)):
-        if len(set(by[keep].tolist())):
+        if len(by[keep]):
             where["versus_heavy_atoms"] = bootstrap_ranking(
                 y[keep], {"model": pred["score"][keep], "heavy_atoms": heavy[keep]}, by[keep],
                 baseline="heavy_atoms", n_boot=1000)["versus"]["model"]

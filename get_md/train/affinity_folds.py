@@ -67,7 +67,7 @@ def make_folds(data: str, out: str, n_folds: int = 5, seed: int = 0) -> dict:
     Example:
         >>> make_folds("data/affinity", "data/affinity_cv", 5)  # doctest: +SKIP
     """
-    from get_md.datasets.affinity import sample_target
+    from get_md.datasets.affinity import sample_target, split_by_target
     from get_md.train.data import MolecularDataset
 
     src, dst = Path(data), Path(out)
@@ -81,10 +81,7 @@ def make_folds(data: str, out: str, n_folds: int = 5, seed: int = 0) -> dict:
     summary = {"source": str(src), "n_folds": n_folds, "seed": seed, "folds": []}
     for k in range(n_folds):
         held = [t for t, f in fold_of.items() if f == k]
-        inside = [i for i, s in enumerate(train) if fold_of[sample_target(s)] == k]   # names as built
-        outside = [i for i, s in enumerate(train) if fold_of[sample_target(s)] != k]
-        rest = train.subset(outside, f"{train.name}[fold {k} train]")
-        test = train.subset(inside, f"{train.name}[fold {k} test]")
+        rest, test = split_by_target(train, held)
         fold_dir = dst / f"fold{k}"
         fold_dir.mkdir(parents=True, exist_ok=True)
         rest.save(fold_dir / "train.pt")
